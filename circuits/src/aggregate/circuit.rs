@@ -1,0 +1,287 @@
+//! The chunk-aggregate constraint system.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ark_ff::Zero;
+use ark_r1cs_std::{
+    alloc::AllocVar,
+    boolean::Boolean,
+    eq::EqGadget,
+    fields::{fp::FpVar, FieldVar},
+};
+use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, SynthesisError};
+
+use super::{
+    evaluate, Aggregand, AggregateInstance, AggregateQuery, AggregateShape, FilterParams,
+    FilterShape, Partial,
+};
+use crate::{
+    commitment::{Chunk, Group, CHUNK_TAG, GROUP_TAG, PARTIAL_TAG},
+    gadgets::{gated_eq, is_in_range, is_member, to_bits, witness_bits},
+    poseidon::gadget::chain,
+    CircuitError, Fr,
+};
+
+/// One chunk proof's statement and witness. [`AggregateCircuit::new`] builds an honest one
+/// from the chunk and the query; [`AggregateCircuit::blank`] the placeholder that setup
+/// synthesizes.
+#[derive(Clone, Debug)]
+pub struct AggregateCircuit {
+    /// The circuit's shape.
+    pub shape: AggregateShape,
+    /// The public statement.
+    pub instance: AggregateInstance,
+    /// The committed rows and salts.
+    pub chunk: Chunk,
+    /// The partial's blinding factor.
+    pub blind: Fr,
+    /// The partial the statement commits to (the native twin's output).
+    pub partial: Partial,
+}
+
+impl AggregateCircuit {
+    /// An honest circuit: runs the native twin on `chunk` and commits to its partial
+    /// under `blind`.
+    pub fn new(
+        shape: AggregateShape,
+        query: AggregateQuery,
+        chunk: Chunk,
+        blind: Fr,
+    ) -> Result<Self, CircuitError> {
+        let partial = evaluate(&shape, &query, &chunk)?;
+        let instance = AggregateInstance {
+            chunk_commitment: chunk.commitment(&shape.layout),
+            query,
+            partial_commitment: partial.commit(blind),
+        };
+        Ok(Self {
+            shape,
+            instance,
+            chunk,
+            blind,
+            partial,
+        })
+    }
+
+    /// A placeholder of the right shape (all zero) for key generation.
+    pub fn blank(shape: AggregateShape) -> Result<Self, CircuitError> {
+        shape.validate()?;
+        let layout = &shape.layout;
+        let chunk = Chunk {
+            dataset_id: 0,
+            index: 0,
+            columns: vec![vec![0; layout.capacity()]; layout.columns().len()],
+            salts: vec![Fr::zero(); layout.groups().len()],
+        };
+        let query = AggregateQuery {
+            purpose: 0,
+            filters: shape
+                .filters
+                .iter()
+                .map(|f| match f {
+                    FilterShape::Range { .. } => FilterParams::Range { lo: 0, hi: 0 },
+                    FilterShape::In { .. } => FilterParams::In(vec![0]),
+                })
+                .collect(),
+            group_keys: Vec::new(),
+            condition: matches!(shape.aggregand, Aggregand::CountWhere { .. }).then_some((0, 0)),
+        };
+        Self::new(shape, query, chunk, Fr::zero())
+    }
+}
+
+/// A touched column's per-row values (linear combinations of their bits) and bits.
+struct ColumnVars {
+    values: Vec<FpVar<Fr>>,
+    bits: Vec<Vec<Boolean<Fr>>>,
+}
+
+impl ConstraintSynthesizer<Fr> for AggregateCircuit {
+    fn generate_constraints(self, cs: ConstraintSystemRef<Fr>) -> Result<(), SynthesisError> {
+        let Self {
+            shape,
+            instance,
+            chunk,
+            blind,
+            partial: _,
+        } = self;
+        let layout = &shape.layout;
+        let width = |c: usize| layout.width(c);
+        let witness = |v: Fr| FpVar::new_witness(cs.clone(), || Ok(v));
+
+        // Public inputs, in documented order.
+        let inputs = instance
+            .public_inputs(&shape)
+            .into_iter()
+            .map(|v| FpVar::new_input(cs.clone(), || Ok(v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut next = inputs.iter();
+        let mut take = |n: usize| next.by_ref().take(n).cloned().collect::<Vec<_>>();
+        let chunk_commitment = take(1).remove(0);
+        let purpose = take(1).remove(0);
+        let filter_params: Vec<Vec<FpVar<Fr>>> = shape
+            .filters
+            .iter()
+            .map(|f| match f {
+                FilterShape::Range { .. } => take(2),
+                FilterShape::In { len, .. } => take(*len),
+            })
+            .collect();
+        let keys = take(if shape.group_by.is_some() { shape.groups } else { 0 });
+        let condition = match shape.aggregand {
+            Aggregand::CountWhere { .. } => take(2),
+            _ => Vec::new(),
+        };
+        let partial_commitment = take(1).remove(0);
+
+        // Public bounds lie below 2^width of their column, as comparisons require.
+        for (f, params) in shape.filters.iter().zip(&filter_params) {
+            if let FilterShape::Range { column } = f {
+                for bound in params {
+                    to_bits(bound, width(*column))?;
+                }
+            }
+        }
+        if let Aggregand::CountWhere { column } = shape.aggregand {
+            for bound in &condition {
+                to_bits(bound, width(column))?;
+            }
+        }
+
+        // The purpose as a one-hot vector over the consent bits; exactly one is set, so
+        // the purpose names an existing bit.
+        let purpose_onehot = (0..width(shape.consent))
+            .map(|i| purpose.is_eq(&FpVar::constant(Fr::from(i))))
+            .collect::<Result<Vec<_>, _>>()?;
+        purpose_onehot
+            .iter()
+            .map(|bit| FpVar::from(bit.clone()))
+            .sum::<FpVar<Fr>>()
+            .enforce_equal(&FpVar::constant(Fr::from(1u8)))?;
+
+        // Re-hash the touched groups from per-value bits: every value a query reads is
+        // range-checked to its width, and every packed slot is unpacked uniquely.
+        let mut touched: BTreeSet<usize> = [layout.present(), shape.consent].into();
+        touched.extend(shape.filters.iter().map(FilterShape::column));
+        touched.extend(shape.group_by);
+        if let Aggregand::Sum { column } | Aggregand::CountWhere { column } = shape.aggregand {
+            touched.insert(column);
+        }
+        let touched_groups: BTreeSet<usize> = touched.iter().map(|&c| layout.group_of(c)).collect();
+        let mut columns: BTreeMap<usize, ColumnVars> = BTreeMap::new();
+        let mut digests = Vec::with_capacity(layout.groups().len());
+        for (g, group) in layout.groups().iter().enumerate() {
+            if !touched_groups.contains(&g) {
+                digests.push(witness(chunk.group_digest(layout, g))?);
+                continue;
+            }
+            let mut elements = Vec::new();
+            let mut column_bits = |c: usize, row: usize| -> Result<Vec<Boolean<Fr>>, SynthesisError> {
+                let bits = witness_bits(cs.clone(), Some(Fr::from(chunk.columns[c][row])), width(c))?;
+                if touched.contains(&c) {
+                    let entry = columns.entry(c).or_insert_with(|| ColumnVars {
+                        values: Vec::new(),
+                        bits: Vec::new(),
+                    });
+                    entry.values.push(Boolean::le_bits_to_fp(&bits)?);
+                    entry.bits.push(bits.clone());
+                }
+                Ok(bits)
+            };
+            match *group {
+                Group::Wide(c) => {
+                    for row in 0..layout.capacity() {
+                        elements.push(Boolean::le_bits_to_fp(&column_bits(c, row)?)?);
+                    }
+                }
+                Group::Packed => {
+                    let packed: Vec<usize> = (0..layout.columns().len())
+                        .filter(|&c| layout.packed_offset(c).is_some())
+                        .collect();
+                    for rows in layout.packed_elements() {
+                        let mut bits = Vec::with_capacity(layout.word_bits() as usize * rows.len());
+                        for row in rows {
+                            for &c in &packed {
+                                bits.extend(column_bits(c, row)?);
+                            }
+                        }
+                        elements.push(Boolean::le_bits_to_fp(&bits)?);
+                    }
+                }
+            }
+            let mut preimage = vec![FpVar::constant(Fr::from(GROUP_TAG)), witness(chunk.salts[g])?];
+            preimage.extend(elements);
+            digests.push(chain(&preimage)?);
+        }
+
+        // The chunk commitment binds the dataset, the index, the number of present rows
+        // and every group digest.
+        let present = &columns[&layout.present()];
+        let row_count = witness(Fr::from(chunk.row_count(layout)))?;
+        present.values.iter().sum::<FpVar<Fr>>().enforce_equal(&row_count)?;
+        let mut preimage = vec![
+            FpVar::constant(Fr::from(CHUNK_TAG)),
+            witness(Fr::from(chunk.dataset_id))?,
+            witness(Fr::from(chunk.index))?,
+            row_count,
+        ];
+        preimage.extend(digests);
+        chain(&preimage)?.enforce_equal(&chunk_commitment)?;
+
+        // Row by row: the selection gate, the group it falls in, and what it adds.
+        let mut counts: Vec<Vec<FpVar<Fr>>> = vec![Vec::new(); shape.groups];
+        let mut sums: Vec<Vec<FpVar<Fr>>> = vec![Vec::new(); shape.groups];
+        for row in 0..layout.capacity() {
+            let consent_bits = &columns[&shape.consent].bits[row];
+            let consented: FpVar<Fr> = purpose_onehot
+                .iter()
+                .zip(consent_bits)
+                .map(|(wanted, bit)| FpVar::from(wanted & bit))
+                .sum();
+            let mut selected = present.bits[row][0].clone();
+            for (f, params) in shape.filters.iter().zip(&filter_params) {
+                let v = &columns[&f.column()].values[row];
+                let passes = match f {
+                    FilterShape::Range { column } => {
+                        is_in_range(v, &params[0], &params[1], width(*column))?
+                    }
+                    FilterShape::In { .. } => is_member(v, params)?,
+                };
+                selected = &selected & &passes;
+            }
+            let gate = FpVar::from(selected) * consented;
+            let slots = match shape.group_by {
+                None => vec![gate],
+                Some(c) => {
+                    let v = &columns[&c].values[row];
+                    keys.iter()
+                        .map(|key| gated_eq(v, key, &gate))
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+            };
+            let addend = match shape.aggregand {
+                Aggregand::CountOnly => None,
+                Aggregand::Sum { column } => Some(columns[&column].values[row].clone()),
+                Aggregand::CountWhere { column } => Some(FpVar::from(is_in_range(
+                    &columns[&column].values[row],
+                    &condition[0],
+                    &condition[1],
+                    width(column),
+                )?)),
+            };
+            for (g, slot) in slots.into_iter().enumerate() {
+                if let Some(addend) = &addend {
+                    sums[g].push(&slot * addend);
+                }
+                counts[g].push(slot);
+            }
+        }
+
+        // The partial, committed under the blind.
+        let mut preimage = vec![FpVar::constant(Fr::from(PARTIAL_TAG)), witness(blind)?];
+        preimage.extend(sums.iter().map(|terms| terms.iter().sum::<FpVar<Fr>>()));
+        preimage.extend(counts.iter().map(|terms| terms.iter().sum::<FpVar<Fr>>()));
+        chain(&preimage)?.enforce_equal(&partial_commitment)?;
+        Ok(())
+    }
+}

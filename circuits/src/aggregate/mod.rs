@@ -1,0 +1,332 @@
+//! The chunk-aggregate circuit: SUM and COUNT per group over the rows of one committed
+//! chunk that are present, consented to the query's purpose and pass every filter.
+//!
+//! Public inputs, in order:
+//! 1. the chunk commitment (from the manifest);
+//! 2. the purpose: the bit of the consent column the query needs;
+//! 3. per filter, in shape order: `lo, hi` for a range filter, the `L` list items for an
+//!    IN filter (a shorter list is padded by repeating its first item);
+//! 4. with GROUP BY, the `G` group keys (unused slots hold [`UNUSED_GROUP_KEY`]);
+//! 5. for a counted condition ([`Aggregand::CountWhere`]), its `lo, hi`;
+//! 6. the commitment to the hidden [`Partial`] (per-group sums and counts, blinded).
+//!
+//! [`evaluate`] is the native twin; [`AggregateCircuit`] the constraint system.
+
+mod circuit;
+
+pub use circuit::AggregateCircuit;
+
+use crate::{
+    commitment::{ChunkLayout, PARTIAL_TAG},
+    poseidon, CircuitError, Fr,
+};
+
+/// Group key of an unused group slot: `2^64`, which no value of any width equals.
+pub const UNUSED_GROUP_KEY: u128 = 1 << 64;
+
+/// A filter of the shape: which column and what kind of test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FilterShape {
+    /// `lo <= column <= hi` (also `=`, `<`, `>` ... with suitable bounds).
+    Range { column: usize },
+    /// `column IN (up to len items)`.
+    In { column: usize, len: usize },
+}
+
+impl FilterShape {
+    /// The filtered column.
+    pub fn column(&self) -> usize {
+        match *self {
+            Self::Range { column } | Self::In { column, .. } => column,
+        }
+    }
+}
+
+/// What each selected row adds to its group's sum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Aggregand {
+    /// Nothing: only COUNT is computed; sums are zero.
+    CountOnly,
+    /// The value of a column (a measure).
+    Sum { column: usize },
+    /// 1 when `lo <= column <= hi` (public bounds), else 0: the number of selected rows
+    /// meeting a condition, which predicate answers are built on.
+    CountWhere { column: usize },
+}
+
+/// Everything that fixes the aggregate circuit's constraint system, and so its keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggregateShape {
+    /// How the chunk is committed.
+    pub layout: ChunkLayout,
+    /// Column of consent bits, one bit per purpose (packed).
+    pub consent: usize,
+    /// The filters, ANDed.
+    pub filters: Vec<FilterShape>,
+    /// The grouping column, if any.
+    pub group_by: Option<usize>,
+    /// Number of group slots `G` (1 without GROUP BY).
+    pub groups: usize,
+    /// What is summed.
+    pub aggregand: Aggregand,
+}
+
+impl AggregateShape {
+    /// Checks that every referenced column exists and the counts make sense.
+    pub fn validate(&self) -> Result<(), CircuitError> {
+        let bad = |msg: String| Err(CircuitError::InvalidShape(msg));
+        let columns = self.layout.columns().len();
+        let exists = |c: usize, what: &str| {
+            if c < columns {
+                Ok(())
+            } else {
+                Err(CircuitError::InvalidShape(format!("{what} column {c} does not exist")))
+            }
+        };
+        exists(self.consent, "consent")?;
+        if !self.layout.columns()[self.consent].packed {
+            return bad(format!("consent column {} must be packed", self.consent));
+        }
+        for f in &self.filters {
+            exists(f.column(), "filter")?;
+            if let FilterShape::In { len: 0, .. } = f {
+                return bad("an IN filter needs at least one item".into());
+            }
+        }
+        match (self.group_by, self.groups) {
+            (Some(c), g) if g >= 1 => exists(c, "GROUP BY")?,
+            (None, 1) => {}
+            (Some(_), _) => return bad("GROUP BY needs at least one group slot".into()),
+            (None, g) => return bad(format!("{g} group slots without GROUP BY; use 1")),
+        }
+        match self.aggregand {
+            Aggregand::CountOnly => {}
+            Aggregand::Sum { column } | Aggregand::CountWhere { column } => {
+                exists(column, "aggregate")?
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of public inputs (the verifier's vector length).
+    pub fn num_public_inputs(&self) -> usize {
+        let filters: usize = self
+            .filters
+            .iter()
+            .map(|f| match f {
+                FilterShape::Range { .. } => 2,
+                FilterShape::In { len, .. } => *len,
+            })
+            .sum();
+        let keys = if self.group_by.is_some() { self.groups } else { 0 };
+        let condition = if matches!(self.aggregand, Aggregand::CountWhere { .. }) { 2 } else { 0 };
+        2 + filters + keys + condition + 1
+    }
+}
+
+/// The parameters of one filter, matching its [`FilterShape`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterParams {
+    /// Inclusive bounds, each below `2^width` of the column.
+    Range { lo: u64, hi: u64 },
+    /// The IN list: 1 to `len` items.
+    In(Vec<u64>),
+}
+
+/// The public parameters of a query, as the verifier recomputes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggregateQuery {
+    /// Bit of the consent column that must be set.
+    pub purpose: u32,
+    /// One entry per filter of the shape.
+    pub filters: Vec<FilterParams>,
+    /// Distinct group keys (at most `G`); empty without GROUP BY.
+    pub group_keys: Vec<u64>,
+    /// Bounds of the counted condition, for [`Aggregand::CountWhere`].
+    pub condition: Option<(u64, u64)>,
+}
+
+impl AggregateQuery {
+    /// Checks that the parameters fit `shape`, naming the first one that does not.
+    pub fn validate(&self, shape: &AggregateShape) -> Result<(), CircuitError> {
+        let bad = |msg: String| Err(CircuitError::InvalidQuery(msg));
+        let layout = &shape.layout;
+        let fits = |v: u64, column: usize| layout.width(column) == 64 || v >> layout.width(column) == 0;
+        if self.purpose >= layout.width(shape.consent) {
+            return bad(format!(
+                "purpose bit {} outside the {}-bit consent column",
+                self.purpose,
+                layout.width(shape.consent)
+            ));
+        }
+        if self.filters.len() != shape.filters.len() {
+            return bad(format!("{} filters for a shape of {}", self.filters.len(), shape.filters.len()));
+        }
+        for (i, (f, p)) in shape.filters.iter().zip(&self.filters).enumerate() {
+            match (f, p) {
+                (FilterShape::Range { column }, FilterParams::Range { lo, hi }) => {
+                    if !fits(*lo, *column) || !fits(*hi, *column) {
+                        return bad(format!("filter {i}: bounds {lo}..={hi} exceed column {column}'s width"));
+                    }
+                }
+                (FilterShape::In { column, len }, FilterParams::In(items)) => {
+                    if items.is_empty() || items.len() > *len {
+                        return bad(format!("filter {i}: IN list of {} items, shape allows 1..={len}", items.len()));
+                    }
+                    if let Some(v) = items.iter().find(|v| !fits(**v, *column)) {
+                        return bad(format!("filter {i}: IN item {v} exceeds column {column}'s width"));
+                    }
+                }
+                _ => return bad(format!("filter {i}: parameters of the wrong kind")),
+            }
+        }
+        match shape.group_by {
+            None if !self.group_keys.is_empty() => return bad("group keys without GROUP BY".into()),
+            Some(column) => {
+                if self.group_keys.len() > shape.groups {
+                    return bad(format!("{} group keys, shape has {} slots", self.group_keys.len(), shape.groups));
+                }
+                for (i, k) in self.group_keys.iter().enumerate() {
+                    if !fits(*k, column) {
+                        return bad(format!("group key {k} exceeds column {column}'s width"));
+                    }
+                    if self.group_keys[..i].contains(k) {
+                        return bad(format!("group key {k} appears twice"));
+                    }
+                }
+            }
+            None => {}
+        }
+        match (shape.aggregand, self.condition) {
+            (Aggregand::CountWhere { column }, Some((lo, hi))) => {
+                if !fits(lo, column) || !fits(hi, column) {
+                    return bad(format!("condition bounds {lo}..={hi} exceed column {column}'s width"));
+                }
+            }
+            (Aggregand::CountWhere { .. }, None) => return bad("counted condition needs bounds".into()),
+            (_, Some(_)) => return bad("condition bounds without a counted condition".into()),
+            (_, None) => {}
+        }
+        Ok(())
+    }
+
+    /// The group keys padded to `G` slots, as field elements.
+    pub(crate) fn padded_keys(&self, shape: &AggregateShape) -> Vec<Fr> {
+        if shape.group_by.is_none() {
+            return Vec::new();
+        }
+        let mut keys: Vec<Fr> = self.group_keys.iter().map(|&k| Fr::from(k)).collect();
+        keys.resize(shape.groups, Fr::from(UNUSED_GROUP_KEY));
+        keys
+    }
+
+    /// Public inputs 2 to 5 (everything between the two commitments).
+    pub(crate) fn public_parameters(&self, shape: &AggregateShape) -> Vec<Fr> {
+        let mut out = vec![Fr::from(self.purpose)];
+        for (f, p) in shape.filters.iter().zip(&self.filters) {
+            match (f, p) {
+                (_, FilterParams::Range { lo, hi }) => out.extend([Fr::from(*lo), Fr::from(*hi)]),
+                (FilterShape::In { len, .. }, FilterParams::In(items)) => {
+                    out.extend((0..*len).map(|i| Fr::from(*items.get(i).unwrap_or(&items[0]))))
+                }
+                (FilterShape::Range { .. }, FilterParams::In(_)) => unreachable!("validated"),
+            }
+        }
+        out.extend(self.padded_keys(shape));
+        if let Some((lo, hi)) = self.condition {
+            out.extend([Fr::from(lo), Fr::from(hi)]);
+        }
+        out
+    }
+}
+
+/// A chunk's (or a subtree's) hidden result: per group slot, the sum and the count.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Partial {
+    /// Per-group sums (below `2^64 · 2^20` for any chunk, so `u128` is exact).
+    pub sums: Vec<u128>,
+    /// Per-group counts of selected rows.
+    pub counts: Vec<u64>,
+}
+
+impl Partial {
+    /// A partial of `groups` zero slots.
+    pub fn zero(groups: usize) -> Self {
+        Self {
+            sums: vec![0; groups],
+            counts: vec![0; groups],
+        }
+    }
+
+    /// The commitment `chain([PARTIAL_TAG, blind, sums..., counts...])` that a chunk proof
+    /// outputs and a combine proof opens.
+    pub fn commit(&self, blind: Fr) -> Fr {
+        let mut inputs = vec![Fr::from(PARTIAL_TAG), blind];
+        inputs.extend(self.sums.iter().map(|&s| Fr::from(s)));
+        inputs.extend(self.counts.iter().map(|&c| Fr::from(c)));
+        poseidon::chain(&inputs)
+    }
+}
+
+/// The public statement of one chunk proof.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggregateInstance {
+    /// The chunk commitment from the manifest.
+    pub chunk_commitment: Fr,
+    /// The query's public parameters.
+    pub query: AggregateQuery,
+    /// Commitment to the chunk's hidden partial.
+    pub partial_commitment: Fr,
+}
+
+impl AggregateInstance {
+    /// The public-input vector, in the order the module documentation gives.
+    pub fn public_inputs(&self, shape: &AggregateShape) -> Vec<Fr> {
+        let mut out = vec![self.chunk_commitment];
+        out.extend(self.query.public_parameters(shape));
+        out.push(self.partial_commitment);
+        out
+    }
+}
+
+/// Native twin of the circuit: the per-group sums and counts of `chunk` under `query`.
+pub fn evaluate(
+    shape: &AggregateShape,
+    query: &AggregateQuery,
+    chunk: &crate::commitment::Chunk,
+) -> Result<Partial, CircuitError> {
+    shape.validate()?;
+    query.validate(shape)?;
+    chunk.validate(&shape.layout)?;
+    let mut partial = Partial::zero(shape.groups);
+    let col = |c: usize, r: usize| chunk.columns[c][r];
+    for row in 0..shape.layout.capacity() {
+        let present = col(shape.layout.present(), row) == 1;
+        let consented = (col(shape.consent, row) >> query.purpose) & 1 == 1;
+        let passes = shape.filters.iter().zip(&query.filters).all(|(f, p)| {
+            let v = col(f.column(), row);
+            match p {
+                FilterParams::Range { lo, hi } => *lo <= v && v <= *hi,
+                FilterParams::In(items) => items.contains(&v),
+            }
+        });
+        if !(present && consented && passes) {
+            continue;
+        }
+        let slot = match shape.group_by {
+            None => Some(0),
+            Some(c) => query.group_keys.iter().position(|&k| k == col(c, row)),
+        };
+        let Some(slot) = slot else { continue };
+        partial.counts[slot] += 1;
+        partial.sums[slot] += match (shape.aggregand, query.condition) {
+            (Aggregand::CountOnly, _) => 0,
+            (Aggregand::Sum { column }, _) => u128::from(col(column, row)),
+            (Aggregand::CountWhere { column }, Some((lo, hi))) => {
+                u128::from(lo <= col(column, row) && col(column, row) <= hi)
+            }
+            (Aggregand::CountWhere { .. }, None) => unreachable!("validated"),
+        };
+    }
+    Ok(partial)
+}

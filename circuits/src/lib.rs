@@ -1,0 +1,27 @@
+//! zkfabric's cryptographic core.
+//!
+//! Everything a zkfabric proof rests on, with no I/O and no async:
+//! - [`poseidon`]: circomlib-compatible Poseidon over BN254, native and as a gadget;
+//! - [`commitment`]: how a chunk of rows is committed (salted column groups, packed narrow
+//!   columns, one chunk commitment);
+//! - [`gadgets`]: range checks, bounded comparisons, equality and IN-list membership;
+//! - the circuits, each with a native twin computing the same outputs:
+//!   [`aggregate`] (filtered SUM/COUNT per group over one chunk), [`combine`] (opens
+//!   per-chunk partials, suppresses small groups, answers predicates) and [`attribute`]
+//!   (a committed value lies in a range);
+//! - [`snark`]: Groth16 setup, proving from cached constraint matrices, verification,
+//!   batch verification, key (de)serialization and fingerprints.
+
+pub mod aggregate;
+pub mod attribute;
+pub mod combine;
+pub mod commitment;
+mod error;
+pub mod gadgets;
+pub mod poseidon;
+pub mod snark;
+
+pub use error::CircuitError;
+
+/// The scalar field of BN254, in which every value, digest and public input lives.
+pub type Fr = ark_bn254::Fr;

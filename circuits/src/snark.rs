@@ -1,0 +1,312 @@
+//! Groth16 over BN254 for every zkfabric circuit: setup, proving, verification, batch
+//! verification, compressed (de)serialization and verifying-key fingerprints.
+//!
+//! Setup records the circuit's constraint matrices next to the proving key. Proving then
+//! synthesizes in witness-only mode (no constraints are built, no linear combinations
+//! inlined), checks the assignment against the cached matrices, and hands both to
+//! ark-groth16's proving core. A false statement is refused with
+//! [`CircuitError::Unsatisfied`] before any proof is made.
+//!
+//! Single-party [`setup`] knows the trapdoor and could forge proofs: it is for development.
+//! Production keys come from a multi-party ceremony, and verifiers pin their
+//! [`fingerprint`]s.
+
+use ark_bn254::{Bn254, G1Affine, G1Projective};
+use ark_ec::{pairing::Pairing, CurveGroup, VariableBaseMSM};
+use ark_ff::{UniformRand, Zero};
+use ark_groth16::{r1cs_to_qap::LibsnarkReduction, Groth16};
+use ark_relations::{
+    gr1cs::{
+        ConstraintSynthesizer, ConstraintSystem, OptimizationGoal, SynthesisMode,
+        R1CS_PREDICATE_LABEL,
+    },
+    utils::matrix::Matrix,
+};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+use ark_std::rand::{CryptoRng, Rng, RngCore};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::{CircuitError, Fr};
+
+/// A Groth16 proof (two G1 points and one G2 point; 128 bytes compressed).
+pub type Proof = ark_groth16::Proof<Bn254>;
+/// A Groth16 verifying key.
+pub type VerifyingKey = ark_groth16::VerifyingKey<Bn254>;
+
+/// The R1CS matrices of a circuit shape and its variable counts.
+#[derive(Clone, Debug)]
+pub struct ConstraintMatrices {
+    a: Matrix<Fr>,
+    b: Matrix<Fr>,
+    c: Matrix<Fr>,
+    /// Instance variables, the constant `1` included.
+    pub num_instance_variables: usize,
+    /// Witness variables.
+    pub num_witness_variables: usize,
+    /// Constraints.
+    pub num_constraints: usize,
+}
+
+impl ConstraintMatrices {
+    /// Synthesizes `circuit` in setup mode, exactly as ark-groth16's generator does, and
+    /// keeps its matrices.
+    pub fn of<C: ConstraintSynthesizer<Fr>>(circuit: C) -> Result<Self, CircuitError> {
+        let cs = ConstraintSystem::new_ref();
+        cs.set_optimization_goal(OptimizationGoal::Constraints);
+        cs.set_mode(SynthesisMode::Setup);
+        circuit.generate_constraints(cs.clone())?;
+        cs.finalize();
+        let mut matrices = cs.to_matrices()?;
+        let [a, b, c]: [Matrix<Fr>; 3] = matrices
+            .remove(R1CS_PREDICATE_LABEL)
+            .and_then(|m| m.try_into().ok())
+            .ok_or_else(|| CircuitError::InvalidShape("circuit has no R1CS matrices".into()))?;
+        Ok(Self {
+            a,
+            b,
+            c,
+            num_instance_variables: cs.num_instance_variables(),
+            num_witness_variables: cs.num_witness_variables(),
+            num_constraints: cs.num_constraints(),
+        })
+    }
+
+    /// Checks `A·z ∘ B·z = C·z` for a full assignment `z = [1, inputs, witnesses]`,
+    /// naming the first violated constraint.
+    pub fn check(&self, z: &[Fr]) -> Result<(), CircuitError> {
+        let expected = self.num_instance_variables + self.num_witness_variables;
+        if z.len() != expected {
+            return Err(CircuitError::KeyMismatch(format!(
+                "assignment has {} variables, the shape {expected}",
+                z.len()
+            )));
+        }
+        let eval = |row: &[(Fr, usize)]| row.iter().map(|(coeff, i)| *coeff * z[*i]).sum::<Fr>();
+        let violated = (0..self.num_constraints)
+            .into_par_iter()
+            .find_first(|&i| eval(&self.a[i]) * eval(&self.b[i]) != eval(&self.c[i]));
+        match violated {
+            Some(i) => Err(CircuitError::Unsatisfied(i)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A proving key together with its shape's constraint matrices.
+#[derive(Clone, Debug)]
+pub struct ProvingKey {
+    key: ark_groth16::ProvingKey<Bn254>,
+    matrices: ConstraintMatrices,
+}
+
+impl ProvingKey {
+    /// The verifying key that goes with this proving key.
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.key.vk
+    }
+
+    /// The shape's constraint matrices.
+    pub fn matrices(&self) -> &ConstraintMatrices {
+        &self.matrices
+    }
+
+    /// The ark-groth16 proving key.
+    pub fn groth16(&self) -> &ark_groth16::ProvingKey<Bn254> {
+        &self.key
+    }
+
+    /// Compressed bytes of the ark-groth16 proving key (the matrices are recomputed from
+    /// the shape when loading).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.key
+            .serialize_compressed(&mut out)
+            .expect("serializing into a Vec cannot fail");
+        out
+    }
+
+    /// Loads a proving key for the shape of `blank`, checking that the key was made for a
+    /// constraint system of exactly that size.
+    pub fn from_bytes<C: ConstraintSynthesizer<Fr>>(
+        bytes: &[u8],
+        blank: C,
+    ) -> Result<Self, CircuitError> {
+        let key = ark_groth16::ProvingKey::<Bn254>::deserialize_compressed(bytes)?;
+        Self::from_parts(key, ConstraintMatrices::of(blank)?)
+    }
+
+    fn from_parts(
+        key: ark_groth16::ProvingKey<Bn254>,
+        matrices: ConstraintMatrices,
+    ) -> Result<Self, CircuitError> {
+        let variables = matrices.num_instance_variables + matrices.num_witness_variables;
+        if key.a_query.len() != variables
+            || key.vk.gamma_abc_g1.len() != matrices.num_instance_variables
+        {
+            return Err(CircuitError::KeyMismatch(format!(
+                "key is for {} variables and {} public inputs, the shape has {variables} and {}",
+                key.a_query.len(),
+                key.vk.gamma_abc_g1.len().saturating_sub(1),
+                matrices.num_instance_variables - 1
+            )));
+        }
+        Ok(Self { key, matrices })
+    }
+}
+
+/// Development setup for the shape of `blank`: a proving key (with matrices) and its
+/// verifying key. The caller's randomness is the trapdoor: whoever knows it can forge.
+pub fn setup<C, R>(blank: C, rng: &mut R) -> Result<ProvingKey, CircuitError>
+where
+    C: ConstraintSynthesizer<Fr> + Clone,
+    R: RngCore + CryptoRng,
+{
+    let matrices = ConstraintMatrices::of(blank.clone())?;
+    let key =
+        Groth16::<Bn254, LibsnarkReduction>::generate_random_parameters_with_reduction(blank, rng)?;
+    ProvingKey::from_parts(key, matrices)
+}
+
+/// The full assignment `[1, public inputs, witnesses]` of `circuit`, computed without
+/// building constraints.
+pub fn assignment<C: ConstraintSynthesizer<Fr>>(circuit: C) -> Result<Vec<Fr>, CircuitError> {
+    let cs = ConstraintSystem::new_ref();
+    cs.set_optimization_goal(OptimizationGoal::Constraints);
+    cs.set_mode(SynthesisMode::Prove {
+        construct_matrices: false,
+        generate_lc_assignments: false,
+    });
+    circuit.generate_constraints(cs.clone())?;
+    let inner = cs.borrow().ok_or(ark_relations::gr1cs::SynthesisError::MissingCS)?;
+    Ok([inner.instance_assignment()?, inner.witness_assignment()?].concat())
+}
+
+/// Proves `circuit` under `pk`, refusing a witness that does not satisfy the shape.
+pub fn prove<C, R>(pk: &ProvingKey, circuit: C, rng: &mut R) -> Result<Proof, CircuitError>
+where
+    C: ConstraintSynthesizer<Fr>,
+    R: RngCore + CryptoRng,
+{
+    let z = assignment(circuit)?;
+    prove_assignment(pk, &z, rng)
+}
+
+/// ark-groth16's proving core on a finished assignment and the cached matrices, after
+/// checking that the assignment satisfies them.
+pub fn prove_assignment<R: RngCore + CryptoRng>(
+    pk: &ProvingKey,
+    z: &[Fr],
+    rng: &mut R,
+) -> Result<Proof, CircuitError> {
+    let m = &pk.matrices;
+    m.check(z)?;
+    let (r, s) = (Fr::rand(rng), Fr::rand(rng));
+    Ok(
+        Groth16::<Bn254, LibsnarkReduction>::create_proof_with_reduction_and_matrices(
+            &pk.key,
+            r,
+            s,
+            &[m.a.clone(), m.b.clone(), m.c.clone()],
+            m.num_instance_variables,
+            m.num_constraints,
+            z,
+        )?,
+    )
+}
+
+fn check_input_count(vk: &VerifyingKey, public_inputs: &[Fr]) -> Result<(), CircuitError> {
+    let expected = vk.gamma_abc_g1.len() - 1;
+    if public_inputs.len() == expected {
+        Ok(())
+    } else {
+        Err(CircuitError::KeyMismatch(format!(
+            "{} public inputs for a key that takes {expected}",
+            public_inputs.len()
+        )))
+    }
+}
+
+/// Verifies one proof.
+pub fn verify(vk: &VerifyingKey, public_inputs: &[Fr], proof: &Proof) -> Result<bool, CircuitError> {
+    check_input_count(vk, public_inputs)?;
+    let pvk = ark_groth16::prepare_verifying_key(vk);
+    Ok(Groth16::<Bn254, LibsnarkReduction>::verify_proof(&pvk, proof, public_inputs)?)
+}
+
+/// Verifies many proofs under one verifying key with a single multi-pairing: each
+/// proof's equation is scaled by an independent random 128-bit factor and the sum is
+/// checked at once. Accepts only if every proof is valid (except with probability
+/// 2^-128 over `rng`).
+pub fn batch_verify<R: Rng>(
+    vk: &VerifyingKey,
+    batch: &[(Vec<Fr>, Proof)],
+    rng: &mut R,
+) -> Result<bool, CircuitError> {
+    if batch.is_empty() {
+        return Ok(true);
+    }
+    for (inputs, _) in batch {
+        check_input_count(vk, inputs)?;
+    }
+    let factors: Vec<Fr> = (0..batch.len()).map(|_| Fr::from(rng.gen::<u128>())).collect();
+    let factor_sum: Fr = factors.iter().sum();
+    // Σ r_i · (IC_0 + Σ_j x_ij IC_j) as one MSM over the input bases.
+    let mut input_scalars = vec![factor_sum];
+    for j in 0..vk.gamma_abc_g1.len() - 1 {
+        input_scalars.push(batch.iter().zip(&factors).map(|((x, _), r)| x[j] * r).sum());
+    }
+    let combined_inputs = G1Projective::msm(&vk.gamma_abc_g1, &input_scalars)
+        .map_err(|_| CircuitError::KeyMismatch("input bases and scalars differ in length".into()))?;
+    let cs: Vec<G1Affine> = batch.iter().map(|(_, p)| p.c).collect();
+    let combined_c = G1Projective::msm(&cs, &factors).expect("equal lengths");
+
+    let mut g1: Vec<G1Affine> = batch
+        .par_iter()
+        .zip(&factors)
+        .map(|((_, p), r)| (p.a * r).into_affine())
+        .collect();
+    let mut g2: Vec<_> = batch.iter().map(|(_, p)| p.b).collect();
+    g1.extend([
+        (vk.alpha_g1 * -factor_sum).into_affine(),
+        (-combined_inputs).into_affine(),
+        (-combined_c).into_affine(),
+    ]);
+    g2.extend([vk.beta_g2, vk.gamma_g2, vk.delta_g2]);
+    let product = Bn254::multi_pairing(g1, g2);
+    Ok(product.is_zero())
+}
+
+/// Compressed bytes of a verifying key.
+pub fn verifying_key_to_bytes(vk: &VerifyingKey) -> Vec<u8> {
+    let mut out = Vec::new();
+    vk.serialize_compressed(&mut out)
+        .expect("serializing into a Vec cannot fail");
+    out
+}
+
+/// A verifying key from compressed bytes (points checked to lie in their groups).
+pub fn verifying_key_from_bytes(bytes: &[u8]) -> Result<VerifyingKey, CircuitError> {
+    Ok(VerifyingKey::deserialize_compressed(bytes)?)
+}
+
+/// Compressed bytes of a proof: 128 bytes.
+pub fn proof_to_bytes(proof: &Proof) -> Vec<u8> {
+    let mut out = Vec::new();
+    proof
+        .serialize_compressed(&mut out)
+        .expect("serializing into a Vec cannot fail");
+    out
+}
+
+/// A proof from compressed bytes (points checked to lie in their groups).
+pub fn proof_from_bytes(bytes: &[u8]) -> Result<Proof, CircuitError> {
+    Ok(Proof::deserialize_compressed(bytes)?)
+}
+
+/// The fingerprint a verifier pins: `sha256:` and the hex SHA-256 of the compressed key.
+pub fn fingerprint(vk: &VerifyingKey) -> String {
+    let digest = Sha256::digest(verifying_key_to_bytes(vk));
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
