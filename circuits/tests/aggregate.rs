@@ -1,0 +1,201 @@
+//! Chunk-aggregate circuit: honest proofs, native twin agreement, malicious provers, edges.
+
+mod common;
+
+use ark_ff::{One, UniformRand};
+use common::*;
+use proptest::prelude::*;
+use zkfabric_circuits::{
+    aggregate::{evaluate, Aggregand, AggregateCircuit, FilterParams, Partial},
+    snark, CircuitError, Fr,
+};
+
+fn honest(chunk: zkfabric_circuits::commitment::Chunk, query: zkfabric_circuits::aggregate::AggregateQuery) -> AggregateCircuit {
+    AggregateCircuit::new(shape(), query, chunk, Fr::from(4242u64)).unwrap()
+}
+
+#[test]
+fn native_twin_computes_the_filtered_grouped_aggregate() {
+    let partial = evaluate(&shape(), &default_query(), &default_chunk()).unwrap();
+    // District 2, hours 7..=9, consent bit 1: rows 0, 1, 7 (row 3 lacks consent, row 2 is
+    // out of hours). District 5: rows 4 and 5.
+    assert_eq!(partial, Partial { sums: vec![1200 + 800 + 100, 300 + 450], counts: vec![3, 2] });
+}
+
+#[test]
+fn honest_proof_verifies_and_every_public_input_is_bound() {
+    let mut rng = rng(1);
+    let pk = snark::setup(AggregateCircuit::blank(shape()).unwrap(), &mut rng).unwrap();
+    let circuit = honest(default_chunk(), default_query());
+    let inputs = circuit.instance.public_inputs(&circuit.shape);
+    assert_eq!(inputs.len(), shape().num_public_inputs());
+    // The circuit allocates exactly the documented public inputs, in order.
+    let z = snark::assignment(circuit.clone()).unwrap();
+    assert_eq!(&z[1..=inputs.len()], &inputs[..]);
+
+    let proof = snark::prove(&pk, circuit, &mut rng).unwrap();
+    let vk = pk.verifying_key();
+    assert!(snark::verify(vk, &inputs, &proof).unwrap());
+    for i in 0..inputs.len() {
+        let mut tampered = inputs.clone();
+        tampered[i] += Fr::one();
+        assert!(!snark::verify(vk, &tampered, &proof).unwrap(), "public input {i} changed");
+    }
+}
+
+#[test]
+fn a_claimed_partial_other_than_the_true_one_is_unsatisfiable() {
+    let circuit = honest(default_chunk(), default_query());
+    assert!(satisfied(circuit.clone()));
+    for (g, wrong) in [(0usize, 1u128), (1, 0)] {
+        let mut lie = circuit.partial.clone();
+        lie.sums[g] += 1 + wrong;
+        let mut c = circuit.clone();
+        c.instance.partial_commitment = lie.commit(c.blind);
+        assert!(!satisfied(c), "sum of group {g} inflated");
+        let mut lie = circuit.partial.clone();
+        lie.counts[g] -= 1;
+        let mut c = circuit.clone();
+        c.instance.partial_commitment = lie.commit(c.blind);
+        assert!(!satisfied(c), "count of group {g} lowered");
+    }
+}
+
+/// A lying witness: the public statement stays the honest one, the witness changes.
+fn lie(edit: impl FnOnce(&mut AggregateCircuit)) -> bool {
+    let mut c = honest(default_chunk(), default_query());
+    edit(&mut c);
+    satisfied(c)
+}
+
+#[test]
+fn lying_witnesses_leave_the_system_unsatisfied() {
+    assert!(lie(|_| {}), "the honest witness satisfies");
+    // A row value: the measure of a selected row.
+    assert!(!lie(|c| c.chunk.columns[KWH][0] += 1));
+    // A filter decision: row 2 (hour 12) claimed to be in 7..=9.
+    assert!(!lie(|c| c.chunk.columns[HOUR][2] = 8));
+    // A consent bit: row 3 claimed to consent to purpose 1.
+    assert!(!lie(|c| c.chunk.columns[CONSENT][3] |= 0b010));
+    // A group assignment: row 4 (district 5) claimed to be in district 2.
+    assert!(!lie(|c| c.chunk.columns[DISTRICT][4] = 2));
+    // A padding or real row's presence flag.
+    assert!(!lie(|c| c.chunk.columns[PRESENT][6] = 0));
+    // A salt, of a touched group and of an untouched one (its digest is a witness).
+    assert!(!lie(|c| c.chunk.salts[0] += Fr::one()));
+    assert!(!lie(|c| c.chunk.salts[1] += Fr::one()));
+    // An untouched column's value changes the digest the commitment binds.
+    assert!(!lie(|c| c.chunk.columns[TIME][0] += 1));
+    // The blind of the partial.
+    assert!(!lie(|c| c.blind += Fr::one()));
+    // The chunk's identity.
+    assert!(!lie(|c| c.chunk.index += 1));
+    // A packed slot aliased into its neighbour: district + 8 and hour - 1 pack to the
+    // same row word, but district no longer fits its 3 bits.
+    assert!(!lie(|c| {
+        c.chunk.columns[DISTRICT][5] += 8;
+        c.chunk.columns[HOUR][5] -= 1;
+    }));
+}
+
+#[test]
+fn proving_refuses_an_unsatisfied_witness() {
+    let mut rng = rng(2);
+    let pk = snark::setup(AggregateCircuit::blank(shape()).unwrap(), &mut rng).unwrap();
+    let mut c = honest(default_chunk(), default_query());
+    c.chunk.columns[KWH][1] = 9999;
+    assert!(matches!(snark::prove(&pk, c, &mut rng), Err(CircuitError::Unsatisfied(_))));
+}
+
+#[test]
+fn edges_full_range_empty_chunk_all_filtered_and_padding() {
+    let max_hour = (1 << 5) - 1;
+    // lo = 0, hi = 2^w - 1: every consented row of the listed districts passes.
+    let full = honest(default_chunk(), query(vec![2, 5], (0, max_hour), vec![2, 5]));
+    assert_eq!(full.partial.counts, vec![4, 2]);
+    assert!(satisfied(full));
+    // Every row filtered out.
+    let none = honest(default_chunk(), query(vec![4], (0, max_hour), vec![2, 5]));
+    assert_eq!(none.partial, Partial { sums: vec![0, 0], counts: vec![0, 0] });
+    assert!(satisfied(none));
+    // An empty chunk (all padding) and a partly filled one.
+    for rows in [0usize, 3] {
+        let data: Vec<_> = (0..rows as u64).map(|i| (2, 8, 30 + i, 0b010, 10 * i)).collect();
+        let c = honest(chunk(&data), default_query());
+        assert_eq!(c.partial.counts[0], rows as u64);
+        assert!(satisfied(c));
+    }
+    // Unused group slots (one key for two slots) count nothing.
+    let one_key = honest(default_chunk(), query(vec![2, 5], (7, 9), vec![5]));
+    assert_eq!(one_key.partial.counts, vec![2, 0]);
+    assert!(satisfied(one_key));
+}
+
+#[test]
+fn bad_parameters_are_refused_by_name() {
+    let chunk = default_chunk();
+    let err = |q| AggregateCircuit::new(shape(), q, chunk.clone(), Fr::from(1u8)).unwrap_err().to_string();
+    assert!(err(query(vec![2, 5], (7, 32), vec![2])).contains("filter 1"));
+    assert!(err(query(vec![2, 5, 6], (7, 9), vec![2])).contains("IN list of 3"));
+    assert!(err(query(vec![2], (7, 9), vec![2, 2])).contains("appears twice"));
+    let mut q = default_query();
+    q.purpose = 3;
+    assert!(err(q).contains("purpose bit 3"));
+}
+
+#[test]
+fn counting_a_condition_answers_predicates() {
+    // COUNT of selected rows with age in 0..=17, no GROUP BY: "is any selected donor a minor?"
+    let mut s = shape();
+    s.group_by = None;
+    s.groups = 1;
+    s.filters.truncate(1);
+    s.aggregand = Aggregand::CountWhere { column: AGE };
+    let mut q = default_query();
+    q.filters.truncate(1);
+    q.group_keys.clear();
+    q.condition = Some((0, 17));
+    let c = AggregateCircuit::new(s.clone(), q.clone(), default_chunk(), Fr::from(7u8)).unwrap();
+    // Selected (district 2 or 5, consent bit 1): rows 0, 1, 2, 4, 5, 7; minors: row 4.
+    assert_eq!(c.partial, Partial { sums: vec![1], counts: vec![6] });
+    assert!(satisfied(c.clone()));
+    let mut lying = c;
+    lying.chunk.columns[AGE][4] = 18;
+    assert!(!satisfied(lying));
+}
+
+fn arb_rows() -> impl Strategy<Value = Vec<(u64, u64, u64, u64, u64)>> {
+    prop::collection::vec((0u64..8, 0u64..32, 0u64..128, 0u64..8, 0u64..65536), 0..=ROWS)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// The circuit accepts the native twin's partial, and only it.
+    #[test]
+    fn circuit_agrees_with_native_twin(
+        rows in arb_rows(),
+        districts in prop::collection::vec(0u64..8, 1..=2),
+        lo in 0u64..32, span in 0u64..32,
+        keys in prop::collection::btree_set(0u64..8, 0..=2),
+        purpose in 0u32..3,
+    ) {
+        let mut q = query(districts, (lo, (lo + span).min(31)), keys.into_iter().collect());
+        q.purpose = purpose;
+        let blind = Fr::rand(&mut rng(5));
+        let c = AggregateCircuit::new(shape(), q, chunk(&rows), blind).unwrap();
+        prop_assert!(satisfied(c.clone()));
+        let mut off = c.partial.clone();
+        off.counts[0] += 1;
+        let mut wrong = c;
+        wrong.instance.partial_commitment = off.commit(blind);
+        prop_assert!(!satisfied(wrong));
+    }
+}
+
+#[test]
+fn query_filters_in_params_must_match_kinds() {
+    let mut q = default_query();
+    q.filters[0] = FilterParams::Range { lo: 0, hi: 1 };
+    assert!(AggregateCircuit::new(shape(), q, default_chunk(), Fr::from(1u8)).is_err());
+}

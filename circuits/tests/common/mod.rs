@@ -1,0 +1,105 @@
+//! Tiny shapes and helpers shared by the circuit tests (N = 8 rows, G = 2 groups).
+#![allow(dead_code)]
+
+use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystem};
+use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+use zkfabric_circuits::{
+    aggregate::{Aggregand, AggregateQuery, AggregateShape, FilterParams, FilterShape},
+    commitment::{Chunk, ChunkLayout, ColumnSpec},
+    snark, Fr,
+};
+
+pub const TIME: usize = 0;
+pub const DISTRICT: usize = 1;
+pub const HOUR: usize = 2;
+pub const AGE: usize = 3;
+pub const CONSENT: usize = 4;
+pub const PRESENT: usize = 5;
+pub const KWH: usize = 6;
+pub const ROWS: usize = 8;
+
+pub fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+/// time (wide 32), district (3), hour (5), age (7), consent (3), present (1), kwh (wide 16).
+pub fn layout() -> ChunkLayout {
+    let narrow = |width| ColumnSpec { width, packed: true };
+    let wide = |width| ColumnSpec { width, packed: false };
+    ChunkLayout::new(
+        vec![wide(32), narrow(3), narrow(5), narrow(7), narrow(3), narrow(1), wide(16)],
+        PRESENT,
+        ROWS,
+    )
+    .unwrap()
+}
+
+/// `SUM(kwh), COUNT(*) WHERE district IN (..2) AND hour BETWEEN .. GROUP BY district`.
+pub fn shape() -> AggregateShape {
+    AggregateShape {
+        layout: layout(),
+        consent: CONSENT,
+        filters: vec![
+            FilterShape::In { column: DISTRICT, len: 2 },
+            FilterShape::Range { column: HOUR },
+        ],
+        group_by: Some(DISTRICT),
+        groups: 2,
+        aggregand: Aggregand::Sum { column: KWH },
+    }
+}
+
+pub fn query(districts: Vec<u64>, hours: (u64, u64), keys: Vec<u64>) -> AggregateQuery {
+    AggregateQuery {
+        purpose: 1,
+        filters: vec![
+            FilterParams::In(districts),
+            FilterParams::Range { lo: hours.0, hi: hours.1 },
+        ],
+        group_keys: keys,
+        condition: None,
+    }
+}
+
+pub fn default_query() -> AggregateQuery {
+    query(vec![2, 5], (7, 9), vec![2, 5])
+}
+
+/// Rows given as (district, hour, age, consent, kwh); all present.
+pub fn chunk(rows: &[(u64, u64, u64, u64, u64)]) -> Chunk {
+    let mut columns = vec![Vec::new(); 7];
+    for (i, &(district, hour, age, consent, kwh)) in rows.iter().enumerate() {
+        for (c, v) in [(TIME, 1_700_000_000 + 3600 * i as u64), (DISTRICT, district), (HOUR, hour), (AGE, age), (CONSENT, consent), (PRESENT, 1), (KWH, kwh)] {
+            columns[c].push(v);
+        }
+    }
+    Chunk::seal(&layout(), 3, 0, columns, &mut rng(99)).unwrap()
+}
+
+/// Eight rows: two in district 2 at peak hours, one out of hours, one without consent to
+/// purpose 1, two in district 5, one in district 3 (filtered out), one in district 2.
+pub fn default_chunk() -> Chunk {
+    chunk(&[
+        (2, 7, 34, 0b011, 1200),
+        (2, 8, 71, 0b010, 800),
+        (2, 12, 25, 0b111, 5000),
+        (2, 9, 40, 0b001, 700),
+        (5, 9, 17, 0b110, 300),
+        (5, 7, 52, 0b010, 450),
+        (3, 8, 29, 0b111, 999),
+        (2, 9, 66, 0b010, 100),
+    ])
+}
+
+/// Whether `circuit`'s assignment satisfies its constraints. Asked twice, and the answers
+/// must agree: by arkworks on a fully synthesized system, and by the check `snark::prove`
+/// runs (the witness-only assignment against the setup-mode matrices).
+pub fn satisfied<C: ConstraintSynthesizer<Fr> + Clone>(circuit: C) -> bool {
+    let cs = ConstraintSystem::<Fr>::new_ref();
+    circuit.clone().generate_constraints(cs.clone()).unwrap();
+    let by_arkworks = cs.is_satisfied().unwrap();
+    let matrices = snark::ConstraintMatrices::of(circuit.clone()).unwrap();
+    let by_matrices = matrices.check(&snark::assignment(circuit).unwrap()).is_ok();
+    assert_eq!(by_arkworks, by_matrices, "both satisfiability checks agree");
+    by_arkworks
+}
