@@ -1,1 +1,165 @@
-fn main() {}
+//! The proving hot path for one 1024-row chunk of a consumption-like schema:
+//!
+//! ```text
+//! SELECT district, SUM(kwh), COUNT(*) WHERE district IN (4 values)
+//!   AND hour BETWEEN 7 AND 9 GROUP BY district          -- G = 8
+//! ```
+//!
+//! Prints constraints per row, setup time and proof size, then measures with criterion:
+//! our whole prove path (`snark::prove`: witness-only synthesis, satisfiability check,
+//! proving core), its parts, ark-groth16's proving core alone on the finished assignment
+//! and matrices, ark-groth16's default prove (which synthesizes the constraint system
+//! again), and verification.
+//!
+//! `cargo bench --bench chunk_aggregate` (`ZKFABRIC_BENCH_ROWS=256` for a quick run).
+
+use std::time::Instant;
+
+use ark_bn254::Bn254;
+use ark_groth16::Groth16;
+use criterion::{criterion_group, criterion_main, Criterion};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use zkfabric::circuits::{
+    aggregate::{
+        Aggregand, AggregateCircuit, AggregateQuery, AggregateShape, FilterParams, FilterShape,
+    },
+    commitment::{Chunk, ChunkLayout, ColumnSpec},
+    snark, Fr,
+};
+
+const DISTRICT: usize = 1;
+const HOUR: usize = 2;
+const CONSENT: usize = 5;
+const PRESENT: usize = 6;
+const KWH: usize = 7;
+
+/// time, district (4 bits), hour (5), household band (3), age (7), consent (4),
+/// present (1), kWh x 1000 (24), water litres (20), retail spend in cents (24).
+fn layout(rows: usize) -> ChunkLayout {
+    let columns = vec![
+        ColumnSpec::wide(32),
+        ColumnSpec::narrow(4),
+        ColumnSpec::narrow(5),
+        ColumnSpec::narrow(3),
+        ColumnSpec::narrow(7),
+        ColumnSpec::narrow(4),
+        ColumnSpec::narrow(1),
+        ColumnSpec::wide(24),
+        ColumnSpec::wide(20),
+        ColumnSpec::wide(24),
+    ];
+    ChunkLayout::new(columns, PRESENT, rows).expect("valid layout")
+}
+
+fn circuit(rows: usize, rng: &mut ChaCha20Rng) -> AggregateCircuit {
+    let layout = layout(rows);
+    let maxima = [1 << 31, 12, 24, 5, 100, 16, 2, 3_000, 400_000, 1 << 23];
+    let mut columns: Vec<Vec<u64>> = maxima
+        .iter()
+        .map(|&max| (0..rows).map(|_| rng.gen_range(0..max)).collect())
+        .collect();
+    columns[PRESENT] = vec![1; rows];
+    let chunk = Chunk::seal(&layout, 1, 0, columns, rng).expect("values fit");
+    let shape = AggregateShape {
+        layout,
+        consent: CONSENT,
+        filters: vec![
+            FilterShape::In {
+                column: DISTRICT,
+                len: 4,
+            },
+            FilterShape::Range { column: HOUR },
+        ],
+        group_by: Some(DISTRICT),
+        groups: 8,
+        aggregand: Aggregand::Sum { column: KWH },
+    };
+    let query = AggregateQuery {
+        purpose: 2,
+        filters: vec![
+            FilterParams::In(vec![0, 3, 5, 7]),
+            FilterParams::Range { lo: 7, hi: 9 },
+        ],
+        group_keys: (0..8).collect(),
+        condition: None,
+    };
+    AggregateCircuit::new(shape, query, chunk, Fr::from(rng.gen::<u128>())).expect("honest")
+}
+
+fn bench(c: &mut Criterion) {
+    let rows: usize = std::env::var("ZKFABRIC_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let circuit = circuit(rows, &mut rng);
+    let blank = AggregateCircuit::blank(circuit.shape.clone()).expect("shape");
+
+    let t = Instant::now();
+    let pk = snark::setup(blank, &mut rng).expect("setup");
+    let setup = t.elapsed();
+    let m = pk.matrices();
+    let inputs = circuit.instance.public_inputs(&circuit.shape);
+    let proof = snark::prove(&pk, circuit.clone(), &mut rng).expect("prove");
+    assert!(snark::verify(pk.verifying_key(), &inputs, &proof).expect("verify"));
+    println!("chunk_aggregate: {rows} rows, G = 8, IN of 4, one range filter");
+    println!(
+        "  constraints      {} ({:.1} per row), {} witness variables, {} public inputs",
+        m.num_constraints,
+        m.num_constraints as f64 / rows as f64,
+        m.num_witness_variables,
+        m.num_instance_variables - 1
+    );
+    println!("  setup            {setup:.2?}");
+    println!(
+        "  proof size       {} bytes (compressed); verifying key {} bytes",
+        snark::proof_to_bytes(&proof).len(),
+        snark::verifying_key_to_bytes(pk.verifying_key()).len()
+    );
+
+    let z = snark::assignment(circuit.clone()).expect("assignment");
+    let mut group = c.benchmark_group(format!("chunk_aggregate_{rows}"));
+    group.sample_size(10);
+    group.bench_function("prove: whole path", |b| {
+        b.iter(|| snark::prove(&pk, circuit.clone(), &mut rng).expect("prove"))
+    });
+    group.bench_function("prove: groth16 core alone", |b| {
+        b.iter(|| {
+            let (r, s) = (Fr::from(rng.gen::<u128>()), Fr::from(rng.gen::<u128>()));
+            Groth16::<Bn254>::create_proof_with_reduction_and_matrices(
+                pk.groth16(),
+                r,
+                s,
+                m.r1cs(),
+                m.num_instance_variables,
+                m.num_constraints,
+                &z,
+            )
+            .expect("core")
+        })
+    });
+    group.bench_function("prove: witness generation", |b| {
+        b.iter(|| snark::assignment(circuit.clone()).expect("assignment"))
+    });
+    group.bench_function("prove: satisfiability check", |b| {
+        b.iter(|| m.check(&z).expect("satisfied"))
+    });
+    group.bench_function("prove: ark-groth16 default (re-synthesizes)", |b| {
+        b.iter(|| {
+            Groth16::<Bn254>::create_random_proof_with_reduction(
+                circuit.clone(),
+                pk.groth16(),
+                &mut rng,
+            )
+            .expect("prove")
+        })
+    });
+    group.bench_function("verify", |b| {
+        b.iter(|| snark::verify(pk.verifying_key(), &inputs, &proof).expect("verify"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

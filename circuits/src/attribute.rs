@@ -79,7 +79,10 @@ impl AttributeCircuit {
         hi: u64,
     ) -> Result<Self, CircuitError> {
         if !(1..=MAX_WIDTH).contains(&shape.width) {
-            return Err(CircuitError::InvalidShape(format!("attribute width {}", shape.width)));
+            return Err(CircuitError::InvalidShape(format!(
+                "attribute width {}",
+                shape.width
+            )));
         }
         if !holds(shape.width, value, lo, hi) {
             return Err(CircuitError::InvalidWitness(format!(
@@ -115,7 +118,11 @@ impl ConstraintSynthesizer<Fr> for AttributeCircuit {
         ]
         .map(|v| FpVar::new_input(cs.clone(), || Ok(v)));
         let (commitment, lo, hi) = (commitment?, lo?, hi?);
-        let value = Boolean::le_bits_to_fp(&witness_bits(cs.clone(), Some(Fr::from(self.value)), width)?)?;
+        let value = Boolean::le_bits_to_fp(&witness_bits(
+            cs.clone(),
+            Some(Fr::from(self.value)),
+            width,
+        )?)?;
         to_bits(&lo, width)?;
         to_bits(&hi, width)?;
         enforce_in_range(&value, &lo, &hi, width)?;

@@ -175,10 +175,16 @@ pub fn evaluate(
 ) -> Result<(Partial, CombineResult), CircuitError> {
     let bad = |msg: String| Err(CircuitError::InvalidWitness(msg));
     if shape.inputs == 0 || shape.groups == 0 {
-        return Err(CircuitError::InvalidShape("a combine needs K >= 1 and G >= 1".into()));
+        return Err(CircuitError::InvalidShape(
+            "a combine needs K >= 1 and G >= 1".into(),
+        ));
     }
     if openings.len() > shape.inputs {
-        return bad(format!("{} partials for {} slots", openings.len(), shape.inputs));
+        return bad(format!(
+            "{} partials for {} slots",
+            openings.len(),
+            shape.inputs
+        ));
     }
     let mut total = Partial::zero(shape.groups);
     for (i, o) in openings.iter().enumerate() {
@@ -318,7 +324,10 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
                 .iter()
                 .map(|&c| witness(Fr::from(c)))
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut preimage = vec![FpVar::constant(Fr::from(PARTIAL_TAG)), witness(opening.blind)?];
+            let mut preimage = vec![
+                FpVar::constant(Fr::from(PARTIAL_TAG)),
+                witness(opening.blind)?,
+            ];
             preimage.extend(slot_sums.iter().cloned());
             preimage.extend(slot_counts.iter().cloned());
             chain(&preimage)?.enforce_equal(commitment)?;
@@ -361,7 +370,10 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
                 }
             }
             CombineOutput::Subtotal => {
-                let mut preimage = vec![FpVar::constant(Fr::from(PARTIAL_TAG)), witness(output_blind)?];
+                let mut preimage = vec![
+                    FpVar::constant(Fr::from(PARTIAL_TAG)),
+                    witness(output_blind)?,
+                ];
                 preimage.extend(sums);
                 preimage.extend(counts);
                 chain(&preimage)?.enforce_equal(&outputs[0])?;

@@ -47,6 +47,24 @@ pub struct ColumnSpec {
     pub packed: bool,
 }
 
+impl ColumnSpec {
+    /// A narrow column, packed with the others (dimensions, flags, consent bits).
+    pub const fn narrow(width: u32) -> Self {
+        Self {
+            width,
+            packed: true,
+        }
+    }
+
+    /// A wide column with a group of its own (a measure, a timestamp).
+    pub const fn wide(width: u32) -> Self {
+        Self {
+            width,
+            packed: false,
+        }
+    }
+}
+
 /// A column group of a chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Group {
@@ -87,8 +105,15 @@ impl ChunkLayout {
             }
         }
         match columns.get(present) {
-            Some(ColumnSpec { width: 1, packed: true }) => {}
-            _ => return bad(format!("present column {present} must be a packed 1-bit column")),
+            Some(ColumnSpec {
+                width: 1,
+                packed: true,
+            }) => {}
+            _ => {
+                return bad(format!(
+                    "present column {present} must be a packed 1-bit column"
+                ))
+            }
         }
         let mut offsets = Vec::with_capacity(columns.len());
         let mut word_bits = 0u32;
@@ -202,7 +227,11 @@ impl Chunk {
         mut columns: Vec<Vec<u64>>,
         rng: &mut R,
     ) -> Result<Self, CircuitError> {
-        if let Some(len) = columns.iter().map(Vec::len).find(|&l| l > layout.capacity()) {
+        if let Some(len) = columns
+            .iter()
+            .map(Vec::len)
+            .find(|&l| l > layout.capacity())
+        {
             return Err(CircuitError::InvalidWitness(format!(
                 "{len} rows do not fit a chunk of {}",
                 layout.capacity()
@@ -235,15 +264,26 @@ impl Chunk {
         }
         for (c, values) in self.columns.iter().enumerate() {
             if values.len() != layout.capacity() {
-                return bad(format!("column {c} has {} rows, not {}", values.len(), layout.capacity()));
+                return bad(format!(
+                    "column {c} has {} rows, not {}",
+                    values.len(),
+                    layout.capacity()
+                ));
             }
             let width = layout.width(c);
             if let Some(row) = values.iter().position(|&v| width < 64 && v >> width != 0) {
-                return bad(format!("column {c} row {row}: value {} exceeds {width} bits", values[row]));
+                return bad(format!(
+                    "column {c} row {row}: value {} exceeds {width} bits",
+                    values[row]
+                ));
             }
         }
         if self.salts.len() != layout.groups().len() {
-            return bad(format!("{} salts for {} groups", self.salts.len(), layout.groups().len()));
+            return bad(format!(
+                "{} salts for {} groups",
+                self.salts.len(),
+                layout.groups().len()
+            ));
         }
         Ok(())
     }
@@ -319,18 +359,38 @@ mod tests {
     use ark_std::rand::SeedableRng;
 
     fn layout() -> ChunkLayout {
-        let narrow = |width| ColumnSpec { width, packed: true };
-        let wide = |width| ColumnSpec { width, packed: false };
-        ChunkLayout::new(vec![wide(32), narrow(4), narrow(1), wide(20)], 2, 8).unwrap()
+        ChunkLayout::new(
+            vec![
+                ColumnSpec::wide(32),
+                ColumnSpec::narrow(4),
+                ColumnSpec::narrow(1),
+                ColumnSpec::wide(20),
+            ],
+            2,
+            8,
+        )
+        .unwrap()
     }
 
     #[test]
     fn layouts_are_validated() {
-        let narrow = |width| ColumnSpec { width, packed: true };
-        assert!(ChunkLayout::new(vec![narrow(1)], 0, 6).is_err());
-        assert!(ChunkLayout::new(vec![narrow(65), narrow(1)], 1, 8).is_err());
-        assert!(ChunkLayout::new(vec![narrow(2)], 0, 8).is_err());
-        assert!(ChunkLayout::new(vec![narrow(1), narrow(64), narrow(64), narrow(64), narrow(64)], 0, 8).is_err());
+        assert!(ChunkLayout::new(vec![ColumnSpec::narrow(1)], 0, 6).is_err());
+        assert!(
+            ChunkLayout::new(vec![ColumnSpec::narrow(65), ColumnSpec::narrow(1)], 1, 8).is_err()
+        );
+        assert!(ChunkLayout::new(vec![ColumnSpec::narrow(2)], 0, 8).is_err());
+        assert!(ChunkLayout::new(
+            vec![
+                ColumnSpec::narrow(1),
+                ColumnSpec::narrow(64),
+                ColumnSpec::narrow(64),
+                ColumnSpec::narrow(64),
+                ColumnSpec::narrow(64)
+            ],
+            0,
+            8
+        )
+        .is_err());
         let l = layout();
         assert_eq!(l.groups(), &[Group::Packed, Group::Wide(0), Group::Wide(3)]);
         assert_eq!((l.word_bits(), l.rows_per_element()), (5, 50));
@@ -341,13 +401,30 @@ mod tests {
     fn packing_places_each_value_at_its_offset() {
         let l = layout();
         let mut rng = ark_std::rand::rngs::StdRng::seed_from_u64(1);
-        let chunk = Chunk::seal(&l, 7, 0, vec![vec![9, 9], vec![3, 15], vec![1, 1], vec![5, 6]], &mut rng).unwrap();
+        let chunk = Chunk::seal(
+            &l,
+            7,
+            0,
+            vec![vec![9, 9], vec![3, 15], vec![1, 1], vec![5, 6]],
+            &mut rng,
+        )
+        .unwrap();
         assert_eq!(chunk.row_count(&l), 2);
         // row 0: 3 | 1 << 4 = 19; row 1: 15 | 1 << 4 = 31, at bit 5.
-        assert_eq!(chunk.group_elements(&l, 0), vec![Fr::from(19u64 + (31 << 5))]);
+        assert_eq!(
+            chunk.group_elements(&l, 0),
+            vec![Fr::from(19u64 + (31 << 5))]
+        );
         let mut other = chunk.clone();
         other.salts[1] = Fr::from(1u8);
         assert_ne!(other.commitment(&l), chunk.commitment(&l));
-        assert!(Chunk::seal(&l, 7, 0, vec![vec![0], vec![16], vec![1], vec![0]], &mut rng).is_err());
+        assert!(Chunk::seal(
+            &l,
+            7,
+            0,
+            vec![vec![0], vec![16], vec![1], vec![0]],
+            &mut rng
+        )
+        .is_err());
     }
 }

@@ -59,7 +59,9 @@ pub fn to_bits(v: &FpVar<Fr>, width: u32) -> Result<Vec<Boolean<Fr>>, SynthesisE
             return Err(SynthesisError::Unsatisfiable);
         }
         let bits = value.into_bigint().to_bits_le();
-        return Ok((0..width as usize).map(|i| Boolean::constant(bits[i])).collect());
+        return Ok((0..width as usize)
+            .map(|i| Boolean::constant(bits[i]))
+            .collect());
     }
     let bits = witness_bits(cs, v.value().ok(), width)?;
     Boolean::le_bits_to_fp(&bits)?.enforce_equal(v)?;
@@ -102,7 +104,9 @@ pub fn enforce_in_range(
 /// The bit `v ∈ list`: the product of `v - item` is zero exactly when some item equals
 /// `v`; `list.len() + 1` constraints. Pad a list by repeating one of its items.
 pub fn is_member(v: &FpVar<Fr>, list: &[FpVar<Fr>]) -> Result<Boolean<Fr>, SynthesisError> {
-    let (first, rest) = list.split_first().expect("an IN list has at least one item");
+    let (first, rest) = list
+        .split_first()
+        .expect("an IN list has at least one item");
     let mut product = v - first;
     for item in rest {
         product *= v - item;
@@ -113,15 +117,22 @@ pub fn is_member(v: &FpVar<Fr>, list: &[FpVar<Fr>]) -> Result<Boolean<Fr>, Synth
 /// The bit `gate · [a == b]` for a boolean-valued `gate`, with two constraints:
 /// `(a - b) · s = 0` and `(a - b) · inv = gate - s`. If `a == b` the second forces
 /// `s = gate`; otherwise the first forces `s = 0`. Either way `s` is boolean.
-pub fn gated_eq(a: &FpVar<Fr>, b: &FpVar<Fr>, gate: &FpVar<Fr>) -> Result<FpVar<Fr>, SynthesisError> {
+pub fn gated_eq(
+    a: &FpVar<Fr>,
+    b: &FpVar<Fr>,
+    gate: &FpVar<Fr>,
+) -> Result<FpVar<Fr>, SynthesisError> {
     let cs = a.cs().or(b.cs()).or(gate.cs());
     if cs.is_none() {
         let equal = a.value()? == b.value()?;
-        return Ok(FpVar::constant(if equal { gate.value()? } else { Fr::from(0u8) }));
+        return Ok(FpVar::constant(if equal {
+            gate.value()?
+        } else {
+            Fr::from(0u8)
+        }));
     }
-    let values = || -> Result<(Fr, Fr), SynthesisError> {
-        Ok((a.value()? - b.value()?, gate.value()?))
-    };
+    let values =
+        || -> Result<(Fr, Fr), SynthesisError> { Ok((a.value()? - b.value()?, gate.value()?)) };
     let s = AllocatedBool::new_witness_without_booleanity_check(cs.clone(), || {
         let (diff, gate) = values()?;
         Ok(diff == Fr::from(0u8) && gate == Fr::from(1u8))
@@ -137,11 +148,6 @@ pub fn gated_eq(a: &FpVar<Fr>, b: &FpVar<Fr>, gate: &FpVar<Fr>) -> Result<FpVar<
     Ok(FpVar::from(Boolean::from(s)))
 }
 
-/// Product of two boolean-valued variables (one constraint).
-pub fn and(a: &FpVar<Fr>, b: &FpVar<Fr>) -> FpVar<Fr> {
-    a * b
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,14 +157,23 @@ mod tests {
     /// behind `var` is replaced by its negation (evaluated from the matrices, since the
     /// constraint system caches linear-combination values).
     fn satisfied_with_flip(cs: &ConstraintSystemRef<Fr>, var: Variable) -> bool {
-        assert!(cs.is_satisfied().unwrap(), "the honest assignment satisfies");
+        assert!(
+            cs.is_satisfied().unwrap(),
+            "the honest assignment satisfies"
+        );
         cs.finalize();
         let mut m = cs.to_matrices().unwrap();
         let [a, b, c]: [_; 3] = m.remove(R1CS_PREDICATE_LABEL).unwrap().try_into().unwrap();
         let inner = cs.borrow().unwrap();
-        let mut z = [inner.instance_assignment().unwrap(), inner.witness_assignment().unwrap()].concat();
+        let mut z = [
+            inner.instance_assignment().unwrap(),
+            inner.witness_assignment().unwrap(),
+        ]
+        .concat();
         assert!(var.is_witness());
-        let i = var.get_variable_index(inner.num_instance_variables).unwrap();
+        let i = var
+            .get_variable_index(inner.num_instance_variables)
+            .unwrap();
         z[i] = Fr::from(1u8) - z[i];
         let eval = |row: &[(Fr, usize)]| row.iter().map(|(coeff, j)| *coeff * z[*j]).sum::<Fr>();
         (0..a.len()).all(|r| eval(&a[r]) * eval(&b[r]) == eval(&c[r]))
@@ -170,7 +185,12 @@ mod tests {
 
     #[test]
     fn range_check_edges_and_cost() {
-        for (v, width, ok) in [(0u64, 8, true), (255, 8, true), (256, 8, false), (u64::MAX, 64, true)] {
+        for (v, width, ok) in [
+            (0u64, 8, true),
+            (255, 8, true),
+            (256, 8, false),
+            (u64::MAX, 64, true),
+        ] {
             let cs = ConstraintSystem::<Fr>::new_ref();
             let _ = to_bits(&witness(&cs, v), width).unwrap();
             assert_eq!(cs.is_satisfied().unwrap(), ok, "{v} < 2^{width}");
@@ -187,15 +207,39 @@ mod tests {
     fn comparisons_at_the_edges_of_the_width() {
         let width = 64;
         let max = u64::MAX;
-        for (v, lo, hi) in [(0, 0, max), (max, 0, max), (5, 5, 5), (4, 5, 9), (10, 5, 9), (max, max, max), (max - 1, max, max)] {
+        for (v, lo, hi) in [
+            (0, 0, max),
+            (max, 0, max),
+            (5, 5, 5),
+            (4, 5, 9),
+            (10, 5, 9),
+            (max, max, max),
+            (max - 1, max, max),
+        ] {
             let cs = ConstraintSystem::<Fr>::new_ref();
-            let bit = is_in_range(&witness(&cs, v), &witness(&cs, lo), &witness(&cs, hi), width).unwrap();
-            assert_eq!(bit.value().unwrap(), lo <= v && v <= hi, "{lo} <= {v} <= {hi}");
+            let bit = is_in_range(
+                &witness(&cs, v),
+                &witness(&cs, lo),
+                &witness(&cs, hi),
+                width,
+            )
+            .unwrap();
+            assert_eq!(
+                bit.value().unwrap(),
+                lo <= v && v <= hi,
+                "{lo} <= {v} <= {hi}"
+            );
             assert!(cs.is_satisfied().unwrap());
             assert_eq!(cs.num_constraints(), 2 * width as usize + 5);
 
             let cs = ConstraintSystem::<Fr>::new_ref();
-            enforce_in_range(&witness(&cs, v), &witness(&cs, lo), &witness(&cs, hi), width).unwrap();
+            enforce_in_range(
+                &witness(&cs, v),
+                &witness(&cs, lo),
+                &witness(&cs, hi),
+                width,
+            )
+            .unwrap();
             assert_eq!(cs.is_satisfied().unwrap(), lo <= v && v <= hi);
         }
     }
@@ -207,7 +251,9 @@ mod tests {
         let bit = is_ge(&witness(&cs, 3), &witness(&cs, 7), 4).unwrap();
         assert!(!bit.value().unwrap());
         assert!(cs.is_satisfied().unwrap());
-        let Boolean::Var(v) = bit else { panic!("allocated") };
+        let Boolean::Var(v) = bit else {
+            panic!("allocated")
+        };
         assert!(!satisfied_with_flip(&cs, v.variable()));
     }
 
@@ -216,7 +262,10 @@ mod tests {
         let cs = ConstraintSystem::<Fr>::new_ref();
         let list: Vec<_> = [3u64, 9, 12, 3].iter().map(|x| witness(&cs, *x)).collect();
         for (v, expected) in [(9u64, true), (4, false), (3, true)] {
-            assert_eq!(is_member(&witness(&cs, v), &list).unwrap().value().unwrap(), expected);
+            assert_eq!(
+                is_member(&witness(&cs, v), &list).unwrap().value().unwrap(),
+                expected
+            );
         }
         for (a, b, gate) in [(4u64, 4u64, 1u64), (4, 4, 0), (4, 5, 1), (4, 5, 0)] {
             let s = gated_eq(&witness(&cs, a), &witness(&cs, b), &witness(&cs, gate)).unwrap();
@@ -235,13 +284,21 @@ mod tests {
             assert_eq!(bit.value().unwrap(), v == 9);
             // `is_zero` allocates the "product is not zero" bit, then its inverse hint.
             let not_zero_bit = Variable::witness(cs.num_witness_variables() - 2);
-            assert!(!satisfied_with_flip(&cs, not_zero_bit), "member bit for {v} flipped");
+            assert!(
+                !satisfied_with_flip(&cs, not_zero_bit),
+                "member bit for {v} flipped"
+            );
         }
         for (a, b, gate) in [(4u64, 4u64, 1u64), (4, 5, 1), (4, 4, 0)] {
             let cs = ConstraintSystem::<Fr>::new_ref();
             let s = gated_eq(&witness(&cs, a), &witness(&cs, b), &witness(&cs, gate)).unwrap();
-            let FpVar::Var(s) = s else { panic!("allocated") };
-            assert!(!satisfied_with_flip(&cs, s.variable), "group bit for {a}=={b} gate {gate} flipped");
+            let FpVar::Var(s) = s else {
+                panic!("allocated")
+            };
+            assert!(
+                !satisfied_with_flip(&cs, s.variable),
+                "group bit for {a}=={b} gate {gate} flipped"
+            );
         }
     }
 }

@@ -37,9 +37,8 @@ pub type VerifyingKey = ark_groth16::VerifyingKey<Bn254>;
 /// The R1CS matrices of a circuit shape and its variable counts.
 #[derive(Clone, Debug)]
 pub struct ConstraintMatrices {
-    a: Matrix<Fr>,
-    b: Matrix<Fr>,
-    c: Matrix<Fr>,
+    /// A, B and C, as ark-groth16's proving core takes them.
+    r1cs: Vec<Matrix<Fr>>,
     /// Instance variables, the constant `1` included.
     pub num_instance_variables: usize,
     /// Witness variables.
@@ -58,14 +57,12 @@ impl ConstraintMatrices {
         circuit.generate_constraints(cs.clone())?;
         cs.finalize();
         let mut matrices = cs.to_matrices()?;
-        let [a, b, c]: [Matrix<Fr>; 3] = matrices
+        let r1cs = matrices
             .remove(R1CS_PREDICATE_LABEL)
-            .and_then(|m| m.try_into().ok())
+            .filter(|m| m.len() == 3)
             .ok_or_else(|| CircuitError::InvalidShape("circuit has no R1CS matrices".into()))?;
         Ok(Self {
-            a,
-            b,
-            c,
+            r1cs,
             num_instance_variables: cs.num_instance_variables(),
             num_witness_variables: cs.num_witness_variables(),
             num_constraints: cs.num_constraints(),
@@ -83,13 +80,21 @@ impl ConstraintMatrices {
             )));
         }
         let eval = |row: &[(Fr, usize)]| row.iter().map(|(coeff, i)| *coeff * z[*i]).sum::<Fr>();
+        let [a, b, c] = [&self.r1cs[0], &self.r1cs[1], &self.r1cs[2]];
         let violated = (0..self.num_constraints)
             .into_par_iter()
-            .find_first(|&i| eval(&self.a[i]) * eval(&self.b[i]) != eval(&self.c[i]));
+            .find_first(|&i| eval(&a[i]) * eval(&b[i]) != eval(&c[i]));
         match violated {
             Some(i) => Err(CircuitError::Unsatisfied(i)),
             None => Ok(()),
         }
+    }
+}
+
+impl ConstraintMatrices {
+    /// The matrices A, B and C.
+    pub fn r1cs(&self) -> &[Matrix<Fr>] {
+        &self.r1cs
     }
 }
 
@@ -178,7 +183,9 @@ pub fn assignment<C: ConstraintSynthesizer<Fr>>(circuit: C) -> Result<Vec<Fr>, C
         generate_lc_assignments: false,
     });
     circuit.generate_constraints(cs.clone())?;
-    let inner = cs.borrow().ok_or(ark_relations::gr1cs::SynthesisError::MissingCS)?;
+    let inner = cs
+        .borrow()
+        .ok_or(ark_relations::gr1cs::SynthesisError::MissingCS)?;
     Ok([inner.instance_assignment()?, inner.witness_assignment()?].concat())
 }
 
@@ -207,7 +214,7 @@ pub fn prove_assignment<R: RngCore + CryptoRng>(
             &pk.key,
             r,
             s,
-            &[m.a.clone(), m.b.clone(), m.c.clone()],
+            m.r1cs(),
             m.num_instance_variables,
             m.num_constraints,
             z,
@@ -228,10 +235,18 @@ fn check_input_count(vk: &VerifyingKey, public_inputs: &[Fr]) -> Result<(), Circ
 }
 
 /// Verifies one proof.
-pub fn verify(vk: &VerifyingKey, public_inputs: &[Fr], proof: &Proof) -> Result<bool, CircuitError> {
+pub fn verify(
+    vk: &VerifyingKey,
+    public_inputs: &[Fr],
+    proof: &Proof,
+) -> Result<bool, CircuitError> {
     check_input_count(vk, public_inputs)?;
     let pvk = ark_groth16::prepare_verifying_key(vk);
-    Ok(Groth16::<Bn254, LibsnarkReduction>::verify_proof(&pvk, proof, public_inputs)?)
+    Ok(Groth16::<Bn254, LibsnarkReduction>::verify_proof(
+        &pvk,
+        proof,
+        public_inputs,
+    )?)
 }
 
 /// Verifies many proofs under one verifying key with a single multi-pairing: each
@@ -249,15 +264,18 @@ pub fn batch_verify<R: Rng>(
     for (inputs, _) in batch {
         check_input_count(vk, inputs)?;
     }
-    let factors: Vec<Fr> = (0..batch.len()).map(|_| Fr::from(rng.gen::<u128>())).collect();
+    let factors: Vec<Fr> = (0..batch.len())
+        .map(|_| Fr::from(rng.gen::<u128>()))
+        .collect();
     let factor_sum: Fr = factors.iter().sum();
     // Σ r_i · (IC_0 + Σ_j x_ij IC_j) as one MSM over the input bases.
     let mut input_scalars = vec![factor_sum];
     for j in 0..vk.gamma_abc_g1.len() - 1 {
         input_scalars.push(batch.iter().zip(&factors).map(|((x, _), r)| x[j] * r).sum());
     }
-    let combined_inputs = G1Projective::msm(&vk.gamma_abc_g1, &input_scalars)
-        .map_err(|_| CircuitError::KeyMismatch("input bases and scalars differ in length".into()))?;
+    let combined_inputs = G1Projective::msm(&vk.gamma_abc_g1, &input_scalars).map_err(|_| {
+        CircuitError::KeyMismatch("input bases and scalars differ in length".into())
+    })?;
     let cs: Vec<G1Affine> = batch.iter().map(|(_, p)| p.c).collect();
     let combined_c = G1Projective::msm(&cs, &factors).expect("equal lengths");
 

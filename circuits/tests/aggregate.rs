@@ -10,7 +10,10 @@ use zkfabric_circuits::{
     snark, CircuitError, Fr,
 };
 
-fn honest(chunk: zkfabric_circuits::commitment::Chunk, query: zkfabric_circuits::aggregate::AggregateQuery) -> AggregateCircuit {
+fn honest(
+    chunk: zkfabric_circuits::commitment::Chunk,
+    query: zkfabric_circuits::aggregate::AggregateQuery,
+) -> AggregateCircuit {
     AggregateCircuit::new(shape(), query, chunk, Fr::from(4242u64)).unwrap()
 }
 
@@ -19,7 +22,13 @@ fn native_twin_computes_the_filtered_grouped_aggregate() {
     let partial = evaluate(&shape(), &default_query(), &default_chunk()).unwrap();
     // District 2, hours 7..=9, consent bit 1: rows 0, 1, 7 (row 3 lacks consent, row 2 is
     // out of hours). District 5: rows 4 and 5.
-    assert_eq!(partial, Partial { sums: vec![1200 + 800 + 100, 300 + 450], counts: vec![3, 2] });
+    assert_eq!(
+        partial,
+        Partial {
+            sums: vec![1200 + 800 + 100, 300 + 450],
+            counts: vec![3, 2]
+        }
+    );
 }
 
 #[test]
@@ -39,7 +48,10 @@ fn honest_proof_verifies_and_every_public_input_is_bound() {
     for i in 0..inputs.len() {
         let mut tampered = inputs.clone();
         tampered[i] += Fr::one();
-        assert!(!snark::verify(vk, &tampered, &proof).unwrap(), "public input {i} changed");
+        assert!(
+            !snark::verify(vk, &tampered, &proof).unwrap(),
+            "public input {i} changed"
+        );
     }
 }
 
@@ -104,23 +116,37 @@ fn proving_refuses_an_unsatisfied_witness() {
     let pk = snark::setup(AggregateCircuit::blank(shape()).unwrap(), &mut rng).unwrap();
     let mut c = honest(default_chunk(), default_query());
     c.chunk.columns[KWH][1] = 9999;
-    assert!(matches!(snark::prove(&pk, c, &mut rng), Err(CircuitError::Unsatisfied(_))));
+    assert!(matches!(
+        snark::prove(&pk, c, &mut rng),
+        Err(CircuitError::Unsatisfied(_))
+    ));
 }
 
 #[test]
 fn edges_full_range_empty_chunk_all_filtered_and_padding() {
     let max_hour = (1 << 5) - 1;
     // lo = 0, hi = 2^w - 1: every consented row of the listed districts passes.
-    let full = honest(default_chunk(), query(vec![2, 5], (0, max_hour), vec![2, 5]));
+    let full = honest(
+        default_chunk(),
+        query(vec![2, 5], (0, max_hour), vec![2, 5]),
+    );
     assert_eq!(full.partial.counts, vec![4, 2]);
     assert!(satisfied(full));
     // Every row filtered out.
     let none = honest(default_chunk(), query(vec![4], (0, max_hour), vec![2, 5]));
-    assert_eq!(none.partial, Partial { sums: vec![0, 0], counts: vec![0, 0] });
+    assert_eq!(
+        none.partial,
+        Partial {
+            sums: vec![0, 0],
+            counts: vec![0, 0]
+        }
+    );
     assert!(satisfied(none));
     // An empty chunk (all padding) and a partly filled one.
     for rows in [0usize, 3] {
-        let data: Vec<_> = (0..rows as u64).map(|i| (2, 8, 30 + i, 0b010, 10 * i)).collect();
+        let data: Vec<_> = (0..rows as u64)
+            .map(|i| (2, 8, 30 + i, 0b010, 10 * i))
+            .collect();
         let c = honest(chunk(&data), default_query());
         assert_eq!(c.partial.counts[0], rows as u64);
         assert!(satisfied(c));
@@ -134,7 +160,11 @@ fn edges_full_range_empty_chunk_all_filtered_and_padding() {
 #[test]
 fn bad_parameters_are_refused_by_name() {
     let chunk = default_chunk();
-    let err = |q| AggregateCircuit::new(shape(), q, chunk.clone(), Fr::from(1u8)).unwrap_err().to_string();
+    let err = |q| {
+        AggregateCircuit::new(shape(), q, chunk.clone(), Fr::from(1u8))
+            .unwrap_err()
+            .to_string()
+    };
     assert!(err(query(vec![2, 5], (7, 32), vec![2])).contains("filter 1"));
     assert!(err(query(vec![2, 5, 6], (7, 9), vec![2])).contains("IN list of 3"));
     assert!(err(query(vec![2], (7, 9), vec![2, 2])).contains("appears twice"));
@@ -157,7 +187,13 @@ fn counting_a_condition_answers_predicates() {
     q.condition = Some((0, 17));
     let c = AggregateCircuit::new(s.clone(), q.clone(), default_chunk(), Fr::from(7u8)).unwrap();
     // Selected (district 2 or 5, consent bit 1): rows 0, 1, 2, 4, 5, 7; minors: row 4.
-    assert_eq!(c.partial, Partial { sums: vec![1], counts: vec![6] });
+    assert_eq!(
+        c.partial,
+        Partial {
+            sums: vec![1],
+            counts: vec![6]
+        }
+    );
     assert!(satisfied(c.clone()));
     let mut lying = c;
     lying.chunk.columns[AGE][4] = 18;
@@ -165,7 +201,10 @@ fn counting_a_condition_answers_predicates() {
 }
 
 fn arb_rows() -> impl Strategy<Value = Vec<(u64, u64, u64, u64, u64)>> {
-    prop::collection::vec((0u64..8, 0u64..32, 0u64..128, 0u64..8, 0u64..65536), 0..=ROWS)
+    prop::collection::vec(
+        (0u64..8, 0u64..32, 0u64..128, 0u64..8, 0u64..65536),
+        0..=ROWS,
+    )
 }
 
 proptest! {

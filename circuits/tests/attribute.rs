@@ -19,14 +19,20 @@ fn adult_proof_verifies_reveals_only_the_bounds_and_binds_them() {
     let salt = Fr::from(0xdead_beefu64);
     let c = AttributeCircuit::new(AGE, 34, salt, 18, 127).unwrap();
     let inputs = c.instance.public_inputs();
-    assert_eq!(inputs, vec![commit(34, salt), Fr::from(18u8), Fr::from(127u8)]);
+    assert_eq!(
+        inputs,
+        vec![commit(34, salt), Fr::from(18u8), Fr::from(127u8)]
+    );
     let proof = snark::prove(&pk, c, &mut rng).unwrap();
     assert_eq!(snark::proof_to_bytes(&proof).len(), 128);
     assert!(snark::verify(pk.verifying_key(), &inputs, &proof).unwrap());
     for i in 0..inputs.len() {
         let mut tampered = inputs.clone();
         tampered[i] += Fr::one();
-        assert!(!snark::verify(pk.verifying_key(), &tampered, &proof).unwrap(), "input {i}");
+        assert!(
+            !snark::verify(pk.verifying_key(), &tampered, &proof).unwrap(),
+            "input {i}"
+        );
     }
 }
 
@@ -52,8 +58,15 @@ fn a_minor_cannot_prove_adulthood() {
 
 #[test]
 fn edges_of_the_range_and_the_width() {
-    for (v, lo, hi) in [(0u64, 0u64, 127u64), (127, 0, 127), (18, 18, 18), (127, 127, 127)] {
-        assert!(satisfied(AttributeCircuit::new(AGE, v, Fr::from(3u8), lo, hi).unwrap()));
+    for (v, lo, hi) in [
+        (0u64, 0u64, 127u64),
+        (127, 0, 127),
+        (18, 18, 18),
+        (127, 127, 127),
+    ] {
+        assert!(satisfied(
+            AttributeCircuit::new(AGE, v, Fr::from(3u8), lo, hi).unwrap()
+        ));
     }
     // Bounds beyond the width are refused natively and unsatisfiable in the circuit.
     assert!(AttributeCircuit::new(AGE, 20, Fr::from(3u8), 18, 128).is_err());
@@ -61,7 +74,9 @@ fn edges_of_the_range_and_the_width() {
     c.instance.hi = 128;
     assert!(!satisfied(c));
     let wide = AttributeShape { width: 64 };
-    assert!(satisfied(AttributeCircuit::new(wide, u64::MAX, Fr::from(3u8), 0, u64::MAX).unwrap()));
+    assert!(satisfied(
+        AttributeCircuit::new(wide, u64::MAX, Fr::from(3u8), 0, u64::MAX).unwrap()
+    ));
 }
 
 proptest! {

@@ -14,31 +14,60 @@ use zkfabric_circuits::{
 };
 
 fn opening(sums: [u128; 2], counts: [u64; 2], blind: u64) -> Opening {
-    Opening { partial: Partial { sums: sums.to_vec(), counts: counts.to_vec() }, blind: Fr::from(blind) }
+    Opening {
+        partial: Partial {
+            sums: sums.to_vec(),
+            counts: counts.to_vec(),
+        },
+        blind: Fr::from(blind),
+    }
 }
 
 fn shape(output: CombineOutput) -> CombineShape {
-    CombineShape { inputs: 4, groups: 2, output }
+    CombineShape {
+        inputs: 4,
+        groups: 2,
+        output,
+    }
 }
 
 fn params(k: u64, t: u64) -> CombineParams {
-    CombineParams { min_group_size: k, threshold: t }
+    CombineParams {
+        min_group_size: k,
+        threshold: t,
+    }
 }
 
 /// Group 0 totals 10 rows, group 1 totals 9.
 fn openings() -> Vec<Opening> {
-    vec![opening([1000, 40], [6, 5], 11), opening([500, 60], [4, 4], 12), opening([0, 0], [0, 0], 13)]
+    vec![
+        opening([1000, 40], [6, 5], 11),
+        opening([500, 60], [4, 4], 12),
+        opening([0, 0], [0, 0], 13),
+    ]
 }
 
 #[test]
 fn release_suppresses_groups_below_k_exactly_at_the_edge() {
-    let c = CombineCircuit::new(shape(CombineOutput::Release), params(10, 0), openings(), Fr::from(0u8)).unwrap();
+    let c = CombineCircuit::new(
+        shape(CombineOutput::Release),
+        params(10, 0),
+        openings(),
+        Fr::from(0u8),
+    )
+    .unwrap();
     // Count exactly k is released; k - 1 is suppressed with nothing else about it.
     assert_eq!(
         c.instance.result,
         CombineResult::Release {
             min_group_size: 10,
-            groups: vec![GroupRelease::Released { count: 10, sum: 1500 }, GroupRelease::Suppressed],
+            groups: vec![
+                GroupRelease::Released {
+                    count: 10,
+                    sum: 1500
+                },
+                GroupRelease::Suppressed
+            ],
         }
     );
     assert_eq!(c.instance.partial_commitments[3], empty_slot_commitment(2));
@@ -46,27 +75,60 @@ fn release_suppresses_groups_below_k_exactly_at_the_edge() {
 
     // Claiming the suppressed group's real numbers, or suppressing a large group, fails.
     for result in [
-        vec![GroupRelease::Released { count: 10, sum: 1500 }, GroupRelease::Released { count: 9, sum: 100 }],
+        vec![
+            GroupRelease::Released {
+                count: 10,
+                sum: 1500,
+            },
+            GroupRelease::Released { count: 9, sum: 100 },
+        ],
         vec![GroupRelease::Suppressed, GroupRelease::Suppressed],
-        vec![GroupRelease::Released { count: 10, sum: 1501 }, GroupRelease::Suppressed],
-        vec![GroupRelease::Released { count: 11, sum: 1500 }, GroupRelease::Suppressed],
+        vec![
+            GroupRelease::Released {
+                count: 10,
+                sum: 1501,
+            },
+            GroupRelease::Suppressed,
+        ],
+        vec![
+            GroupRelease::Released {
+                count: 11,
+                sum: 1500,
+            },
+            GroupRelease::Suppressed,
+        ],
     ] {
         let mut lying = c.clone();
-        lying.instance.result = CombineResult::Release { min_group_size: 10, groups: result.clone() };
+        lying.instance.result = CombineResult::Release {
+            min_group_size: 10,
+            groups: result.clone(),
+        };
         assert!(!satisfied(lying), "{result:?}");
     }
     // Lowering k in the statement without changing the release is caught too.
     let mut lying = c.clone();
     lying.instance.result = CombineResult::Release {
         min_group_size: 9,
-        groups: vec![GroupRelease::Released { count: 10, sum: 1500 }, GroupRelease::Suppressed],
+        groups: vec![
+            GroupRelease::Released {
+                count: 10,
+                sum: 1500,
+            },
+            GroupRelease::Suppressed,
+        ],
     };
     assert!(!satisfied(lying));
 }
 
 #[test]
 fn openings_must_match_their_commitments() {
-    let c = CombineCircuit::new(shape(CombineOutput::Release), params(1, 0), openings(), Fr::from(0u8)).unwrap();
+    let c = CombineCircuit::new(
+        shape(CombineOutput::Release),
+        params(1, 0),
+        openings(),
+        Fr::from(0u8),
+    )
+    .unwrap();
     let mut lying = c.clone();
     lying.openings[1].partial.sums[0] += 1;
     assert!(!satisfied(lying));
@@ -82,7 +144,10 @@ fn openings_must_match_their_commitments() {
 #[test]
 fn release_and_predicate_proofs_bind_every_public_input() {
     let mut rng = rng(3);
-    for (output, p) in [(CombineOutput::Release, params(10, 0)), (CombineOutput::Predicate, params(5, 1000))] {
+    for (output, p) in [
+        (CombineOutput::Release, params(10, 0)),
+        (CombineOutput::Predicate, params(5, 1000)),
+    ] {
         let pk = snark::setup(CombineCircuit::blank(shape(output)).unwrap(), &mut rng).unwrap();
         let c = CombineCircuit::new(shape(output), p, openings(), Fr::from(0u8)).unwrap();
         let inputs = c.instance.public_inputs();
@@ -91,44 +156,78 @@ fn release_and_predicate_proofs_bind_every_public_input() {
         for i in 0..inputs.len() {
             let mut tampered = inputs.clone();
             tampered[i] += Fr::one();
-            assert!(!snark::verify(pk.verifying_key(), &tampered, &proof).unwrap(), "{output:?} input {i}");
+            assert!(
+                !snark::verify(pk.verifying_key(), &tampered, &proof).unwrap(),
+                "{output:?} input {i}"
+            );
         }
     }
+}
+
+/// A predicate combine over [`openings`] and the bits it releases.
+fn predicate(k: u64, t: u64) -> (CombineCircuit, Vec<GroupAnswer>) {
+    let c = CombineCircuit::new(
+        shape(CombineOutput::Predicate),
+        params(k, t),
+        openings(),
+        Fr::from(0u8),
+    )
+    .unwrap();
+    let CombineResult::Predicate { groups, .. } = c.instance.result.clone() else {
+        panic!("a predicate result")
+    };
+    (c, groups)
 }
 
 #[test]
 fn predicate_releases_one_bit_per_group() {
     // Sums 1500 and 100 against t = 1000: group 0 holds, group 1 does not.
-    let c = CombineCircuit::new(shape(CombineOutput::Predicate), params(5, 1000), openings(), Fr::from(0u8)).unwrap();
-    let CombineResult::Predicate { groups, .. } = &c.instance.result else { panic!() };
-    assert_eq!(groups, &vec![GroupAnswer::Holds(true), GroupAnswer::Holds(false)]);
+    let (c, groups) = predicate(5, 1000);
+    assert_eq!(
+        groups,
+        vec![GroupAnswer::Holds(true), GroupAnswer::Holds(false)]
+    );
     assert!(satisfied(c.clone()));
-    let mut lying = c.clone();
+    let mut lying = c;
     lying.instance.result = CombineResult::Predicate {
         min_group_size: 5,
         threshold: 1000,
         groups: vec![GroupAnswer::Holds(true), GroupAnswer::Holds(true)],
     };
     assert!(!satisfied(lying));
-    // "No selected row meets the condition" is sum < 1; the edge t = sum holds.
-    let c = CombineCircuit::new(shape(CombineOutput::Predicate), params(5, 1500), openings(), Fr::from(0u8)).unwrap();
-    let CombineResult::Predicate { groups, .. } = &c.instance.result else { panic!() };
-    assert_eq!(groups[0], GroupAnswer::Holds(true));
+    // The edge t = sum holds.
+    assert_eq!(predicate(5, 1500).1[0], GroupAnswer::Holds(true));
+    assert_eq!(predicate(5, 1501).1[0], GroupAnswer::Holds(false));
     // Small groups are suppressed in predicate mode too.
-    let c = CombineCircuit::new(shape(CombineOutput::Predicate), params(10, 1), openings(), Fr::from(0u8)).unwrap();
-    let CombineResult::Predicate { groups, .. } = &c.instance.result else { panic!() };
-    assert_eq!(groups, &vec![GroupAnswer::Holds(true), GroupAnswer::Suppressed]);
+    let (c, groups) = predicate(10, 1);
+    assert_eq!(
+        groups,
+        vec![GroupAnswer::Holds(true), GroupAnswer::Suppressed]
+    );
     assert!(satisfied(c));
 }
 
 #[test]
 fn a_tree_of_combines_covers_more_chunks_than_one_combine() {
     let mut rng = rng(4);
-    let sub_shape = CombineShape { inputs: 2, groups: 2, output: CombineOutput::Subtotal };
-    let root_shape = CombineShape { inputs: 2, groups: 2, output: CombineOutput::Release };
+    let sub_shape = CombineShape {
+        inputs: 2,
+        groups: 2,
+        output: CombineOutput::Subtotal,
+    };
+    let root_shape = CombineShape {
+        inputs: 2,
+        groups: 2,
+        output: CombineOutput::Release,
+    };
     let sub_pk = snark::setup(CombineCircuit::blank(sub_shape).unwrap(), &mut rng).unwrap();
     let root_pk = snark::setup(CombineCircuit::blank(root_shape).unwrap(), &mut rng).unwrap();
-    let leaves = [opening([10, 1], [3, 1], 1), opening([20, 2], [4, 1], 2), opening([30, 3], [5, 1], 3), opening([40, 4], [6, 1], 4)];
+    let leaves = [
+        opening([10, 1], [3, 1], 1),
+        opening([20, 2], [4, 1], 2),
+        opening([30, 3], [5, 1], 3),
+        opening([40, 4], [6, 1], 4),
+    ];
     let mut subtotals = Vec::new();
     for (i, pair) in leaves.chunks(2).enumerate() {
         let blind = Fr::from(100 + i as u64);
@@ -137,18 +236,37 @@ fn a_tree_of_combines_covers_more_chunks_than_one_combine() {
         let proof = snark::prove(&sub_pk, c, &mut rng).unwrap();
         assert!(snark::verify(sub_pk.verifying_key(), &inputs, &proof).unwrap());
         let total = Partial {
-            sums: vec![pair[0].partial.sums[0] + pair[1].partial.sums[0], pair[0].partial.sums[1] + pair[1].partial.sums[1]],
-            counts: vec![pair[0].partial.counts[0] + pair[1].partial.counts[0], pair[0].partial.counts[1] + pair[1].partial.counts[1]],
+            sums: vec![
+                pair[0].partial.sums[0] + pair[1].partial.sums[0],
+                pair[0].partial.sums[1] + pair[1].partial.sums[1],
+            ],
+            counts: vec![
+                pair[0].partial.counts[0] + pair[1].partial.counts[0],
+                pair[0].partial.counts[1] + pair[1].partial.counts[1],
+            ],
         };
-        assert_eq!(inputs[2], total.commit(blind), "the subtotal is the committed total");
-        subtotals.push(Opening { partial: total, blind });
+        assert_eq!(
+            inputs[2],
+            total.commit(blind),
+            "the subtotal is the committed total"
+        );
+        subtotals.push(Opening {
+            partial: total,
+            blind,
+        });
     }
     let root = CombineCircuit::new(root_shape, params(10, 0), subtotals, Fr::from(0u8)).unwrap();
     assert_eq!(
         root.instance.result,
         CombineResult::Release {
             min_group_size: 10,
-            groups: vec![GroupRelease::Released { count: 18, sum: 100 }, GroupRelease::Suppressed],
+            groups: vec![
+                GroupRelease::Released {
+                    count: 18,
+                    sum: 100
+                },
+                GroupRelease::Suppressed
+            ],
         }
     );
     let inputs = root.instance.public_inputs();

@@ -35,13 +35,22 @@ fn batch_verify_accepts_honest_batches_and_rejects_one_bad_proof() {
 
     let mut bad = batch.clone();
     bad[3].0[1] += Fr::one();
-    assert!(!snark::batch_verify(vk, &bad, &mut rng).unwrap(), "one tampered input");
+    assert!(
+        !snark::batch_verify(vk, &bad, &mut rng).unwrap(),
+        "one tampered input"
+    );
     let mut bad = batch.clone();
     bad[1].1 = batch[2].1.clone();
-    assert!(!snark::batch_verify(vk, &bad, &mut rng).unwrap(), "one proof swapped");
+    assert!(
+        !snark::batch_verify(vk, &bad, &mut rng).unwrap(),
+        "one proof swapped"
+    );
     let mut short = batch;
     short[0].0.pop();
-    assert!(matches!(snark::batch_verify(vk, &short, &mut rng), Err(CircuitError::KeyMismatch(_))));
+    assert!(matches!(
+        snark::batch_verify(vk, &short, &mut rng),
+        Err(CircuitError::KeyMismatch(_))
+    ));
 }
 
 #[test]
@@ -49,7 +58,8 @@ fn keys_and_proofs_round_trip_and_fingerprints_pin_keys() {
     let mut rng = rng(10);
     let pk = snark::setup(AttributeCircuit::blank(SHAPE).unwrap(), &mut rng).unwrap();
     let vk = pk.verifying_key();
-    let loaded = ProvingKey::from_bytes(&pk.to_bytes(), AttributeCircuit::blank(SHAPE).unwrap()).unwrap();
+    let loaded =
+        ProvingKey::from_bytes(&pk.to_bytes(), AttributeCircuit::blank(SHAPE).unwrap()).unwrap();
     let vk_bytes = snark::verifying_key_to_bytes(vk);
     let vk2 = snark::verifying_key_from_bytes(&vk_bytes).unwrap();
     assert_eq!(&vk2, vk);
@@ -62,14 +72,23 @@ fn keys_and_proofs_round_trip_and_fingerprints_pin_keys() {
     // Another setup of the same shape is another key: another fingerprint, and its proofs
     // do not verify under the first key.
     let other = snark::setup(AttributeCircuit::blank(SHAPE).unwrap(), &mut rng).unwrap();
-    assert_ne!(snark::fingerprint(other.verifying_key()), snark::fingerprint(vk));
+    assert_ne!(
+        snark::fingerprint(other.verifying_key()),
+        snark::fingerprint(vk)
+    );
     let (inputs, foreign) = proofs(&other, 1).remove(0);
     assert!(!snark::verify(vk, &inputs, &foreign).unwrap());
 
     // A key loaded for another shape is refused; corrupt bytes are refused.
     let wider = AttributeCircuit::blank(AttributeShape { width: 16 }).unwrap();
-    assert!(matches!(ProvingKey::from_bytes(&pk.to_bytes(), wider), Err(CircuitError::KeyMismatch(_))));
+    assert!(matches!(
+        ProvingKey::from_bytes(&pk.to_bytes(), wider),
+        Err(CircuitError::KeyMismatch(_))
+    ));
     let mut corrupt = snark::proof_to_bytes(&proof);
     corrupt[5] ^= 0xff;
-    assert!(snark::proof_from_bytes(&corrupt).is_err() || !snark::verify(vk, &inputs, &snark::proof_from_bytes(&corrupt).unwrap()).unwrap());
+    assert!(
+        snark::proof_from_bytes(&corrupt).is_err()
+            || !snark::verify(vk, &inputs, &snark::proof_from_bytes(&corrupt).unwrap()).unwrap()
+    );
 }

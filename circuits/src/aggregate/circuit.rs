@@ -127,7 +127,11 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                 FilterShape::In { len, .. } => take(*len),
             })
             .collect();
-        let keys = take(if shape.group_by.is_some() { shape.groups } else { 0 });
+        let keys = take(if shape.group_by.is_some() {
+            shape.groups
+        } else {
+            0
+        });
         let condition = match shape.aggregand {
             Aggregand::CountWhere { .. } => take(2),
             _ => Vec::new(),
@@ -176,18 +180,20 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                 continue;
             }
             let mut elements = Vec::new();
-            let mut column_bits = |c: usize, row: usize| -> Result<Vec<Boolean<Fr>>, SynthesisError> {
-                let bits = witness_bits(cs.clone(), Some(Fr::from(chunk.columns[c][row])), width(c))?;
-                if touched.contains(&c) {
-                    let entry = columns.entry(c).or_insert_with(|| ColumnVars {
-                        values: Vec::new(),
-                        bits: Vec::new(),
-                    });
-                    entry.values.push(Boolean::le_bits_to_fp(&bits)?);
-                    entry.bits.push(bits.clone());
-                }
-                Ok(bits)
-            };
+            let mut column_bits =
+                |c: usize, row: usize| -> Result<Vec<Boolean<Fr>>, SynthesisError> {
+                    let bits =
+                        witness_bits(cs.clone(), Some(Fr::from(chunk.columns[c][row])), width(c))?;
+                    if touched.contains(&c) {
+                        let entry = columns.entry(c).or_insert_with(|| ColumnVars {
+                            values: Vec::new(),
+                            bits: Vec::new(),
+                        });
+                        entry.values.push(Boolean::le_bits_to_fp(&bits)?);
+                        entry.bits.push(bits.clone());
+                    }
+                    Ok(bits)
+                };
             match *group {
                 Group::Wide(c) => {
                     for row in 0..layout.capacity() {
@@ -209,7 +215,10 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                     }
                 }
             }
-            let mut preimage = vec![FpVar::constant(Fr::from(GROUP_TAG)), witness(chunk.salts[g])?];
+            let mut preimage = vec![
+                FpVar::constant(Fr::from(GROUP_TAG)),
+                witness(chunk.salts[g])?,
+            ];
             preimage.extend(elements);
             digests.push(chain(&preimage)?);
         }
@@ -218,7 +227,11 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
         // and every group digest.
         let present = &columns[&layout.present()];
         let row_count = witness(Fr::from(chunk.row_count(layout)))?;
-        present.values.iter().sum::<FpVar<Fr>>().enforce_equal(&row_count)?;
+        present
+            .values
+            .iter()
+            .sum::<FpVar<Fr>>()
+            .enforce_equal(&row_count)?;
         let mut preimage = vec![
             FpVar::constant(Fr::from(CHUNK_TAG)),
             witness(Fr::from(chunk.dataset_id))?,

@@ -80,7 +80,9 @@ impl AggregateShape {
             if c < columns {
                 Ok(())
             } else {
-                Err(CircuitError::InvalidShape(format!("{what} column {c} does not exist")))
+                Err(CircuitError::InvalidShape(format!(
+                    "{what} column {c} does not exist"
+                )))
             }
         };
         exists(self.consent, "consent")?;
@@ -118,8 +120,16 @@ impl AggregateShape {
                 FilterShape::In { len, .. } => *len,
             })
             .sum();
-        let keys = if self.group_by.is_some() { self.groups } else { 0 };
-        let condition = if matches!(self.aggregand, Aggregand::CountWhere { .. }) { 2 } else { 0 };
+        let keys = if self.group_by.is_some() {
+            self.groups
+        } else {
+            0
+        };
+        let condition = if matches!(self.aggregand, Aggregand::CountWhere { .. }) {
+            2
+        } else {
+            0
+        };
         2 + filters + keys + condition + 1
     }
 }
@@ -151,7 +161,8 @@ impl AggregateQuery {
     pub fn validate(&self, shape: &AggregateShape) -> Result<(), CircuitError> {
         let bad = |msg: String| Err(CircuitError::InvalidQuery(msg));
         let layout = &shape.layout;
-        let fits = |v: u64, column: usize| layout.width(column) == 64 || v >> layout.width(column) == 0;
+        let fits =
+            |v: u64, column: usize| layout.width(column) == 64 || v >> layout.width(column) == 0;
         if self.purpose >= layout.width(shape.consent) {
             return bad(format!(
                 "purpose bit {} outside the {}-bit consent column",
@@ -160,21 +171,32 @@ impl AggregateQuery {
             ));
         }
         if self.filters.len() != shape.filters.len() {
-            return bad(format!("{} filters for a shape of {}", self.filters.len(), shape.filters.len()));
+            return bad(format!(
+                "{} filters for a shape of {}",
+                self.filters.len(),
+                shape.filters.len()
+            ));
         }
         for (i, (f, p)) in shape.filters.iter().zip(&self.filters).enumerate() {
             match (f, p) {
                 (FilterShape::Range { column }, FilterParams::Range { lo, hi }) => {
                     if !fits(*lo, *column) || !fits(*hi, *column) {
-                        return bad(format!("filter {i}: bounds {lo}..={hi} exceed column {column}'s width"));
+                        return bad(format!(
+                            "filter {i}: bounds {lo}..={hi} exceed column {column}'s width"
+                        ));
                     }
                 }
                 (FilterShape::In { column, len }, FilterParams::In(items)) => {
                     if items.is_empty() || items.len() > *len {
-                        return bad(format!("filter {i}: IN list of {} items, shape allows 1..={len}", items.len()));
+                        return bad(format!(
+                            "filter {i}: IN list of {} items, shape allows 1..={len}",
+                            items.len()
+                        ));
                     }
                     if let Some(v) = items.iter().find(|v| !fits(**v, *column)) {
-                        return bad(format!("filter {i}: IN item {v} exceeds column {column}'s width"));
+                        return bad(format!(
+                            "filter {i}: IN item {v} exceeds column {column}'s width"
+                        ));
                     }
                 }
                 _ => return bad(format!("filter {i}: parameters of the wrong kind")),
@@ -184,7 +206,11 @@ impl AggregateQuery {
             None if !self.group_keys.is_empty() => return bad("group keys without GROUP BY".into()),
             Some(column) => {
                 if self.group_keys.len() > shape.groups {
-                    return bad(format!("{} group keys, shape has {} slots", self.group_keys.len(), shape.groups));
+                    return bad(format!(
+                        "{} group keys, shape has {} slots",
+                        self.group_keys.len(),
+                        shape.groups
+                    ));
                 }
                 for (i, k) in self.group_keys.iter().enumerate() {
                     if !fits(*k, column) {
@@ -200,10 +226,14 @@ impl AggregateQuery {
         match (shape.aggregand, self.condition) {
             (Aggregand::CountWhere { column }, Some((lo, hi))) => {
                 if !fits(lo, column) || !fits(hi, column) {
-                    return bad(format!("condition bounds {lo}..={hi} exceed column {column}'s width"));
+                    return bad(format!(
+                        "condition bounds {lo}..={hi} exceed column {column}'s width"
+                    ));
                 }
             }
-            (Aggregand::CountWhere { .. }, None) => return bad("counted condition needs bounds".into()),
+            (Aggregand::CountWhere { .. }, None) => {
+                return bad("counted condition needs bounds".into())
+            }
             (_, Some(_)) => return bad("condition bounds without a counted condition".into()),
             (_, None) => {}
         }

@@ -11,9 +11,7 @@ use ark_r1cs_std::{
     fields::fp::{AllocatedFp, FpVar},
     GR1CSVar,
 };
-use ark_relations::gr1cs::{
-    ConstraintSystemRef, LinearCombination, SynthesisError, Variable,
-};
+use ark_relations::gr1cs::{ConstraintSystemRef, LinearCombination, SynthesisError, Variable};
 
 use super::{chain_blocks, params::params, MAX_INPUTS};
 use crate::Fr;
@@ -85,7 +83,7 @@ impl Cell {
 
 fn permute(
     cs: &ConstraintSystemRef<Fr>,
-    state: &mut Vec<Cell>,
+    state: &mut [Cell],
     record: bool,
 ) -> Result<(), SynthesisError> {
     let width = state.len();
@@ -134,7 +132,11 @@ fn permute(
 /// x^5 with three constraints: x·x = x2, x2·x2 = x4, x4·x = x5.
 fn sbox(cs: &ConstraintSystemRef<Fr>, x: &Cell) -> Result<Cell, SynthesisError> {
     let value = x.value;
-    let power = |e: u64| value.map(|v| v.pow([e])).ok_or(SynthesisError::AssignmentMissing);
+    let power = |e: u64| {
+        value
+            .map(|v| v.pow([e]))
+            .ok_or(SynthesisError::AssignmentMissing)
+    };
     let x2 = cs.new_witness_variable(|| power(2))?;
     let x4 = cs.new_witness_variable(|| power(4))?;
     let x5 = cs.new_witness_variable(|| power(5))?;
@@ -168,7 +170,9 @@ mod tests {
             let expected: usize = chain_blocks(len)
                 .iter()
                 .enumerate()
-                .map(|(i, r)| super::super::permutation_constraints(r.len() + 1 + usize::from(i > 0)))
+                .map(|(i, r)| {
+                    super::super::permutation_constraints(r.len() + 1 + usize::from(i > 0))
+                })
                 .sum();
             assert_eq!(cs.num_constraints(), expected, "len {len}");
         }
@@ -178,8 +182,8 @@ mod tests {
     fn gadget_rejects_a_wrong_digest() {
         let cs = ConstraintSystem::<Fr>::new_ref();
         let x = FpVar::new_witness(cs.clone(), || Ok(Fr::from(5u8))).unwrap();
-        let claimed = FpVar::new_input(cs.clone(), || Ok(super::super::hash(&[Fr::from(6u8)])))
-            .unwrap();
+        let claimed =
+            FpVar::new_input(cs.clone(), || Ok(super::super::hash(&[Fr::from(6u8)]))).unwrap();
         use ark_r1cs_std::eq::EqGadget;
         hash(&[x]).unwrap().enforce_equal(&claimed).unwrap();
         assert!(!cs.is_satisfied().unwrap());

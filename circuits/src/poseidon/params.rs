@@ -11,7 +11,9 @@ use crate::Fr;
 pub(crate) const FULL_ROUNDS: usize = 8;
 
 /// circomlib's partial-round counts for widths t = 2..=17.
-const PARTIAL_ROUNDS: [usize; 16] = [56, 57, 56, 60, 60, 63, 64, 63, 60, 66, 60, 65, 70, 60, 64, 68];
+const PARTIAL_ROUNDS: [usize; 16] = [
+    56, 57, 56, 60, 60, 63, 64, 63, 60, 66, 60, 65, 70, 60, 64, 68,
+];
 
 /// Smallest and largest permutation width (inputs + 1).
 pub(crate) const MIN_WIDTH: usize = 2;

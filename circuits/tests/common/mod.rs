@@ -24,10 +24,16 @@ pub fn rng(seed: u64) -> ChaCha20Rng {
 
 /// time (wide 32), district (3), hour (5), age (7), consent (3), present (1), kwh (wide 16).
 pub fn layout() -> ChunkLayout {
-    let narrow = |width| ColumnSpec { width, packed: true };
-    let wide = |width| ColumnSpec { width, packed: false };
     ChunkLayout::new(
-        vec![wide(32), narrow(3), narrow(5), narrow(7), narrow(3), narrow(1), wide(16)],
+        vec![
+            ColumnSpec::wide(32),
+            ColumnSpec::narrow(3),
+            ColumnSpec::narrow(5),
+            ColumnSpec::narrow(7),
+            ColumnSpec::narrow(3),
+            ColumnSpec::narrow(1),
+            ColumnSpec::wide(16),
+        ],
         PRESENT,
         ROWS,
     )
@@ -40,7 +46,10 @@ pub fn shape() -> AggregateShape {
         layout: layout(),
         consent: CONSENT,
         filters: vec![
-            FilterShape::In { column: DISTRICT, len: 2 },
+            FilterShape::In {
+                column: DISTRICT,
+                len: 2,
+            },
             FilterShape::Range { column: HOUR },
         ],
         group_by: Some(DISTRICT),
@@ -54,7 +63,10 @@ pub fn query(districts: Vec<u64>, hours: (u64, u64), keys: Vec<u64>) -> Aggregat
         purpose: 1,
         filters: vec![
             FilterParams::In(districts),
-            FilterParams::Range { lo: hours.0, hi: hours.1 },
+            FilterParams::Range {
+                lo: hours.0,
+                hi: hours.1,
+            },
         ],
         group_keys: keys,
         condition: None,
@@ -69,7 +81,15 @@ pub fn default_query() -> AggregateQuery {
 pub fn chunk(rows: &[(u64, u64, u64, u64, u64)]) -> Chunk {
     let mut columns = vec![Vec::new(); 7];
     for (i, &(district, hour, age, consent, kwh)) in rows.iter().enumerate() {
-        for (c, v) in [(TIME, 1_700_000_000 + 3600 * i as u64), (DISTRICT, district), (HOUR, hour), (AGE, age), (CONSENT, consent), (PRESENT, 1), (KWH, kwh)] {
+        for (c, v) in [
+            (TIME, 1_700_000_000 + 3600 * i as u64),
+            (DISTRICT, district),
+            (HOUR, hour),
+            (AGE, age),
+            (CONSENT, consent),
+            (PRESENT, 1),
+            (KWH, kwh),
+        ] {
             columns[c].push(v);
         }
     }
