@@ -94,13 +94,15 @@ fn bench(c: &mut Criterion) {
         .unwrap_or(1024);
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let circuit = circuit(rows, &mut rng);
-    let blank = AggregateCircuit::blank(circuit.shape.clone()).expect("shape");
 
     let t = Instant::now();
-    let pk = snark::setup(blank, &mut rng).expect("setup");
+    let pk = snark::setup::<AggregateCircuit, _>(&circuit.shape, &mut rng).expect("setup");
     let setup = t.elapsed();
     let m = pk.matrices();
-    let inputs = circuit.instance.public_inputs(&circuit.shape);
+    let inputs = circuit
+        .instance
+        .public_inputs(&circuit.shape)
+        .expect("valid query");
     let proof = snark::prove(&pk, circuit.clone(), &mut rng).expect("prove");
     assert!(snark::verify(pk.verifying_key(), &inputs, &proof).expect("verify"));
     println!("chunk_aggregate: {rows} rows, G = 8, IN of 4, one range filter");

@@ -97,8 +97,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("zkfabric: verified aggregate over 2 chunks of {rows_per_chunk} generated household readings");
     println!("development keys from a single-party setup (production keys come from a ceremony)");
     let t = Instant::now();
-    let chunk_pk = snark::setup(AggregateCircuit::blank(shape.clone())?, &mut rng)?;
-    let combine_pk = snark::setup(CombineCircuit::blank(combine_shape)?, &mut rng)?;
+    let chunk_pk = snark::setup::<AggregateCircuit, _>(&shape, &mut rng)?;
+    let combine_pk = snark::setup::<CombineCircuit, _>(&combine_shape, &mut rng)?;
     println!(
         "setup           {:>8.2?}  chunk circuit: {} constraints ({:.1} per row)",
         t.elapsed(),
@@ -158,13 +158,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 query: query.clone(),
                 partial_commitment: answer.partial_commitments[i],
             };
-            (instance.public_inputs(&shape), proof)
+            Ok((instance.public_inputs(&shape)?, proof))
         })
-        .collect();
+        .collect::<Result<_, zkfabric::circuits::CircuitError>>()?;
     let mut ok = snark::batch_verify(chunk_pk.verifying_key(), &chunk_statements, &mut rng)?;
     ok &= snark::verify(
         combine_pk.verifying_key(),
-        &answer.public_inputs(),
+        &answer.public_inputs(&combine_shape)?,
         &combine_proof,
     )?;
     println!(

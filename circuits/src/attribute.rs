@@ -14,9 +14,9 @@ use ark_r1cs_std::{
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, SynthesisError};
 
 use crate::{
-    commitment::{ATTRIBUTE_TAG, MAX_WIDTH},
+    commitment::{fits, ATTRIBUTE_TAG, MAX_WIDTH},
     gadgets::{enforce_in_range, to_bits, witness_bits},
-    poseidon, CircuitError, Fr,
+    poseidon, snark, CircuitError, Fr,
 };
 
 /// Everything that fixes the attribute circuit: the value's width in bits.
@@ -38,8 +38,20 @@ pub struct AttributeInstance {
 }
 
 impl AttributeInstance {
-    /// The public-input vector `[commitment, lo, hi]`.
-    pub fn public_inputs(&self) -> Vec<Fr> {
+    /// The public-input vector `[commitment, lo, hi]` a verifier checks a proof against,
+    /// after checking that the bounds fit the shape's width.
+    pub fn public_inputs(&self, shape: &AttributeShape) -> Result<Vec<Fr>, CircuitError> {
+        if !fits(self.lo, shape.width) || !fits(self.hi, shape.width) {
+            return Err(CircuitError::InvalidQuery(format!(
+                "bounds [{}, {}] exceed {} bits",
+                self.lo, self.hi, shape.width
+            )));
+        }
+        Ok(self.assemble())
+    }
+
+    /// The public-input vector, unchecked (the circuit allocates exactly this).
+    fn assemble(&self) -> Vec<Fr> {
         vec![self.commitment, Fr::from(self.lo), Fr::from(self.hi)]
     }
 }
@@ -51,8 +63,7 @@ pub fn commit(value: u64, salt: Fr) -> Fr {
 
 /// Native twin: whether the statement holds for `value` of `width` bits.
 pub fn holds(width: u32, value: u64, lo: u64, hi: u64) -> bool {
-    let fits = |v: u64| width == 64 || v >> width == 0;
-    fits(value) && fits(lo) && fits(hi) && lo <= value && value <= hi
+    [value, lo, hi].iter().all(|&v| fits(v, width)) && lo <= value && value <= hi
 }
 
 /// One attribute proof's statement and witness.
@@ -101,23 +112,32 @@ impl AttributeCircuit {
             salt,
         })
     }
+}
 
-    /// A placeholder of the right shape for key generation.
-    pub fn blank(shape: AttributeShape) -> Result<Self, CircuitError> {
-        Self::new(shape, 0, Fr::from(0u8), 0, 0)
+impl snark::Circuit for AttributeCircuit {
+    type Shape = AttributeShape;
+
+    fn blank(shape: &AttributeShape) -> Result<Self, CircuitError> {
+        Self::new(*shape, 0, Fr::from(0u8), 0, 0)
+    }
+
+    fn public_inputs(&self) -> Result<Vec<Fr>, CircuitError> {
+        self.instance.public_inputs(&self.shape)
     }
 }
 
 impl ConstraintSynthesizer<Fr> for AttributeCircuit {
     fn generate_constraints(self, cs: ConstraintSystemRef<Fr>) -> Result<(), SynthesisError> {
         let width = self.shape.width;
-        let [commitment, lo, hi] = [
-            self.instance.commitment,
-            Fr::from(self.instance.lo),
-            Fr::from(self.instance.hi),
-        ]
-        .map(|v| FpVar::new_input(cs.clone(), || Ok(v)));
-        let (commitment, lo, hi) = (commitment?, lo?, hi?);
+        let inputs = self
+            .instance
+            .assemble()
+            .into_iter()
+            .map(|v| FpVar::new_input(cs.clone(), || Ok(v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let [commitment, lo, hi] = &inputs[..] else {
+            unreachable!("three public inputs")
+        };
         let value = Boolean::le_bits_to_fp(&witness_bits(
             cs.clone(),
             Some(Fr::from(self.value)),

@@ -28,7 +28,7 @@ use crate::{
     commitment::PARTIAL_TAG,
     gadgets::{is_ge, to_bits},
     poseidon::gadget::chain,
-    CircuitError, Fr,
+    snark, CircuitError, Fr,
 };
 
 /// Counts and the minimum group size are compared as 40-bit numbers (a trillion rows).
@@ -122,8 +122,52 @@ pub struct CombineInstance {
 }
 
 impl CombineInstance {
-    /// The public-input vector, in the order the module documentation gives.
-    pub fn public_inputs(&self) -> Vec<Fr> {
+    /// The public-input vector a verifier checks a combine proof against, in the order
+    /// the module documentation gives, after checking the statement fits `shape`.
+    pub fn public_inputs(&self, shape: &CombineShape) -> Result<Vec<Fr>, CircuitError> {
+        let bad = |msg: String| Err(CircuitError::InvalidQuery(msg));
+        if self.partial_commitments.len() != shape.inputs {
+            return bad(format!(
+                "{} partial commitments for {} slots",
+                self.partial_commitments.len(),
+                shape.inputs
+            ));
+        }
+        let (k, groups) = match (&self.result, shape.output) {
+            (
+                CombineResult::Release {
+                    min_group_size,
+                    groups,
+                },
+                CombineOutput::Release,
+            ) => (*min_group_size, groups.len()),
+            (
+                CombineResult::Predicate {
+                    min_group_size,
+                    groups,
+                    ..
+                },
+                CombineOutput::Predicate,
+            ) => (*min_group_size, groups.len()),
+            (CombineResult::Subtotal { .. }, CombineOutput::Subtotal) => (0, shape.groups),
+            _ => {
+                return bad(format!(
+                    "result is not of the shape's kind {:?}",
+                    shape.output
+                ))
+            }
+        };
+        if groups != shape.groups {
+            return bad(format!("{groups} groups for a shape of {}", shape.groups));
+        }
+        if k >> COUNT_BITS != 0 {
+            return bad(format!("minimum group size {k} exceeds {COUNT_BITS} bits"));
+        }
+        Ok(self.assemble())
+    }
+
+    /// The public-input vector, unchecked (the circuit allocates exactly this).
+    fn assemble(&self) -> Vec<Fr> {
         let mut out = self.partial_commitments.clone();
         let flag = |b: bool| Fr::from(u8::from(b));
         match &self.result {
@@ -281,14 +325,21 @@ impl CombineCircuit {
             output_blind,
         })
     }
+}
 
-    /// A placeholder of the right shape for key generation.
-    pub fn blank(shape: CombineShape) -> Result<Self, CircuitError> {
+impl snark::Circuit for CombineCircuit {
+    type Shape = CombineShape;
+
+    fn blank(shape: &CombineShape) -> Result<Self, CircuitError> {
         let params = CombineParams {
             min_group_size: 0,
             threshold: 0,
         };
-        Self::new(shape, params, Vec::new(), Fr::zero())
+        Self::new(*shape, params, Vec::new(), Fr::zero())
+    }
+
+    fn public_inputs(&self) -> Result<Vec<Fr>, CircuitError> {
+        self.instance.public_inputs(&self.shape)
     }
 }
 
@@ -302,7 +353,7 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
         } = self;
         let witness = |v: Fr| FpVar::new_witness(cs.clone(), || Ok(v));
         let inputs = instance
-            .public_inputs()
+            .assemble()
             .into_iter()
             .map(|v| FpVar::new_input(cs.clone(), || Ok(v)))
             .collect::<Result<Vec<_>, _>>()?;

@@ -38,6 +38,11 @@ pub const PACKED_ELEMENT_BITS: u32 = 253;
 /// Widest column: every stored value is a `u64`.
 pub const MAX_WIDTH: u32 = 64;
 
+/// Whether `value` lies below `2^width` (width 1..=64).
+pub fn fits(value: u64, width: u32) -> bool {
+    width >= 64 || value >> width == 0
+}
+
 /// One column as the commitment sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ColumnSpec {
@@ -271,7 +276,7 @@ impl Chunk {
                 ));
             }
             let width = layout.width(c);
-            if let Some(row) = values.iter().position(|&v| width < 64 && v >> width != 0) {
+            if let Some(row) = values.iter().position(|&v| !fits(v, width)) {
                 return bad(format!(
                     "column {c} row {row}: value {} exceeds {width} bits",
                     values[row]

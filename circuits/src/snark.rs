@@ -34,6 +34,16 @@ pub type Proof = ark_groth16::Proof<Bn254>;
 /// A Groth16 verifying key.
 pub type VerifyingKey = ark_groth16::VerifyingKey<Bn254>;
 
+/// A circuit family whose constraint system, and so whose keys, a shape fixes.
+pub trait Circuit: ConstraintSynthesizer<Fr> + Clone {
+    /// What fixes the constraint system.
+    type Shape;
+    /// A placeholder of `shape` with an all-zero witness, for key generation.
+    fn blank(shape: &Self::Shape) -> Result<Self, CircuitError>;
+    /// The public inputs this circuit proves, in the order it allocates them.
+    fn public_inputs(&self) -> Result<Vec<Fr>, CircuitError>;
+}
+
 /// The R1CS matrices of a circuit shape and its variable counts.
 #[derive(Clone, Debug)]
 pub struct ConstraintMatrices {
@@ -131,14 +141,11 @@ impl ProvingKey {
         out
     }
 
-    /// Loads a proving key for the shape of `blank`, checking that the key was made for a
-    /// constraint system of exactly that size.
-    pub fn from_bytes<C: ConstraintSynthesizer<Fr>>(
-        bytes: &[u8],
-        blank: C,
-    ) -> Result<Self, CircuitError> {
+    /// Loads a proving key for `shape`, checking that the key was made for a constraint
+    /// system of exactly that size.
+    pub fn from_bytes<C: Circuit>(bytes: &[u8], shape: &C::Shape) -> Result<Self, CircuitError> {
         let key = ark_groth16::ProvingKey::<Bn254>::deserialize_compressed(bytes)?;
-        Self::from_parts(key, ConstraintMatrices::of(blank)?)
+        Self::from_parts(key, ConstraintMatrices::of(C::blank(shape)?)?)
     }
 
     fn from_parts(
@@ -160,13 +167,14 @@ impl ProvingKey {
     }
 }
 
-/// Development setup for the shape of `blank`: a proving key (with matrices) and its
-/// verifying key. The caller's randomness is the trapdoor: whoever knows it can forge.
-pub fn setup<C, R>(blank: C, rng: &mut R) -> Result<ProvingKey, CircuitError>
+/// Development setup for `shape`: a proving key with its matrices and verifying key.
+/// The caller's randomness is the trapdoor: whoever knows it can forge proofs.
+pub fn setup<C, R>(shape: &C::Shape, rng: &mut R) -> Result<ProvingKey, CircuitError>
 where
-    C: ConstraintSynthesizer<Fr> + Clone,
+    C: Circuit,
     R: RngCore + CryptoRng,
 {
+    let blank = C::blank(shape)?;
     let matrices = ConstraintMatrices::of(blank.clone())?;
     let key =
         Groth16::<Bn254, LibsnarkReduction>::generate_random_parameters_with_reduction(blank, rng)?;

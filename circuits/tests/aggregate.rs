@@ -34,9 +34,9 @@ fn native_twin_computes_the_filtered_grouped_aggregate() {
 #[test]
 fn honest_proof_verifies_and_every_public_input_is_bound() {
     let mut rng = rng(1);
-    let pk = snark::setup(AggregateCircuit::blank(shape()).unwrap(), &mut rng).unwrap();
+    let pk = snark::setup::<AggregateCircuit, _>(&shape(), &mut rng).unwrap();
     let circuit = honest(default_chunk(), default_query());
-    let inputs = circuit.instance.public_inputs(&circuit.shape);
+    let inputs = circuit.instance.public_inputs(&circuit.shape).unwrap();
     assert_eq!(inputs.len(), shape().num_public_inputs());
     // The circuit allocates exactly the documented public inputs, in order.
     let z = snark::assignment(circuit.clone()).unwrap();
@@ -113,7 +113,7 @@ fn lying_witnesses_leave_the_system_unsatisfied() {
 #[test]
 fn proving_refuses_an_unsatisfied_witness() {
     let mut rng = rng(2);
-    let pk = snark::setup(AggregateCircuit::blank(shape()).unwrap(), &mut rng).unwrap();
+    let pk = snark::setup::<AggregateCircuit, _>(&shape(), &mut rng).unwrap();
     let mut c = honest(default_chunk(), default_query());
     c.chunk.columns[KWH][1] = 9999;
     assert!(matches!(
@@ -230,6 +230,18 @@ proptest! {
         wrong.instance.partial_commitment = off.commit(blind);
         prop_assert!(!satisfied(wrong));
     }
+}
+
+#[test]
+fn verifiers_refuse_a_malformed_query() {
+    // A repeated group key would count a row in two groups: no public inputs for it.
+    let mut instance = honest(default_chunk(), default_query()).instance;
+    instance.query.group_keys = vec![2, 2];
+    assert!(instance
+        .public_inputs(&shape())
+        .unwrap_err()
+        .to_string()
+        .contains("appears twice"));
 }
 
 #[test]

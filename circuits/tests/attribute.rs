@@ -15,10 +15,10 @@ const AGE: AttributeShape = AttributeShape { width: 7 };
 #[test]
 fn adult_proof_verifies_reveals_only_the_bounds_and_binds_them() {
     let mut rng = rng(6);
-    let pk = snark::setup(AttributeCircuit::blank(AGE).unwrap(), &mut rng).unwrap();
+    let pk = snark::setup::<AttributeCircuit, _>(&AGE, &mut rng).unwrap();
     let salt = Fr::from(0xdead_beefu64);
     let c = AttributeCircuit::new(AGE, 34, salt, 18, 127).unwrap();
-    let inputs = c.instance.public_inputs();
+    let inputs = c.instance.public_inputs(&AGE).unwrap();
     assert_eq!(
         inputs,
         vec![commit(34, salt), Fr::from(18u8), Fr::from(127u8)]

@@ -4,6 +4,7 @@ mod common;
 
 use ark_ff::One;
 use common::*;
+use proptest::prelude::*;
 use zkfabric_circuits::{
     aggregate::Partial,
     combine::{
@@ -148,9 +149,9 @@ fn release_and_predicate_proofs_bind_every_public_input() {
         (CombineOutput::Release, params(10, 0)),
         (CombineOutput::Predicate, params(5, 1000)),
     ] {
-        let pk = snark::setup(CombineCircuit::blank(shape(output)).unwrap(), &mut rng).unwrap();
+        let pk = snark::setup::<CombineCircuit, _>(&shape(output), &mut rng).unwrap();
         let c = CombineCircuit::new(shape(output), p, openings(), Fr::from(0u8)).unwrap();
-        let inputs = c.instance.public_inputs();
+        let inputs = c.instance.public_inputs(&c.shape).unwrap();
         let proof = snark::prove(&pk, c, &mut rng).unwrap();
         assert!(snark::verify(pk.verifying_key(), &inputs, &proof).unwrap());
         for i in 0..inputs.len() {
@@ -220,8 +221,8 @@ fn a_tree_of_combines_covers_more_chunks_than_one_combine() {
         groups: 2,
         output: CombineOutput::Release,
     };
-    let sub_pk = snark::setup(CombineCircuit::blank(sub_shape).unwrap(), &mut rng).unwrap();
-    let root_pk = snark::setup(CombineCircuit::blank(root_shape).unwrap(), &mut rng).unwrap();
+    let sub_pk = snark::setup::<CombineCircuit, _>(&sub_shape, &mut rng).unwrap();
+    let root_pk = snark::setup::<CombineCircuit, _>(&root_shape, &mut rng).unwrap();
     let leaves = [
         opening([10, 1], [3, 1], 1),
         opening([20, 2], [4, 1], 2),
@@ -232,7 +233,7 @@ fn a_tree_of_combines_covers_more_chunks_than_one_combine() {
     for (i, pair) in leaves.chunks(2).enumerate() {
         let blind = Fr::from(100 + i as u64);
         let c = CombineCircuit::new(sub_shape, params(0, 0), pair.to_vec(), blind).unwrap();
-        let inputs = c.instance.public_inputs();
+        let inputs = c.instance.public_inputs(&c.shape).unwrap();
         let proof = snark::prove(&sub_pk, c, &mut rng).unwrap();
         assert!(snark::verify(sub_pk.verifying_key(), &inputs, &proof).unwrap());
         let total = Partial {
@@ -269,7 +270,90 @@ fn a_tree_of_combines_covers_more_chunks_than_one_combine() {
             ],
         }
     );
-    let inputs = root.instance.public_inputs();
+    let inputs = root.instance.public_inputs(&root.shape).unwrap();
     let proof = snark::prove(&root_pk, root, &mut rng).unwrap();
     assert!(snark::verify(root_pk.verifying_key(), &inputs, &proof).unwrap());
+}
+
+/// The same statement with its first group's released value changed.
+fn altered(result: &CombineResult) -> CombineResult {
+    let mut result = result.clone();
+    match &mut result {
+        CombineResult::Release { groups, .. } => {
+            groups[0] = match groups[0] {
+                GroupRelease::Suppressed => GroupRelease::Released { count: 0, sum: 0 },
+                GroupRelease::Released { count, sum } => GroupRelease::Released {
+                    count,
+                    sum: sum + 1,
+                },
+            }
+        }
+        CombineResult::Predicate { groups, .. } => {
+            groups[0] = match groups[0] {
+                GroupAnswer::Suppressed => GroupAnswer::Holds(false),
+                GroupAnswer::Holds(h) => GroupAnswer::Holds(!h),
+            }
+        }
+        CombineResult::Subtotal { commitment } => *commitment += Fr::one(),
+    }
+    result
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// The circuit accepts the native twin's output, and not a changed one.
+    #[test]
+    fn circuit_agrees_with_native_twin(
+        partials in prop::collection::vec(
+            (prop::collection::vec(0u128..1_000_000, 2), prop::collection::vec(0u64..40, 2)),
+            0..=4,
+        ),
+        k in 0u64..60,
+        t in 0u64..2_000_000,
+        output in 0usize..3,
+    ) {
+        let output = [CombineOutput::Release, CombineOutput::Predicate, CombineOutput::Subtotal][output];
+        let openings = partials
+            .into_iter()
+            .enumerate()
+            .map(|(i, (sums, counts))| Opening { partial: Partial { sums, counts }, blind: Fr::from(i as u64 + 1) })
+            .collect();
+        let c = CombineCircuit::new(shape(output), params(k, t), openings, Fr::from(9u8)).unwrap();
+        prop_assert!(satisfied(c.clone()));
+        let mut wrong = c.clone();
+        wrong.instance.result = altered(&c.instance.result);
+        prop_assert!(!satisfied(wrong));
+    }
+}
+
+#[test]
+fn verifiers_refuse_statements_of_another_shape() {
+    let c = CombineCircuit::new(
+        shape(CombineOutput::Release),
+        params(10, 0),
+        openings(),
+        Fr::from(0u8),
+    )
+    .unwrap();
+    assert!(c
+        .instance
+        .public_inputs(&shape(CombineOutput::Predicate))
+        .is_err());
+    assert!(c
+        .instance
+        .public_inputs(&CombineShape {
+            inputs: 3,
+            groups: 2,
+            output: CombineOutput::Release
+        })
+        .is_err());
+    assert!(c
+        .instance
+        .public_inputs(&CombineShape {
+            inputs: 4,
+            groups: 3,
+            output: CombineOutput::Release
+        })
+        .is_err());
 }

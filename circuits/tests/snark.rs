@@ -17,7 +17,7 @@ fn proofs(pk: &ProvingKey, n: u64) -> Vec<(Vec<Fr>, snark::Proof)> {
     (0..n)
         .map(|i| {
             let c = AttributeCircuit::new(SHAPE, 20 + i, Fr::from(i), 18, 255).unwrap();
-            let inputs = c.instance.public_inputs();
+            let inputs = c.instance.public_inputs(&SHAPE).unwrap();
             (inputs, snark::prove(pk, c, &mut rng).unwrap())
         })
         .collect()
@@ -26,7 +26,7 @@ fn proofs(pk: &ProvingKey, n: u64) -> Vec<(Vec<Fr>, snark::Proof)> {
 #[test]
 fn batch_verify_accepts_honest_batches_and_rejects_one_bad_proof() {
     let mut rng = rng(9);
-    let pk = snark::setup(AttributeCircuit::blank(SHAPE).unwrap(), &mut rng).unwrap();
+    let pk = snark::setup::<AttributeCircuit, _>(&SHAPE, &mut rng).unwrap();
     let vk = pk.verifying_key();
     let batch = proofs(&pk, 5);
     assert!(snark::batch_verify(vk, &batch, &mut rng).unwrap());
@@ -56,10 +56,9 @@ fn batch_verify_accepts_honest_batches_and_rejects_one_bad_proof() {
 #[test]
 fn keys_and_proofs_round_trip_and_fingerprints_pin_keys() {
     let mut rng = rng(10);
-    let pk = snark::setup(AttributeCircuit::blank(SHAPE).unwrap(), &mut rng).unwrap();
+    let pk = snark::setup::<AttributeCircuit, _>(&SHAPE, &mut rng).unwrap();
     let vk = pk.verifying_key();
-    let loaded =
-        ProvingKey::from_bytes(&pk.to_bytes(), AttributeCircuit::blank(SHAPE).unwrap()).unwrap();
+    let loaded = ProvingKey::from_bytes::<AttributeCircuit>(&pk.to_bytes(), &SHAPE).unwrap();
     let vk_bytes = snark::verifying_key_to_bytes(vk);
     let vk2 = snark::verifying_key_from_bytes(&vk_bytes).unwrap();
     assert_eq!(&vk2, vk);
@@ -71,7 +70,7 @@ fn keys_and_proofs_round_trip_and_fingerprints_pin_keys() {
 
     // Another setup of the same shape is another key: another fingerprint, and its proofs
     // do not verify under the first key.
-    let other = snark::setup(AttributeCircuit::blank(SHAPE).unwrap(), &mut rng).unwrap();
+    let other = snark::setup::<AttributeCircuit, _>(&SHAPE, &mut rng).unwrap();
     assert_ne!(
         snark::fingerprint(other.verifying_key()),
         snark::fingerprint(vk)
@@ -80,9 +79,9 @@ fn keys_and_proofs_round_trip_and_fingerprints_pin_keys() {
     assert!(!snark::verify(vk, &inputs, &foreign).unwrap());
 
     // A key loaded for another shape is refused; corrupt bytes are refused.
-    let wider = AttributeCircuit::blank(AttributeShape { width: 16 }).unwrap();
+    let wider = AttributeShape { width: 16 };
     assert!(matches!(
-        ProvingKey::from_bytes(&pk.to_bytes(), wider),
+        ProvingKey::from_bytes::<AttributeCircuit>(&pk.to_bytes(), &wider),
         Err(CircuitError::KeyMismatch(_))
     ));
     let mut corrupt = snark::proof_to_bytes(&proof);

@@ -19,7 +19,7 @@ use crate::{
     commitment::{Chunk, Group, CHUNK_TAG, GROUP_TAG, PARTIAL_TAG},
     gadgets::{gated_eq, is_in_range, is_member, to_bits, witness_bits},
     poseidon::gadget::chain,
-    CircuitError, Fr,
+    snark, CircuitError, Fr,
 };
 
 /// One chunk proof's statement and witness. [`AggregateCircuit::new`] builds an honest one
@@ -62,10 +62,14 @@ impl AggregateCircuit {
             partial,
         })
     }
+}
 
-    /// A placeholder of the right shape (all zero) for key generation.
-    pub fn blank(shape: AggregateShape) -> Result<Self, CircuitError> {
+impl snark::Circuit for AggregateCircuit {
+    type Shape = AggregateShape;
+
+    fn blank(shape: &AggregateShape) -> Result<Self, CircuitError> {
         shape.validate()?;
+        let shape = shape.clone();
         let layout = &shape.layout;
         let chunk = Chunk {
             dataset_id: 0,
@@ -87,6 +91,10 @@ impl AggregateCircuit {
             condition: matches!(shape.aggregand, Aggregand::CountWhere { .. }).then_some((0, 0)),
         };
         Self::new(shape, query, chunk, Fr::zero())
+    }
+
+    fn public_inputs(&self) -> Result<Vec<Fr>, CircuitError> {
+        self.instance.public_inputs(&self.shape)
     }
 }
 
@@ -111,7 +119,7 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
 
         // Public inputs, in documented order.
         let inputs = instance
-            .public_inputs(&shape)
+            .assemble(&shape)
             .into_iter()
             .map(|v| FpVar::new_input(cs.clone(), || Ok(v)))
             .collect::<Result<Vec<_>, _>>()?;

@@ -17,7 +17,7 @@ mod circuit;
 pub use circuit::AggregateCircuit;
 
 use crate::{
-    commitment::{ChunkLayout, PARTIAL_TAG},
+    commitment::{fits, ChunkLayout, PARTIAL_TAG},
     poseidon, CircuitError, Fr,
 };
 
@@ -161,8 +161,7 @@ impl AggregateQuery {
     pub fn validate(&self, shape: &AggregateShape) -> Result<(), CircuitError> {
         let bad = |msg: String| Err(CircuitError::InvalidQuery(msg));
         let layout = &shape.layout;
-        let fits =
-            |v: u64, column: usize| layout.width(column) == 64 || v >> layout.width(column) == 0;
+        let fits = |v: u64, column: usize| fits(v, layout.width(column));
         if self.purpose >= layout.width(shape.consent) {
             return bad(format!(
                 "purpose bit {} outside the {}-bit consent column",
@@ -310,8 +309,17 @@ pub struct AggregateInstance {
 }
 
 impl AggregateInstance {
-    /// The public-input vector, in the order the module documentation gives.
-    pub fn public_inputs(&self, shape: &AggregateShape) -> Vec<Fr> {
+    /// The public-input vector a verifier checks a chunk proof against, in the order the
+    /// module documentation gives. The query is validated first: a malformed one (say,
+    /// a repeated group key) would give a valid proof another meaning.
+    pub fn public_inputs(&self, shape: &AggregateShape) -> Result<Vec<Fr>, CircuitError> {
+        shape.validate()?;
+        self.query.validate(shape)?;
+        Ok(self.assemble(shape))
+    }
+
+    /// The public-input vector, unchecked (the circuit allocates exactly this).
+    pub(crate) fn assemble(&self, shape: &AggregateShape) -> Vec<Fr> {
         let mut out = vec![self.chunk_commitment];
         out.extend(self.query.public_parameters(shape));
         out.push(self.partial_commitment);
