@@ -143,12 +143,12 @@ impl ConstraintSynthesizer<Fr> for AttributeCircuit {
             Some(Fr::from(self.value)),
             width,
         )?)?;
-        to_bits(&lo, width)?;
-        to_bits(&hi, width)?;
-        enforce_in_range(&value, &lo, &hi, width)?;
+        to_bits(lo, width)?;
+        to_bits(hi, width)?;
+        enforce_in_range(&value, lo, hi, width)?;
         let salt = FpVar::new_witness(cs.clone(), || Ok(self.salt))?;
         poseidon::gadget::hash(&[FpVar::constant(Fr::from(ATTRIBUTE_TAG)), salt, value])?
-            .enforce_equal(&commitment)?;
+            .enforce_equal(commitment)?;
         Ok(())
     }
 }
