@@ -333,6 +333,5 @@ pub fn proof_from_bytes(bytes: &[u8]) -> Result<Proof, CircuitError> {
 /// The fingerprint a verifier pins: `sha256:` and the hex SHA-256 of the compressed key.
 pub fn fingerprint(vk: &VerifyingKey) -> String {
     let digest = Sha256::digest(verifying_key_to_bytes(vk));
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", hex::encode(digest))
 }

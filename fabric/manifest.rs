@@ -1,0 +1,181 @@
+//! Epoch manifests: what a node publishes about a dataset's sealed chunks, signed with the
+//! node's Ed25519 key. A manifest lists every chunk of the epoch (index, commitment, row
+//! count, time window), the schema hash, the verifying-key fingerprints it is proven
+//! under, and the hash of the previous epoch's manifest, so epochs form a chain.
+
+use ark_ff::{BigInteger, PrimeField};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zkfabric_circuits::Fr;
+
+/// One sealed chunk as the manifest lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    /// Position within the dataset.
+    pub index: u64,
+    /// The chunk commitment, `0x` and 64 hex digits (big-endian).
+    pub commitment: String,
+    /// Rows in the chunk (padding excluded).
+    pub rows: u64,
+    /// Earliest and latest `time` value, when the dataset has a time column.
+    pub time_window: Option<(u64, u64)>,
+}
+
+/// The signed content of one epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Dataset name.
+    pub dataset: String,
+    /// Dataset id bound into the commitments.
+    pub dataset_id: u64,
+    /// Epoch number, from 1.
+    pub epoch: u64,
+    /// Hash of the dataset's schema file.
+    pub schema_hash: String,
+    /// Rows per chunk, padding included.
+    pub chunk_rows: usize,
+    /// Every chunk of the epoch, in index order.
+    pub chunks: Vec<ChunkEntry>,
+    /// Fingerprints of the verifying keys answers are proven under, when known.
+    pub verifying_keys: Vec<String>,
+    /// Hash of the previous epoch's manifest.
+    pub previous: Option<String>,
+}
+
+/// A manifest with the node's signature over its canonical bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedManifest {
+    /// The content.
+    pub manifest: Manifest,
+    /// Ed25519 signature, hex.
+    pub signature: String,
+    /// The signing node's public key, hex.
+    pub node_key: String,
+}
+
+/// Why a manifest does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The key or signature is not well-formed hex of the right length.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// The manifest was signed by another key than the one trusted.
+    #[error("signed by node key {found}, not the trusted {expected}")]
+    WrongKey { found: String, expected: String },
+    /// The signature does not match the content.
+    #[error("the signature does not match the manifest")]
+    BadSignature,
+}
+
+impl Manifest {
+    /// The bytes that are hashed and signed: the manifest as compact JSON, fields in
+    /// declaration order.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a manifest always serializes")
+    }
+
+    /// `sha256:` and the hex SHA-256 of the canonical bytes.
+    pub fn hash(&self) -> String {
+        format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(self.canonical_bytes()))
+        )
+    }
+
+    /// Signs the manifest.
+    pub fn sign(self, key: &SigningKey) -> SignedManifest {
+        let signature = key.sign(&self.canonical_bytes());
+        SignedManifest {
+            manifest: self,
+            signature: hex::encode(signature.to_bytes()),
+            node_key: hex::encode(key.verifying_key().to_bytes()),
+        }
+    }
+}
+
+impl SignedManifest {
+    /// Checks the signature, and that the signer is `trusted` when given.
+    pub fn verify(&self, trusted: Option<&VerifyingKey>) -> Result<(), ManifestError> {
+        let key_bytes: [u8; 32] = hex::decode(&self.node_key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or(ManifestError::Malformed("node key"))?;
+        let key = VerifyingKey::from_bytes(&key_bytes)
+            .map_err(|_| ManifestError::Malformed("node key"))?;
+        if let Some(trusted) = trusted {
+            if trusted != &key {
+                return Err(ManifestError::WrongKey {
+                    found: self.node_key.clone(),
+                    expected: hex::encode(trusted.to_bytes()),
+                });
+            }
+        }
+        let signature: [u8; 64] = hex::decode(&self.signature)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or(ManifestError::Malformed("signature"))?;
+        key.verify(
+            &self.manifest.canonical_bytes(),
+            &Signature::from_bytes(&signature),
+        )
+        .map_err(|_| ManifestError::BadSignature)
+    }
+}
+
+/// A field element as `0x` and 64 hex digits, big-endian (circomlib's notation).
+pub fn fr_to_hex(x: &Fr) -> String {
+    format!("0x{}", hex::encode(x.into_bigint().to_bytes_be()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            dataset: "consumption".into(),
+            dataset_id: 1,
+            epoch: 2,
+            schema_hash: "sha256:00".into(),
+            chunk_rows: 8,
+            chunks: vec![ChunkEntry {
+                index: 0,
+                commitment: fr_to_hex(&Fr::from(5u8)),
+                rows: 8,
+                time_window: Some((1, 2)),
+            }],
+            verifying_keys: vec![],
+            previous: Some("sha256:11".into()),
+        }
+    }
+
+    #[test]
+    fn signatures_bind_every_field_and_the_key() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let signed = manifest().sign(&key);
+        assert!(signed.verify(Some(&key.verifying_key())).is_ok());
+        let other = SigningKey::from_bytes(&[8; 32]);
+        assert!(matches!(
+            signed.verify(Some(&other.verifying_key())),
+            Err(ManifestError::WrongKey { .. })
+        ));
+        let edits: Vec<fn(&mut Manifest)> = vec![
+            |m| m.epoch += 1,
+            |m| m.chunks[0].rows -= 1,
+            |m| m.chunks[0].commitment = fr_to_hex(&Fr::from(6u8)),
+            |m| m.previous = None,
+            |m| m.schema_hash.push('0'),
+            |m| m.chunks[0].time_window = None,
+        ];
+        for edit in edits {
+            let mut tampered = signed.clone();
+            edit(&mut tampered.manifest);
+            assert!(matches!(
+                tampered.verify(None),
+                Err(ManifestError::BadSignature)
+            ));
+        }
+        assert_eq!(fr_to_hex(&Fr::from(5u8)).len(), 66);
+    }
+}

@@ -1,0 +1,420 @@
+//! Dataset schemas: a TOML file per dataset declaring each column's name, kind and width.
+//!
+//! ```toml
+//! name = "consumption"   # the table name in SQL
+//! id = 1                 # bound into every chunk commitment
+//! chunk_rows = 1024      # rows per sealed chunk (a power of two)
+//!
+//! [[columns]]
+//! name = "district"
+//! kind = "dimension"     # time | dimension | measure | attribute | consent
+//! width = 4              # values are unsigned integers below 2^width (1..=64)
+//! labels = ["Zhongzheng", "Datong"]   # dictionary: code = position
+//! ```
+//!
+//! A `consent` column lists the dataset's purposes, one bit each. The `present` column
+//! (1 bit, set for real rows) is implied and must not be declared. Narrow kinds
+//! (dimension, attribute, consent, present) are packed in commitments; time and measures
+//! each get a column group of their own.
+
+use std::{fmt, ops::Range};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+use zkfabric_circuits::commitment::{ChunkLayout, ColumnSpec, MAX_WIDTH};
+
+/// Name of the implied column that marks real rows.
+pub const PRESENT: &str = "present";
+
+/// The role of a column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnKind {
+    /// Seconds since 1970-01-01 UTC.
+    Time,
+    /// A category (optionally with labels): filtered and grouped on.
+    Dimension,
+    /// A fixed-point quantity that is summed.
+    Measure,
+    /// A donor attribute (such as age) that predicates test.
+    Attribute,
+    /// One bit per purpose the donor consented to.
+    Consent,
+    /// The implied real-row flag.
+    Present,
+}
+
+impl ColumnKind {
+    /// Whether commitments pack this kind with the other narrow columns.
+    pub fn is_packed(self) -> bool {
+        !matches!(self, Self::Time | Self::Measure)
+    }
+}
+
+impl fmt::Display for ColumnKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::Time => "time",
+            Self::Dimension => "dimension",
+            Self::Measure => "measure",
+            Self::Attribute => "attribute",
+            Self::Consent => "consent",
+            Self::Present => "present",
+        };
+        f.write_str(name)
+    }
+}
+
+/// One column of a dataset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Column name, unique within the dataset.
+    pub name: String,
+    /// Its role.
+    pub kind: ColumnKind,
+    /// Values lie below `2^width`.
+    pub width: u32,
+    /// Dimension labels, code = position (empty: plain numeric codes).
+    pub labels: Vec<String>,
+    /// Consent purposes, bit = position.
+    pub purposes: Vec<String>,
+    /// Measures: stored value = quantity x scale.
+    pub scale: Option<u64>,
+    /// Measures: the unit of the quantity.
+    pub unit: Option<String>,
+    /// What the column holds, for people reading the catalog.
+    pub description: Option<String>,
+}
+
+impl Column {
+    /// The code of a dimension value given as a label or as a decimal code.
+    pub fn code_of(&self, text: &str) -> Option<u64> {
+        match self.labels.iter().position(|l| l == text) {
+            Some(code) => Some(code as u64),
+            None => text.trim().parse().ok(),
+        }
+    }
+
+    /// The label of a dimension code, if it has one.
+    pub fn label_of(&self, code: u64) -> Option<&str> {
+        self.labels
+            .get(usize::try_from(code).ok()?)
+            .map(String::as_str)
+    }
+}
+
+/// A validated dataset schema.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schema {
+    /// Dataset (and SQL table) name.
+    pub name: String,
+    /// Dataset id bound into commitments.
+    pub id: u64,
+    /// Rows per sealed chunk.
+    pub chunk_rows: usize,
+    /// The declared columns, then the implied `present` column.
+    pub columns: Vec<Column>,
+    /// The TOML text it was parsed from (what the schema hash covers).
+    pub source: String,
+}
+
+/// Why a schema file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// Not valid TOML, or fields of the wrong type (the message names line and column).
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    /// Well-formed TOML that breaks a schema rule.
+    #[error("{file} line {line}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchemaFile {
+    name: Spanned<String>,
+    id: Spanned<u64>,
+    chunk_rows: Spanned<usize>,
+    columns: Vec<Spanned<ColumnFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnFile {
+    name: String,
+    kind: ColumnKind,
+    width: Option<u32>,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    purposes: Vec<String>,
+    scale: Option<u64>,
+    unit: Option<String>,
+    description: Option<String>,
+}
+
+/// The built-in datasets' schema files.
+const BUILTIN: [(&str, &str); 3] = [
+    ("consumption", include_str!("schemas/consumption.toml")),
+    ("movement", include_str!("schemas/movement.toml")),
+    ("signal", include_str!("schemas/signal.toml")),
+];
+
+impl Schema {
+    /// Names of the built-in datasets.
+    pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+        BUILTIN.iter().map(|(name, _)| *name)
+    }
+
+    /// A built-in dataset's schema.
+    pub fn builtin(name: &str) -> Option<Self> {
+        let (_, text) = BUILTIN.iter().find(|(n, _)| *n == name)?;
+        Some(Self::parse(&format!("{name}.toml"), text).expect("built-in schemas are valid"))
+    }
+
+    /// Parses and validates schema `text`; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, SchemaError> {
+        let raw: SchemaFile = toml::from_str(text).map_err(|e| SchemaError::Syntax {
+            file: file.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let line_of = |span: Range<usize>| text[..span.start].matches('\n').count() + 1;
+        let invalid = |span: Range<usize>, message: String| SchemaError::Invalid {
+            file: file.to_string(),
+            line: line_of(span),
+            message,
+        };
+        let name = raw.name.get_ref().clone();
+        if !is_identifier(&name) {
+            return Err(invalid(
+                raw.name.span(),
+                format!("dataset name {name:?} is not an identifier"),
+            ));
+        }
+        let chunk_rows = *raw.chunk_rows.get_ref();
+        if !chunk_rows.is_power_of_two() || !(2..=1 << 20).contains(&chunk_rows) {
+            return Err(invalid(
+                raw.chunk_rows.span(),
+                format!("chunk_rows = {chunk_rows} is not a power of two in 2..=1048576"),
+            ));
+        }
+        let mut columns: Vec<Column> = Vec::new();
+        for spanned in &raw.columns {
+            let span = spanned.span();
+            let c = spanned.get_ref();
+            let fail = |message: String| {
+                Err(invalid(
+                    span.clone(),
+                    format!("column `{}`: {message}", c.name),
+                ))
+            };
+            if !is_identifier(&c.name) || c.name.starts_with('_') {
+                return fail(
+                    "not an identifier (letters, digits, `_`, not starting with `_`)".into(),
+                );
+            }
+            if columns.iter().any(|o| o.name == c.name) {
+                return fail("declared twice".into());
+            }
+            if c.kind == ColumnKind::Present || c.name == PRESENT {
+                return fail("the `present` column is implied and must not be declared".into());
+            }
+            let width = match (c.kind, c.width) {
+                (ColumnKind::Consent, None) => c.purposes.len() as u32,
+                (ColumnKind::Consent, Some(w)) if w as usize != c.purposes.len() => {
+                    return fail(format!("width {w} but {} purposes", c.purposes.len()))
+                }
+                (_, Some(w)) => w,
+                (_, None) => return fail("needs a width".into()),
+            };
+            if !(1..=MAX_WIDTH).contains(&width) {
+                return fail(format!("width {width} is outside 1..=64"));
+            }
+            if !c.labels.is_empty() && c.kind != ColumnKind::Dimension {
+                return fail("only dimensions have labels".into());
+            }
+            if (width as usize) < 64 && c.labels.len() > 1usize << width {
+                return fail(format!("{} labels do not fit {width} bits", c.labels.len()));
+            }
+            if let Some(dup) = c
+                .labels
+                .iter()
+                .enumerate()
+                .find(|(i, l)| c.labels[..*i].contains(l))
+            {
+                return fail(format!("label {:?} appears twice", dup.1));
+            }
+            if (c.scale.is_some() || c.unit.is_some()) && c.kind != ColumnKind::Measure {
+                return fail("only measures have a scale and a unit".into());
+            }
+            if c.scale == Some(0) {
+                return fail("scale must be at least 1".into());
+            }
+            if c.kind != ColumnKind::Consent && !c.purposes.is_empty() {
+                return fail("only the consent column lists purposes".into());
+            }
+            columns.push(Column {
+                name: c.name.clone(),
+                kind: c.kind,
+                width,
+                labels: c.labels.clone(),
+                purposes: c.purposes.clone(),
+                scale: c.scale,
+                unit: c.unit.clone(),
+                description: c.description.clone(),
+            });
+        }
+        let consent = columns
+            .iter()
+            .filter(|c| c.kind == ColumnKind::Consent)
+            .count();
+        if consent != 1 {
+            return Err(invalid(
+                raw.name.span(),
+                format!("a dataset needs exactly one consent column, found {consent}"),
+            ));
+        }
+        columns.push(Column {
+            name: PRESENT.into(),
+            kind: ColumnKind::Present,
+            width: 1,
+            labels: Vec::new(),
+            purposes: Vec::new(),
+            scale: None,
+            unit: None,
+            description: Some("1 for a real row, 0 for chunk padding".into()),
+        });
+        let schema = Self {
+            name,
+            id: *raw.id.get_ref(),
+            chunk_rows,
+            columns,
+            source: text.to_string(),
+        };
+        schema
+            .layout()
+            .map_err(|e| invalid(raw.name.span(), e.to_string()))?;
+        Ok(schema)
+    }
+
+    /// How this dataset's chunks are committed.
+    pub fn layout(&self) -> Result<ChunkLayout, zkfabric_circuits::CircuitError> {
+        let specs = self
+            .columns
+            .iter()
+            .map(|c| match c.kind.is_packed() {
+                true => ColumnSpec::narrow(c.width),
+                false => ColumnSpec::wide(c.width),
+            })
+            .collect();
+        ChunkLayout::new(specs, self.present(), self.chunk_rows)
+    }
+
+    /// Index of the implied `present` column (the last).
+    pub fn present(&self) -> usize {
+        self.columns.len() - 1
+    }
+
+    /// Index of the consent column.
+    pub fn consent(&self) -> usize {
+        self.columns
+            .iter()
+            .position(|c| c.kind == ColumnKind::Consent)
+            .expect("validated: one consent column")
+    }
+
+    /// A column by name, with its index.
+    pub fn column(&self, name: &str) -> Option<(usize, &Column)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name)
+    }
+
+    /// The declared columns (everything but `present`), as files carry them.
+    pub fn declared(&self) -> &[Column] {
+        &self.columns[..self.present()]
+    }
+
+    /// `sha256:` and the hex SHA-256 of the schema's TOML text.
+    pub fn hash(&self) -> String {
+        format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(self.source.as_bytes()))
+        )
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_load_with_an_implied_present_column() {
+        for name in Schema::builtin_names() {
+            let s = Schema::builtin(name).unwrap();
+            assert_eq!(s.name, name);
+            assert_eq!(s.columns[s.present()].name, PRESENT);
+            assert!(s.layout().is_ok());
+        }
+        let c = Schema::builtin("consumption").unwrap();
+        let (_, district) = c.column("district").unwrap();
+        assert_eq!(district.code_of("Daan"), Some(4));
+        assert_eq!(district.code_of("4"), Some(4));
+        assert_eq!(district.label_of(4), Some("Daan"));
+        assert_eq!(c.columns[c.consent()].width, 3);
+    }
+
+    fn error(text: &str) -> String {
+        Schema::parse("test.toml", text).unwrap_err().to_string()
+    }
+
+    const HEAD: &str = "name = \"t\"\nid = 9\nchunk_rows = 8\n";
+    const CONSENT: &str =
+        "[[columns]]\nname = \"consent\"\nkind = \"consent\"\npurposes = [\"a\"]\n";
+
+    #[test]
+    fn errors_name_the_line() {
+        let wide =
+            format!("{HEAD}{CONSENT}[[columns]]\nname = \"x\"\nkind = \"measure\"\nwidth = 65\n");
+        assert_eq!(
+            error(&wide),
+            "test.toml line 8: column `x`: width 65 is outside 1..=64"
+        );
+        let labels = format!("{HEAD}[[columns]]\nname = \"d\"\nkind = \"dimension\"\nwidth = 1\nlabels = [\"a\", \"b\", \"c\"]\n{CONSENT}");
+        assert_eq!(
+            error(&labels),
+            "test.toml line 4: column `d`: 3 labels do not fit 1 bits"
+        );
+        let twice = format!("{HEAD}{CONSENT}{CONSENT}");
+        assert!(error(&twice).contains("line 8: column `consent`: declared twice"));
+        let present = format!(
+            "{HEAD}{CONSENT}[[columns]]\nname = \"present\"\nkind = \"present\"\nwidth = 1\n"
+        );
+        assert!(error(&present).contains("implied"));
+        assert!(error(HEAD).contains("columns"));
+        assert!(
+            error(&format!("name = \"t\"\nid = 9\nchunk_rows = 6\n{CONSENT}"))
+                .contains("line 3: chunk_rows = 6")
+        );
+        let colour = error(&format!(
+            "{HEAD}[[columns]]\nname = \"a\"\nkind = \"colour\"\n"
+        ));
+        assert!(
+            colour.contains("line 6") && colour.contains("colour"),
+            "{colour}"
+        );
+        assert!(error(HEAD).starts_with("test.toml"));
+    }
+}
