@@ -123,3 +123,19 @@ pub fn satisfied<C: ConstraintSynthesizer<Fr> + Clone>(circuit: C) -> bool {
     assert_eq!(by_arkworks, by_matrices, "both satisfiability checks agree");
     by_arkworks
 }
+
+/// The proof verifies against `inputs`, and against no vector with one input changed.
+pub fn assert_every_input_is_bound(vk: &snark::VerifyingKey, inputs: &[Fr], proof: &snark::Proof) {
+    assert!(
+        snark::verify(vk, inputs, proof).unwrap(),
+        "the honest statement verifies"
+    );
+    for i in 0..inputs.len() {
+        let mut tampered = inputs.to_vec();
+        tampered[i] += Fr::from(1u8);
+        assert!(
+            !snark::verify(vk, &tampered, proof).unwrap(),
+            "public input {i} changed"
+        );
+    }
+}
