@@ -39,6 +39,12 @@ fn params(k: u64, t: u64) -> CombineParams {
     }
 }
 
+/// A combine over [`openings`] with output `output`, minimum group size `k` and
+/// predicate threshold `t`.
+fn combine(output: CombineOutput, k: u64, t: u64) -> CombineCircuit {
+    CombineCircuit::new(shape(output), params(k, t), openings(), Fr::from(77u8)).unwrap()
+}
+
 /// Group 0 totals 10 rows, group 1 totals 9.
 fn openings() -> Vec<Opening> {
     vec![
@@ -50,13 +56,7 @@ fn openings() -> Vec<Opening> {
 
 #[test]
 fn release_suppresses_groups_below_k_exactly_at_the_edge() {
-    let c = CombineCircuit::new(
-        shape(CombineOutput::Release),
-        params(10, 0),
-        openings(),
-        Fr::from(0u8),
-    )
-    .unwrap();
+    let c = combine(CombineOutput::Release, 10, 0);
     // Count exactly k is released; k - 1 is suppressed with nothing else about it.
     assert_eq!(
         c.instance.result,
@@ -123,13 +123,7 @@ fn release_suppresses_groups_below_k_exactly_at_the_edge() {
 
 #[test]
 fn openings_must_match_their_commitments() {
-    let c = CombineCircuit::new(
-        shape(CombineOutput::Release),
-        params(1, 0),
-        openings(),
-        Fr::from(0u8),
-    )
-    .unwrap();
+    let c = combine(CombineOutput::Release, 1, 0);
     let mut lying = c.clone();
     lying.openings[1].partial.sums[0] += 1;
     assert!(!satisfied(lying));
@@ -143,14 +137,15 @@ fn openings_must_match_their_commitments() {
 }
 
 #[test]
-fn release_and_predicate_proofs_bind_every_public_input() {
+fn proofs_of_every_output_bind_every_public_input() {
     let mut rng = rng(3);
-    for (output, p) in [
-        (CombineOutput::Release, params(10, 0)),
-        (CombineOutput::Predicate, params(5, 1000)),
+    for (output, k, t) in [
+        (CombineOutput::Release, 10, 0),
+        (CombineOutput::Predicate, 5, 1000),
+        (CombineOutput::Subtotal, 0, 0),
     ] {
         let pk = snark::setup::<CombineCircuit, _>(&shape(output), &mut rng).unwrap();
-        let c = CombineCircuit::new(shape(output), p, openings(), Fr::from(0u8)).unwrap();
+        let c = combine(output, k, t);
         let inputs = c.instance.public_inputs(&c.shape).unwrap();
         let proof = snark::prove(&pk, c, &mut rng).unwrap();
         assert_every_input_is_bound(pk.verifying_key(), &inputs, &proof);
@@ -159,13 +154,7 @@ fn release_and_predicate_proofs_bind_every_public_input() {
 
 /// A predicate combine over [`openings`] and the bits it releases.
 fn predicate(k: u64, t: u64) -> (CombineCircuit, Vec<GroupAnswer>) {
-    let c = CombineCircuit::new(
-        shape(CombineOutput::Predicate),
-        params(k, t),
-        openings(),
-        Fr::from(0u8),
-    )
-    .unwrap();
+    let c = combine(CombineOutput::Predicate, k, t);
     let CombineResult::Predicate { groups, .. } = c.instance.result.clone() else {
         panic!("a predicate result")
     };
@@ -321,13 +310,7 @@ proptest! {
 
 #[test]
 fn verifiers_refuse_statements_of_another_shape() {
-    let c = CombineCircuit::new(
-        shape(CombineOutput::Release),
-        params(10, 0),
-        openings(),
-        Fr::from(0u8),
-    )
-    .unwrap();
+    let c = combine(CombineOutput::Release, 10, 0);
     assert!(c
         .instance
         .public_inputs(&shape(CombineOutput::Predicate))
