@@ -5,12 +5,31 @@
 //! data. Its stages build on the cryptographic core, re-exported as [`circuits`]:
 //! - [`schema`]: dataset schemas (TOML) and the built-in datasets;
 //! - [`synth`]: deterministic synthetic records of the built-in datasets;
-//! - [`manifest`]: signed epoch manifests over sealed chunks' commitments.
+//! - [`records`]: record files (CSV, Parquet, Arrow IPC) read, validated and written;
+//! - [`store`]: the data directory: pending rows, sealing into committed chunks, the
+//!   SQLite catalog and the node key;
+//! - [`manifest`]: signed epoch manifests over sealed chunks' commitments;
+//! - [`tables`]: an epoch's chunks as a DataFusion table for queries;
+//! - [`query`]: SQL lowered to provable queries and their circuit shapes;
+//! - [`config`]: the node configuration file;
+//! - [`keys`]: proving keys per circuit shape;
+//! - [`prove`]: answering a query with proofs;
+//! - [`bundle`]: the answer bundle (protobuf) and its files;
+//! - [`verify`]: the offline verifier.
 //!
 //! See `DESIGN.md` and `examples/`.
 
 pub use zkfabric_circuits as circuits;
 
+pub mod bundle;
+pub mod config;
+pub mod keys;
 pub mod manifest;
+pub mod prove;
+pub mod query;
+pub mod records;
 pub mod schema;
+pub mod store;
 pub mod synth;
+pub mod tables;
+pub mod verify;

@@ -128,6 +128,17 @@ pub fn fr_to_hex(x: &Fr) -> String {
     format!("0x{}", hex::encode(x.into_bigint().to_bytes_be()))
 }
 
+/// Reads a field element written by [`fr_to_hex`]; `None` for anything else, including a
+/// value at or above the field modulus.
+pub fn fr_from_hex(text: &str) -> Option<Fr> {
+    let bytes: [u8; 32] = hex::decode(text.strip_prefix("0x")?)
+        .ok()?
+        .try_into()
+        .ok()?;
+    let x = Fr::from_be_bytes_mod_order(&bytes);
+    (fr_to_hex(&x) == text).then_some(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,489 @@
+//! Answering a query with proofs: DataFusion computes the per-chunk partials, each
+//! chunk's native twin must agree with them, the chunk proofs run in parallel, and a tree
+//! of combine proofs closes the answer into a [`Bundle`].
+
+use std::collections::HashMap;
+
+use datafusion::{
+    arrow::{
+        array::{Array, AsArray},
+        datatypes::{Int64Type, UInt64Type},
+    },
+    functions_aggregate::expr_fn::{count, sum},
+    logical_expr::{binary_expr, col, lit, when, Expr, Operator},
+    prelude::SessionContext,
+};
+use rand::{rngs::OsRng, Rng};
+use rayon::prelude::*;
+use zkfabric_circuits::{
+    aggregate::{AggregateCircuit, Partial},
+    combine::{
+        CombineCircuit, CombineOutput, CombineResult, CombineShape, GroupAnswer, GroupRelease,
+        Opening,
+    },
+    commitment::Chunk,
+    snark::{self, ProvingKey},
+    CircuitError, Fr,
+};
+use zkfabric_proto::v1 as pb;
+
+use crate::{
+    bundle::{self, fr_to_bytes, Bundle, BundleError, FORMAT},
+    keys::{describe_aggregate, describe_combine, KeyCache, KeyError},
+    manifest::fr_to_hex,
+    query::{
+        sql::{self, QueryError},
+        Aggregand, CircuitQuery, Limits, ProvableQuery, ShapeError, Test,
+    },
+    records::CHUNK_COLUMN,
+    schema::Schema,
+    store::{Store, StoreError},
+    tables::{self, TablesError},
+};
+
+/// Why a query could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    /// The SQL is not a provable query.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// The query does not fit the dataset's circuits.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The epoch could not be registered.
+    #[error(transparent)]
+    Tables(#[from] TablesError),
+    /// A proving key is missing or unreadable.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// DataFusion failed computing the partials.
+    #[error("computing the partials: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// A circuit refused its witness: an internal error, nothing was proven.
+    #[error("internal error, nothing proven: {0}")]
+    Circuit(#[from] CircuitError),
+    /// DataFusion and the native twin disagree on a chunk: an internal error.
+    #[error("internal error, nothing proven: chunk {chunk}'s partial from DataFusion differs from the committed rows")]
+    Mismatch { chunk: u64 },
+    /// The manifest could not be put in the bundle.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+/// What to answer.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The SQL text.
+    pub sql: String,
+    /// The consent purpose.
+    pub purpose: String,
+    /// The epoch (the latest when `None`).
+    pub epoch: Option<u64>,
+    /// Shape limits and the minimum group size.
+    pub limits: Limits,
+    /// Whether missing keys may be made by a single-party setup.
+    pub setup: bool,
+}
+
+/// Progress of an answer, for progress bars.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    /// A development key is being made for a shape.
+    Setup,
+    /// `total` chunk proofs are about to start.
+    Proving { total: usize },
+    /// One more chunk proof is done.
+    ChunkProven,
+    /// The combine proofs are running.
+    Combining,
+}
+
+/// The lowered query and the circuits it needs, before any proving: what `explain` shows.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The dataset's schema.
+    pub schema: Schema,
+    /// The provable query.
+    pub query: ProvableQuery,
+    /// Its circuits.
+    pub circuits: CircuitQuery,
+}
+
+/// Plans `sql` against the epoch of the dataset it names: registers the epoch's table,
+/// lowers the SQL and derives the circuit shapes.
+pub async fn plan(
+    ctx: &SessionContext,
+    store: &Store,
+    request: &Request,
+) -> Result<(Plan, crate::manifest::SignedManifest), ProveError> {
+    let dataset = sql::table_of(ctx, &request.sql)?;
+    let schema = store.schema(&dataset)?;
+    let manifest = tables::register_epoch(ctx, store, &dataset, request.epoch)?;
+    let query = sql::lower(ctx, &schema, &request.sql, &request.purpose).await?;
+    let circuits = query.circuit(&schema, &request.limits)?;
+    Ok((
+        Plan {
+            schema,
+            query,
+            circuits,
+        },
+        manifest,
+    ))
+}
+
+/// Answers `request` over `store` with proofs, using (and, with `request.setup`, making)
+/// keys in `keys`.
+pub async fn answer(
+    store: &Store,
+    keys: &KeyCache,
+    request: &Request,
+    progress: impl Fn(Progress) + Sync,
+) -> Result<Bundle, ProveError> {
+    let ctx = SessionContext::new();
+    let (plan, manifest) = plan(&ctx, store, request).await?;
+    let Plan {
+        schema,
+        query,
+        circuits,
+    } = &plan;
+    let touched: Vec<u64> = manifest
+        .manifest
+        .chunks
+        .iter()
+        .filter(|c| query.touches(schema, c.time_window))
+        .map(|c| c.index)
+        .collect();
+    let expected = partials(&ctx, schema, query, circuits).await?;
+
+    let on_setup = |_: &str| progress(Progress::Setup);
+    let chunk_description = describe_aggregate(&circuits.chunk_shape);
+    let chunk_pk = keys.get::<AggregateCircuit>(
+        &circuits.chunk_shape,
+        &chunk_description,
+        request.setup,
+        on_setup,
+    )?;
+
+    // Witnesses: the committed rows and salts of every touched chunk, which must still
+    // open the commitments the manifest published.
+    let layout = &circuits.chunk_shape.layout;
+    let chunks: Vec<Chunk> = touched
+        .iter()
+        .map(|&i| {
+            let chunk = store.chunk(&schema.name, i)?;
+            let published = manifest.manifest.chunks.iter().find(|c| c.index == i);
+            if published.map(|c| c.commitment.as_str())
+                != Some(&fr_to_hex(&chunk.commitment(layout)))
+            {
+                return Err(ProveError::Store(StoreError::Corrupt(format!(
+                    "chunk {i} no longer opens its published commitment"
+                ))));
+            }
+            Ok(chunk)
+        })
+        .collect::<Result<_, _>>()?;
+    progress(Progress::Proving {
+        total: chunks.len(),
+    });
+    let proven: Vec<(u64, Opening, Fr, snark::Proof)> = chunks
+        .into_par_iter()
+        .map(|chunk| {
+            let index = chunk.index;
+            let blind = Fr::from(OsRng.gen::<u128>());
+            let circuit = AggregateCircuit::new(
+                circuits.chunk_shape.clone(),
+                circuits.chunk_query.clone(),
+                chunk,
+                blind,
+            )?;
+            if circuit.partial != expected_partial(&expected, index, circuits) {
+                return Err(ProveError::Mismatch { chunk: index });
+            }
+            let opening = Opening {
+                partial: circuit.partial.clone(),
+                blind,
+            };
+            let commitment = circuit.instance.partial_commitment;
+            let proof = snark::prove(&chunk_pk, circuit, &mut OsRng)?;
+            progress(Progress::ChunkProven);
+            Ok((index, opening, commitment, proof))
+        })
+        .collect::<Result<_, _>>()?;
+
+    progress(Progress::Combining);
+    let fan_in = request.limits.combine_inputs;
+    let subtotal_shape = CombineShape {
+        output: CombineOutput::Subtotal,
+        ..circuits.root_shape
+    };
+    let mut combine_proofs = Vec::new();
+    let mut level: Vec<Opening> = proven.iter().map(|(_, o, _, _)| o.clone()).collect();
+    let mut subtotal_key = None;
+    while level.len() > fan_in {
+        if subtotal_key.is_none() {
+            let d = describe_combine(&subtotal_shape);
+            subtotal_key =
+                Some(keys.get::<CombineCircuit>(&subtotal_shape, &d, request.setup, on_setup)?);
+        }
+        let pk = subtotal_key.as_ref().expect("just made");
+        let next: Vec<(Opening, pb::CombineProof)> = level
+            .par_chunks(fan_in)
+            .map(|openings| {
+                let blind = Fr::from(OsRng.gen::<u128>());
+                let circuit = CombineCircuit::new(
+                    subtotal_shape,
+                    circuits.combine_params,
+                    openings.to_vec(),
+                    blind,
+                )?;
+                let CombineResult::Subtotal { commitment } = circuit.instance.result else {
+                    unreachable!("a subtotal shape outputs a subtotal")
+                };
+                let total =
+                    openings
+                        .iter()
+                        .fold(Partial::zero(subtotal_shape.groups), |mut t, o| {
+                            for g in 0..t.sums.len() {
+                                t.sums[g] += o.partial.sums[g];
+                                t.counts[g] += o.partial.counts[g];
+                            }
+                            t
+                        });
+                let proof = snark::prove(pk, circuit, &mut OsRng)?;
+                Ok::<_, ProveError>((
+                    Opening {
+                        partial: total,
+                        blind,
+                    },
+                    pb::CombineProof {
+                        subtotal: fr_to_bytes(&commitment),
+                        proof: snark::proof_to_bytes(&proof),
+                    },
+                ))
+            })
+            .collect::<Result<_, _>>()?;
+        let (openings, proofs): (Vec<_>, Vec<_>) = next.into_iter().unzip();
+        combine_proofs.extend(proofs);
+        level = openings;
+    }
+    let root_description = describe_combine(&circuits.root_shape);
+    let root_pk = keys.get::<CombineCircuit>(
+        &circuits.root_shape,
+        &root_description,
+        request.setup,
+        on_setup,
+    )?;
+    let root = CombineCircuit::new(
+        circuits.root_shape,
+        circuits.combine_params,
+        level,
+        Fr::from(0u8),
+    )?;
+    let result = result_table(schema, query, circuits, &root.instance.result);
+    let root_proof = snark::prove(&root_pk, root, &mut OsRng)?;
+    combine_proofs.push(pb::CombineProof {
+        subtotal: Vec::new(),
+        proof: snark::proof_to_bytes(&root_proof),
+    });
+
+    let mut verifying_keys = vec![verifying_key(&chunk_pk, chunk_description)];
+    if let Some(pk) = &subtotal_key {
+        verifying_keys.push(verifying_key(pk, describe_combine(&subtotal_shape)));
+    }
+    verifying_keys.push(verifying_key(&root_pk, root_description));
+    Ok(Bundle {
+        format: FORMAT,
+        dataset: schema.name.clone(),
+        epoch: manifest.manifest.epoch,
+        manifest: Some(bundle::manifest_to_proto(&manifest)?),
+        schema: schema.source.clone(),
+        sql: request.sql.clone(),
+        query: Some(bundle::query_to_proto(query, &request.limits)),
+        result: Some(result),
+        chunk_proofs: proven
+            .iter()
+            .map(|(index, _, commitment, proof)| pb::ChunkProof {
+                chunk: *index,
+                partial_commitment: fr_to_bytes(commitment),
+                proof: snark::proof_to_bytes(proof),
+            })
+            .collect(),
+        combine_proofs,
+        verifying_keys,
+    })
+}
+
+/// Makes (or loads) every key `circuits` can need: the chunk circuit's, the root
+/// combine's and the subtotal combine's. Returns `fingerprint shape` lines, the format
+/// of a trusted-keys file.
+pub fn setup_keys(keys: &KeyCache, circuits: &CircuitQuery) -> Result<Vec<String>, ProveError> {
+    let chunk = describe_aggregate(&circuits.chunk_shape);
+    let chunk_pk = keys.get::<AggregateCircuit>(&circuits.chunk_shape, &chunk, true, |_| ())?;
+    let mut lines = vec![format!(
+        "{} {chunk}",
+        snark::fingerprint(chunk_pk.verifying_key())
+    )];
+    let subtotal = CombineShape {
+        output: CombineOutput::Subtotal,
+        ..circuits.root_shape
+    };
+    for shape in [circuits.root_shape, subtotal] {
+        let d = describe_combine(&shape);
+        let pk = keys.get::<CombineCircuit>(&shape, &d, true, |_| ())?;
+        lines.push(format!("{} {d}", snark::fingerprint(pk.verifying_key())));
+    }
+    Ok(lines)
+}
+
+fn verifying_key(pk: &ProvingKey, shape: String) -> pb::VerifyingKey {
+    pb::VerifyingKey {
+        fingerprint: snark::fingerprint(pk.verifying_key()),
+        shape,
+        key: snark::verifying_key_to_bytes(pk.verifying_key()),
+    }
+}
+
+/// Per chunk and group key, DataFusion's COUNT and SUM of the aggregand.
+type Partials = HashMap<(u64, u64), (u64, u128)>;
+
+/// The query's predicate over the table: the consent bit, then every filter.
+fn predicate(schema: &Schema, query: &ProvableQuery, purpose_bit: u32) -> Expr {
+    let consent = &schema.columns[schema.consent()].name;
+    let mut conjuncts = vec![binary_expr(
+        col(consent.as_str()),
+        Operator::BitwiseAnd,
+        lit(1u64 << purpose_bit),
+    )
+    .not_eq(lit(0u64))];
+    for f in &query.filters {
+        let c = col(f.column.as_str());
+        conjuncts.push(match &f.test {
+            Test::Range { lo, hi } => c.between(lit(*lo), lit(*hi)),
+            Test::In(items) => c.in_list(items.iter().map(|v| lit(*v)).collect(), false),
+        });
+    }
+    conjuncts
+        .into_iter()
+        .reduce(Expr::and)
+        .expect("the consent test is always there")
+}
+
+/// DataFusion's per-chunk, per-group partials of the canonical query, in one pass.
+async fn partials(
+    ctx: &SessionContext,
+    schema: &Schema,
+    query: &ProvableQuery,
+    circuits: &CircuitQuery,
+) -> Result<Partials, ProveError> {
+    let addend = match &query.aggregand {
+        Aggregand::CountOnly => lit(0u64),
+        Aggregand::Sum(m) => col(m.as_str()),
+        Aggregand::CountWhere { column, lo, hi, .. } => {
+            when(col(column.as_str()).between(lit(*lo), lit(*hi)), lit(1u64))
+                .otherwise(lit(0u64))?
+        }
+    };
+    let mut group = vec![col(CHUNK_COLUMN)];
+    if let Some(g) = &query.group_by {
+        group.push(col(g.as_str()));
+    }
+    let batches = ctx
+        .table(schema.name.as_str())
+        .await?
+        .filter(predicate(schema, query, circuits.chunk_query.purpose))?
+        .aggregate(group, vec![count(lit(1u64)), sum(addend)])?
+        .collect()
+        .await?;
+    let keyed = query.group_by.is_some();
+    let mut out = Partials::new();
+    for b in &batches {
+        let chunk = b.column(0).as_primitive::<UInt64Type>();
+        let key = keyed.then(|| b.column(1).as_primitive::<UInt64Type>());
+        let counts = b.column(b.num_columns() - 2).as_primitive::<Int64Type>();
+        let sums = b.column(b.num_columns() - 1);
+        for r in 0..b.num_rows() {
+            let sum = match sums.as_primitive_opt::<UInt64Type>() {
+                Some(s) if s.is_valid(r) => u128::from(s.value(r)),
+                _ => 0,
+            };
+            out.insert(
+                (chunk.value(r), key.map_or(0, |k| k.value(r))),
+                (counts.value(r) as u64, sum),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The partial DataFusion computed for `chunk`, in the circuit's group-slot order.
+fn expected_partial(partials: &Partials, chunk: u64, circuits: &CircuitQuery) -> Partial {
+    let keys = &circuits.chunk_query.group_keys;
+    let slots: Vec<u64> = if keys.is_empty() {
+        vec![0]
+    } else {
+        keys.clone()
+    };
+    let mut partial = Partial::zero(circuits.chunk_shape.groups);
+    for (slot, key) in slots.iter().enumerate() {
+        if let Some((count, sum)) = partials.get(&(chunk, *key)) {
+            partial.counts[slot] = *count;
+            partial.sums[slot] = *sum;
+        }
+    }
+    partial
+}
+
+/// The answer table from the root combine's result.
+pub fn result_table(
+    schema: &Schema,
+    query: &ProvableQuery,
+    circuits: &CircuitQuery,
+    result: &CombineResult,
+) -> pb::ResultTable {
+    let keys = &circuits.chunk_query.group_keys;
+    let slots: Vec<u64> = if keys.is_empty() {
+        vec![0]
+    } else {
+        keys.clone()
+    };
+    let label = |key: u64| {
+        query
+            .group_by
+            .as_deref()
+            .and_then(|g| schema.column(g))
+            .and_then(|(_, c)| c.label_of(key))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let negate = matches!(query.aggregand, Aggregand::CountWhere { negate: true, .. });
+    let rows = slots
+        .iter()
+        .enumerate()
+        .map(|(slot, &key)| {
+            let mut row = pb::ResultRow {
+                key,
+                label: label(key),
+                ..Default::default()
+            };
+            match result {
+                CombineResult::Release { groups, .. } => match groups[slot] {
+                    GroupRelease::Released { count, sum } => {
+                        row.count = count;
+                        row.sum = sum.to_string();
+                    }
+                    GroupRelease::Suppressed => row.suppressed = true,
+                },
+                CombineResult::Predicate { groups, .. } => match groups[slot] {
+                    GroupAnswer::Holds(holds) => row.holds = holds != negate,
+                    GroupAnswer::Suppressed => row.suppressed = true,
+                },
+                CombineResult::Subtotal { .. } => unreachable!("the root releases"),
+            }
+            row
+        })
+        .collect();
+    pb::ResultTable { rows }
+}

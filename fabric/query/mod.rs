@@ -1,0 +1,295 @@
+//! Provable queries: what a SQL aggregate is lowered to, and the circuit shapes and
+//! public parameters it means.
+//!
+//! A [`ProvableQuery`] is canonical: filters are merged per column and sorted, labels are
+//! codes, and the group keys are every code the grouping column can hold, so the same
+//! question always gives the same statement. The node builds it from SQL ([`sql`]); a
+//! verifier rebuilds the circuits' view of it from the bundle with [`ProvableQuery::circuit`]
+//! and needs nothing else of this module (no DataFusion).
+
+pub mod sql;
+
+use zkfabric_circuits::{
+    aggregate::{
+        Aggregand as CircuitAggregand, AggregateQuery, AggregateShape, FilterParams, FilterShape,
+    },
+    combine::{CombineOutput, CombineParams, CombineShape},
+};
+
+use crate::schema::{ColumnKind, Schema};
+
+/// One filter on one column, ANDed with the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    /// The filtered column.
+    pub column: String,
+    /// Its test.
+    pub test: Test,
+}
+
+/// What a filter asks of a column's value (codes, not labels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Test {
+    /// `lo <= value <= hi` (`lo > hi` selects nothing).
+    Range { lo: u64, hi: u64 },
+    /// `value IN (items)`, 1 to L distinct items in ascending order.
+    In(Vec<u64>),
+}
+
+/// What each selected row adds to its group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Aggregand {
+    /// Nothing: only COUNT(*) is asked.
+    CountOnly,
+    /// SUM (and AVG) of this measure column.
+    Sum(String),
+    /// The number of selected rows with `lo <= column <= hi`: `bool_or(cmp)` is "at least
+    /// one", `bool_and(cmp)` is "none meets the negated comparison" (`negate`).
+    CountWhere {
+        column: String,
+        lo: u64,
+        hi: u64,
+        negate: bool,
+    },
+}
+
+/// What an output column of the answer shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    /// The group key (its label when the column has a dictionary).
+    GroupKey,
+    /// COUNT(*).
+    Count,
+    /// SUM(measure).
+    Sum,
+    /// AVG(measure): SUM divided by COUNT, by whoever reads the answer.
+    Avg,
+    /// bool_and / bool_or.
+    Predicate,
+}
+
+/// One output column, in SELECT order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// The name SQL gives it (its alias, or the expression).
+    pub name: String,
+    /// What it shows.
+    pub kind: OutputKind,
+}
+
+/// A query the circuits can prove, in canonical form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvableQuery {
+    /// The consent purpose every counted row must have.
+    pub purpose: String,
+    /// Filters, one per column and kind, sorted by column position.
+    pub filters: Vec<Filter>,
+    /// The grouping column.
+    pub group_by: Option<String>,
+    /// What is added up.
+    pub aggregand: Aggregand,
+    /// Output columns in SELECT order.
+    pub outputs: Vec<Output>,
+}
+
+/// Sizes that fix the circuit shapes, and so the keys; a node's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Slots `L` of an IN list.
+    pub in_list: usize,
+    /// Most group slots `G`: GROUP BY takes a column with at most this many codes.
+    pub max_groups: usize,
+    /// Partial slots `K` of a combine.
+    pub combine_inputs: usize,
+    /// Minimum group size `k`: smaller groups are suppressed.
+    pub min_group_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            in_list: 8,
+            max_groups: 32,
+            combine_inputs: 8,
+            min_group_size: 10,
+        }
+    }
+}
+
+/// Why a provable query does not fit a dataset (a bundle naming unknown columns, say).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ShapeError(pub String);
+
+/// The circuits' view of a query over one dataset: the chunk circuit's shape and public
+/// parameters, and the root combine's shape and parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CircuitQuery {
+    /// Shape of every chunk proof.
+    pub chunk_shape: AggregateShape,
+    /// Public parameters of every chunk proof.
+    pub chunk_query: AggregateQuery,
+    /// Shape of the root combine (Release or Predicate); inner combines are the same
+    /// shape with a Subtotal output.
+    pub root_shape: CombineShape,
+    /// Public parameters of the root combine.
+    pub combine_params: CombineParams,
+}
+
+impl ProvableQuery {
+    /// The codes a GROUP BY on `column` has slots for: every value the column can hold.
+    pub fn group_keys(schema: &Schema, column: &str) -> Option<Vec<u64>> {
+        let (_, c) = schema.column(column)?;
+        let count = if c.labels.is_empty() {
+            1u64.checked_shl(c.width)?
+        } else {
+            c.labels.len() as u64
+        };
+        Some((0..count).collect())
+    }
+
+    /// The circuit shapes and public parameters of this query over `schema`, under
+    /// `limits`.
+    pub fn circuit(&self, schema: &Schema, limits: &Limits) -> Result<CircuitQuery, ShapeError> {
+        let bad = |m: String| ShapeError(m);
+        let index = |name: &str| {
+            schema
+                .column(name)
+                .filter(|(i, _)| *i < schema.declared().len())
+                .map(|(i, _)| i)
+                .ok_or_else(|| bad(format!("dataset {} has no column `{name}`", schema.name)))
+        };
+        let consent = &schema.columns[schema.consent()];
+        let purpose = consent
+            .purposes
+            .iter()
+            .position(|p| *p == self.purpose)
+            .ok_or_else(|| {
+                bad(format!(
+                    "dataset {} has no purpose `{}` (purposes: {})",
+                    schema.name,
+                    self.purpose,
+                    consent.purposes.join(", ")
+                ))
+            })? as u32;
+        let mut filters = Vec::new();
+        let mut params = Vec::new();
+        for f in &self.filters {
+            let column = index(&f.column)?;
+            match &f.test {
+                Test::Range { lo, hi } => {
+                    filters.push(FilterShape::Range { column });
+                    params.push(FilterParams::Range { lo: *lo, hi: *hi });
+                }
+                Test::In(items) => {
+                    if items.len() > limits.in_list {
+                        return Err(bad(format!(
+                            "IN list on `{}` has {} values; at most {}",
+                            f.column,
+                            items.len(),
+                            limits.in_list
+                        )));
+                    }
+                    filters.push(FilterShape::In {
+                        column,
+                        len: limits.in_list,
+                    });
+                    params.push(FilterParams::In(items.clone()));
+                }
+            }
+        }
+        let (group_by, group_keys) = match &self.group_by {
+            None => (None, Vec::new()),
+            Some(name) => {
+                let keys = Self::group_keys(schema, name)
+                    .filter(|k| k.len() <= limits.max_groups)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "GROUP BY `{name}`: a grouping column has at most {} codes",
+                            limits.max_groups
+                        ))
+                    })?;
+                (Some(index(name)?), keys)
+            }
+        };
+        let groups = group_keys.len().max(1);
+        let (aggregand, condition, output, threshold) = match &self.aggregand {
+            Aggregand::CountOnly => (CircuitAggregand::CountOnly, None, CombineOutput::Release, 0),
+            Aggregand::Sum(m) => {
+                let column = index(m)?;
+                if schema.columns[column].kind != ColumnKind::Measure {
+                    return Err(bad(format!("SUM({m}): `{m}` is not a measure")));
+                }
+                (
+                    CircuitAggregand::Sum { column },
+                    None,
+                    CombineOutput::Release,
+                    0,
+                )
+            }
+            Aggregand::CountWhere { column, lo, hi, .. } => (
+                CircuitAggregand::CountWhere {
+                    column: index(column)?,
+                },
+                Some((*lo, *hi)),
+                CombineOutput::Predicate,
+                1,
+            ),
+        };
+        let layout = schema
+            .layout()
+            .map_err(|e| bad(format!("dataset {}: {e}", schema.name)))?;
+        let chunk_shape = AggregateShape {
+            layout,
+            consent: schema.consent(),
+            filters,
+            group_by,
+            groups,
+            aggregand,
+        };
+        let chunk_query = AggregateQuery {
+            purpose,
+            filters: params,
+            group_keys,
+            condition,
+        };
+        chunk_query
+            .validate(&chunk_shape)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(CircuitQuery {
+            chunk_shape,
+            chunk_query,
+            root_shape: CombineShape {
+                inputs: limits.combine_inputs,
+                groups,
+                output,
+            },
+            combine_params: CombineParams {
+                min_group_size: limits.min_group_size,
+                threshold,
+            },
+        })
+    }
+
+    /// The time range the query selects, if it filters on a time column: chunks whose
+    /// time window lies outside it cannot hold a selected row.
+    pub fn time_range(&self, schema: &Schema) -> Option<(u64, u64)> {
+        self.filters
+            .iter()
+            .find_map(|f| match (&f.test, schema.column(&f.column)) {
+                (Test::Range { lo, hi }, Some((_, c))) if c.kind == ColumnKind::Time => {
+                    Some((*lo, *hi))
+                }
+                _ => None,
+            })
+    }
+
+    /// Whether a chunk with time window `window` can hold a selected row.
+    pub fn touches(&self, schema: &Schema, window: Option<(u64, u64)>) -> bool {
+        match (self.time_range(schema), window) {
+            (Some((lo, hi)), Some((first, last))) => lo <= hi && first <= hi && lo <= last,
+            (Some((lo, hi)), None) => lo <= hi,
+            (None, _) => true,
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! The command line as a new user runs it: generate, ingest, seal, catalog; a refused
+//! file; and a process killed while it ingests and seals.
+
+use std::{
+    path::Path,
+    process::{Command, Output, Stdio},
+    thread,
+    time::Duration,
+};
+
+use tempfile::TempDir;
+use zkfabric::{manifest::fr_to_hex, schema::Schema, store::Store};
+
+fn zkfabric(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zkfabric"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "stdout: {text}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn generate_ingest_seal_and_show_a_signed_manifest() {
+    let tmp = TempDir::new().unwrap();
+    let data = tmp.path().join("data");
+    let file = tmp.path().join("consumption.parquet");
+    let f = file.to_str().unwrap();
+    ok(zkfabric(
+        &data,
+        &[
+            "generate",
+            "consumption",
+            "--rows",
+            "3000",
+            "--seed",
+            "4",
+            "--out",
+            f,
+        ],
+    ));
+    let out = ok(zkfabric(&data, &["ingest", "consumption", f]));
+    assert!(out.contains("ingested 3000 rows"), "{out}");
+    assert!(out.contains("sealed 2 full chunk(s)"), "{out}");
+    let out = ok(zkfabric(&data, &["seal", "consumption"]));
+    assert!(out.contains("sealed 952 rows into 1 chunk(s)"), "{out}");
+    let out = ok(zkfabric(&data, &["catalog"]));
+    assert!(out.contains("consumption"), "{out}");
+    let out = ok(zkfabric(&data, &["catalog", "show", "consumption"]));
+    assert!(out.contains("total        3 chunks, 3000 rows"), "{out}");
+    assert!(out.contains("signature    valid"), "{out}");
+    let out = ok(zkfabric(
+        &data,
+        &["catalog", "show", "consumption", "--epoch", "1"],
+    ));
+    assert!(out.contains("total        2 chunks, 2048 rows"), "{out}");
+
+    // The same seed gives the same file.
+    let again = tmp.path().join("again.parquet");
+    ok(zkfabric(
+        &data,
+        &[
+            "generate",
+            "consumption",
+            "--rows",
+            "3000",
+            "--seed",
+            "4",
+            "--out",
+            again.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+}
+
+#[test]
+fn a_value_out_of_range_is_refused_and_the_store_is_unchanged() {
+    let tmp = TempDir::new().unwrap();
+    let data = tmp.path().join("data");
+    let file = tmp.path().join("readings.csv");
+    let f = file.to_str().unwrap();
+    ok(zkfabric(
+        &data,
+        &["generate", "consumption", "--rows", "40", "--out", f],
+    ));
+    ok(zkfabric(&data, &["ingest", "consumption", f]));
+    let before = ok(zkfabric(&data, &["catalog"]));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let hour = header.iter().position(|h| *h == "hour").unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let mut fields: Vec<&str> = line.split(',').collect();
+            if i == 9 {
+                fields[hour] = "32";
+            }
+            fields.join(",")
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = zkfabric(&data, &["ingest", "consumption", f]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("readings.csv: row 9, column `hour`: 32 does not fit 5 bits"),
+        "{err}"
+    );
+    assert_eq!(ok(zkfabric(&data, &["catalog"])), before);
+    let out = zkfabric(&data, &["ingest", "weather", f]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown dataset `weather`"));
+}
+
+/// Whatever point a process stopped at, the store is consistent: every manifest
+/// verifies and chains, every chunk's commitment recomputes from its file and salts, no
+/// file is left that the catalog does not reference, and the ingested file's rows are
+/// either all there or not at all. Returns the rows stored (sealed and pending).
+fn assert_consistent(data: &Path, total: u64) -> u64 {
+    let store = Store::open(data).unwrap();
+    let layout = Schema::builtin("consumption").unwrap().layout().unwrap();
+    let summary = store.datasets().unwrap();
+    let rows = summary.first().map_or(0, |d| d.rows + d.pending);
+    assert!(
+        rows == 0 || rows == total,
+        "{rows} of {total} rows: an ingest is all or nothing"
+    );
+    let epochs = if summary.is_empty() {
+        Vec::new()
+    } else {
+        store.epochs("consumption").unwrap()
+    };
+    let mut previous = None;
+    let mut sealed = 0;
+    for epoch in epochs {
+        let signed = store.manifest("consumption", Some(epoch)).unwrap();
+        signed.verify(Some(&store.node_key())).unwrap();
+        assert_eq!(signed.manifest.previous, previous);
+        previous = Some(signed.manifest.hash());
+        sealed = signed.manifest.chunks.iter().map(|c| c.rows).sum();
+        for entry in &signed.manifest.chunks {
+            let chunk = store.chunk("consumption", entry.index).unwrap();
+            assert_eq!(fr_to_hex(&chunk.commitment(&layout)), entry.commitment);
+        }
+    }
+    // The latest epoch covers every sealed row: no chunk is visible outside an epoch.
+    assert_eq!(sealed, summary.first().map_or(0, |d| d.rows));
+    // Opening the store removed files no committed transaction references.
+    let count = |sub: &str| {
+        std::fs::read_dir(data.join("consumption").join(sub)).map_or(0, |d| d.count() as u64)
+    };
+    assert_eq!(count("chunks"), summary.first().map_or(0, |d| d.chunks));
+    let catalog = rusqlite::Connection::open(data.join("catalog.sqlite")).unwrap();
+    let pending_files: u64 = catalog
+        .query_row("SELECT COUNT(*) FROM pending", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count("pending"), pending_files);
+    rows
+}
+
+/// After a restart, sealing completes whatever was acknowledged.
+fn restart_and_seal(data: &Path, total: u64) {
+    let registered = data.join("catalog.sqlite").exists()
+        && !Store::open(data).unwrap().datasets().unwrap().is_empty();
+    if registered {
+        ok(zkfabric(data, &["seal", "consumption"]));
+        let rows = assert_consistent(data, total);
+        let store = Store::open(data).unwrap();
+        if rows > 0 {
+            assert_eq!(store.pending_rows("consumption").unwrap(), 0);
+        }
+    }
+}
+
+fn generated_csv(tmp: &Path, rows: u64) -> String {
+    let file = tmp.join("big.csv");
+    let f = file.to_str().unwrap().to_string();
+    ok(zkfabric(
+        &tmp.join("unused"),
+        &[
+            "generate",
+            "consumption",
+            "--rows",
+            &rows.to_string(),
+            "--out",
+            &f,
+        ],
+    ));
+    f
+}
+
+#[test]
+fn a_crash_at_every_step_of_ingest_and_seal_leaves_a_consistent_store() {
+    let tmp = TempDir::new().unwrap();
+    // 2,500 rows: ingest stores them, then seals two full chunks and keeps 452 pending.
+    let rows = 2_500u64;
+    let f = generated_csv(tmp.path(), rows);
+    for (point, stored) in [
+        ("ingest-files-written", false),
+        ("ingest-before-commit", false),
+        ("ingest-committed", true),
+        ("seal-chunk-written", true),
+        ("seal-chunks-written", true),
+        ("seal-before-commit", true),
+        ("seal-committed", true),
+    ] {
+        let data = tmp.path().join(point);
+        let out = Command::new(env!("CARGO_BIN_EXE_zkfabric"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["ingest", "consumption", &f])
+            .env("FAILPOINTS", format!("{point}=panic"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point} was not reached");
+        let expected = if stored { rows } else { 0 };
+        assert_eq!(assert_consistent(&data, rows), expected, "crash at {point}");
+        let sealed = Store::open(&data)
+            .unwrap()
+            .datasets()
+            .unwrap()
+            .first()
+            .map_or(0, |d| d.rows);
+        // Only a crash after the seal's commit leaves its chunks published.
+        let published = if point == "seal-committed" { 2048 } else { 0 };
+        assert_eq!(sealed, published, "crash at {point}");
+        restart_and_seal(&data, rows);
+    }
+}
+
+#[test]
+fn a_process_killed_at_random_times_leaves_a_consistent_store() {
+    let tmp = TempDir::new().unwrap();
+    let rows = 12_000u64;
+    let f = generated_csv(tmp.path(), rows);
+    for (attempt, delay_ms) in [5u64, 30, 80, 150, 300, 600, 1200].into_iter().enumerate() {
+        let data = tmp.path().join(format!("data{attempt}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zkfabric"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["ingest", "consumption", &f])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        assert_consistent(&data, rows);
+        restart_and_seal(&data, rows);
+    }
+}
+
+/// A consumption schema with 8-row chunks, so that setup and proving are instant.
+fn tiny_schema(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("tiny.toml");
+    let source = Schema::builtin("consumption")
+        .unwrap()
+        .source
+        .replace("chunk_rows = 1024", "chunk_rows = 8");
+    std::fs::write(&path, source).unwrap();
+    path
+}
+
+#[test]
+fn query_verify_and_tampering_from_the_command_line() {
+    let tmp = TempDir::new().unwrap();
+    let data = tmp.path().join("data");
+    let schema = tiny_schema(tmp.path());
+    let csv = generated_csv(tmp.path(), 500);
+    ok(zkfabric(
+        &data,
+        &[
+            "ingest",
+            "consumption",
+            &csv,
+            "--schema",
+            schema.to_str().unwrap(),
+        ],
+    ));
+    ok(zkfabric(&data, &["seal", "consumption"]));
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "[query]\ndefault_purpose = \"energy-research\"\nmin_group_size = 5\ncombine_inputs = 16\nin_list_slots = 4\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let sql = "SELECT district, COUNT(*), SUM(kwh) FROM consumption WHERE hour BETWEEN 7 AND 22 GROUP BY district";
+
+    // Keys first, with their fingerprints in a trusted-keys file.
+    let fingerprints = ok(zkfabric(&data, &["--config", config, "setup", sql]));
+    let trusted = tmp.path().join("trusted.txt");
+    std::fs::write(&trusted, &fingerprints).unwrap();
+    assert_eq!(
+        fingerprints
+            .lines()
+            .filter(|l| l.starts_with("sha256:"))
+            .count(),
+        3
+    );
+
+    let answer = tmp.path().join("answer.zkf");
+    let a = answer.to_str().unwrap();
+    let out = ok(zkfabric(
+        &data,
+        &["--config", config, "query", sql, "--out", a, "--json"],
+    ));
+    assert!(
+        out.contains("district") && out.contains("proved 63 chunk(s)"),
+        "{out}"
+    );
+    assert!(!out.contains("warning"), "the keys were set up: {out}");
+    assert!(tmp.path().join("answer.zkf.json").exists());
+
+    let catalog = ok(zkfabric(&data, &["catalog"]));
+    let node_key = catalog
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("node key ")
+        .to_string();
+    let t = trusted.to_str().unwrap();
+    // The verifier needs no data directory.
+    let nowhere = tmp.path().join("nowhere");
+    let verified = ok(zkfabric(
+        &nowhere,
+        &["verify", a, "--trusted-keys", t, "--node-key", &node_key],
+    ));
+    assert!(verified.contains("pinned by --trusted-keys"), "{verified}");
+    assert!(!nowhere.exists(), "verify touched no data directory");
+    ok(zkfabric(
+        &nowhere,
+        &[
+            "verify",
+            tmp.path().join("answer.zkf.json").to_str().unwrap(),
+        ],
+    ));
+
+    // A bundle with its SQL changed, or a proof flipped, or another node's key: refused.
+    let json = std::fs::read_to_string(tmp.path().join("answer.zkf.json")).unwrap();
+    for (what, edited) in [
+        ("sql", json.replace("BETWEEN 7 AND 22", "BETWEEN 7 AND 21")),
+        (
+            "result",
+            json.replacen("\"count\": \"", "\"count\": \"1", 1),
+        ),
+    ] {
+        assert_ne!(edited, json, "{what}");
+        let path = tmp.path().join(format!("{what}.json"));
+        std::fs::write(&path, edited).unwrap();
+        let out = zkfabric(&nowhere, &["verify", path.to_str().unwrap()]);
+        assert!(!out.status.success(), "{what}: a tampered bundle verified");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("REJECTED"));
+    }
+    let other_key = "11".repeat(32);
+    let out = zkfabric(&nowhere, &["verify", a, "--node-key", &other_key]);
+    assert!(!out.status.success());
+    let empty = tmp.path().join("none.txt");
+    std::fs::write(&empty, "# no keys\n").unwrap();
+    let out = zkfabric(
+        &nowhere,
+        &["verify", a, "--trusted-keys", empty.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not among the trusted keys"));
+
+    // Refused SQL names the construct; nothing is proven.
+    let out = zkfabric(
+        &data,
+        &["--config", config, "query", "SELECT * FROM consumption"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("raw rows are never returned"));
+    let out = zkfabric(&data, &["query", "SELECT COUNT(*) FROM consumption"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--purpose"));
+}

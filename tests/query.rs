@@ -1,0 +1,631 @@
+//! Verified SQL on a tiny consumption dataset (8-row chunks): lowering, proving, the
+//! bundle, and the offline verifier against honest and tampered bundles.
+
+use std::path::Path;
+
+use prost::Message;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use tempfile::TempDir;
+use zkfabric::{
+    bundle::Bundle,
+    keys::KeyCache,
+    prove::{self, Request},
+    query::{sql, Aggregand, Limits, ProvableQuery, Test},
+    records,
+    schema::Schema,
+    store::Store,
+    verify::{self, Trust},
+};
+
+/// The built-in consumption schema with 8-row chunks, so that setup is instant.
+fn tiny() -> Schema {
+    let builtin = Schema::builtin("consumption").unwrap();
+    Schema::parse(
+        "tiny.toml",
+        &builtin
+            .source
+            .replace("chunk_rows = 1024", "chunk_rows = 8"),
+    )
+    .unwrap()
+}
+
+struct Node {
+    _tmp: TempDir,
+    store: Store,
+    keys: KeyCache,
+    columns: Vec<Vec<u64>>,
+}
+
+/// Rows with every column drawn independently (the generator's rows come a household at a
+/// time, which makes small samples uniform), one hour apart.
+fn random_rows(schema: &Schema, rows: usize) -> Vec<Vec<u64>> {
+    let mut rng = ChaCha20Rng::seed_from_u64(rows as u64);
+    let mut draw = |name: &str, row: usize| -> u64 {
+        match name {
+            "time" => 1_767_225_600 + 3600 * row as u64,
+            "district" => rng.gen_range(0..12),
+            "hour" => rng.gen_range(0..24),
+            "household_size" => rng.gen_range(0..5),
+            "age" => rng.gen_range(10..90),
+            "consent" => rng.gen_range(0..8),
+            _ => rng.gen_range(0..5_000),
+        }
+    };
+    let mut columns = vec![Vec::new(); schema.declared().len()];
+    for row in 0..rows {
+        for (c, column) in schema.declared().iter().enumerate() {
+            columns[c].push(draw(&column.name, row));
+        }
+    }
+    columns
+}
+
+/// A node holding `rows` random rows, sealed in one epoch.
+fn node(rows: usize) -> Node {
+    let tmp = TempDir::new().unwrap();
+    let schema = tiny();
+    let columns = random_rows(&schema, rows);
+    let file = tmp.path().join("rows.parquet");
+    records::write_file(
+        &file,
+        records::arrow_schema(&schema),
+        [records::to_batch(&schema, &columns, 0..rows)],
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let mut store = Store::open(&data).unwrap();
+    store.register(&schema).unwrap();
+    store.ingest("consumption", &[file]).unwrap();
+    store.seal("consumption").unwrap();
+    Node {
+        keys: KeyCache::new(&data),
+        _tmp: tmp,
+        store,
+        columns,
+    }
+}
+
+fn limits() -> Limits {
+    Limits {
+        in_list: 4,
+        max_groups: 16,
+        combine_inputs: 3,
+        min_group_size: 3,
+    }
+}
+
+fn request(sql: &str, purpose: &str) -> Request {
+    Request {
+        sql: sql.into(),
+        purpose: purpose.into(),
+        epoch: None,
+        limits: limits(),
+        setup: true,
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn answer(node: &Node, sql: &str, purpose: &str) -> Bundle {
+    block_on(prove::answer(
+        &node.store,
+        &node.keys,
+        &request(sql, purpose),
+        |_| (),
+    ))
+    .unwrap()
+}
+
+fn lower(sql: &str) -> Result<ProvableQuery, sql::QueryError> {
+    block_on(sql::lower_without_data(&tiny(), sql, "energy-research"))
+}
+
+fn column(name: &str) -> usize {
+    tiny().column(name).unwrap().0
+}
+
+#[test]
+fn a_grouped_sum_is_proven_and_matches_the_rows() {
+    // 96 rows: 12 chunks, so K = 3 needs two levels of subtotals (4, then 2) below the root.
+    let node = node(96);
+    let bundle = answer(
+        &node,
+        "SELECT district, COUNT(*) AS n, SUM(kwh), AVG(kwh) FROM consumption \
+         WHERE hour BETWEEN 6 AND 20 GROUP BY district",
+        "energy-research",
+    );
+    assert_eq!(bundle.chunk_proofs.len(), 12);
+    assert_eq!(bundle.combine_proofs.len(), 4 + 2 + 1);
+    let report = verify::verify(&bundle, &Trust::default()).unwrap();
+    assert_eq!(report.chunks, (12, 12));
+    assert_eq!(report.proofs, 12 + 7);
+
+    // The answer is what the rows say, with groups below k = 3 suppressed.
+    let c = &node.columns;
+    let (district, hour, consent, kwh) = (
+        column("district"),
+        column("hour"),
+        column("consent"),
+        column("kwh"),
+    );
+    let rows = bundle.result.as_ref().unwrap().rows.clone();
+    assert_eq!(rows.len(), 12, "one row per district label");
+    let (mut released, mut suppressed) = (0, 0);
+    for row in &rows {
+        let selected: Vec<usize> = (0..96)
+            .filter(|&r| {
+                c[district][r] == row.key
+                    && (6..=20).contains(&c[hour][r])
+                    && c[consent][r] >> 2 & 1 == 1
+            })
+            .collect();
+        if selected.len() < 3 {
+            suppressed += 1;
+            assert!(row.suppressed, "{row:?}");
+            assert_eq!((row.count, row.sum.as_str()), (0, ""));
+        } else {
+            released += 1;
+            assert!(!row.suppressed);
+            assert_eq!(row.count, selected.len() as u64);
+            let sum: u64 = selected.iter().map(|&r| c[kwh][r]).sum();
+            assert_eq!(row.sum, sum.to_string());
+        }
+        let label = tiny().column("district").unwrap().1.labels[row.key as usize].clone();
+        assert_eq!(row.label, label);
+    }
+    assert!(
+        released > 0 && suppressed > 0,
+        "{released} released, {suppressed} suppressed"
+    );
+}
+
+#[test]
+fn predicates_are_answered_without_counts() {
+    let node = node(40);
+    let ages = &node.columns[column("age")];
+    let consent = &node.columns[column("consent")];
+    // public-health is bit 0 of the consent column.
+    let counted: Vec<u64> = (0..40)
+        .filter(|&r| consent[r] & 1 == 1)
+        .map(|r| ages[r])
+        .collect();
+    let (young, old) = (
+        *counted.iter().min().unwrap(),
+        *counted.iter().max().unwrap(),
+    );
+    let mut answers = Vec::new();
+    for (sql, truth) in [
+        (
+            format!("SELECT bool_and(age >= {young}) FROM consumption"),
+            true,
+        ),
+        (
+            format!("SELECT bool_and(age > {young}) FROM consumption"),
+            false,
+        ),
+        (
+            format!("SELECT bool_or(age >= {old}) FROM consumption"),
+            true,
+        ),
+        (
+            format!("SELECT bool_or(age > {old}) FROM consumption"),
+            false,
+        ),
+        (
+            format!("SELECT bool_and(age <= {old}) FROM consumption"),
+            true,
+        ),
+        (
+            format!("SELECT bool_or(age = {young}) FROM consumption"),
+            true,
+        ),
+    ] {
+        let bundle = answer(&node, &sql, "public-health");
+        verify::verify(&bundle, &Trust::default()).unwrap();
+        let row = &bundle.result.as_ref().unwrap().rows[0];
+        assert_eq!(
+            (row.holds, row.suppressed, row.count),
+            (truth, false, 0),
+            "{sql}"
+        );
+        answers.push(row.holds);
+    }
+    assert!(answers.contains(&true) && answers.contains(&false));
+}
+
+#[test]
+fn a_time_range_touches_only_the_chunks_it_can_select() {
+    let node = node(48);
+    let time = &node.columns[column("time")];
+    // Rows are in time order: a window inside chunk 2's hours touches chunk 2 only.
+    let (lo, hi) = (time[17], time[18]);
+    let sql = format!("SELECT COUNT(*) FROM consumption WHERE time >= {lo} AND time <= {hi}");
+    let bundle = answer(&node, &sql, "public-health");
+    let proven: Vec<u64> = bundle.chunk_proofs.iter().map(|p| p.chunk).collect();
+    assert!(proven.contains(&2) && proven.len() < 6, "{proven:?}");
+    verify::verify(&bundle, &Trust::default()).unwrap();
+
+    // Dropping a touched chunk's proof is caught as missing coverage.
+    let mut tampered = bundle.clone();
+    tampered.chunk_proofs.remove(0);
+    let err = verify::verify(&tampered, &Trust::default()).unwrap_err();
+    assert!(err.to_string().contains("coverage"), "{err}");
+}
+
+/// Every field of an honest bundle, changed, makes verification fail.
+#[test]
+fn every_changed_field_of_a_bundle_is_rejected() {
+    let node = node(96);
+    let honest = answer(
+        &node,
+        "SELECT household_size, COUNT(*), SUM(kwh) FROM consumption \
+         WHERE hour >= 3 GROUP BY household_size",
+        "energy-research",
+    );
+    let pinned = Trust {
+        node_key: Some(node.store.node_key()),
+        fingerprints: Some(
+            honest
+                .verifying_keys
+                .iter()
+                .map(|k| k.fingerprint.clone())
+                .collect(),
+        ),
+    };
+    verify::verify(&honest, &pinned).unwrap();
+    let released = honest
+        .result
+        .as_ref()
+        .unwrap()
+        .rows
+        .iter()
+        .position(|r| !r.suppressed)
+        .expect("a released district");
+    let suppressed = honest
+        .result
+        .as_ref()
+        .unwrap()
+        .rows
+        .iter()
+        .position(|r| r.suppressed);
+
+    type Edit = Box<dyn Fn(&mut Bundle)>;
+    let mut edits: Vec<(&str, Edit)> = vec![
+        ("format", Box::new(|b| b.format = 2)),
+        ("dataset", Box::new(|b| b.dataset = "movement".into())),
+        ("epoch", Box::new(|b| b.epoch += 1)),
+        (
+            "manifest bytes",
+            Box::new(|b| {
+                let m = b.manifest.as_mut().unwrap();
+                let text = String::from_utf8(m.manifest.clone()).unwrap();
+                m.manifest = text.replacen("\"rows\":8", "\"rows\":7", 1).into_bytes();
+            }),
+        ),
+        (
+            "manifest signature",
+            Box::new(|b| b.manifest.as_mut().unwrap().signature[0] ^= 1),
+        ),
+        (
+            "node key",
+            Box::new(|b| b.manifest.as_mut().unwrap().node_key[0] ^= 1),
+        ),
+        (
+            "schema",
+            Box::new(|b| b.schema = b.schema.replace("width = 24", "width = 23")),
+        ),
+        (
+            "purpose",
+            Box::new(|b| b.query.as_mut().unwrap().purpose = "public-health".into()),
+        ),
+        (
+            "filter",
+            Box::new(|b| {
+                let q = b.query.as_mut().unwrap();
+                q.filters[0].test = Some(zkfabric_proto::v1::filter::Test::InList(
+                    zkfabric_proto::v1::InList {
+                        values: vec![3, 4, 5],
+                        slots: 4,
+                    },
+                ));
+            }),
+        ),
+        (
+            "group by",
+            Box::new(|b| b.query.as_mut().unwrap().group_by = "hour".into()),
+        ),
+        (
+            "minimum group size",
+            Box::new(|b| b.query.as_mut().unwrap().min_group_size = 2),
+        ),
+        (
+            "combine fan-in",
+            Box::new(|b| b.query.as_mut().unwrap().combine_inputs = 4),
+        ),
+        (
+            "result count",
+            Box::new(move |b| b.result.as_mut().unwrap().rows[released].count += 1),
+        ),
+        (
+            "result sum",
+            Box::new(move |b| {
+                let row = &mut b.result.as_mut().unwrap().rows[released];
+                row.sum = (row.sum.parse::<u64>().unwrap() + 1).to_string();
+            }),
+        ),
+        (
+            "result label",
+            Box::new(move |b| b.result.as_mut().unwrap().rows[released].label = "Xinyi".into()),
+        ),
+        (
+            "result suppressed",
+            Box::new(move |b| {
+                let row = &mut b.result.as_mut().unwrap().rows[released];
+                row.suppressed = true;
+                row.count = 0;
+                row.sum.clear();
+            }),
+        ),
+        (
+            "result row dropped",
+            Box::new(|b| {
+                b.result.as_mut().unwrap().rows.pop();
+            }),
+        ),
+        ("chunk index", Box::new(|b| b.chunk_proofs[0].chunk = 1)),
+        (
+            "chunk proofs swapped",
+            Box::new(|b| {
+                let first = b.chunk_proofs[0].proof.clone();
+                b.chunk_proofs[0].proof = b.chunk_proofs[1].proof.clone();
+                b.chunk_proofs[1].proof = first;
+            }),
+        ),
+        (
+            "partial commitment",
+            Box::new(|b| b.chunk_proofs[0].partial_commitment[0] ^= 1),
+        ),
+        ("chunk proof", Box::new(|b| b.chunk_proofs[0].proof[3] ^= 1)),
+        (
+            "root proof",
+            Box::new(|b| b.combine_proofs.last_mut().unwrap().proof[3] ^= 1),
+        ),
+        (
+            "verifying key",
+            Box::new(|b| b.verifying_keys[0].key[5] ^= 1),
+        ),
+        (
+            "verifying key fingerprint",
+            Box::new(|b| b.verifying_keys[0].fingerprint.push('0')),
+        ),
+    ];
+    if let Some(s) = suppressed {
+        edits.push((
+            "suppressed group released",
+            Box::new(move |b| {
+                let row = &mut b.result.as_mut().unwrap().rows[s];
+                row.suppressed = false;
+                row.count = 1;
+                row.sum = "1".into();
+            }),
+        ));
+    }
+    for (what, edit) in &edits {
+        let mut bundle = honest.clone();
+        edit(&mut bundle);
+        assert_ne!(bundle, honest, "{what}: the edit changes nothing");
+        // Through the wire format, as a verifier receives it.
+        let bundle = Bundle::decode(&bundle.encode_to_vec()[..]).unwrap();
+        assert!(
+            verify::verify(&bundle, &pinned).is_err(),
+            "{what}: a changed bundle verified"
+        );
+    }
+}
+
+#[test]
+fn the_sql_text_must_mean_the_proven_query() {
+    let q = lower("SELECT district, COUNT(*), SUM(kwh) FROM consumption WHERE household_size IN ('1', '2') GROUP BY district").unwrap();
+    let other = lower("SELECT district, COUNT(*), SUM(kwh) FROM consumption WHERE household_size IN ('1', '3') GROUP BY district").unwrap();
+    assert_ne!(q, other);
+    let renamed = lower("SELECT district, COUNT(*) AS c, SUM(kwh) FROM consumption WHERE household_size IN ('1', '2') GROUP BY district").unwrap();
+    assert_ne!(q, renamed, "output names are part of the query");
+}
+
+#[test]
+fn equivalent_sql_lowers_to_one_canonical_query() {
+    let between = lower("SELECT COUNT(*) FROM consumption WHERE hour BETWEEN 7 AND 9").unwrap();
+    for sql in [
+        "SELECT COUNT(*) FROM consumption WHERE hour >= 7 AND hour <= 9",
+        "SELECT COUNT(*) FROM consumption WHERE 7 <= hour AND hour < 10",
+        "SELECT COUNT(*) FROM consumption WHERE hour > 6 AND hour BETWEEN 0 AND 9",
+    ] {
+        assert_eq!(lower(sql).unwrap().filters, between.filters, "{sql}");
+    }
+    assert_eq!(between.filters[0].test, Test::Range { lo: 7, hi: 9 });
+    let labels =
+        lower("SELECT COUNT(*) FROM consumption WHERE district IN ('Daan', 'Xinyi')").unwrap();
+    let codes = lower("SELECT COUNT(*) FROM consumption WHERE district IN (4, 6)").unwrap();
+    let ors =
+        lower("SELECT COUNT(*) FROM consumption WHERE district = 'Daan' OR district = 'Xinyi'")
+            .unwrap();
+    assert_eq!(labels.filters, codes.filters);
+    assert_eq!(labels.filters, ors.filters);
+    assert_eq!(labels.filters[0].test, Test::In(vec![4, 6]));
+    // Household-size labels look like numbers: a quoted label is the label.
+    let size = lower("SELECT COUNT(*) FROM consumption WHERE household_size = '1'").unwrap();
+    assert_eq!(size.filters[0].test, Test::Range { lo: 0, hi: 0 });
+    let avg = lower("SELECT AVG(kwh) FROM consumption").unwrap();
+    assert_eq!(avg.aggregand, Aggregand::Sum("kwh".into()));
+}
+
+#[test]
+fn unsupported_sql_is_refused_naming_the_construct() {
+    for (sql, construct) in [
+        ("SELECT * FROM consumption", "raw rows"),
+        ("SELECT district FROM consumption", "raw rows"),
+        (
+            "SELECT COUNT(*) FROM consumption WHERE hour = 7 OR district = 1",
+            "OR",
+        ),
+        (
+            "SELECT COUNT(*) FROM consumption WHERE NOT (hour = 7)",
+            "!=",
+        ),
+        (
+            "SELECT COUNT(*) FROM consumption WHERE hour NOT IN (1, 2)",
+            "NOT IN",
+        ),
+        (
+            "SELECT COUNT(*) FROM consumption WHERE hour + 1 > 3",
+            "arithmetic",
+        ),
+        ("SELECT SUM(kwh + water) FROM consumption", "arithmetic"),
+        (
+            "SELECT COUNT(*) FROM consumption a JOIN consumption b ON a.hour = b.hour",
+            "join",
+        ),
+        (
+            "SELECT COUNT(*) FROM consumption WHERE hour IN (SELECT hour FROM consumption)",
+            "subquery",
+        ),
+        ("SELECT COUNT(*) FROM consumption LIMIT 5", "LIMIT"),
+        (
+            "SELECT COUNT(*) FROM consumption GROUP BY district, hour",
+            "more than one column",
+        ),
+        (
+            "SELECT COUNT(*) FROM consumption GROUP BY kwh",
+            "GROUP BY `kwh`",
+        ),
+        (
+            "SELECT SUM(kwh), SUM(water) FROM consumption",
+            "one per query",
+        ),
+        ("SELECT MAX(kwh) FROM consumption", "max"),
+        (
+            "SELECT COUNT(DISTINCT district) FROM consumption",
+            "DISTINCT",
+        ),
+        (
+            "SELECT bool_and(age BETWEEN 18 AND 60) FROM consumption",
+            "one comparison",
+        ),
+        (
+            "SELECT COUNT(*) FROM consumption WHERE district = 'Atlantis'",
+            "no label \"Atlantis\"",
+        ),
+        (
+            "SELECT COUNT(*) FROM consumption WHERE consent = 1",
+            "--purpose",
+        ),
+        ("DELETE FROM consumption", "DELETE"),
+    ] {
+        let err = lower(sql).unwrap_err().to_string();
+        assert!(err.contains(construct), "{sql}: {err}");
+    }
+    let err = lower("SELECT COUNT(*) FROM consumption WHERE hour + 1 > 3")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a provable query is"),
+        "says what is supported: {err}"
+    );
+}
+
+#[test]
+fn a_changed_chunk_file_is_an_internal_error_not_a_proof() {
+    let node = node(16);
+    let dir = node._tmp.path().join("data/consumption/chunks");
+    let schema = tiny();
+    let path = dir.join("0.parquet");
+    let mut columns = records::read_stored_file(&schema, &path).unwrap();
+    columns[column("kwh")][0] += 1;
+    let batch = records::to_stored_batch(&schema, &columns, Some(0));
+    records::write_file(Path::new(&path), batch.schema(), [batch]).unwrap();
+    let err = block_on(prove::answer(
+        &node.store,
+        &node.keys,
+        &request("SELECT COUNT(*) FROM consumption", "public-health"),
+        |_| (),
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no longer opens its published commitment"),
+        "{err}"
+    );
+}
+
+/// Per group key, COUNT and SUM from plain DataFusion over the epoch's table.
+fn plain(node: &Node, sql: &str) -> std::collections::HashMap<u64, (u64, u64)> {
+    use datafusion::arrow::{
+        array::AsArray,
+        compute::cast,
+        datatypes::{DataType, UInt64Type},
+    };
+    block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        zkfabric::tables::register_epoch(&ctx, &node.store, "consumption", None).unwrap();
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let mut out = std::collections::HashMap::new();
+        for b in batches {
+            let columns: Vec<_> = (0..3)
+                .map(|i| cast(b.column(i), &DataType::UInt64).unwrap())
+                .collect();
+            for r in 0..b.num_rows() {
+                let v = |i: usize| columns[i].as_primitive::<UInt64Type>().value(r);
+                out.insert(v(0), (v(1), v(2)));
+            }
+        }
+        out
+    })
+}
+
+#[test]
+fn verified_answers_equal_plain_datafusion_over_the_consented_rows() {
+    let node = node(96);
+    // energy-research is consent bit 2.
+    for (sql, direct) in [
+        (
+            "SELECT district, COUNT(*), SUM(kwh) FROM consumption \
+             WHERE hour BETWEEN 6 AND 20 AND district IN ('Daan', 'Xinyi', 'Datong') GROUP BY district",
+            "SELECT district, COUNT(*), SUM(kwh) FROM consumption \
+             WHERE hour BETWEEN 6 AND 20 AND district IN (4, 6, 1) AND (consent & 4) <> 0 GROUP BY district",
+        ),
+        (
+            "SELECT household_size, COUNT(*), SUM(water) FROM consumption \
+             WHERE age >= 30 GROUP BY household_size",
+            "SELECT household_size, COUNT(*), SUM(water) FROM consumption \
+             WHERE age >= 30 AND (consent & 4) <> 0 GROUP BY household_size",
+        ),
+        (
+            "SELECT COUNT(*), SUM(spend) FROM consumption WHERE time < 1767400000",
+            "SELECT 0, COUNT(*), SUM(spend) FROM consumption \
+             WHERE time < 1767400000 AND (consent & 4) <> 0",
+        ),
+    ] {
+        let bundle = answer(&node, sql, "energy-research");
+        verify::verify(&bundle, &Trust::default()).unwrap();
+        let expected = plain(&node, direct);
+        for row in &bundle.result.as_ref().unwrap().rows {
+            let (count, sum) = expected.get(&row.key).copied().unwrap_or((0, 0));
+            if row.suppressed {
+                assert!(count < 3, "{sql}: group {} of {count} rows suppressed", row.key);
+            } else {
+                assert_eq!((row.count, row.sum.clone()), (count, sum.to_string()), "{sql}");
+            }
+        }
+        assert!(
+            bundle.result.as_ref().unwrap().rows.iter().any(|r| !r.suppressed),
+            "{sql}: something is released"
+        );
+    }
+}

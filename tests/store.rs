@@ -1,0 +1,275 @@
+//! The data layer: ingest, seal, manifests, and what a refused file leaves behind.
+
+use std::{fs, path::Path, path::PathBuf};
+
+use tempfile::TempDir;
+use zkfabric::{
+    manifest::fr_to_hex,
+    records,
+    schema::Schema,
+    store::{Store, StoreError},
+    synth,
+};
+
+fn consumption() -> Schema {
+    Schema::builtin("consumption").unwrap()
+}
+
+/// Writes `rows` generated consumption rows to `dir/name`.
+fn generated(dir: &Path, name: &str, rows: usize, seed: u64) -> (PathBuf, Vec<Vec<u64>>) {
+    let schema = consumption();
+    let columns = synth::generate(&schema, rows, seed, |_| {}).unwrap();
+    let path = dir.join(name);
+    records::write_file(
+        &path,
+        records::arrow_schema(&schema),
+        [records::to_batch(&schema, &columns, 0..rows)],
+    )
+    .unwrap();
+    (path, columns)
+}
+
+fn open(dir: &Path) -> Store {
+    let mut store = Store::open(&dir.join("data")).unwrap();
+    store.register(&consumption()).unwrap();
+    store
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["pending", "chunks"] {
+        if let Ok(entries) = fs::read_dir(dir.join("data/consumption").join(sub)) {
+            out.extend(
+                entries.map(|e| format!("{sub}/{}", e.unwrap().file_name().to_string_lossy())),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_format_round_trips_through_ingest_and_seal() {
+    let tmp = TempDir::new().unwrap();
+    let mut store = open(tmp.path());
+    let mut expected: Vec<Vec<u64>> = vec![Vec::new(); consumption().declared().len()];
+    for (i, ext) in ["csv", "parquet", "arrow"].iter().enumerate() {
+        let (path, columns) = generated(tmp.path(), &format!("part.{ext}"), 700, i as u64);
+        for (all, part) in expected.iter_mut().zip(columns) {
+            all.extend(part);
+        }
+        store.ingest("consumption", &[path]).unwrap();
+    }
+    // 2100 rows: two full chunks were sealed on the way, 52 rows wait.
+    assert_eq!(store.pending_rows("consumption").unwrap(), 2100 - 2048);
+    let sealed = store.seal("consumption").unwrap().unwrap();
+    assert_eq!((sealed.chunks, sealed.rows), (1, 52));
+    let manifest = store.manifest("consumption", None).unwrap();
+    assert!(manifest.verify(Some(&store.node_key())).is_ok());
+    assert_eq!(manifest.manifest.chunks.len(), 3);
+    // Every chunk holds the ingested rows in order and its commitment recomputes.
+    let layout = consumption().layout().unwrap();
+    for entry in &manifest.manifest.chunks {
+        let chunk = store.chunk("consumption", entry.index).unwrap();
+        assert_eq!(fr_to_hex(&chunk.commitment(&layout)), entry.commitment);
+        let start = entry.index as usize * 1024;
+        for (c, values) in expected.iter().enumerate() {
+            assert_eq!(
+                &chunk.columns[c][..entry.rows as usize],
+                &values[start..start + entry.rows as usize]
+            );
+        }
+    }
+}
+
+#[test]
+fn epochs_chain_and_never_change() {
+    let tmp = TempDir::new().unwrap();
+    let mut store = open(tmp.path());
+    let (a, _) = generated(tmp.path(), "a.csv", 100, 1);
+    store.ingest("consumption", &[a]).unwrap();
+    store.seal("consumption").unwrap();
+    let first = store.manifest("consumption", Some(1)).unwrap();
+    let (b, _) = generated(tmp.path(), "b.csv", 100, 2);
+    store.ingest("consumption", &[b]).unwrap();
+    store.seal("consumption").unwrap();
+    let second = store.manifest("consumption", None).unwrap();
+    assert_eq!(second.manifest.epoch, 2);
+    assert_eq!(second.manifest.previous, Some(first.manifest.hash()));
+    assert_eq!(second.manifest.chunks[0], first.manifest.chunks[0]);
+    assert_eq!(store.manifest("consumption", Some(1)).unwrap(), first);
+    assert!(matches!(
+        store.manifest("consumption", Some(3)),
+        Err(StoreError::UnknownEpoch { .. })
+    ));
+    assert!(
+        store.seal("consumption").unwrap().is_none(),
+        "nothing pending"
+    );
+}
+
+#[test]
+fn a_bad_file_is_refused_by_row_and_column_and_stores_nothing() {
+    let tmp = TempDir::new().unwrap();
+    let mut store = open(tmp.path());
+    let (good, _) = generated(tmp.path(), "good.csv", 50, 1);
+    store.ingest("consumption", &[good.clone()]).unwrap();
+    let before = (store.datasets().unwrap(), files_under(tmp.path()));
+
+    let (bad, _) = generated(tmp.path(), "bad.csv", 50, 2);
+    let text = fs::read_to_string(&bad).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    // Row 17: an age of 200 does not fit 7 bits.
+    let header: Vec<String> = lines[0].split(',').map(String::from).collect();
+    let age = header.iter().position(|h| *h == "age").unwrap();
+    let mut fields: Vec<String> = lines[17].split(',').map(String::from).collect();
+    fields[age] = "200".into();
+    lines[17] = fields.join(",");
+    fs::write(&bad, lines.join("\n") + "\n").unwrap();
+
+    let err = store
+        .ingest("consumption", &[good.clone(), bad.clone()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.csv: row 17, column `age`: 200 does not fit 7 bits"),
+        "{err}"
+    );
+    assert_eq!(
+        (store.datasets().unwrap(), files_under(tmp.path())),
+        before,
+        "nothing stored"
+    );
+
+    for (edit, message) in [
+        (
+            ("district", "Atlantis"),
+            "\"Atlantis\" is neither a label nor a code",
+        ),
+        (("kwh", "-5"), "\"-5\" is not an unsigned integer"),
+        (("consent", "marketing"), "unknown purpose \"marketing\""),
+        (("hour", ""), "empty value"),
+    ] {
+        let column = header.iter().position(|h| *h == edit.0).unwrap();
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        let mut fields: Vec<String> = lines[3].split(',').map(String::from).collect();
+        fields[column] = edit.1.into();
+        lines[3] = fields.join(",");
+        fs::write(&bad, lines.join("\n") + "\n").unwrap();
+        let err = store
+            .ingest("consumption", &[bad.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("row 3, column `{}`: {message}", edit.0)),
+            "{err}"
+        );
+    }
+    fs::write(&bad, text.replace("household_size", "household")).unwrap();
+    let err = store
+        .ingest("consumption", &[bad.clone()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("column `household` is not in dataset consumption"),
+        "{err}"
+    );
+    assert_eq!(
+        (store.datasets().unwrap(), files_under(tmp.path())),
+        before,
+        "still nothing stored"
+    );
+}
+
+#[test]
+fn a_changed_schema_is_refused() {
+    let tmp = TempDir::new().unwrap();
+    let mut store = open(tmp.path());
+    let changed = Schema::parse(
+        "c.toml",
+        &consumption()
+            .source
+            .replace("chunk_rows = 1024", "chunk_rows = 512"),
+    )
+    .unwrap();
+    assert!(matches!(
+        store.register(&changed),
+        Err(StoreError::SchemaChanged(_))
+    ));
+}
+
+/// `SUM(kwh)` per chunk and district, natively, over the rows of the first `rows`.
+fn native_sums(columns: &[Vec<u64>], rows: usize, chunk_rows: usize) -> Vec<(u64, u64, u64)> {
+    let schema = consumption();
+    let district = schema.column("district").unwrap().0;
+    let kwh = schema.column("kwh").unwrap().0;
+    let mut sums = std::collections::BTreeMap::new();
+    for row in 0..rows {
+        let key = ((row / chunk_rows) as u64, columns[district][row]);
+        *sums.entry(key).or_insert(0) += columns[kwh][row];
+    }
+    sums.into_iter().map(|((c, d), s)| (c, d, s)).collect()
+}
+
+#[tokio::test]
+async fn an_epoch_is_a_datafusion_table_of_exactly_its_chunks() {
+    use datafusion::arrow::array::{AsArray, RecordBatch};
+    use datafusion::arrow::datatypes::UInt64Type;
+    use datafusion::prelude::SessionContext;
+
+    let tmp = TempDir::new().unwrap();
+    let mut store = open(tmp.path());
+    let (a, first) = generated(tmp.path(), "a.parquet", 1500, 1);
+    store.ingest("consumption", &[a]).unwrap();
+    store.seal("consumption").unwrap();
+    let (b, _) = generated(tmp.path(), "b.parquet", 700, 2);
+    store.ingest("consumption", &[b]).unwrap();
+    store.seal("consumption").unwrap();
+
+    let sql = "SELECT _chunk, district, SUM(kwh) FROM consumption \
+               GROUP BY _chunk, district ORDER BY _chunk, district";
+    let rows = |batches: Vec<RecordBatch>| -> Vec<(u64, u64, u64)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let col = |i: usize| b.column(i).as_primitive::<UInt64Type>().clone();
+            let (c, d, s) = (col(0), col(1), col(2));
+            out.extend((0..b.num_rows()).map(|r| (c.value(r), d.value(r), s.value(r))));
+        }
+        out
+    };
+    // Ingesting sealed the first full chunk (epoch 1), sealing the rest (epoch 2): epoch 2
+    // holds the first file's 1500 rows in two chunks, whatever was sealed later.
+    let ctx = SessionContext::new();
+    let manifest = zkfabric::tables::register_epoch(&ctx, &store, "consumption", Some(2)).unwrap();
+    assert_eq!(manifest.manifest.chunks.len(), 2);
+    let epoch1 = rows(ctx.sql(sql).await.unwrap().collect().await.unwrap());
+    assert_eq!(epoch1, native_sums(&first, 1500, 1024));
+
+    // The latest epoch has a third chunk; `_row` numbers rows within each chunk.
+    let ctx = SessionContext::new();
+    zkfabric::tables::register_epoch(&ctx, &store, "consumption", None).unwrap();
+    let counts = ctx
+        .sql("SELECT _chunk, COUNT(*), MAX(_row) FROM consumption GROUP BY _chunk ORDER BY _chunk")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let per_chunk: Vec<(u64, i64, u64)> = counts
+        .iter()
+        .flat_map(|b| {
+            let chunk = b.column(0).as_primitive::<UInt64Type>().clone();
+            let count = b
+                .column(1)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .clone();
+            let max_row = b.column(2).as_primitive::<UInt64Type>().clone();
+            (0..b.num_rows()).map(move |r| (chunk.value(r), count.value(r), max_row.value(r)))
+        })
+        .collect();
+    assert_eq!(
+        per_chunk,
+        vec![(0, 1024, 1023), (1, 476, 475), (2, 700, 699)]
+    );
+    assert!(zkfabric::tables::register_epoch(&ctx, &store, "consumption", Some(9)).is_err());
+}
