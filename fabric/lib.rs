@@ -15,7 +15,8 @@
 //! - [`keys`]: proving keys per circuit shape;
 //! - [`prove`]: answering a query with proofs;
 //! - [`bundle`]: the answer bundle (protobuf) and its files;
-//! - [`verify`]: the offline verifier.
+//! - [`verify`]: the offline verifier;
+//! - [`demo`]: the demo's data and questions.
 //!
 //! See `DESIGN.md` and `examples/`.
 
@@ -23,6 +24,7 @@ pub use zkfabric_circuits as circuits;
 
 pub mod bundle;
 pub mod config;
+pub mod demo;
 pub mod keys;
 pub mod manifest;
 pub mod prove;

@@ -313,6 +313,14 @@ fn query_verify_and_tampering_from_the_command_line() {
         3
     );
 
+    let explained = ok(zkfabric(
+        &data,
+        &["--config", config, "query", sql, "--explain"],
+    ));
+    assert!(
+        explained.contains("63 of 63 touched") && explained.contains("(cached)"),
+        "{explained}"
+    );
     let answer = tmp.path().join("answer.zkf");
     let a = answer.to_str().unwrap();
     let out = ok(zkfabric(

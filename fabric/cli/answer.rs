@@ -16,7 +16,6 @@ use zkfabric::{
     prove::{self, Progress, Request},
     query::{sql, Aggregand, OutputKind, ProvableQuery},
     schema::Schema,
-    synth,
     verify::{self, Report, Trust},
 };
 use zkfabric_proto::v1 as pb;
@@ -354,62 +353,32 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
     let temporary = tempfile::TempDir::new().context("making a temporary directory")?;
     let dir = keep.unwrap_or_else(|| temporary.path().to_path_buf());
     std::fs::create_dir_all(&dir).with_context(|| format!("making {}", dir.display()))?;
-    let data_dir = dir.join("data");
     println!("zkfabric demo in {}\n", dir.display());
-
-    let schema = Schema::builtin("consumption").expect("built-in");
-    let file = dir.join("readings.parquet");
     let started = Instant::now();
-    let columns = synth::generate(&schema, rows, 2026, |_| {}).map_err(|e| anyhow!(e))?;
-    zkfabric::records::write_file(
-        &file,
-        zkfabric::records::arrow_schema(&schema),
-        [zkfabric::records::to_batch(&schema, &columns, 0..rows)],
-    )?;
-    println!(
-        "1. generated {rows} hourly household readings in {:.2} s: {}",
-        started.elapsed().as_secs_f64(),
-        file.display()
-    );
-    let mut store = super::open_with(&data_dir, "consumption", None)?;
-    let (report, _) = store.ingest("consumption", &[file])?;
-    store.seal("consumption")?;
+    let store = zkfabric::demo::prepare(&dir, rows, 2026)?;
     let manifest = store.manifest("consumption", None)?;
     println!(
-        "2. ingested {} rows and sealed them: epoch {}, {} chunks of {} rows, manifest signed by node key {}...",
-        report.rows,
+        "1. generated {rows} hourly household readings, ingested and sealed them in {:.1} s:\n   \
+         epoch {}, {} chunks of {} rows, manifest signed by node key {}...",
+        started.elapsed().as_secs_f64(),
         manifest.manifest.epoch,
         manifest.manifest.chunks.len(),
-        schema.chunk_rows,
+        manifest.manifest.chunk_rows,
         &manifest.node_key[..16],
     );
     drop(store);
-
+    let data_dir = dir.join("data");
     let config = Config::default();
-    let queries = [
-        (
-            "SELECT district, COUNT(*), SUM(kwh), AVG(kwh) FROM consumption \
-             WHERE hour BETWEEN 17 AND 21 AND household_size IN ('3', '4', '5+') \
-             GROUP BY district",
-            "energy-research",
-            "evening load of larger households, by district",
-        ),
-        (
-            "SELECT bool_and(age >= 18) FROM consumption WHERE district = 'Daan'",
-            "public-health",
-            "is every donor counted in Daan an adult?",
-        ),
-    ];
-    for (n, (sql, purpose, what)) in queries.iter().enumerate() {
-        println!("\n{}. {what} (purpose {purpose})\n   {sql}\n", n + 3);
-        let request = request(
-            &config,
-            sql.to_string(),
-            Some(purpose.to_string()),
-            None,
-            true,
+    for (n, q) in zkfabric::demo::QUERIES.iter().enumerate() {
+        println!(
+            "\n{}. {} (purpose {})\n   {}\n",
+            n + 2,
+            q.question,
+            q.purpose,
+            q.sql
         );
-        let out = dir.join(format!("answer-{}.zkf", n + 1));
+        let request = request(&config, q.sql.into(), Some(q.purpose.into()), None, true);
+        let out = dir.join(format!("{}.zkf", q.name));
         query(&data_dir, &request, &out, false)?;
         println!("\n   verifying {} offline:", out.display());
         verify(&out, None, Some(&manifest.node_key))?;

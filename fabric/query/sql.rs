@@ -123,6 +123,17 @@ pub async fn lower_without_data(
     lower(&ctx, schema, sql, purpose).await
 }
 
+/// `sql` with dictionary labels replaced by their codes: the same question for plain
+/// DataFusion over the stored codes.
+pub fn with_codes(schema: &Schema, sql: &str) -> Result<String, QueryError> {
+    let ctx = SessionContext::new();
+    let mut statement = ctx.state().sql_to_statement(sql, &Default::default())?;
+    if let Statement::Statement(ast) = &mut statement {
+        replace_labels(ast, schema)?;
+    }
+    Ok(statement.to_string())
+}
+
 fn first_words(text: &str) -> String {
     text.split_whitespace()
         .take(3)

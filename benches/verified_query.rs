@@ -1,0 +1,110 @@
+//! End to end: the demo's three queries over generated consumption readings, answered
+//! with proofs (keys cached beforehand), against the same SQL in plain DataFusion over
+//! the same epoch, and the offline verification of each bundle.
+//!
+//! `cargo bench --bench verified_query` runs 100,000 rows (98 chunks of 1024 rows per
+//! query and proof run: long on two cores); `ZKFABRIC_BENCH_ROWS=8192` for a quicker run.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use datafusion::prelude::SessionContext;
+use zkfabric::{
+    config::Config,
+    demo,
+    keys::KeyCache,
+    prove::{self, Request},
+    verify::{self, Trust},
+};
+
+fn rows() -> usize {
+    std::env::var("ZKFABRIC_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+fn verified_query(c: &mut Criterion) {
+    let n = rows();
+    let tmp = tempfile::TempDir::new().expect("temporary directory");
+    let store = demo::prepare(tmp.path(), n, 2026).expect("demo data");
+    let keys = KeyCache::new(&tmp.path().join("data"));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let limits = Config::default().limits();
+
+    let mut group = c.benchmark_group("verified_query");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(n as u64));
+    for q in demo::QUERIES {
+        let request = Request {
+            sql: q.sql.into(),
+            purpose: q.purpose.into(),
+            epoch: None,
+            limits,
+            setup: true,
+        };
+        // One run to make the keys and report the figures before criterion repeats it.
+        runtime
+            .block_on(prove::answer(&store, &keys, &request, |_| ()))
+            .expect("keys");
+        let started = Instant::now();
+        let bundle = runtime
+            .block_on(prove::answer(&store, &keys, &request, |_| ()))
+            .expect("answer");
+        let proving = started.elapsed();
+        let started = Instant::now();
+        let plain_rows = runtime.block_on(plain(&store, q.sql));
+        let plain_time = started.elapsed();
+        let started = Instant::now();
+        verify::verify(&bundle, &Trust::default()).expect("verifies");
+        let verifying = started.elapsed();
+        println!(
+            "{}: {n} rows, {} chunk proofs + {} combines: verified answer {:.2} s, plain \
+             DataFusion {:.1} ms ({plain_rows} result rows), ratio {:.0}x; verify {:.1} ms",
+            q.name,
+            bundle.chunk_proofs.len(),
+            bundle.combine_proofs.len(),
+            proving.as_secs_f64(),
+            plain_time.as_secs_f64() * 1000.0,
+            proving.as_secs_f64() / plain_time.as_secs_f64(),
+            verifying.as_secs_f64() * 1000.0
+        );
+
+        group.bench_function(format!("{}/prove", q.name), |b| {
+            b.iter(|| {
+                runtime
+                    .block_on(prove::answer(&store, &keys, &request, |_| ()))
+                    .expect("answer")
+            })
+        });
+        group.bench_function(format!("{}/plain_datafusion", q.name), |b| {
+            b.iter(|| runtime.block_on(plain(&store, q.sql)))
+        });
+        group.bench_function(format!("{}/verify", q.name), |b| {
+            b.iter(|| verify::verify(&bundle, &Trust::default()).expect("verifies"))
+        });
+    }
+    group.finish();
+}
+
+/// The same SQL (labels as codes) in plain DataFusion over the same epoch: the rows of
+/// its answer.
+async fn plain(store: &zkfabric::store::Store, sql: &str) -> usize {
+    let ctx = SessionContext::new();
+    zkfabric::tables::register_epoch(&ctx, store, "consumption", None).expect("table");
+    let schema = store.schema("consumption").expect("schema");
+    let sql = zkfabric::query::sql::with_codes(&schema, sql).expect("labels");
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect("runs");
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+criterion_group!(benches, verified_query);
+criterion_main!(benches);
