@@ -235,7 +235,7 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn generate(dataset: &str, rows: usize, seed: u64, out: &PathBuf) -> Result<()> {
+fn generate(dataset: &str, rows: usize, seed: u64, out: &Path) -> Result<()> {
     let schema = builtin(dataset)?;
     records::Format::of(out)?;
     let started = Instant::now();
@@ -375,8 +375,8 @@ fn catalog_show(data_dir: &Path, dataset: &str, epoch: Option<u64>) -> Result<()
     println!("manifest     {}", m.hash());
     println!("chunk rows   {}", m.chunk_rows);
     println!(
-        "{:>6} {:>6} {:<43} {}",
-        "chunk", "rows", "time window (UTC seconds)", "commitment"
+        "{:>6} {:>6} {:<43} commitment",
+        "chunk", "rows", "time window (UTC seconds)"
     );
     for c in &m.chunks {
         let window = c

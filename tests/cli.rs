@@ -36,19 +36,7 @@ fn generate_ingest_seal_and_show_a_signed_manifest() {
     let data = tmp.path().join("data");
     let file = tmp.path().join("consumption.parquet");
     let f = file.to_str().unwrap();
-    ok(zkfabric(
-        &data,
-        &[
-            "generate",
-            "consumption",
-            "--rows",
-            "3000",
-            "--seed",
-            "4",
-            "--out",
-            f,
-        ],
-    ));
+    generate(&file, 3000, 4);
     let out = ok(zkfabric(&data, &["ingest", "consumption", f]));
     assert!(out.contains("ingested 3000 rows"), "{out}");
     assert!(out.contains("sealed 2 full chunk(s)"), "{out}");
@@ -67,19 +55,7 @@ fn generate_ingest_seal_and_show_a_signed_manifest() {
 
     // The same seed gives the same file.
     let again = tmp.path().join("again.parquet");
-    ok(zkfabric(
-        &data,
-        &[
-            "generate",
-            "consumption",
-            "--rows",
-            "3000",
-            "--seed",
-            "4",
-            "--out",
-            again.to_str().unwrap(),
-        ],
-    ));
+    generate(&again, 3000, 4);
     assert_eq!(
         std::fs::read(&file).unwrap(),
         std::fs::read(&again).unwrap()
@@ -185,21 +161,27 @@ fn restart_and_seal(data: &Path, total: u64) {
     }
 }
 
-fn generated_csv(tmp: &Path, rows: u64) -> String {
-    let file = tmp.join("big.csv");
-    let f = file.to_str().unwrap().to_string();
+/// `zkfabric generate consumption` into `out`.
+fn generate(out: &Path, rows: u64, seed: u64) {
     ok(zkfabric(
-        &tmp.join("unused"),
+        Path::new("unused"),
         &[
             "generate",
             "consumption",
             "--rows",
             &rows.to_string(),
+            "--seed",
+            &seed.to_string(),
             "--out",
-            &f,
+            out.to_str().unwrap(),
         ],
     ));
-    f
+}
+
+fn generated_csv(tmp: &Path, rows: u64) -> String {
+    let file = tmp.join("big.csv");
+    generate(&file, rows, 1);
+    file.to_str().unwrap().to_string()
 }
 
 #[test]

@@ -113,7 +113,9 @@ fn a_bad_file_is_refused_by_row_and_column_and_stores_nothing() {
     let tmp = TempDir::new().unwrap();
     let mut store = open(tmp.path());
     let (good, _) = generated(tmp.path(), "good.csv", 50, 1);
-    store.ingest("consumption", &[good.clone()]).unwrap();
+    store
+        .ingest("consumption", std::slice::from_ref(&good))
+        .unwrap();
     let before = (store.datasets().unwrap(), files_under(tmp.path()));
 
     let (bad, _) = generated(tmp.path(), "bad.csv", 50, 2);
@@ -157,7 +159,7 @@ fn a_bad_file_is_refused_by_row_and_column_and_stores_nothing() {
         lines[3] = fields.join(",");
         fs::write(&bad, lines.join("\n") + "\n").unwrap();
         let err = store
-            .ingest("consumption", &[bad.clone()])
+            .ingest("consumption", std::slice::from_ref(&bad))
             .unwrap_err()
             .to_string();
         assert!(
@@ -167,7 +169,7 @@ fn a_bad_file_is_refused_by_row_and_column_and_stores_nothing() {
     }
     fs::write(&bad, text.replace("household_size", "household")).unwrap();
     let err = store
-        .ingest("consumption", &[bad.clone()])
+        .ingest("consumption", std::slice::from_ref(&bad))
         .unwrap_err()
         .to_string();
     assert!(
@@ -204,9 +206,11 @@ fn native_sums(columns: &[Vec<u64>], rows: usize, chunk_rows: usize) -> Vec<(u64
     let district = schema.column("district").unwrap().0;
     let kwh = schema.column("kwh").unwrap().0;
     let mut sums = std::collections::BTreeMap::new();
-    for row in 0..rows {
-        let key = ((row / chunk_rows) as u64, columns[district][row]);
-        *sums.entry(key).or_insert(0) += columns[kwh][row];
+    let rows = columns[district].iter().zip(&columns[kwh]).take(rows);
+    for (row, (district, kwh)) in rows.enumerate() {
+        *sums
+            .entry(((row / chunk_rows) as u64, *district))
+            .or_insert(0) += kwh;
     }
     sums.into_iter().map(|((c, d), s)| (c, d, s)).collect()
 }
