@@ -131,20 +131,24 @@ impl ProvingKey {
         &self.key
     }
 
-    /// Compressed bytes of the ark-groth16 proving key (the matrices are recomputed from
-    /// the shape when loading).
+    /// Uncompressed bytes of the ark-groth16 proving key (the matrices are recomputed from
+    /// the shape when loading). A proving key is the prover's own file, so it is stored
+    /// for fast loading: decompressing and subgroup-checking its hundreds of thousands of
+    /// points would take longer than a proof.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.key
-            .serialize_compressed(&mut out)
+            .serialize_uncompressed(&mut out)
             .expect("serializing into a Vec cannot fail");
         out
     }
 
-    /// Loads a proving key for `shape`, checking that the key was made for a constraint
-    /// system of exactly that size.
+    /// Loads a proving key written by [`ProvingKey::to_bytes`] for `shape`, checking that
+    /// the key was made for a constraint system of exactly that size. Points are not
+    /// validated: a damaged key gives proofs that fail verification, never a proof that
+    /// passes it wrongly.
     pub fn from_bytes<C: Circuit>(bytes: &[u8], shape: &C::Shape) -> Result<Self, CircuitError> {
-        let key = ark_groth16::ProvingKey::<Bn254>::deserialize_compressed(bytes)?;
+        let key = ark_groth16::ProvingKey::<Bn254>::deserialize_uncompressed_unchecked(bytes)?;
         Self::from_parts(key, ConstraintMatrices::of(C::blank(shape)?)?)
     }
 
