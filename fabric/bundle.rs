@@ -19,6 +19,10 @@ use zkfabric_circuits::Fr;
 /// The bundle format this version writes and reads.
 pub const FORMAT: u32 = 1;
 
+/// Most slots (K, L or G) a bundle's circuits may have: a bound on what a verifier
+/// allocates for a bundle it has not checked yet.
+pub const MAX_SLOTS: usize = 1024;
+
 /// Why a bundle is malformed: the field at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("bundle field `{field}`: {message}")]
@@ -212,14 +216,20 @@ pub fn query_from_proto(q: Option<&pb::Query>) -> Result<(ProvableQuery, Limits)
     };
     let limits = Limits {
         in_list: slots.map_or(Limits::default().in_list, |s| s as usize),
-        max_groups: usize::MAX,
+        max_groups: MAX_SLOTS,
         combine_inputs: q.combine_inputs as usize,
         min_group_size: q.min_group_size,
     };
-    if limits.combine_inputs < 2 {
+    if !(2..=MAX_SLOTS).contains(&limits.combine_inputs) {
         return Err(malformed(
             "query.combine_inputs",
-            "a combine opens at least 2 partials",
+            format!("a combine opens 2 to {MAX_SLOTS} partials"),
+        ));
+    }
+    if !(1..=MAX_SLOTS).contains(&limits.in_list) {
+        return Err(malformed(
+            "query.filters",
+            format!("an IN filter has 1 to {MAX_SLOTS} slots"),
         ));
     }
     Ok((query, limits))

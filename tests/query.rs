@@ -346,6 +346,10 @@ fn every_changed_field_of_a_bundle_is_rejected() {
             Box::new(|b| b.query.as_mut().unwrap().min_group_size = 2),
         ),
         (
+            "combine fan-in beyond any key",
+            Box::new(|b| b.query.as_mut().unwrap().combine_inputs = 1 << 30),
+        ),
+        (
             "combine fan-in",
             Box::new(|b| b.query.as_mut().unwrap().combine_inputs = 4),
         ),

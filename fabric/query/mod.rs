@@ -137,15 +137,16 @@ pub struct CircuitQuery {
 }
 
 impl ProvableQuery {
-    /// The codes a GROUP BY on `column` has slots for: every value the column can hold.
-    pub fn group_keys(schema: &Schema, column: &str) -> Option<Vec<u64>> {
+    /// The codes a GROUP BY on `column` has slots for: every value the column can hold;
+    /// `None` when there are more than `max`.
+    pub fn group_keys(schema: &Schema, column: &str, max: usize) -> Option<Vec<u64>> {
         let (_, c) = schema.column(column)?;
         let count = if c.labels.is_empty() {
             1u64.checked_shl(c.width)?
         } else {
             c.labels.len() as u64
         };
-        Some((0..count).collect())
+        (count <= max as u64).then(|| (0..count).collect())
     }
 
     /// The circuit shapes and public parameters of this query over `schema`, under
@@ -201,14 +202,12 @@ impl ProvableQuery {
         let (group_by, group_keys) = match &self.group_by {
             None => (None, Vec::new()),
             Some(name) => {
-                let keys = Self::group_keys(schema, name)
-                    .filter(|k| k.len() <= limits.max_groups)
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "GROUP BY `{name}`: a grouping column has at most {} codes",
-                            limits.max_groups
-                        ))
-                    })?;
+                let keys = Self::group_keys(schema, name, limits.max_groups).ok_or_else(|| {
+                    bad(format!(
+                        "GROUP BY `{name}`: a grouping column has at most {} codes",
+                        limits.max_groups
+                    ))
+                })?;
                 (Some(index(name)?), keys)
             }
         };
