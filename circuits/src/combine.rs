@@ -296,6 +296,8 @@ pub struct CombineCircuit {
     pub openings: Vec<Opening>,
     /// Blind of the output commitment (Subtotal).
     pub output_blind: Fr,
+    /// The per-group totals of the openings: what a Subtotal's commitment opens to.
+    pub total: Partial,
 }
 
 impl CombineCircuit {
@@ -306,7 +308,7 @@ impl CombineCircuit {
         mut openings: Vec<Opening>,
         output_blind: Fr,
     ) -> Result<Self, CircuitError> {
-        let (_, result) = evaluate(&shape, params, &openings, output_blind)?;
+        let (total, result) = evaluate(&shape, params, &openings, output_blind)?;
         openings.resize(
             shape.inputs,
             Opening {
@@ -323,6 +325,7 @@ impl CombineCircuit {
             },
             openings,
             output_blind,
+            total,
         })
     }
 }
@@ -345,11 +348,13 @@ impl snark::Circuit for CombineCircuit {
 
 impl ConstraintSynthesizer<Fr> for CombineCircuit {
     fn generate_constraints(self, cs: ConstraintSystemRef<Fr>) -> Result<(), SynthesisError> {
+        // The total is recomputed in-circuit from the openings, never taken as given.
         let Self {
             shape,
             instance,
             openings,
             output_blind,
+            total: _,
         } = self;
         let witness = |v: Fr| FpVar::new_witness(cs.clone(), || Ok(v));
         let inputs = instance
