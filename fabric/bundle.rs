@@ -84,7 +84,7 @@ pub fn manifest_from_proto(m: Option<&pb::SignedManifest>) -> Result<SignedManif
 }
 
 /// The provable query and the limits that fix its shapes, as the bundle carries them.
-pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::Query {
+pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::ProvableQuery {
     let filters = q
         .filters
         .iter()
@@ -127,7 +127,7 @@ pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::Query {
             }),
         })
         .collect();
-    pb::Query {
+    pb::ProvableQuery {
         purpose: q.purpose.clone(),
         filters,
         group_by: q.group_by.clone().unwrap_or_default(),
@@ -141,7 +141,7 @@ pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::Query {
 /// The provable query of a bundle, with the limits its shapes were made under (a
 /// bundle's group slots are the grouping column's codes, so any number of them is
 /// accepted here).
-pub fn query_from_proto(q: Option<&pb::Query>) -> Result<(ProvableQuery, Limits), BundleError> {
+pub fn query_from_proto(q: Option<&pb::ProvableQuery>) -> Result<(ProvableQuery, Limits), BundleError> {
     let q = q.ok_or_else(|| malformed("query", "missing"))?;
     let mut slots = None;
     for (i, f) in q.filters.iter().enumerate() {

@@ -1,10 +1,18 @@
-//! Compiles `zkfabric/v1/*.proto` with prost, and serde impls in protobuf's canonical JSON
-//! mapping with pbjson. protoc comes from the protoc-bin-vendored crate: nothing to install.
+//! Compiles `zkfabric/v1/*.proto`: messages with prost, gRPC clients and servers with
+//! tonic, serde impls in protobuf's canonical JSON mapping with pbjson, and the file
+//! descriptor set that server reflection serves. protoc comes from the
+//! protoc-bin-vendored crate: nothing to install.
 
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["zkfabric/v1/bundle.proto"];
+    let protos = [
+        "zkfabric/v1/bundle.proto",
+        "zkfabric/v1/catalog.proto",
+        "zkfabric/v1/query.proto",
+        "zkfabric/v1/donor.proto",
+        "zkfabric/v1/admin.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
@@ -13,8 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config
         .protoc_executable(protoc_bin_vendored::protoc_bin_path()?)
-        .file_descriptor_set_path(&descriptors)
-        .compile_protos(&protos, &["."])?;
+        .file_descriptor_set_path(&descriptors);
+    tonic_prost_build::configure().compile_with_config(config, &protos, &["."])?;
     pbjson_build::Builder::new()
         .register_descriptors(&std::fs::read(&descriptors)?)?
         .build(&[".zkfabric"])?;
