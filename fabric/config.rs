@@ -2,27 +2,126 @@
 //! without one.
 //!
 //! ```toml
+//! [store]
+//! chunk_rows = 1024                    # rows per chunk of built-in datasets (power of two)
+//!
 //! [query]
 //! default_purpose = "energy-research"  # used when a query names none
 //! min_group_size = 10                  # k: smaller groups are suppressed
 //! in_list_slots = 8                    # L: longest IN list
 //! max_groups = 32                      # G: most codes of a GROUP BY column
 //! combine_inputs = 8                   # K: partials one combine proof opens
+//!
+//! [server]
+//! listen = "127.0.0.1:50051"
+//! data_dir = "zkfabric-data"           # --data-dir and ZKFABRIC_DATA_DIR take precedence
+//! max_message_bytes = 16777216         # largest request or response
+//! request_timeout_secs = 30            # deadline of every call but Run's stream
+//! proving_workers = 1                  # queries proven at once (each uses every core)
+//! queue_capacity = 8                   # queries waiting; more get RESOURCE_EXHAUSTED
+//! max_concurrent_requests = 64         # calls in progress per connection
+//! donations_per_minute = 30            # per client address
+//! setup_missing_keys = false           # make development keys for researchers' queries
+//!
+//! [[server.tokens]]                    # bearer tokens, stored hashed
+//! name = "alice"
+//! role = "researcher"                  # researcher or admin
+//! sha256 = "..."                       # `zkfabric token --role researcher` makes one
 //! ```
 
-use std::path::Path;
+use std::{net::SocketAddr, path::{Path, PathBuf}};
 
 use serde::Deserialize;
 
-use crate::query::Limits;
+use crate::{query::Limits, schema::Schema};
 
 /// The configuration.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// How records are stored.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// How queries are answered.
     #[serde(default)]
     pub query: QueryConfig,
+    /// How `zkfabric serve` serves.
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// The `[store]` table.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Rows per chunk of built-in datasets registered by this node (their schema's own
+    /// value when absent).
+    pub chunk_rows: Option<usize>,
+}
+
+/// A bearer token's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Runs and explains queries.
+    Researcher,
+    /// Everything a researcher does, and seals datasets and makes keys.
+    Admin,
+}
+
+/// A configured bearer token: only its hash is kept.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    /// Who holds it (for logs).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+}
+
+/// The `[server]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory, when the command line and environment name none.
+    pub data_dir: Option<PathBuf>,
+    /// Largest request or response message.
+    pub max_message_bytes: usize,
+    /// Deadline of every call except Run's stream of progress.
+    pub request_timeout_secs: u64,
+    /// Queries proven at once.
+    pub proving_workers: usize,
+    /// Queries waiting for a worker beyond those being proven.
+    pub queue_capacity: usize,
+    /// Calls in progress per connection.
+    pub max_concurrent_requests: usize,
+    /// Donor calls per client address per minute.
+    pub donations_per_minute: u32,
+    /// Whether researchers' queries may make missing keys by single-party setup.
+    pub setup_missing_keys: bool,
+    /// Bearer tokens of researchers and administrators.
+    pub tokens: Vec<Token>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: None,
+            max_message_bytes: 16 << 20,
+            request_timeout_secs: 30,
+            proving_workers: 1,
+            queue_capacity: 8,
+            max_concurrent_requests: 64,
+            donations_per_minute: 30,
+            setup_missing_keys: false,
+            tokens: Vec::new(),
+        }
+    }
 }
 
 /// The `[query]` table.
@@ -86,16 +185,52 @@ impl Config {
             file: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let q = &config.query;
-        if q.combine_inputs < 2 || q.in_list_slots == 0 || q.max_groups == 0 {
-            return Err(ConfigError::Invalid {
-                file: path.to_path_buf(),
-                message: "[query]: combine_inputs must be at least 2, in_list_slots and \
-                          max_groups at least 1"
-                    .into(),
-            });
-        }
+        config.check().map_err(|message| ConfigError::Invalid {
+            file: path.to_path_buf(),
+            message,
+        })?;
         Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let q = &self.query;
+        if q.combine_inputs < 2 || q.in_list_slots == 0 || q.max_groups == 0 {
+            return Err("[query]: combine_inputs must be at least 2, in_list_slots and \
+                        max_groups at least 1"
+                .into());
+        }
+        if let Some(rows) = self.store.chunk_rows {
+            if !rows.is_power_of_two() || !(2..=1 << 20).contains(&rows) {
+                return Err(format!(
+                    "[store]: chunk_rows = {rows} is not a power of two in 2..=1048576"
+                ));
+            }
+        }
+        let s = &self.server;
+        if s.proving_workers == 0 || s.max_concurrent_requests == 0 || s.donations_per_minute == 0
+        {
+            return Err("[server]: proving_workers, max_concurrent_requests and \
+                        donations_per_minute must be at least 1"
+                .into());
+        }
+        for t in &s.tokens {
+            if t.sha256.len() != 64 || hex::decode(&t.sha256).is_err() {
+                return Err(format!(
+                    "[[server.tokens]] {}: sha256 must be 64 hex digits",
+                    t.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The built-in dataset `name` as this node registers it (with its chunk capacity).
+    pub fn builtin_schema(&self, name: &str) -> Option<Schema> {
+        let schema = Schema::builtin(name)?;
+        match self.store.chunk_rows {
+            Some(rows) if rows != schema.chunk_rows => schema.with_chunk_rows(rows).ok(),
+            _ => Some(schema),
+        }
     }
 
     /// The shape limits and minimum group size queries run under.

@@ -69,15 +69,25 @@ pub enum DemoError {
 /// seals them into a store under `dir/data`.
 pub fn prepare(dir: &Path, rows: usize, seed: u64) -> Result<Store, DemoError> {
     let schema = Schema::builtin("consumption").expect("a built-in dataset");
-    let columns = synth::generate(&schema, rows, seed, |_| {}).map_err(DemoError::Generate)?;
+    prepare_with(dir, &schema, rows, seed)
+}
+
+/// [`prepare`] for another schema of a built-in dataset (say, with smaller chunks).
+pub fn prepare_with(
+    dir: &Path,
+    schema: &Schema,
+    rows: usize,
+    seed: u64,
+) -> Result<Store, DemoError> {
+    let columns = synth::generate(schema, rows, seed, |_| {}).map_err(DemoError::Generate)?;
     let file = dir.join("readings.parquet");
     records::write_file(
         &file,
-        records::arrow_schema(&schema),
-        [records::to_batch(&schema, &columns, 0..rows)],
+        records::arrow_schema(schema),
+        [records::to_batch(schema, &columns, 0..rows)],
     )?;
     let mut store = Store::open(&dir.join("data"))?;
-    store.register(&schema)?;
+    store.register(schema)?;
     store.ingest(&schema.name, &[file])?;
     store.seal(&schema.name)?;
     Ok(store)

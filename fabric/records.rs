@@ -307,6 +307,25 @@ fn io(path: &Path, source: std::io::Error) -> RecordsError {
 /// Reads and validates a record file of dataset `schema`: column-major stored values of
 /// its declared columns.
 pub fn read_file(schema: &Schema, path: &Path) -> Result<Vec<Vec<u64>>, RecordsError> {
+    read(schema, path, None)
+}
+
+/// Reads a donated record file whose consent the donor gives for the whole file: `consent`
+/// (a purpose bitmask) fills the consent column when the file has none, and every row
+/// must carry exactly it when the file has one.
+pub fn read_donation(
+    schema: &Schema,
+    path: &Path,
+    consent: u64,
+) -> Result<Vec<Vec<u64>>, RecordsError> {
+    read(schema, path, Some(consent))
+}
+
+fn read(
+    schema: &Schema,
+    path: &Path,
+    consent: Option<u64>,
+) -> Result<Vec<Vec<u64>>, RecordsError> {
     let malformed = |e: &dyn std::fmt::Display| RecordsError::Malformed {
         file: path.to_path_buf(),
         message: e.to_string(),
@@ -365,22 +384,38 @@ pub fn read_file(schema: &Schema, path: &Path) -> Result<Vec<Vec<u64>>, RecordsE
             });
         }
         for (c, column) in declared.iter().enumerate() {
-            let array =
-                batch
-                    .column_by_name(&column.name)
-                    .ok_or_else(|| RecordsError::MissingColumn {
-                        file: path.to_path_buf(),
-                        column: column.name.clone(),
-                        dataset: schema.name.clone(),
-                    })?;
-            out[c].extend(values(column, array).map_err(|(row, message)| {
-                RecordsError::BadValue {
-                    file: path.to_path_buf(),
-                    row: first_row + row,
-                    column: column.name.clone(),
-                    message,
+            let given = consent.filter(|_| column.kind == ColumnKind::Consent);
+            let bad_value = |(row, message)| RecordsError::BadValue {
+                file: path.to_path_buf(),
+                row: first_row + row,
+                column: column.name.clone(),
+                message,
+            };
+            let Some(array) = batch.column_by_name(&column.name) else {
+                match given {
+                    Some(bits) => {
+                        out[c].extend(std::iter::repeat_n(bits, batch.num_rows()));
+                        continue;
+                    }
+                    None => {
+                        return Err(RecordsError::MissingColumn {
+                            file: path.to_path_buf(),
+                            column: column.name.clone(),
+                            dataset: schema.name.clone(),
+                        })
+                    }
                 }
-            })?);
+            };
+            let column_values = values(column, array).map_err(bad_value)?;
+            if let Some(bits) = given {
+                if let Some(row) = column_values.iter().position(|&v| v != bits) {
+                    return Err(bad_value((
+                        row,
+                        "differs from the purposes the donation consents to".into(),
+                    )));
+                }
+            }
+            out[c].extend(column_values);
         }
         first_row += batch.num_rows();
     }

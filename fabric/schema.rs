@@ -177,6 +177,20 @@ impl Schema {
         Some(Self::parse(&format!("{name}.toml"), text).expect("built-in schemas are valid"))
     }
 
+    /// The same schema with `rows` rows per chunk (a node's configured chunk capacity).
+    /// The schema text changes with it, and so does its hash.
+    pub fn with_chunk_rows(&self, rows: usize) -> Result<Self, SchemaError> {
+        let source: String = self
+            .source
+            .lines()
+            .map(|line| match line.split('=').next() {
+                Some(key) if key.trim() == "chunk_rows" => format!("chunk_rows = {rows}\n"),
+                _ => format!("{line}\n"),
+            })
+            .collect();
+        Self::parse(&format!("{} (chunk_rows = {rows})", self.name), &source)
+    }
+
     /// Parses and validates schema `text`; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, SchemaError> {
         let raw: SchemaFile = toml::from_str(text).map_err(|e| SchemaError::Syntax {

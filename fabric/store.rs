@@ -36,6 +36,9 @@ use rayon::prelude::*;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use zkfabric_circuits::{commitment::Chunk, CircuitError, Fr};
 
+mod donations;
+pub use donations::{sha256_hex, Donation, DonationStatus};
+
 use crate::{
     manifest::{fr_to_hex, ChunkEntry, Manifest, SignedManifest},
     records::{self, RecordsError},
@@ -73,6 +76,21 @@ pub enum StoreError {
     /// Committing a chunk failed.
     #[error(transparent)]
     Commitment(#[from] CircuitError),
+    /// Another process (a running `zkfabric serve`, say) has the data directory open.
+    #[error("{path} is in use by another zkfabric process (a running node? ask it with --remote)", path = .0.display())]
+    Busy(PathBuf),
+    /// A donation was refused: the message says why; nothing was stored.
+    #[error("donation refused: {0}")]
+    Donation(String),
+    /// No donation has that receipt id.
+    #[error("no donation has receipt id `{0}`")]
+    UnknownDonation(String),
+    /// The withdrawal secret does not match the donation's.
+    #[error("the withdrawal secret does not match receipt `{0}`")]
+    WrongSecret(String),
+    /// The donation can no longer be withdrawn; the message says why.
+    #[error("receipt `{id}` cannot be withdrawn: {reason}")]
+    NotWithdrawable { id: String, reason: String },
     /// Stored data do not match the catalog (the store was altered outside zkfabric).
     #[error("store is inconsistent: {0}")]
     Corrupt(String),
@@ -130,11 +148,13 @@ struct SealedChunk {
     window: Option<(u64, u64)>,
 }
 
-/// An open data directory.
+/// An open data directory, locked against other processes while open.
 pub struct Store {
     dir: PathBuf,
     db: Connection,
     key: SigningKey,
+    /// Holds the exclusive lock on `DATA_DIR/lock`.
+    _lock: fs::File,
 }
 
 const CATALOG: &str = "
@@ -147,6 +167,11 @@ CREATE TABLE IF NOT EXISTS chunks (
     dataset TEXT NOT NULL REFERENCES datasets(name), idx INTEGER NOT NULL, file TEXT NOT NULL,
     rows INTEGER NOT NULL, commitment TEXT NOT NULL, salts BLOB NOT NULL,
     time_min INTEGER, time_max INTEGER, PRIMARY KEY (dataset, idx));
+CREATE TABLE IF NOT EXISTS donations (
+    id TEXT PRIMARY KEY, dataset TEXT NOT NULL REFERENCES datasets(name),
+    batch INTEGER, own_batch INTEGER NOT NULL, records_sha256 TEXT NOT NULL,
+    rows INTEGER NOT NULL, purposes TEXT NOT NULL, donated_at INTEGER NOT NULL,
+    secret_sha256 TEXT NOT NULL, epoch INTEGER, withdrawn_at INTEGER);
 CREATE TABLE IF NOT EXISTS epochs (
     dataset TEXT NOT NULL REFERENCES datasets(name), epoch INTEGER NOT NULL,
     manifest TEXT NOT NULL, PRIMARY KEY (dataset, epoch));
@@ -159,6 +184,11 @@ impl Store {
         fs::create_dir_all(dir).map_err(io(dir))?;
         // Absolute, so that chunk files can be handed to DataFusion as URLs.
         let dir = &dir.canonicalize().map_err(io(dir))?;
+        // One process at a time: opening removes files no transaction references, which
+        // would race with another process's ingest.
+        let lock_path = dir.join("lock");
+        let lock = fs::File::create(&lock_path).map_err(io(&lock_path))?;
+        lock.try_lock().map_err(|_| StoreError::Busy(dir.to_path_buf()))?;
         let db = Connection::open(dir.join("catalog.sqlite"))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
@@ -168,6 +198,7 @@ impl Store {
             dir: dir.to_path_buf(),
             db,
             key,
+            _lock: lock,
         };
         store.remove_unreferenced_files()?;
         Ok(store)
@@ -176,6 +207,12 @@ impl Store {
     /// The node's public key, which verifiers trust manifests by.
     pub fn node_key(&self) -> VerifyingKey {
         self.key.verifying_key()
+    }
+
+    /// Signs `message` with the node key (receipts; manifests sign themselves at sealing).
+    pub fn sign(&self, message: &[u8]) -> ed25519_dalek::Signature {
+        use ed25519_dalek::Signer;
+        self.key.sign(message)
     }
 
     /// Registers `schema` if its dataset is new; refuses a changed schema.
@@ -198,6 +235,22 @@ impl Store {
                 )?;
                 Ok(())
             }
+        }
+    }
+
+    /// Registers the schema `builtin` gives when `dataset` is not registered yet: built-in
+    /// datasets are registered on first use.
+    pub fn register_on_first_use(
+        &mut self,
+        dataset: &str,
+        builtin: impl FnOnce(&str) -> Option<Schema>,
+    ) -> Result<(), StoreError> {
+        match self.schema(dataset) {
+            Err(StoreError::UnknownDataset(_)) => match builtin(dataset) {
+                Some(schema) => self.register(&schema),
+                None => Err(StoreError::UnknownDataset(dataset.to_string())),
+            },
+            other => other.map(|_| ()),
         }
     }
 
@@ -249,8 +302,21 @@ impl Store {
         let schema = self.schema(dataset)?;
         let parsed = files
             .iter()
-            .map(|f| records::read_file(&schema, f))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|f| Ok((f.display().to_string(), records::read_file(&schema, f)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.add_pending(&schema, parsed, |_, _| Ok(()))
+    }
+
+    /// Stores parsed files as pending batches in one transaction, calls `within` with the
+    /// transaction and the new batch ids before committing (so that a donation is recorded
+    /// atomically with its rows), then seals full chunks.
+    fn add_pending(
+        &mut self,
+        schema: &Schema,
+        parsed: Vec<(String, Vec<Vec<u64>>)>,
+        within: impl FnOnce(&rusqlite::Transaction, &[i64]) -> Result<(), StoreError>,
+    ) -> Result<(IngestReport, Option<SealReport>), StoreError> {
+        let dataset = schema.name.as_str();
         let pending_dir = self.dir.join(dataset).join("pending");
         fs::create_dir_all(&pending_dir).map_err(io(&pending_dir))?;
         let next: i64 =
@@ -260,37 +326,53 @@ impl Store {
                 })?;
         let mut written = Vec::new();
         let mut rows = 0u64;
-        for (i, (file, columns)) in files.iter().zip(&parsed).enumerate() {
+        for (i, (source, columns)) in parsed.iter().enumerate() {
             let count = columns.first().map_or(0, Vec::len) as u64;
             if count == 0 {
                 continue;
             }
-            let name = format!("{}-{}.parquet", next + i as i64, std::process::id());
-            let batch = records::to_stored_batch(&schema, columns, None);
+            // Unique across processes and threads: a random suffix.
+            let name = format!(
+                "{}-{}-{:08x}.parquet",
+                next + i as i64,
+                std::process::id(),
+                rand::random::<u32>()
+            );
+            let batch = records::to_stored_batch(schema, columns, None);
             records::write_file(&pending_dir.join(&name), batch.schema(), [batch])?;
-            written.push((name, count, file.display().to_string()));
+            written.push((name, count, source));
             rows += count;
         }
         fail_point!("ingest-files-written");
         let tx = self
             .db
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut batches = Vec::new();
         for (name, count, source) in &written {
             tx.execute(
                 "INSERT INTO pending (dataset, file, rows, source) VALUES (?1, ?2, ?3, ?4)",
                 params![dataset, name, *count as i64, source],
             )?;
+            batches.push(tx.last_insert_rowid());
+        }
+        let recorded = within(&tx, &batches);
+        if let Err(e) = recorded {
+            drop(tx);
+            for (name, _, _) in &written {
+                let _ = fs::remove_file(pending_dir.join(name));
+            }
+            return Err(e);
         }
         fail_point!("ingest-before-commit");
         tx.commit()?;
         fail_point!("ingest-committed");
         let sealed = if self.pending_rows(dataset)? >= schema.chunk_rows as u64 {
-            self.seal_rows(&schema, false)?
+            self.seal_rows(schema, false)?
         } else {
             None
         };
         let pending = self.pending_rows(dataset)?;
-        tracing::info!(dataset, files = files.len(), rows, pending, "ingested");
+        tracing::info!(dataset, files = parsed.len(), rows, pending, "ingested");
         Ok((IngestReport { rows, pending }, sealed))
     }
 
@@ -319,15 +401,17 @@ impl Store {
         let dataset = &schema.name;
         let layout = schema.layout()?;
         let capacity = schema.chunk_rows;
-        let batches: Vec<(i64, String)> = {
-            let mut stmt = self
-                .db
-                .prepare("SELECT batch, file FROM pending WHERE dataset = ?1 ORDER BY batch")?;
-            let rows = stmt.query_map([dataset], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let batches: Vec<(i64, String, u64)> = {
+            let mut stmt = self.db.prepare(
+                "SELECT batch, file, rows FROM pending WHERE dataset = ?1 ORDER BY batch",
+            )?;
+            let rows = stmt.query_map([dataset], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })?;
             rows.collect::<Result<_, _>>()?
         };
         let mut columns: Vec<Vec<u64>> = vec![Vec::new(); schema.declared().len()];
-        for (_, file) in &batches {
+        for (_, file, _) in &batches {
             let path = self.dir.join(dataset).join("pending").join(file);
             for (all, part) in columns
                 .iter_mut()
@@ -418,6 +502,7 @@ impl Store {
         }
         // The remainder of a partly sealed set of batches goes back as one new batch.
         let remainder: Vec<Vec<u64>> = columns.iter().map(|c| c[sealed_rows..].to_vec()).collect();
+        let mut remainder_batch = None;
         if sealed_rows < total {
             let name = format!("rest-{first_index}-{}.parquet", std::process::id());
             let path = self.dir.join(dataset).join("pending").join(&name);
@@ -427,8 +512,9 @@ impl Store {
                 "INSERT INTO pending (dataset, file, rows, source) VALUES (?1, ?2, ?3, 'remainder of a seal')",
                 params![dataset, name, (total - sealed_rows) as i64],
             )?;
+            remainder_batch = Some(tx.last_insert_rowid());
         }
-        for (batch, _) in &batches {
+        for (batch, _, _) in &batches {
             tx.execute("DELETE FROM pending WHERE batch = ?1", [batch])?;
         }
         let previous: Option<(i64, String)> = tx
@@ -472,6 +558,7 @@ impl Store {
             previous: previous_hash,
         }
         .sign(&self.key);
+        donations::sealed(&tx, &batches, sealed_rows as u64, remainder_batch, epoch)?;
         tx.execute(
             "INSERT INTO epochs (dataset, epoch, manifest) VALUES (?1, ?2, ?3)",
             params![
@@ -485,7 +572,7 @@ impl Store {
         fail_point!("seal-committed");
         // The pending files are no longer referenced; a crash here leaves them for the
         // next open to remove.
-        for (_, file) in &batches {
+        for (_, file, _) in &batches {
             let _ = fs::remove_file(self.dir.join(dataset).join("pending").join(file));
         }
         tracing::info!(
