@@ -6,12 +6,15 @@
 //! ran it could forge proofs, so they are for development only.
 
 use std::{
+    collections::HashMap,
     fmt::Write as _,
     fs,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use rand::rngs::OsRng;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zkfabric_circuits::{
     aggregate::{Aggregand, AggregateShape, FilterShape},
@@ -95,9 +98,37 @@ pub fn describe_combine(shape: &CombineShape) -> String {
     )
 }
 
-/// Proving keys under a data directory.
+/// What a node publishes of one of its keys: the verifying key, its fingerprint, and the
+/// size of the circuit, kept beside the proving key (`<hash>.vk`, JSON) so that listing
+/// keys or estimating a proof does not load proving keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// The canonical shape description.
+    pub shape: String,
+    /// `sha256:...` of the compressed verifying key.
+    pub fingerprint: String,
+    /// Constraints of one proof.
+    pub constraints: u64,
+    /// The compressed verifying key, hex.
+    pub verifying_key: String,
+}
+
+impl KeyInfo {
+    fn of(shape: &str, key: &ProvingKey) -> Self {
+        Self {
+            shape: shape.to_string(),
+            fingerprint: snark::fingerprint(key.verifying_key()),
+            constraints: key.matrices().num_constraints as u64,
+            verifying_key: hex::encode(snark::verifying_key_to_bytes(key.verifying_key())),
+        }
+    }
+}
+
+/// Proving keys under a data directory, kept in memory once loaded: a long-running node
+/// loads each key once.
 pub struct KeyCache {
     dir: PathBuf,
+    loaded: Mutex<HashMap<String, Arc<ProvingKey>>>,
 }
 
 impl KeyCache {
@@ -105,60 +136,117 @@ impl KeyCache {
     pub fn new(data_dir: &Path) -> Self {
         Self {
             dir: data_dir.join("keys"),
+            loaded: Mutex::default(),
         }
     }
 
-    fn path(&self, description: &str) -> PathBuf {
+    fn path(&self, description: &str, extension: &str) -> PathBuf {
         let hash = hex::encode(Sha256::digest(description.as_bytes()));
-        self.dir.join(format!("{}.pk", &hash[..32]))
+        self.dir.join(format!("{}.{extension}", &hash[..32]))
     }
 
     /// Whether a key for the shape described by `description` is cached.
     pub fn has(&self, description: &str) -> bool {
-        self.path(description).exists()
+        self.path(description, "pk").exists()
     }
 
-    /// The cached key for `shape`; with `setup`, one is made (and cached) when missing,
-    /// after calling `on_setup` so the caller can warn that it is a development key.
+    /// The published part of the key for `description`, if the node has that key.
+    pub fn info(&self, description: &str) -> Option<KeyInfo> {
+        let text = fs::read_to_string(self.path(description, "vk")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The published part of every key the node has, ordered by shape.
+    pub fn infos(&self) -> Result<Vec<KeyInfo>, KeyError> {
+        let io = |source| KeyError::Io {
+            path: self.dir.clone(),
+            source,
+        };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io)?.path();
+            if path.extension().is_some_and(|e| e == "vk") {
+                let text = fs::read_to_string(&path).map_err(|source| KeyError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                if let Ok(info) = serde_json::from_str::<KeyInfo>(&text) {
+                    out.push(info);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.shape.cmp(&b.shape));
+        Ok(out)
+    }
+
+    /// The key for `shape`: from memory, else from disk; with `setup`, one is made (and
+    /// cached) when missing, after calling `on_setup` so the caller can warn that it is a
+    /// development key.
     pub fn get<C: Circuit>(
         &self,
         shape: &C::Shape,
         description: &str,
         setup: bool,
         on_setup: impl FnOnce(&str),
-    ) -> Result<ProvingKey, KeyError> {
-        let path = self.path(description);
+    ) -> Result<Arc<ProvingKey>, KeyError> {
+        if let Some(key) = self.loaded.lock().expect("not poisoned").get(description) {
+            return Ok(key.clone());
+        }
+        let path = self.path(description, "pk");
         let circuit_error = |source| KeyError::Circuit {
             shape: description.to_string(),
             source,
         };
-        if path.exists() {
+        let key = if path.exists() {
             let bytes = fs::read(&path).map_err(|source| KeyError::Io {
                 path: path.clone(),
                 source,
             })?;
-            return ProvingKey::from_bytes::<C>(&bytes, shape).map_err(circuit_error);
-        }
-        if !setup {
+            ProvingKey::from_bytes::<C>(&bytes, shape).map_err(circuit_error)?
+        } else if setup {
+            on_setup(description);
+            let key = snark::setup::<C, _>(shape, &mut OsRng).map_err(circuit_error)?;
+            fs::create_dir_all(&self.dir).map_err(|source| KeyError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+            write(&path, &key.to_bytes())?;
+            tracing::info!(shape = description, "cached a development proving key");
+            key
+        } else {
             return Err(KeyError::Missing {
                 shape: description.to_string(),
             });
+        };
+        let info_path = self.path(description, "vk");
+        if !info_path.exists() {
+            let info = KeyInfo::of(description, &key);
+            write(
+                &info_path,
+                serde_json::to_string_pretty(&info)
+                    .expect("serializable")
+                    .as_bytes(),
+            )?;
         }
-        on_setup(description);
-        let key = snark::setup::<C, _>(shape, &mut OsRng).map_err(circuit_error)?;
-        fs::create_dir_all(&self.dir).map_err(|source| KeyError::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
-        let bytes = key.to_bytes();
-        records::write_atomically(&path, |mut file| {
-            use std::io::Write;
-            file.write_all(&bytes).map_err(|source| RecordsError::Io {
-                file: path.clone(),
-                source,
-            })
-        })?;
-        tracing::info!(shape = description, "cached a development proving key");
+        let key = Arc::new(key);
+        self.loaded
+            .lock()
+            .expect("not poisoned")
+            .insert(description.to_string(), key.clone());
         Ok(key)
     }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    records::write_atomically(path, |mut file| {
+        use std::io::Write;
+        file.write_all(bytes).map_err(|source| RecordsError::Io {
+            file: path.to_path_buf(),
+            source,
+        })
+    })?;
+    Ok(())
 }

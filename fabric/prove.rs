@@ -2,7 +2,10 @@
 //! chunk's native twin must agree with them, the chunk proofs run in parallel, and a tree
 //! of combine proofs closes the answer into a [`Bundle`].
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use datafusion::{
     arrow::{
@@ -29,8 +32,9 @@ use zkfabric_proto::v1 as pb;
 
 use crate::{
     bundle::{self, fr_to_bytes, Bundle, BundleError, FORMAT},
-    keys::{describe_aggregate, describe_combine, KeyCache, KeyError},
-    manifest::fr_to_hex,
+    config::Config,
+    keys::{describe_aggregate, describe_combine, KeyCache, KeyError, KeyInfo},
+    manifest::{fr_to_hex, SignedManifest},
     query::{
         sql::{self, QueryError},
         Aggregand, CircuitQuery, Limits, ProvableQuery, ShapeError, Test,
@@ -68,6 +72,9 @@ pub enum ProveError {
     /// DataFusion and the native twin disagree on a chunk: an internal error.
     #[error("internal error, nothing proven: chunk {chunk}'s partial from DataFusion differs from the committed rows")]
     Mismatch { chunk: u64 },
+    /// The node is shutting down; the proofs made so far were dropped.
+    #[error("cancelled: the node is shutting down")]
+    Cancelled,
     /// The manifest could not be put in the bundle.
     #[error(transparent)]
     Bundle(#[from] BundleError),
@@ -86,6 +93,28 @@ pub struct Request {
     pub limits: Limits,
     /// Whether missing keys may be made by a single-party setup.
     pub setup: bool,
+}
+
+impl Request {
+    /// A request under `config`: its default purpose when `purpose` is `None` (empty when
+    /// neither names one), its shape limits and minimum group size.
+    pub fn new(
+        config: &Config,
+        sql: String,
+        purpose: Option<String>,
+        epoch: Option<u64>,
+        setup: bool,
+    ) -> Self {
+        Self {
+            sql,
+            purpose: purpose
+                .or_else(|| config.query.default_purpose.clone())
+                .unwrap_or_default(),
+            epoch,
+            limits: config.limits(),
+            setup,
+        }
+    }
 }
 
 /// Progress of an answer, for progress bars.
@@ -118,7 +147,7 @@ pub async fn plan(
     ctx: &SessionContext,
     store: &Store,
     request: &Request,
-) -> Result<(Plan, crate::manifest::SignedManifest), ProveError> {
+) -> Result<(Plan, SignedManifest), ProveError> {
     let dataset = sql::table_of(ctx, &request.sql)?;
     let schema = store.schema(&dataset)?;
     let manifest = tables::register_epoch(ctx, store, &dataset, request.epoch)?;
@@ -134,6 +163,57 @@ pub async fn plan(
     ))
 }
 
+/// A query planned and its witnesses loaded: everything proving needs from the store,
+/// so that the store is free again while the proofs run.
+pub struct Prepared {
+    ctx: SessionContext,
+    plan: Plan,
+    manifest: SignedManifest,
+    chunks: Vec<Chunk>,
+}
+
+impl Prepared {
+    /// The plan being proven.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Chunk proofs the answer needs.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
+/// Plans `request` and loads the committed rows and salts of every chunk it touches,
+/// which must still open the commitments the manifest published.
+pub async fn prepare(store: &Store, request: &Request) -> Result<Prepared, ProveError> {
+    let ctx = SessionContext::new();
+    let (plan, manifest) = plan(&ctx, store, request).await?;
+    let layout = &plan.circuits.chunk_shape.layout;
+    let chunks = manifest
+        .manifest
+        .chunks
+        .iter()
+        .filter(|c| plan.query.touches(&plan.schema, c.time_window))
+        .map(|published| {
+            let chunk = store.chunk(&plan.schema.name, published.index)?;
+            if published.commitment != fr_to_hex(&chunk.commitment(layout)) {
+                return Err(ProveError::Store(StoreError::Corrupt(format!(
+                    "chunk {} no longer opens its published commitment",
+                    published.index
+                ))));
+            }
+            Ok(chunk)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Prepared {
+        ctx,
+        plan,
+        manifest,
+        chunks,
+    })
+}
+
 /// Answers `request` over `store` with proofs, using (and, with `request.setup`, making)
 /// keys in `keys`.
 pub async fn answer(
@@ -142,20 +222,39 @@ pub async fn answer(
     request: &Request,
     progress: impl Fn(Progress) + Sync,
 ) -> Result<Bundle, ProveError> {
-    let ctx = SessionContext::new();
-    let (plan, manifest) = plan(&ctx, store, request).await?;
+    let prepared = prepare(store, request).await?;
+    prove(prepared, keys, request, progress, &AtomicBool::new(false)).await
+}
+
+/// Proves a prepared query: DataFusion's partials, chunk proofs in parallel, the combine
+/// tree. Setting `cancel` stops it between proofs with [`ProveError::Cancelled`]. Each
+/// chunk proof starts at the failpoint `prove-chunk` (`FAILPOINTS=prove-chunk=sleep(500)`
+/// slows proving down, for tests of queueing and shutdown).
+pub async fn prove(
+    prepared: Prepared,
+    keys: &KeyCache,
+    request: &Request,
+    progress: impl Fn(Progress) + Sync,
+    cancel: &AtomicBool,
+) -> Result<Bundle, ProveError> {
+    let Prepared {
+        ctx,
+        plan,
+        manifest,
+        chunks,
+    } = prepared;
     let Plan {
         schema,
         query,
         circuits,
     } = &plan;
-    let touched: Vec<u64> = manifest
-        .manifest
-        .chunks
-        .iter()
-        .filter(|c| query.touches(schema, c.time_window))
-        .map(|c| c.index)
-        .collect();
+    let check_cancel = || {
+        if cancel.load(Ordering::Relaxed) {
+            Err(ProveError::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
     let expected = partials(&ctx, schema, query, circuits).await?;
 
     let on_setup = |_: &str| progress(Progress::Setup);
@@ -167,30 +266,14 @@ pub async fn answer(
         on_setup,
     )?;
 
-    // Witnesses: the committed rows and salts of every touched chunk, which must still
-    // open the commitments the manifest published.
-    let layout = &circuits.chunk_shape.layout;
-    let chunks: Vec<Chunk> = touched
-        .iter()
-        .map(|&i| {
-            let chunk = store.chunk(&schema.name, i)?;
-            let published = manifest.manifest.chunks.iter().find(|c| c.index == i);
-            if published.map(|c| c.commitment.as_str())
-                != Some(&fr_to_hex(&chunk.commitment(layout)))
-            {
-                return Err(ProveError::Store(StoreError::Corrupt(format!(
-                    "chunk {i} no longer opens its published commitment"
-                ))));
-            }
-            Ok(chunk)
-        })
-        .collect::<Result<_, _>>()?;
     progress(Progress::Proving {
         total: chunks.len(),
     });
     let proven: Vec<(u64, Opening, Fr, snark::Proof)> = chunks
         .into_par_iter()
         .map(|chunk| {
+            fail::fail_point!("prove-chunk");
+            check_cancel()?;
             let index = chunk.index;
             let blind = Fr::from(OsRng.gen::<u128>());
             let circuit = AggregateCircuit::new(
@@ -232,6 +315,7 @@ pub async fn answer(
         let next: Vec<(Opening, pb::CombineProof)> = level
             .par_chunks(fan_in)
             .map(|openings| {
+                check_cancel()?;
                 let blind = Fr::from(OsRng.gen::<u128>());
                 let circuit = CombineCircuit::new(
                     subtotal_shape,
@@ -260,6 +344,7 @@ pub async fn answer(
         combine_proofs.extend(proofs);
         level = openings;
     }
+    check_cancel()?;
     let root_description = describe_combine(&circuits.root_shape);
     let root_pk = keys.get::<CombineCircuit>(
         &circuits.root_shape,
@@ -304,6 +389,130 @@ pub async fn answer(
             .collect(),
         combine_proofs,
         verifying_keys,
+    })
+}
+
+/// Seconds per proven constraint on this machine, for estimates before a node has
+/// measured its own rate: the 2-core figure of `benches/README.md` (about 60
+/// core-microseconds a constraint), divided among the cores here.
+pub fn assumed_seconds_per_constraint() -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    6.0e-5 / cores as f64
+}
+
+/// One circuit an answer proves with, as `explain` shows it.
+#[derive(Clone, Debug)]
+pub struct PlannedCircuit {
+    /// `chunk`, `subtotal` or `root`.
+    pub role: &'static str,
+    /// The canonical shape description.
+    pub shape: String,
+    /// Proofs of this circuit the answer needs.
+    pub proofs: u64,
+    /// The node's key for the shape, if it has one.
+    pub key: Option<KeyInfo>,
+}
+
+/// A query's plan and what answering it would prove: `zkfabric query --explain` and the
+/// Explain RPC.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    /// The lowered query and its circuits.
+    pub plan: Plan,
+    /// The epoch planned over.
+    pub epoch: u64,
+    /// Chunks the query can touch (one proof each), and all chunks of the epoch.
+    pub chunks: (u64, u64),
+    /// The circuits, chunk first, root last.
+    pub circuits: Vec<PlannedCircuit>,
+    /// The limits the shapes were derived under.
+    pub limits: Limits,
+}
+
+impl Explanation {
+    /// The protobuf form (the Explain RPC's answer); `seconds_per_constraint` is the
+    /// proving rate the time estimate assumes.
+    pub fn to_proto(&self, seconds_per_constraint: f64) -> pb::ExplainResponse {
+        let constraints = self.constraints();
+        pb::ExplainResponse {
+            dataset: self.plan.schema.name.clone(),
+            epoch: self.epoch,
+            query: Some(bundle::query_to_proto(&self.plan.query, &self.limits)),
+            circuits: self
+                .circuits
+                .iter()
+                .map(|c| pb::PlannedCircuit {
+                    role: c.role.to_string(),
+                    shape: c.shape.clone(),
+                    proofs: c.proofs,
+                    key_present: c.key.is_some(),
+                    constraints: c.key.as_ref().map(|k| k.constraints),
+                })
+                .collect(),
+            chunks_touched: self.chunks.0,
+            chunks_total: self.chunks.1,
+            estimated_constraints: constraints,
+            estimated_seconds: constraints.map(|n| n as f64 * seconds_per_constraint),
+        }
+    }
+
+    /// Constraints over every proof, when every key (so every circuit's size) is known.
+    pub fn constraints(&self) -> Option<u64> {
+        self.circuits
+            .iter()
+            .map(|c| c.key.as_ref().map(|k| k.constraints * c.proofs))
+            .sum()
+    }
+}
+
+/// Plans `request` and lists the proofs answering it would need, with the node's keys.
+pub async fn explain(
+    store: &Store,
+    keys: &KeyCache,
+    request: &Request,
+) -> Result<Explanation, ProveError> {
+    let ctx = SessionContext::new();
+    let (plan, manifest) = plan(&ctx, store, request).await?;
+    let all = &manifest.manifest.chunks;
+    let touched = all
+        .iter()
+        .filter(|c| plan.query.touches(&plan.schema, c.time_window))
+        .count() as u64;
+    let fan_in = request.limits.combine_inputs.max(2) as u64;
+    let (mut level, mut subtotals) = (touched, 0);
+    while level > fan_in {
+        level = level.div_ceil(fan_in);
+        subtotals += level;
+    }
+    let circuit = |role, shape: String, proofs| PlannedCircuit {
+        role,
+        key: keys.info(&shape),
+        shape,
+        proofs,
+    };
+    let mut circuits = vec![circuit(
+        "chunk",
+        describe_aggregate(&plan.circuits.chunk_shape),
+        touched,
+    )];
+    if subtotals > 0 {
+        let shape = CombineShape {
+            output: CombineOutput::Subtotal,
+            ..plan.circuits.root_shape
+        };
+        circuits.push(circuit("subtotal", describe_combine(&shape), subtotals));
+    }
+    circuits.push(circuit(
+        "root",
+        describe_combine(&plan.circuits.root_shape),
+        1,
+    ));
+    Ok(Explanation {
+        epoch: manifest.manifest.epoch,
+        chunks: (touched, all.len() as u64),
+        circuits,
+        plan,
+        limits: request.limits,
     })
 }
 
