@@ -16,6 +16,8 @@
 //! - [`prove`]: answering a query with proofs;
 //! - [`bundle`]: the answer bundle (protobuf) and its files;
 //! - [`verify`]: the offline verifier;
+//! - [`server`]: the gRPC node (`zkfabric serve`);
+//! - [`remote`]: a client of a node, for the CLI's `--remote` and the examples;
 //! - [`demo`]: the demo's data and questions.
 //!
 //! See `DESIGN.md` and `examples/`.
@@ -30,7 +32,9 @@ pub mod manifest;
 pub mod prove;
 pub mod query;
 pub mod records;
+pub mod remote;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod synth;
 pub mod tables;

@@ -1,0 +1,206 @@
+//! A client of a zkfabric node over gRPC: what `zkfabric query|verify|catalog --remote`
+//! and the examples use. Bundles fetched from a node are verified locally with
+//! [`crate::verify`]; a node is never trusted for that.
+
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use prost::Message;
+use tonic::{
+    metadata::MetadataValue,
+    transport::{Channel, Endpoint},
+    Request, Status,
+};
+use zkfabric_proto::v1::{
+    self as pb, admin_client::AdminClient, catalog_client::CatalogClient,
+    donor_client::DonorClient, query_client::QueryClient, run_event::Event,
+};
+
+use crate::{
+    bundle::{self, BundleError},
+    manifest::SignedManifest,
+    store::DatasetSummary,
+};
+
+/// Largest message a client accepts (bundles carry every proof and verifying key).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Why a call to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The node could not be reached.
+    #[error("connecting to {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The node answered with an error status.
+    #[error("the node answered {}: {}", .0.code(), .0.message())]
+    Status(#[from] Status),
+    /// The node's answer is malformed or does not check out.
+    #[error("the node's answer: {0}")]
+    Invalid(String),
+}
+
+impl From<BundleError> for RemoteError {
+    fn from(e: BundleError) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
+/// A connection to a node, with the bearer token researchers and administrators send.
+#[derive(Clone)]
+pub struct Remote {
+    channel: Channel,
+    token: Option<String>,
+}
+
+impl Remote {
+    /// Connects to `url` (for example `http://127.0.0.1:50051`).
+    pub async fn connect(url: &str, token: Option<String>) -> Result<Self, RemoteError> {
+        let connect = |source| RemoteError::Connect {
+            url: url.to_string(),
+            source,
+        };
+        let channel = Endpoint::from_shared(url.to_string())
+            .map_err(connect)?
+            .connect()
+            .await
+            .map_err(connect)?;
+        Ok(Self { channel, token })
+    }
+
+    /// `message` with the bearer token, if any.
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(token) = &self.token {
+            if let Ok(value) = MetadataValue::try_from(format!("Bearer {token}")) {
+                request.metadata_mut().insert("authorization", value);
+            }
+        }
+        request
+    }
+
+    /// The Catalog client.
+    pub fn catalog(&self) -> CatalogClient<Channel> {
+        CatalogClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// The Query client.
+    pub fn query(&self) -> QueryClient<Channel> {
+        QueryClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// The Donor client.
+    pub fn donor(&self) -> DonorClient<Channel> {
+        DonorClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// The Admin client.
+    pub fn admin(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// Every dataset's summary.
+    pub async fn datasets(&self) -> Result<Vec<DatasetSummary>, RemoteError> {
+        let response = self
+            .catalog()
+            .list_datasets(self.request(pb::ListDatasetsRequest {}))
+            .await?;
+        Ok(response
+            .into_inner()
+            .datasets
+            .into_iter()
+            .map(|d| DatasetSummary {
+                name: d.name,
+                latest_epoch: d.latest_epoch,
+                chunks: d.chunks,
+                rows: d.rows,
+                pending: d.pending,
+            })
+            .collect())
+    }
+
+    /// An epoch's signed manifest (the latest when `None`), its signature checked against
+    /// the key it names.
+    pub async fn manifest(
+        &self,
+        dataset: &str,
+        epoch: Option<u64>,
+    ) -> Result<SignedManifest, RemoteError> {
+        let response = self
+            .catalog()
+            .get_manifest(self.request(pb::GetManifestRequest {
+                dataset: dataset.to_string(),
+                epoch,
+            }))
+            .await?;
+        let manifest = bundle::manifest_from_proto(Some(&response.into_inner()))?;
+        manifest
+            .verify(None)
+            .map_err(|e| RemoteError::Invalid(format!("manifest: {e}")))?;
+        Ok(manifest)
+    }
+
+    /// The node's public key.
+    pub async fn node_key(&self) -> Result<VerifyingKey, RemoteError> {
+        let key = self
+            .catalog()
+            .get_node_key(self.request(pb::GetNodeKeyRequest {}))
+            .await?
+            .into_inner()
+            .key;
+        parse_node_key(&key).map_err(RemoteError::Invalid)
+    }
+
+    /// Runs a verified query, calling `on_event` with each progress event; returns the
+    /// bundle id and the bundle.
+    pub async fn run(
+        &self,
+        request: pb::QueryRequest,
+        mut on_event: impl FnMut(&Event),
+    ) -> Result<(String, pb::Bundle), RemoteError> {
+        let mut stream = self.query().run(self.request(request)).await?.into_inner();
+        while let Some(event) = stream.message().await? {
+            match event.event {
+                Some(Event::Finished(f)) => {
+                    let bundle = f
+                        .bundle
+                        .ok_or_else(|| RemoteError::Invalid("a run finished without a bundle".into()))?;
+                    return Ok((f.bundle_id, bundle));
+                }
+                Some(other) => on_event(&other),
+                None => {}
+            }
+        }
+        Err(RemoteError::Invalid(
+            "the progress stream ended without an answer".into(),
+        ))
+    }
+}
+
+/// An Ed25519 public key from 64 hex digits.
+pub fn parse_node_key(text: &str) -> Result<VerifyingKey, String> {
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| "a node key is 64 hex digits".to_string())?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key".to_string())
+}
+
+/// Checks a receipt's signature (against `node_key` when given, else the key it names)
+/// and returns what it attests.
+pub fn verify_receipt(
+    receipt: &pb::Receipt,
+    node_key: Option<&VerifyingKey>,
+) -> Result<pb::ReceiptBody, RemoteError> {
+    let invalid = |m: &str| RemoteError::Invalid(format!("receipt: {m}"));
+    let named = parse_node_key(&receipt.node_key).map_err(|e| invalid(&e))?;
+    if node_key.is_some_and(|k| *k != named) {
+        return Err(invalid("signed by another node key"));
+    }
+    let signature = Signature::from_slice(&receipt.signature).map_err(|_| invalid("bad signature"))?;
+    named
+        .verify(&receipt.body, &signature)
+        .map_err(|_| invalid("signature does not verify"))?;
+    pb::ReceiptBody::decode(&receipt.body[..]).map_err(|e| invalid(&e.to_string()))
+}

@@ -1,0 +1,147 @@
+//! The Donor service: anonymous donations with signed receipts, and withdrawal of pending
+//! donations. Every call is rate-limited per client address.
+
+use std::sync::Arc;
+
+use prost::Message;
+use tonic::{Request, Response, Status};
+use zkfabric_proto::v1::{self as pb, donor_server::Donor};
+
+use super::{internal, store_status, Node};
+use crate::store::{sha256_hex, Donation, DonationStatus, Store};
+
+/// Serves [`Donor`].
+pub(crate) struct DonorService(pub Arc<Node>);
+
+/// The receipt of `donation` as it stands, signed by the node key.
+fn receipt(store: &Store, donation: &Donation) -> pb::Receipt {
+    let body = pb::ReceiptBody {
+        id: donation.id.clone(),
+        dataset: donation.dataset.clone(),
+        records_sha256: donation.records_sha256.clone(),
+        rows: donation.rows,
+        purposes: donation.purposes.clone(),
+        donated_at: donation.donated_at,
+        status: match donation.status {
+            DonationStatus::Pending => pb::DonationStatus::Pending,
+            DonationStatus::Sealed => pb::DonationStatus::Sealed,
+            DonationStatus::Withdrawn => pb::DonationStatus::Withdrawn,
+        } as i32,
+        epoch: donation.epoch,
+    }
+    .encode_to_vec();
+    pb::Receipt {
+        signature: store.sign(&body).to_bytes().to_vec(),
+        body,
+        node_key: hex::encode(store.node_key().to_bytes()),
+    }
+}
+
+fn invalid(field: &str, message: &str) -> Status {
+    Status::invalid_argument(format!("{field}: {message}"))
+}
+
+#[tonic::async_trait]
+impl Donor for DonorService {
+    async fn donate(
+        &self,
+        request: Request<pb::DonateRequest>,
+    ) -> Result<Response<pb::DonateResponse>, Status> {
+        self.0.limit_donor(&request)?;
+        let pb::DonateRequest {
+            dataset,
+            format,
+            records,
+            purposes,
+            eligibility_proof,
+        } = request.into_inner();
+        if !eligibility_proof.is_empty() {
+            return Err(invalid(
+                "eligibility_proof",
+                "this node does not check eligibility proofs yet; send none",
+            ));
+        }
+        if dataset.is_empty() {
+            return Err(invalid("dataset", "empty"));
+        }
+        let extension = match pb::RecordFormat::try_from(format) {
+            Ok(pb::RecordFormat::Csv) => "csv",
+            Ok(pb::RecordFormat::Parquet) => "parquet",
+            Ok(pb::RecordFormat::ArrowIpc) => "arrow",
+            _ => {
+                return Err(invalid(
+                    "format",
+                    "name the records' format: CSV, Parquet or Arrow IPC",
+                ))
+            }
+        };
+        if records.is_empty() {
+            return Err(invalid("records", "empty"));
+        }
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        let secret_hash = sha256_hex(secret.as_bytes());
+        let node = self.0.clone();
+        let receipt = self
+            .0
+            .with_store(move |store| {
+                store
+                    .register_on_first_use(&dataset, |d| node.config.builtin_schema(d))
+                    .map_err(store_status)?;
+                let dir = tempfile::tempdir().map_err(internal)?;
+                let path = dir.path().join(format!("records.{extension}"));
+                std::fs::write(&path, &records).map_err(internal)?;
+                let (donation, _) = store
+                    .donate(&dataset, &path, &purposes, &secret_hash)
+                    .map_err(|e| {
+                        // Name the request's field, not the node's temporary file.
+                        let status = store_status(e);
+                        let message = status
+                            .message()
+                            .replace(&path.display().to_string(), "records");
+                        Status::new(status.code(), message)
+                    })?;
+                Ok(receipt(store, &donation))
+            })
+            .await?;
+        Ok(Response::new(pb::DonateResponse {
+            receipt: Some(receipt),
+            withdrawal_secret: secret,
+        }))
+    }
+
+    async fn get_receipt(
+        &self,
+        request: Request<pb::GetReceiptRequest>,
+    ) -> Result<Response<pb::Receipt>, Status> {
+        self.0.limit_donor(&request)?;
+        let id = request.into_inner().id;
+        let receipt = self
+            .0
+            .with_store(move |store| {
+                let donation = store.donation(&id).map_err(store_status)?;
+                Ok(receipt(store, &donation))
+            })
+            .await?;
+        Ok(Response::new(receipt))
+    }
+
+    async fn withdraw(
+        &self,
+        request: Request<pb::WithdrawRequest>,
+    ) -> Result<Response<pb::Receipt>, Status> {
+        self.0.limit_donor(&request)?;
+        let pb::WithdrawRequest {
+            id,
+            withdrawal_secret,
+        } = request.into_inner();
+        let secret_hash = sha256_hex(withdrawal_secret.trim().as_bytes());
+        let receipt = self
+            .0
+            .with_store(move |store| {
+                let donation = store.withdraw(&id, &secret_hash).map_err(store_status)?;
+                Ok(receipt(store, &donation))
+            })
+            .await?;
+        Ok(Response::new(receipt))
+    }
+}

@@ -1,0 +1,248 @@
+//! The gRPC node that `zkfabric serve` runs: the Catalog, Query, Donor and Admin services
+//! of `proto/zkfabric/v1`, gRPC health and server reflection, over one store.
+//!
+//! - Catalog is public: everything in it is what verifiers check bundles against.
+//! - Query needs a researcher (or admin) bearer token, Admin an admin token
+//!   ([`auth`]); donors are anonymous and rate-limited per client address.
+//! - Queries are proven one worker at a time (each proof uses every core) from a bounded
+//!   queue: when it is full, Run answers RESOURCE_EXHAUSTED at once.
+//! - Shutdown (SIGTERM or Ctrl-C) stops accepting calls, cancels running proofs between
+//!   two proofs, and returns once every worker has stopped; proving never writes the
+//!   store, so it stays consistent.
+
+pub mod auth;
+mod admin;
+mod catalog;
+mod donor;
+mod query;
+
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{transport::Server, Request, Status};
+use zkfabric_proto::v1::{
+    admin_server::AdminServer, catalog_server::CatalogServer, donor_server::DonorServer,
+    query_server::QueryServer,
+};
+
+use crate::{
+    config::Config,
+    keys::{KeyCache, KeyError},
+    prove::ProveError,
+    query::sql::QueryError,
+    store::{Store, StoreError},
+    tables::TablesError,
+};
+
+use self::{auth::Tokens, query::ProvingQueue};
+
+/// Why the node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Listening or serving failed.
+    #[error("serving: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// What every service shares: the store, the keys, the configuration and the queue.
+pub(crate) struct Node {
+    store: Mutex<Store>,
+    data_dir: PathBuf,
+    keys: KeyCache,
+    config: Config,
+    tokens: Tokens,
+    queue: ProvingQueue,
+    donors: DefaultKeyedRateLimiter<IpAddr>,
+    node_key: String,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Node {
+    /// Runs `f` with the store on a blocking thread (SQLite and file I/O block).
+    async fn with_store<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Store) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = node
+                .store
+                .lock()
+                .map_err(|_| Status::internal("the store lock is poisoned"))?;
+            f(&mut store)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+    }
+
+    /// Refuses a donor call when the caller's address has used up its quota.
+    fn limit_donor<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let address = request
+            .remote_addr()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        self.donors.check_key(&address).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            Status::resource_exhausted(format!(
+                "too many donor calls from {address}: at most {} a minute; retry in {:.1} s",
+                self.config.server.donations_per_minute,
+                wait.as_secs_f64()
+            ))
+        })
+    }
+}
+
+/// Serves the node on `listener` until `shutdown` resolves, then cancels running proofs
+/// and waits for the workers to stop.
+pub async fn serve(
+    config: Config,
+    data_dir: &Path,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let store = Store::open(data_dir)?;
+    let node_key = hex::encode(store.node_key().to_bytes());
+    let server = &config.server;
+    let per_minute = NonZeroU32::new(server.donations_per_minute).unwrap_or(NonZeroU32::MIN);
+    let (stop, stopped) = watch::channel(false);
+    let node = Arc::new(Node {
+        store: Mutex::new(store),
+        data_dir: data_dir.to_path_buf(),
+        keys: KeyCache::new(data_dir),
+        tokens: Tokens::new(&server.tokens),
+        queue: ProvingQueue::new(server.proving_workers, server.queue_capacity),
+        donors: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        node_key,
+        shutdown: stopped,
+        config: config.clone(),
+    });
+    let limit = server.max_message_bytes;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let catalog = CatalogServer::new(catalog::CatalogService(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let query = QueryServer::new(query::QueryService(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let donor = DonorServer::new(donor::DonorService(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let admin = AdminServer::new(admin::AdminService(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    health.set_serving::<CatalogServer<catalog::CatalogService>>().await;
+    health.set_serving::<QueryServer<query::QueryService>>().await;
+    health.set_serving::<DonorServer<donor::DonorService>>().await;
+    health.set_serving::<AdminServer<admin::AdminService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(zkfabric_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let address = listener.local_addr().ok();
+    tracing::info!(?address, "serving");
+    let signal = {
+        let health = health.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: cancelling running proofs");
+            let _ = stop.send(true);
+            health
+                .set_not_serving::<QueryServer<query::QueryService>>()
+                .await;
+        }
+    };
+    Server::builder()
+        .timeout(Duration::from_secs(server.request_timeout_secs.max(1)))
+        .concurrency_limit_per_connection(server.max_concurrent_requests)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(catalog)
+        .add_service(query)
+        .add_service(donor)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .await?;
+    node.queue.drain().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds `address` (port 0 picks a free one).
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The gRPC status of a store error.
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::UnknownDataset(_)
+        | StoreError::UnknownEpoch { .. }
+        | StoreError::UnknownDonation(_) => Status::not_found(e.to_string()),
+        StoreError::Records(_) | StoreError::Donation(_) | StoreError::SchemaChanged(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        StoreError::WrongSecret(_) => Status::permission_denied(e.to_string()),
+        StoreError::NotWithdrawable { .. } => Status::failed_precondition(e.to_string()),
+        other => internal(other),
+    }
+}
+
+/// The gRPC status of a query that could not be planned or answered.
+fn prove_status(e: ProveError) -> Status {
+    match e {
+        ProveError::Query(QueryError::Sql(_)) | ProveError::Query(_) | ProveError::Shape(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        ProveError::Store(e) | ProveError::Tables(TablesError::Store(e)) => store_status(e),
+        ProveError::Keys(KeyError::Missing { .. }) => Status::failed_precondition(format!(
+            "{e}: an administrator makes it with the Admin.Setup call"
+        )),
+        ProveError::Cancelled => Status::unavailable(e.to_string()),
+        other => internal(other),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "internal error");
+    Status::internal(e.to_string())
+}
