@@ -6,29 +6,40 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use ed25519_dalek::VerifyingKey;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use zkfabric::{config::Config, records, schema::Schema, store::Store, synth};
+use zkfabric::{
+    config::Config,
+    manifest::SignedManifest,
+    records,
+    schema::Schema,
+    store::{DatasetSummary, Store},
+    synth,
+};
 
 mod answer;
-use answer::{demo, explain_query, query, request, setup, verify};
+mod node;
+use answer::{demo, explain_query, query, setup, verify};
 
 /// A privacy-preserving data fabric: committed records, verified aggregate answers.
 #[derive(Parser)]
 #[command(name = "zkfabric", version, about)]
 struct Cli {
-    /// The node's data directory.
-    #[arg(
-        long,
-        global = true,
-        env = "ZKFABRIC_DATA_DIR",
-        default_value = "zkfabric-data"
-    )]
-    data_dir: PathBuf,
+    /// The node's data directory [default: the configuration's, else zkfabric-data].
+    #[arg(long, global = true, env = "ZKFABRIC_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// The node's configuration file (TOML; see `zkfabric::config`).
     #[arg(long, global = true, env = "ZKFABRIC_CONFIG")]
     config: Option<PathBuf>,
+    /// Ask the node at this URL (e.g. http://127.0.0.1:50051) instead of the local data
+    /// directory: for `query`, `verify` (the node key) and `catalog`.
+    #[arg(long, global = true, env = "ZKFABRIC_REMOTE")]
+    remote: Option<String>,
+    /// Bearer token for `--remote` queries (as `zkfabric token` made it).
+    #[arg(long, global = true, env = "ZKFABRIC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -118,6 +129,23 @@ enum Command {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// Serve the node over gRPC until SIGTERM or Ctrl-C.
+    Serve {
+        /// Address to listen on [default: the configuration's, else 127.0.0.1:50051].
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Make a bearer token for a researcher or administrator: prints the token on stderr
+    /// (give it to its holder) and, on stdout, the configuration lines that let the node
+    /// accept it (only its hash).
+    Token {
+        /// Who will hold it.
+        #[arg(long)]
+        name: String,
+        /// researcher or admin.
+        #[arg(long, default_value = "researcher")]
+        role: String,
+    },
     /// List datasets and epochs, or show one dataset's signed manifest.
     Catalog {
         #[command(subcommand)]
@@ -168,6 +196,20 @@ pub fn run() -> ExitCode {
 }
 
 fn execute(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .or_else(|| config.server.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("zkfabric-data"));
+    let data_dir = data_dir.as_path();
+    let remote = match (&cli.remote, &cli.command) {
+        (None, _) => None,
+        (Some(url), Command::Query { .. } | Command::Verify { .. } | Command::Catalog { .. }) => {
+            Some(node::connect(url, cli.token.clone())?)
+        }
+        (Some(_), _) => bail!("--remote is for query, verify and catalog only"),
+    };
     match cli.command {
         Command::Generate {
             dataset,
@@ -179,7 +221,7 @@ fn execute(cli: Cli) -> Result<()> {
             dataset,
             files,
             schema,
-        } => ingest(&cli.data_dir, &dataset, &files, schema.as_deref()),
+        } => ingest(data_dir, &config, &dataset, &files, schema.as_deref()),
         Command::Query {
             sql,
             purpose,
@@ -187,30 +229,59 @@ fn execute(cli: Cli) -> Result<()> {
             out,
             json,
             explain,
-        } => {
-            let config = Config::load(cli.config.as_deref())?;
-            let request = request(&config, sql, purpose, epoch, true);
-            if explain {
-                explain_query(&cli.data_dir, &request)
-            } else {
-                query(&cli.data_dir, &request, &out, json).map(|_| ())
+        } => match remote {
+            Some(remote) => {
+                let request = zkfabric_proto::v1::QueryRequest {
+                    sql,
+                    purpose: purpose.unwrap_or_default(),
+                    epoch,
+                };
+                if explain {
+                    node::explain(&remote, request)
+                } else {
+                    node::query(&remote, request, &out, json)
+                }
             }
-        }
+            None => {
+                let request = zkfabric::prove::Request::new(&config, sql, purpose, epoch, true);
+                if explain {
+                    explain_query(data_dir, &request)
+                } else {
+                    query(data_dir, &request, &out, json).map(|_| ())
+                }
+            }
+        },
         Command::Verify {
             bundle,
             trusted_keys,
             node_key,
-        } => verify(&bundle, trusted_keys.as_deref(), node_key.as_deref()),
-        Command::Setup { sql, purpose } => {
-            let config = Config::load(cli.config.as_deref())?;
-            setup(&cli.data_dir, &config, &sql, purpose)
+        } => {
+            let pins = remote.map(|r| node::pins(&r)).transpose()?;
+            verify(&bundle, trusted_keys.as_deref(), node_key.as_deref(), pins)
         }
+        Command::Setup { sql, purpose } => setup(data_dir, &config, &sql, purpose),
         Command::Demo { rows, keep } => demo(rows, keep),
-        Command::Seal { dataset } => seal(&cli.data_dir, &dataset),
-        Command::Catalog { show: None } => catalog(&cli.data_dir),
+        Command::Seal { dataset } => seal(data_dir, &dataset),
+        Command::Serve { listen } => node::serve(config, data_dir, listen),
+        Command::Token { name, role } => node::token(&name, &role),
+        Command::Catalog { show: None } => match remote {
+            Some(remote) => node::catalog(&remote),
+            None => {
+                let store = open(data_dir)?;
+                print_catalog(&store.node_key(), &store.datasets()?);
+                Ok(())
+            }
+        },
         Command::Catalog {
             show: Some(CatalogCommand::Show { dataset, epoch }),
-        } => catalog_show(&cli.data_dir, &dataset, epoch),
+        } => match remote {
+            Some(remote) => node::catalog_show(&remote, &dataset, epoch),
+            None => {
+                let store = open(data_dir)?;
+                let signed = store.manifest(&dataset, epoch)?;
+                print_manifest(&signed, &store.epochs(&dataset)?, &store.node_key())
+            }
+        },
     }
 }
 
@@ -265,10 +336,15 @@ fn open(data_dir: &Path) -> Result<Store> {
 }
 
 /// Opens the store with `dataset` registered: from `schema_file` when given, else the
-/// built-in dataset of that name (if it is one).
-fn open_with(data_dir: &Path, dataset: &str, schema_file: Option<&Path>) -> Result<Store> {
+/// built-in dataset of that name (if it is one) as the configuration sizes it.
+fn open_with(
+    data_dir: &Path,
+    config: &Config,
+    dataset: &str,
+    schema_file: Option<&Path>,
+) -> Result<Store> {
     let mut store = open(data_dir)?;
-    let schema = match schema_file {
+    match schema_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -280,20 +356,21 @@ fn open_with(data_dir: &Path, dataset: &str, schema_file: Option<&Path>) -> Resu
                     schema.name
                 ));
             }
-            Some(schema)
+            store.register(&schema)?;
         }
-        // A built-in dataset is registered on first use.
-        None if store.schema(dataset).is_err() => Schema::builtin(dataset),
-        None => None,
-    };
-    if let Some(schema) = schema {
-        store.register(&schema)?;
+        None => store.register_on_first_use(dataset, |d| config.builtin_schema(d))?,
     }
     Ok(store)
 }
 
-fn ingest(data_dir: &Path, dataset: &str, files: &[PathBuf], schema: Option<&Path>) -> Result<()> {
-    let mut store = open_with(data_dir, dataset, schema)?;
+fn ingest(
+    data_dir: &Path,
+    config: &Config,
+    dataset: &str,
+    files: &[PathBuf],
+    schema: Option<&Path>,
+) -> Result<()> {
+    let mut store = open_with(data_dir, config, dataset, schema)?;
     let started = Instant::now();
     let spinner =
         ProgressBar::new_spinner().with_message(format!("ingesting {} file(s)", files.len()));
@@ -340,10 +417,9 @@ fn seal(data_dir: &Path, dataset: &str) -> Result<()> {
     Ok(())
 }
 
-fn catalog(data_dir: &Path) -> Result<()> {
-    let store = open(data_dir)?;
-    println!("node key {}", hex::encode(store.node_key().to_bytes()));
-    let datasets = store.datasets()?;
+/// Prints the node key and every dataset's line.
+fn print_catalog(node_key: &VerifyingKey, datasets: &[DatasetSummary]) {
+    println!("node key {}", hex::encode(node_key.to_bytes()));
     if datasets.is_empty() {
         println!("no datasets yet: `zkfabric ingest <dataset> FILE` registers a built-in one");
     }
@@ -358,15 +434,13 @@ fn catalog(data_dir: &Path) -> Result<()> {
             d.name, d.chunks, d.rows, d.pending
         );
     }
-    Ok(())
 }
 
-fn catalog_show(data_dir: &Path, dataset: &str, epoch: Option<u64>) -> Result<()> {
-    let store = open(data_dir)?;
-    let signed = store.manifest(dataset, epoch)?;
+/// Prints an epoch's manifest and checks its signature against `node_key`.
+fn print_manifest(signed: &SignedManifest, epochs: &[u64], node_key: &VerifyingKey) -> Result<()> {
     let m = &signed.manifest;
     println!("dataset      {} (id {})", m.dataset, m.dataset_id);
-    println!("epoch        {} of {:?}", m.epoch, store.epochs(dataset)?);
+    println!("epoch        {} of {epochs:?}", m.epoch);
     println!("schema       {}", m.schema_hash);
     println!(
         "previous     {}",
@@ -386,7 +460,7 @@ fn catalog_show(data_dir: &Path, dataset: &str, epoch: Option<u64>) -> Result<()
     }
     let rows: u64 = m.chunks.iter().map(|c| c.rows).sum();
     println!("total        {} chunks, {rows} rows", m.chunks.len());
-    match signed.verify(Some(&store.node_key())) {
+    match signed.verify(Some(node_key)) {
         Ok(()) => {
             println!("signature    valid, node key {}", signed.node_key);
             Ok(())

@@ -4,15 +4,18 @@ use std::{
     collections::HashSet,
     future::Future,
     path::{Path, PathBuf},
+    sync::OnceLock,
     time::Instant,
 };
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use ed25519_dalek::VerifyingKey;
 use zkfabric::{
     bundle::{self, Bundle},
+    remote::parse_node_key,
     config::Config,
-    keys::{describe_aggregate, describe_combine, KeyCache},
+    keys::KeyCache,
     prove::{self, Progress, Request},
     query::{sql, Aggregand, OutputKind, ProvableQuery},
     schema::Schema,
@@ -22,30 +25,18 @@ use zkfabric_proto::v1 as pb;
 
 use super::open;
 
-fn block_on<F: Future>(future: F) -> Result<F::Output> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(future))
-}
-
-/// The request a `query` or `setup` command makes.
-pub fn request(
-    config: &Config,
-    sql: String,
-    purpose: Option<String>,
-    epoch: Option<u64>,
-    setup: bool,
-) -> Request {
-    Request {
-        sql,
-        purpose: purpose
-            .or_else(|| config.query.default_purpose.clone())
-            .unwrap_or_default(),
-        epoch,
-        limits: config.limits(),
-        setup,
+/// Runs `future` on the command's one async runtime (a gRPC channel lives on the runtime
+/// it was made on, so every call of a command shares it).
+pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
+    static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    });
+    match runtime {
+        Ok(runtime) => Ok(runtime.block_on(future)),
+        Err(e) => Err(anyhow!("starting the async runtime: {e}")),
     }
 }
 
@@ -60,31 +51,34 @@ fn check_purpose(request: &Request) -> Result<()> {
 pub fn explain_query(data_dir: &Path, request: &Request) -> Result<()> {
     check_purpose(request)?;
     let store = open(data_dir)?;
-    let ctx = datafusion::prelude::SessionContext::new();
-    let (plan, manifest) = block_on(prove::plan(&ctx, &store, request))??;
-    let q = &plan.query;
-    let touched = manifest
-        .manifest
-        .chunks
-        .iter()
-        .filter(|c| q.touches(&plan.schema, c.time_window))
-        .count();
-    println!(
-        "dataset      {} epoch {}",
-        manifest.manifest.dataset, manifest.manifest.epoch
-    );
-    print_query(q);
     let keys = KeyCache::new(data_dir);
-    let chunk = describe_aggregate(&plan.circuits.chunk_shape);
-    let root = describe_combine(&plan.circuits.root_shape);
+    let explanation = block_on(prove::explain(&store, &keys, request))??;
+    print_explanation(&explanation.to_proto(prove::assumed_seconds_per_constraint()))
+}
+
+/// Prints an explanation, local or from a node.
+pub fn print_explanation(e: &pb::ExplainResponse) -> Result<()> {
+    let (query, _) = bundle::query_from_proto(e.query.as_ref())?;
+    println!("dataset      {} epoch {}", e.dataset, e.epoch);
+    print_query(&query);
     println!(
-        "chunks       {touched} of {} touched: {touched} chunk proofs of {} rows",
-        manifest.manifest.chunks.len(),
-        plan.schema.chunk_rows
+        "chunks       {} of {} touched: one proof each",
+        e.chunks_touched, e.chunks_total
     );
-    for (what, d) in [("chunk key", chunk), ("root key", root)] {
-        let cached = if keys.has(&d) { "cached" } else { "missing" };
-        println!("{what:<12} {d} ({cached})");
+    for c in &e.circuits {
+        let key = match c.constraints {
+            Some(n) if c.key_present => format!("{n} constraints"),
+            _ => "key missing".into(),
+        };
+        println!("{:<12} {} x {} ({key})", c.role, c.proofs, c.shape);
+    }
+    match (e.estimated_constraints, e.estimated_seconds) {
+        (Some(n), Some(secs)) => {
+            println!("total        {n} constraints, about {secs:.0} s of proving")
+        }
+        _ => println!(
+            "total        unknown until every key is made (`zkfabric setup`, or Admin.Setup)"
+        ),
     }
     Ok(())
 }
@@ -140,21 +134,39 @@ pub fn query(data_dir: &Path, request: &Request, out: &Path, json: bool) -> Resu
         .into_inner()
         .expect("not poisoned")
         .map_or(total, |t| t.elapsed().as_secs_f64());
-    bundle::write(&bundle, out, json).with_context(|| format!("writing {}", out.display()))?;
-    let schema = store.schema(&bundle.dataset)?;
-    let rows = bundle.chunk_proofs.len() * schema.chunk_rows;
-    let (query, _) = bundle::query_from_proto(bundle.query.as_ref())?;
-    print_answer(&schema, &query, &bundle);
+    finish_answer(&bundle, out, json)?;
     println!(
         "\nproved {} chunk(s) and {} combine(s) in {proving:.1} s ({:.0} rows/s; {total:.1} s \
-         with planning and keys); bundle: {}{}",
+         with planning and keys)",
         bundle.chunk_proofs.len(),
         bundle.combine_proofs.len(),
-        rows as f64 / proving,
+        proven_rows(&bundle) as f64 / proving,
+    );
+    Ok(bundle)
+}
+
+/// Rows the chunk proofs of `bundle` cover (full chunks).
+pub fn proven_rows(bundle: &Bundle) -> u64 {
+    let chunk_rows = bundle
+        .manifest
+        .as_ref()
+        .and_then(|m| bundle::manifest_from_proto(Some(m)).ok())
+        .map_or(0, |m| m.manifest.chunk_rows as u64);
+    bundle.chunk_proofs.len() as u64 * chunk_rows
+}
+
+/// Writes the bundle (and its JSON form) and prints the answer it carries.
+pub fn finish_answer(bundle: &Bundle, out: &Path, json: bool) -> Result<()> {
+    bundle::write(bundle, out, json).with_context(|| format!("writing {}", out.display()))?;
+    let schema = Schema::parse("the bundle's schema", &bundle.schema)?;
+    let (query, _) = bundle::query_from_proto(bundle.query.as_ref())?;
+    print_answer(&schema, &query, bundle);
+    println!(
+        "bundle       {}{}",
         out.display(),
         if json { " (and .json)" } else { "" }
     );
-    Ok(bundle)
+    Ok(())
 }
 
 /// Prints the result table as the query's output columns, in the units the data are
@@ -258,22 +270,48 @@ fn trusted_fingerprints(path: &Path) -> Result<HashSet<String>> {
     Ok(out)
 }
 
-/// `zkfabric verify`: exits 0 only if every check holds.
-pub fn verify(path: &Path, trusted_keys: Option<&Path>, node_key: Option<&str>) -> Result<()> {
+/// What a node says it signs and proves with, for `verify --remote`.
+pub struct NodePins {
+    /// The node key.
+    pub node_key: VerifyingKey,
+    /// Fingerprints of the verifying keys the node publishes.
+    pub fingerprints: HashSet<String>,
+}
+
+/// `zkfabric verify`: exits 0 only if every check holds. The manifest must be signed by
+/// `node_key` (hex) and by the key a node gave (`remote`) when given; verifying keys must
+/// be in `trusted_keys`, else (with `remote`) among those the node publishes.
+pub fn verify(
+    path: &Path,
+    trusted_keys: Option<&Path>,
+    node_key: Option<&str>,
+    remote: Option<NodePins>,
+) -> Result<()> {
+    let (remote_key, remote_fingerprints) = match remote {
+        Some(p) => (Some(p.node_key), Some(p.fingerprints)),
+        None => (None, None),
+    };
     let bundle = bundle::read(path)?;
-    let node_key = node_key
-        .map(|hex_key| -> Result<_> {
-            let bytes: [u8; 32] = hex::decode(hex_key.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| anyhow!("--node-key: not 64 hex digits"))?;
-            ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                .map_err(|_| anyhow!("--node-key: not an Ed25519 public key"))
-        })
+    let given = node_key
+        .map(|hex_key| parse_node_key(hex_key).map_err(|e| anyhow!("--node-key: {e}")))
         .transpose()?;
+    let node_key = match (given, remote_key) {
+        (Some(a), Some(b)) if a != b => {
+            bail!("--node-key differs from the key the --remote node reports")
+        }
+        (a, b) => a.or(b),
+    };
+    let pinned_by = match (trusted_keys, &remote_fingerprints) {
+        (Some(_), _) => "pinned by --trusted-keys",
+        (None, Some(_)) => "pinned to those the --remote node publishes (trust in its setup)",
+        (None, None) => "",
+    };
     let trust = Trust {
         node_key,
-        fingerprints: trusted_keys.map(trusted_fingerprints).transpose()?,
+        fingerprints: match trusted_keys {
+            Some(file) => Some(trusted_fingerprints(file)?),
+            None => remote_fingerprints,
+        },
     };
     let started = Instant::now();
     let report =
@@ -291,11 +329,11 @@ pub fn verify(path: &Path, trusted_keys: Option<&Path>, node_key: Option<&str>) 
             path.display()
         );
     }
-    print_report(&report, &bundle, started.elapsed().as_secs_f64());
+    print_report(&report, &bundle, started.elapsed().as_secs_f64(), pinned_by);
     Ok(())
 }
 
-fn print_report(report: &Report, bundle: &Bundle, secs: f64) {
+fn print_report(report: &Report, bundle: &Bundle, secs: f64, pinned_by: &str) {
     println!("verified     {} epoch {}", report.dataset, report.epoch);
     println!("sql          {}", bundle.sql);
     println!(
@@ -312,7 +350,7 @@ fn print_report(report: &Report, bundle: &Bundle, secs: f64) {
         secs * 1000.0
     );
     if report.keys_pinned {
-        println!("keys         pinned by --trusted-keys");
+        println!("keys         {pinned_by}");
     } else {
         println!(
             "keys         NOT pinned: the bundle's own verifying keys were used; pass \
@@ -337,7 +375,7 @@ pub fn setup(
         data_dir.display()
     );
     for text in sql {
-        let request = request(config, text.clone(), purpose.clone(), None, true);
+        let request = Request::new(config, text.clone(), purpose.clone(), None, true);
         check_purpose(&request)?;
         let ctx = datafusion::prelude::SessionContext::new();
         let (plan, _) = block_on(prove::plan(&ctx, &store, &request))??;
@@ -377,11 +415,11 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
             q.purpose,
             q.sql
         );
-        let request = request(&config, q.sql.into(), Some(q.purpose.into()), None, true);
+        let request = Request::new(&config, q.sql.into(), Some(q.purpose.into()), None, true);
         let out = dir.join(format!("{}.zkf", q.name));
         query(&data_dir, &request, &out, false)?;
         println!("\n   verifying {} offline:", out.display());
-        verify(&out, None, Some(&manifest.node_key))?;
+        verify(&out, None, Some(&manifest.node_key), None)?;
     }
     if temporary.path() == dir {
         println!("\n(the demo's directory is removed; pass --keep DIR to keep it)");

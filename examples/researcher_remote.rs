@@ -1,0 +1,99 @@
+//! A researcher asks a node a verified question over gRPC and checks the answer locally:
+//! Explain shows what will be proven, Run streams progress and returns the bundle, and
+//! the bundle is verified offline against the node's key and the verifying-key
+//! fingerprints the researcher pins (here: those the node publishes).
+//!
+//! ```text
+//! zkfabric token --name me --role researcher   # add its lines to node.toml
+//! zkfabric --config node.toml serve &
+//! ZKFABRIC_TOKEN=zkf_... cargo run --example researcher_remote -- http://127.0.0.1:50051 \
+//!     "SELECT district, COUNT(*), SUM(kwh) FROM consumption WHERE hour BETWEEN 17 AND 21 GROUP BY district"
+//! ```
+
+use anyhow::{bail, Context, Result};
+use zkfabric::{
+    remote::Remote,
+    verify::{verify, Trust},
+};
+use zkfabric_proto::v1::{self as pb, run_event::Event};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let url = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:50051".into());
+    let sql = args.next().unwrap_or_else(|| {
+        "SELECT COUNT(*), SUM(kwh) FROM consumption WHERE hour BETWEEN 17 AND 21".into()
+    });
+    let purpose = args.next().unwrap_or_else(|| "energy-research".into());
+    let token = std::env::var("ZKFABRIC_TOKEN").context("set ZKFABRIC_TOKEN to your token")?;
+    let node = Remote::connect(&url, Some(token)).await?;
+    let request = pb::QueryRequest {
+        sql: sql.clone(),
+        purpose,
+        epoch: None,
+    };
+
+    let plan = node
+        .query()
+        .explain(node.request(request.clone()))
+        .await
+        .context("explaining")?
+        .into_inner();
+    println!(
+        "{} epoch {}: {} of {} chunks touched, {} constraints, about {:.0} s",
+        plan.dataset,
+        plan.epoch,
+        plan.chunks_touched,
+        plan.chunks_total,
+        plan.estimated_constraints.unwrap_or(0),
+        plan.estimated_seconds.unwrap_or(0.0)
+    );
+
+    let (id, bundle) = node
+        .run(request, |event| match event {
+            Event::Queued(q) => println!("queued at position {}", q.position),
+            Event::Started(s) => println!("proving {} chunks", s.chunks),
+            Event::ChunkProven(c) => {
+                println!("  {}/{} chunks, {:.0} rows/s", c.done, c.total, c.rows_per_second)
+            }
+            Event::Combining(_) => println!("combining"),
+            Event::Finished(_) => {}
+        })
+        .await?;
+    println!("bundle {id}");
+
+    // Trust nothing the node says about the answer: check the proofs here.
+    let fingerprints = node
+        .catalog()
+        .get_verifying_keys(node.request(pb::GetVerifyingKeysRequest::default()))
+        .await?
+        .into_inner()
+        .keys
+        .into_iter()
+        .map(|k| k.fingerprint)
+        .collect();
+    let trust = Trust {
+        node_key: Some(node.node_key().await?),
+        fingerprints: Some(fingerprints),
+    };
+    let report = match verify(&bundle, &trust) {
+        Ok(report) => report,
+        Err(e) => bail!("the bundle does not verify: {e}"),
+    };
+    println!(
+        "verified: {} proofs over {} of {} chunks of {} epoch {}",
+        report.proofs, report.chunks.1, report.chunks.0, report.dataset, report.epoch
+    );
+    println!("{sql}");
+    for row in bundle.result.map(|r| r.rows).unwrap_or_default() {
+        let key = if row.label.is_empty() { row.key.to_string() } else { row.label };
+        if row.suppressed {
+            println!("  {key:>12}  suppressed (fewer rows than the node's minimum group size)");
+        } else {
+            println!("  {key:>12}  count {}  sum {}  holds {}", row.count, row.sum, row.holds);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The node commands: `serve`, `token`, and the `--remote` forms of `query`, `verify` and
+//! `catalog`.
+
+use std::{io::Write, net::SocketAddr, path::Path, time::Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use zkfabric::{
+    config::Config,
+    remote::{Remote, RemoteError},
+    server::{self, auth},
+    store::sha256_hex,
+};
+use zkfabric_proto::v1::{self as pb, run_event::Event};
+
+use super::{
+    answer::{block_on, finish_answer, print_explanation, proven_rows, NodePins},
+    print_catalog, print_manifest,
+};
+
+/// `zkfabric serve`: serves until SIGTERM or Ctrl-C.
+pub fn serve(config: Config, data_dir: &Path, listen: Option<SocketAddr>) -> Result<()> {
+    let address = listen.unwrap_or(config.server.listen);
+    block_on(async move {
+        let listener = server::bind(address)
+            .await
+            .with_context(|| format!("listening on {address}"))?;
+        let bound = listener.local_addr()?;
+        println!(
+            "zkfabric node listening on http://{bound} (data {}); SIGTERM or Ctrl-C stops it",
+            data_dir.display()
+        );
+        std::io::stdout().flush()?;
+        if config.server.tokens.is_empty() {
+            eprintln!(
+                "warning: no [[server.tokens]] configured: only the Catalog and Donor services \
+                 can be used (`zkfabric token` makes one)"
+            );
+        }
+        server::serve(config, data_dir, listener, server::termination()).await?;
+        println!("zkfabric node stopped");
+        Ok(())
+    })?
+}
+
+/// `zkfabric token`: a new token (stderr) and the configuration lines that accept it
+/// (stdout).
+pub fn token(name: &str, role: &str) -> Result<()> {
+    if role != "researcher" && role != "admin" {
+        bail!("--role: `{role}` is not a role; use researcher or admin");
+    }
+    let token = auth::new_token();
+    // The token on stderr, the configuration lines on stdout: `>> node.toml` keeps only
+    // the hash.
+    eprintln!("token for {name} (shown once; give it to them for --token or ZKFABRIC_TOKEN):");
+    eprintln!("{token}");
+    println!("\n[[server.tokens]]");
+    println!("name = {name:?}");
+    println!("role = \"{role}\"");
+    println!("sha256 = \"{}\"", sha256_hex(token.as_bytes()));
+    Ok(())
+}
+
+/// Connects to the node at `url`.
+pub fn connect(url: &str, token: Option<String>) -> Result<Remote> {
+    Ok(block_on(Remote::connect(url, token))??)
+}
+
+/// The node's key and the fingerprints of the verifying keys it publishes.
+pub fn pins(remote: &Remote) -> Result<NodePins> {
+    block_on(async {
+        let node_key = remote.node_key().await?;
+        let keys = remote
+            .catalog()
+            .get_verifying_keys(remote.request(pb::GetVerifyingKeysRequest::default()))
+            .await
+            .map_err(RemoteError::from)?
+            .into_inner()
+            .keys;
+        Ok(NodePins {
+            node_key,
+            fingerprints: keys.into_iter().map(|k| k.fingerprint).collect(),
+        })
+    })?
+}
+
+/// `zkfabric query --explain --remote`.
+pub fn explain(remote: &Remote, request: pb::QueryRequest) -> Result<()> {
+    let explanation = block_on(async {
+        remote
+            .query()
+            .explain(remote.request(request))
+            .await
+            .map(|r| r.into_inner())
+    })?
+    .map_err(RemoteError::from)?;
+    print_explanation(&explanation)
+}
+
+/// `zkfabric query --remote`: runs the query on the node with a progress bar, writes the
+/// bundle and prints the answer. The bundle is not trusted for being fetched: verify it.
+pub fn query(remote: &Remote, request: pb::QueryRequest, out: &Path, json: bool) -> Result<()> {
+    let started = Instant::now();
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} chunks, {per_sec}, {eta} left",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message("sent");
+    let on_event = |event: &Event| match event {
+        Event::Queued(q) => bar.set_message(format!("queued at position {}", q.position)),
+        Event::Started(s) => {
+            bar.set_length(s.chunks);
+            bar.set_message("proving");
+            bar.reset_eta();
+        }
+        Event::ChunkProven(c) => bar.set_position(c.done),
+        Event::Combining(_) => bar.set_message("combining"),
+        Event::Finished(_) => {}
+    };
+    let answer = block_on(remote.run(request, on_event))?;
+    bar.finish_and_clear();
+    let (id, bundle) = answer?;
+    let seconds = started.elapsed().as_secs_f64();
+    finish_answer(&bundle, out, json)?;
+    println!(
+        "\nthe node proved {} chunk(s) and {} combine(s), {} rows, in {seconds:.1} s \
+         (bundle id {id}); check it with `zkfabric verify {}`",
+        bundle.chunk_proofs.len(),
+        bundle.combine_proofs.len(),
+        proven_rows(&bundle),
+        out.display()
+    );
+    Ok(())
+}
+
+/// `zkfabric catalog --remote`.
+pub fn catalog(remote: &Remote) -> Result<()> {
+    let (key, datasets) = block_on(async { (remote.node_key().await, remote.datasets().await) })?;
+    print_catalog(&key?, &datasets?);
+    Ok(())
+}
+
+/// `zkfabric catalog show --remote`.
+pub fn catalog_show(remote: &Remote, dataset: &str, epoch: Option<u64>) -> Result<()> {
+    let (key, manifest, description) = block_on(async {
+        let description = remote
+            .catalog()
+            .describe_dataset(remote.request(pb::DescribeDatasetRequest {
+                dataset: dataset.to_string(),
+            }))
+            .await;
+        (
+            remote.node_key().await,
+            remote.manifest(dataset, epoch).await,
+            description,
+        )
+    })?;
+    let epochs: Vec<u64> = description
+        .map_err(RemoteError::from)?
+        .into_inner()
+        .epochs
+        .iter()
+        .map(|e| e.epoch)
+        .collect();
+    print_manifest(&manifest?, &epochs, &key?)
+}

@@ -1,0 +1,627 @@
+//! The gRPC node as clients meet it: a real `zkfabric serve` process on a loopback port,
+//! driven by the generated clients. Verified queries end to end (bundles verified
+//! offline), tokens and roles, malformed and oversized requests, 16 concurrent clients,
+//! a full proving queue, per-address donor limits, and shutdown during a proof.
+
+use std::{
+    collections::HashSet,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+};
+
+use tempfile::TempDir;
+use tonic::Code;
+use zkfabric::{
+    remote::{verify_receipt, Remote, RemoteError},
+    store::Store,
+    verify::{verify, Trust},
+};
+use zkfabric_proto::v1::{self as pb, run_event::Event};
+
+const RESEARCHER: &str = "zkf_researcher-token-for-tests";
+const ADMIN: &str = "zkf_admin-token-for-tests";
+const SUM: &str = "SELECT COUNT(*), SUM(kwh) FROM consumption WHERE hour BETWEEN 7 AND 22";
+
+fn sha256(text: &str) -> String {
+    zkfabric::store::sha256_hex(text.as_bytes())
+}
+
+fn zkfabric(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zkfabric"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "stdout: {text}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// A node's directory: configuration (8-row chunks, tiny shapes, two tokens) and data.
+struct Node {
+    tmp: TempDir,
+    config: PathBuf,
+}
+
+impl Node {
+    /// A data directory holding `rows` generated consumption rows, sealed.
+    fn new(rows: u64, server: &str) -> Self {
+        let tmp = TempDir::new().unwrap();
+        let config = tmp.path().join("node.toml");
+        let data = tmp.path().join("data");
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\nchunk_rows = 8\n\n[query]\ndefault_purpose = \"energy-research\"\n\
+                 min_group_size = 2\nin_list_slots = 2\n\n[server]\ndata_dir = {data:?}\n{server}\n\n\
+                 [[server.tokens]]\nname = \"rita\"\nrole = \"researcher\"\nsha256 = \"{}\"\n\n\
+                 [[server.tokens]]\nname = \"adam\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
+                sha256(RESEARCHER),
+                sha256(ADMIN)
+            ),
+        )
+        .unwrap();
+        let node = Self { tmp, config };
+        if rows > 0 {
+            let csv = node.tmp.path().join("rows.csv");
+            let c = csv.to_str().unwrap();
+            std::fs::write(&csv, readings_csv(rows as usize, Some("energy-research"))).unwrap();
+            ok(node.cli(&["ingest", "consumption", c]));
+            ok(node.cli(&["seal", "consumption"]));
+        }
+        node
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        zkfabric(&self.config, args)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    /// Starts `zkfabric serve` on a free loopback port, with `failpoints` set.
+    fn serve(&self, failpoints: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zkfabric"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("FAILPOINTS", failpoints)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Server { child, url, stdout }
+    }
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Server {
+    /// A client on the caller's runtime (a channel's connection lives there).
+    fn client(&self, rt: &tokio::runtime::Runtime, token: Option<&str>) -> Remote {
+        rt.block_on(Remote::connect(&self.url, token.map(String::from)))
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and waits: the exit status and what the node printed.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+        (status, rest)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn query(sql: &str) -> pb::QueryRequest {
+    pb::QueryRequest {
+        sql: sql.into(),
+        purpose: String::new(),
+        epoch: None,
+    }
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, RemoteError>) -> (Code, String) {
+    match result {
+        Err(RemoteError::Status(s)) => (s.code(), s.message().to_string()),
+        other => panic!("expected an error status, got {other:?}"),
+    }
+}
+
+fn status<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>) -> (Code, String) {
+    let s = result.expect_err("expected an error status");
+    (s.code(), s.message().to_string())
+}
+
+/// Verifies `bundle` offline against the node's key and the fingerprints it publishes.
+async fn verify_offline(remote: &Remote, bundle: &pb::Bundle) -> zkfabric::verify::Report {
+    let node_key = remote.node_key().await.unwrap();
+    let keys = remote
+        .catalog()
+        .get_verifying_keys(remote.request(pb::GetVerifyingKeysRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    let trust = Trust {
+        node_key: Some(node_key),
+        fingerprints: Some(keys.into_iter().map(|k| k.fingerprint).collect()),
+    };
+    verify(bundle, &trust).unwrap()
+}
+
+/// A CSV of `rows` hourly readings (row i: hour i mod 24, kwh 100 + 7i), with a consent
+/// column when `consent` is given (a donation names its purposes in the request instead).
+fn readings_csv(rows: usize, consent: Option<&str>) -> Vec<u8> {
+    let mut csv = String::from("time,district,hour,household_size,age,kwh,water,spend");
+    csv.push_str(if consent.is_some() { ",consent\n" } else { "\n" });
+    for i in 0..rows {
+        csv.push_str(&format!(
+            "{},Daan,{},2,{},{},{},{}",
+            1_767_571_200 + 3600 * i,
+            i % 24,
+            30 + i % 40,
+            100 + 7 * i,
+            20 + i,
+            150 * i
+        ));
+        csv.push_str(&consent.map_or("\n".into(), |c| format!(",{c}\n")));
+    }
+    csv.into_bytes()
+}
+
+fn donate_request(rows: usize, purposes: &[&str]) -> pb::DonateRequest {
+    pb::DonateRequest {
+        dataset: "consumption".into(),
+        format: pb::RecordFormat::Csv as i32,
+        records: readings_csv(rows, None),
+        purposes: purposes.iter().map(|p| p.to_string()).collect(),
+        eligibility_proof: Vec::new(),
+    }
+}
+
+#[test]
+fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
+    let node = Node::new(64, "max_message_bytes = 65536");
+    let server = node.serve("");
+    let rt = runtime();
+    let researcher = server.client(&rt, Some(RESEARCHER));
+    let admin = server.client(&rt, Some(ADMIN));
+    let anonymous = server.client(&rt, None);
+    let stranger = server.client(&rt, Some("zkf_not-a-configured-token"));
+
+    rt.block_on(async {
+        // Health and reflection: a stock gRPC client can find everything.
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(channel(&server.url).await);
+        let serving = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "zkfabric.v1.Query".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            serving,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+        let services = list_services(&server.url).await;
+        for s in ["zkfabric.v1.Catalog", "zkfabric.v1.Query", "zkfabric.v1.Donor", "zkfabric.v1.Admin", "grpc.health.v1.Health"] {
+            assert!(services.contains(s), "{s} not in {services:?}");
+        }
+
+        // The catalog is public.
+        let datasets = anonymous.datasets().await.unwrap();
+        assert_eq!(datasets.len(), 1);
+        assert_eq!((datasets[0].chunks, datasets[0].rows), (8, 64));
+        let manifest = anonymous.manifest("consumption", None).await.unwrap();
+        assert_eq!(manifest.manifest.chunks.len(), 8);
+
+        // Queries need a token, Admin an admin token.
+        let (c, m) = code(researcher.run(query(SUM), |_| {}).await);
+        assert_eq!(c, Code::FailedPrecondition, "{m}");
+        assert!(m.contains("no proving key") && m.contains("Admin.Setup"), "{m}");
+        assert_eq!(code(anonymous.run(query(SUM), |_| {}).await).0, Code::Unauthenticated);
+        assert_eq!(code(stranger.run(query(SUM), |_| {}).await).0, Code::Unauthenticated);
+        let setup = pb::QuerySetupRequest {
+            sql: SUM.into(),
+            purpose: String::new(),
+        };
+        let (c, m) = status(researcher.admin().setup(researcher.request(setup.clone())).await);
+        assert_eq!(c, Code::PermissionDenied, "{m}");
+        assert!(m.contains("needs admin"), "{m}");
+        let keys = admin
+            .admin()
+            .setup(admin.request(setup))
+            .await
+            .unwrap()
+            .into_inner()
+            .keys;
+        assert_eq!(keys.len(), 3, "{keys:?}");
+
+        // Explain, then run: progress events, then the bundle, which verifies offline.
+        let explained = researcher
+            .query()
+            .explain(researcher.request(query(SUM)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((explained.chunks_touched, explained.chunks_total), (8, 8));
+        assert!(explained.circuits.iter().all(|c| c.key_present));
+        assert!(explained.estimated_constraints.unwrap() > 0);
+        let mut events = Vec::new();
+        let (id, bundle) = researcher
+            .run(query(SUM), |e| events.push(e.clone()))
+            .await
+            .unwrap();
+        assert!(matches!(events.first(), Some(Event::Queued(_))), "{events:?}");
+        let proven = events
+            .iter()
+            .filter(|e| matches!(e, Event::ChunkProven(_)))
+            .count();
+        assert_eq!(proven, 8);
+        let report = verify_offline(&anonymous, &bundle).await;
+        assert_eq!(report.proofs, 9);
+        // The answer over the rows ingested: hours 7 to 22 of rows 0..64.
+        let counted: Vec<u64> = (0..64).filter(|i| (7..=22).contains(&(i % 24))).collect();
+        let row = &bundle.result.as_ref().unwrap().rows[0];
+        assert!(!row.suppressed);
+        assert_eq!(row.count, counted.len() as u64);
+        assert_eq!(row.sum, counted.iter().map(|i| 100 + 7 * i).sum::<u64>().to_string());
+        let again = researcher
+            .query()
+            .get_bundle(researcher.request(pb::GetBundleRequest { bundle_id: id }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(again, bundle);
+
+        // Bad requests get the right status, naming what is wrong.
+        let (c, m) = code(
+            researcher
+                .run(query("SELECT district FROM consumption"), |_| {})
+                .await,
+        );
+        assert_eq!(c, Code::InvalidArgument, "{m}");
+        assert!(m.contains("not supported"), "{m}");
+        let (c, m) = code(
+            researcher
+                .run(query("SELECT COUNT(*) FROM weather"), |_| {})
+                .await,
+        );
+        assert_eq!(c, Code::NotFound, "{m}");
+        let mut old = query(SUM);
+        old.epoch = Some(7);
+        let (c, m) = code(researcher.run(old, |_| {}).await);
+        assert_eq!(c, Code::NotFound, "{m}");
+        assert!(m.contains("no epoch 7"), "{m}");
+        let (c, _) = status(
+            researcher
+                .query()
+                .get_bundle(researcher.request(pb::GetBundleRequest {
+                    bundle_id: "../../node.key".into(),
+                }))
+                .await,
+        );
+        assert_eq!(c, Code::InvalidArgument);
+        let mut no_format = donate_request(4, &["energy-research"]);
+        no_format.format = 0;
+        let (c, m) = status(anonymous.donor().donate(no_format).await);
+        assert_eq!(c, Code::InvalidArgument);
+        assert!(m.contains("format"), "{m}");
+        let mut bad_row = donate_request(4, &["energy-research"]);
+        bad_row.records = b"time,district,hour,household_size,age,kwh,water,spend\n1,Daan,99,2,40,1,1,1\n".to_vec();
+        let (c, m) = status(anonymous.donor().donate(bad_row).await);
+        assert_eq!(c, Code::InvalidArgument);
+        assert!(m.contains("records: row 1, column `hour`"), "{m}");
+        let (c, m) = status(
+            anonymous
+                .donor()
+                .donate(donate_request(4, &["astrology"]))
+                .await,
+        );
+        assert_eq!(c, Code::InvalidArgument);
+        assert!(m.contains("unknown purpose `astrology`"), "{m}");
+        // Over max_message_bytes (64 KiB).
+        let (c, m) = status(
+            anonymous
+                .donor()
+                .donate(donate_request(4000, &["energy-research"]))
+                .await,
+        );
+        assert!(matches!(c, Code::OutOfRange | Code::ResourceExhausted), "{c:?}: {m}");
+        assert_eq!(anonymous.datasets().await.unwrap()[0].pending, 0, "nothing stored");
+    });
+
+    // The command line against the node: catalog, query and verify with --remote.
+    let out_file = node.tmp.path().join("remote.zkf");
+    let out = out_file.to_str().unwrap();
+    let remote = ["--remote", server.url.as_str()];
+    let text = ok(node.cli(&[&remote[..], &["catalog"]].concat()));
+    assert!(text.contains("consumption"), "{text}");
+    let text = ok(node.cli(&[&remote[..], &["catalog", "show", "consumption"]].concat()));
+    assert!(text.contains("signature    valid"), "{text}");
+    let text = ok(node.cli(
+        &[&remote[..], &["--token", RESEARCHER, "query", SUM, "--out", out]].concat(),
+    ));
+    assert!(text.contains("the node proved 8 chunk(s)"), "{text}");
+    let text = ok(node.cli(&[&remote[..], &["verify", out]].concat()));
+    assert!(
+        text.contains("manifest signature valid")
+            && text.contains("pinned to those the --remote node publishes"),
+        "{text}"
+    );
+    let refused = node.cli(&[&remote[..], &["query", SUM, "--out", out]].concat());
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no bearer token"));
+
+    // While the node serves, no other process opens its data directory.
+    let busy = node.cli(&["catalog"]);
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("in use by another zkfabric process"));
+}
+
+async fn channel(url: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn list_services(url: &str) -> HashSet<String> {
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let mut client = ServerReflectionClient::new(channel(url).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = HashSet::new();
+    while let Some(r) = responses.message().await.unwrap() {
+        if let Some(MessageResponse::ListServicesResponse(list)) = r.message_response {
+            out.extend(list.service.into_iter().map(|s| s.name));
+        }
+    }
+    out
+}
+
+#[test]
+fn sixteen_concurrent_clients_query_and_donate_and_nothing_is_lost() {
+    let node = Node::new(64, "queue_capacity = 16\ndonations_per_minute = 1000");
+    let server = node.serve("");
+    let rt = runtime();
+    let admin = server.client(&rt, Some(ADMIN));
+    let researchers: Vec<Remote> = (0..16)
+        .map(|_| server.client(&rt, Some(RESEARCHER)))
+        .collect();
+    rt.block_on(async {
+        admin
+            .admin()
+            .setup(admin.request(pb::QuerySetupRequest {
+                sql: SUM.into(),
+                purpose: String::new(),
+            }))
+            .await
+            .unwrap();
+        let clients: Vec<_> = researchers
+            .into_iter()
+            .enumerate()
+            .map(|(i, remote)| {
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        let (_, bundle) = remote.run(query(SUM), |_| {}).await.unwrap();
+                        Err(bundle)
+                    } else {
+                        let mut receipts = Vec::new();
+                        for _ in 0..3 {
+                            let response = remote
+                                .donor()
+                                .donate(donate_request(5, &["energy-research", "public-health"]))
+                                .await
+                                .unwrap()
+                                .into_inner();
+                            receipts.push(response.receipt.unwrap());
+                        }
+                        Ok(receipts)
+                    }
+                })
+            })
+            .collect();
+        let node_key = admin.node_key().await.unwrap();
+        let mut receipts = Vec::new();
+        let mut bundles = 0;
+        for client in clients {
+            match client.await.unwrap() {
+                Ok(r) => receipts.extend(r),
+                Err(bundle) => {
+                    verify_offline(&admin, &bundle).await;
+                    bundles += 1;
+                }
+            }
+        }
+        assert_eq!(bundles, 8);
+        assert_eq!(receipts.len(), 24);
+        let mut ids = HashSet::new();
+        for r in &receipts {
+            let body = verify_receipt(r, Some(&node_key)).unwrap();
+            assert_eq!(body.rows, 5);
+            assert!(ids.insert(body.id));
+        }
+        // 120 donated rows: 15 full chunks were sealed as they filled, none pending.
+        let summary = &admin.datasets().await.unwrap()[0];
+        assert_eq!(summary.rows + summary.pending, 64 + 120, "{summary:?}");
+        let sealed = admin
+            .admin()
+            .seal(admin.request(pb::SealRequest {
+                dataset: "consumption".into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let summary = &admin.datasets().await.unwrap()[0];
+        assert_eq!((summary.rows, summary.pending), (184, 0), "{sealed:?}");
+        for id in ids {
+            let receipt = admin
+                .donor()
+                .get_receipt(pb::GetReceiptRequest { id })
+                .await
+                .unwrap()
+                .into_inner();
+            let body = verify_receipt(&receipt, Some(&node_key)).unwrap();
+            assert_eq!(body.status, pb::DonationStatus::Sealed as i32);
+            assert!(body.epoch.is_some());
+        }
+    });
+}
+
+#[test]
+fn a_full_queue_a_donor_limit_withdrawal_and_shutdown_during_a_proof() {
+    let node = Node::new(
+        64,
+        "proving_workers = 1\nqueue_capacity = 0\ndonations_per_minute = 3",
+    );
+    // Each chunk proof waits 400 ms, so a query takes seconds.
+    let server = node.serve("prove-chunk=sleep(400)");
+    let rt = runtime();
+    let researcher = server.client(&rt, Some(RESEARCHER));
+    let admin = server.client(&rt, Some(ADMIN));
+    let mut first = rt.block_on(async {
+        admin
+            .admin()
+            .setup(admin.request(pb::QuerySetupRequest {
+                sql: SUM.into(),
+                purpose: String::new(),
+            }))
+            .await
+            .unwrap();
+
+        // Donate, withdraw with the secret, and hit the per-address limit.
+        let donor = researcher.donor();
+        let donated = donor
+            .clone()
+            .donate(donate_request(3, &["public-health"]))
+            .await
+            .unwrap()
+            .into_inner();
+        let id = verify_receipt(donated.receipt.as_ref().unwrap(), None)
+            .unwrap()
+            .id;
+        let (c, _) = status(
+            donor
+                .clone()
+                .withdraw(pb::WithdrawRequest {
+                    id: id.clone(),
+                    withdrawal_secret: "00".repeat(32),
+                })
+                .await,
+        );
+        assert_eq!(c, Code::PermissionDenied);
+        let withdrawn = donor
+            .clone()
+            .withdraw(pb::WithdrawRequest {
+                id,
+                withdrawal_secret: donated.withdrawal_secret,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let body = verify_receipt(&withdrawn, None).unwrap();
+        assert_eq!(body.status, pb::DonationStatus::Withdrawn as i32);
+        let (c, m) = status(donor.clone().donate(donate_request(3, &["public-health"])).await);
+        assert_eq!(c, Code::ResourceExhausted, "{m}");
+        assert!(m.contains("at most 3 a minute"), "{m}");
+        assert_eq!(admin.datasets().await.unwrap()[0].pending, 0);
+
+        // One query proving fills the queue (one worker, no waiting places).
+        let mut first = researcher
+            .query()
+            .run(researcher.request(query(SUM)))
+            .await
+            .unwrap()
+            .into_inner();
+        loop {
+            let event = first.message().await.unwrap().unwrap().event.unwrap();
+            if matches!(event, Event::ChunkProven(_)) {
+                break;
+            }
+        }
+        let (c, m) = code(researcher.run(query(SUM), |_| {}).await);
+        assert_eq!(c, Code::ResourceExhausted, "{m}");
+        assert!(m.contains("proving queue is full: 1 queries"), "{m}");
+        first
+    });
+
+    // SIGTERM while the first query is proving: it is cancelled, the node exits cleanly.
+    let (exit, printed) = server.terminate();
+    assert!(exit.success(), "{exit:?}");
+    assert!(printed.contains("zkfabric node stopped"), "{printed}");
+    let ended = rt.block_on(async {
+        loop {
+            match first.message().await {
+                Ok(Some(pb::RunEvent {
+                    event: Some(Event::Finished(_)),
+                })) => break None,
+                Ok(Some(_)) => continue,
+                Ok(None) => break None,
+                Err(status) => break Some(status),
+            }
+        }
+    });
+    let ended = ended.expect("the cancelled query ends with an error status");
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    assert!(ended.message().contains("shutting down"), "{ended:?}");
+    let store = Store::open(&node.data()).unwrap();
+    let summary = &store.datasets().unwrap()[0];
+    assert_eq!((summary.rows, summary.pending), (64, 0));
+    store.manifest("consumption", None).unwrap().verify(None).unwrap();
+}
