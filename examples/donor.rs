@@ -23,7 +23,11 @@ fn week_of_readings() -> Vec<u8> {
     for h in 0..168u64 {
         let hour = h % 24;
         let evening = (17..=21).contains(&hour);
-        let kwh = if evening { 900 + 37 * (h % 5) } else { 250 + 11 * (h % 7) };
+        let kwh = if evening {
+            900 + 37 * (h % 5)
+        } else {
+            250 + 11 * (h % 7)
+        };
         let water = if (6..=8).contains(&hour) { 60 } else { 8 };
         csv.push_str(&format!(
             "{},Daan,{hour},3,41,{kwh},{water},{}\n",
@@ -80,7 +84,10 @@ async fn main() -> Result<()> {
         body.id,
         status_name(body.status)
     );
-    println!("keep the withdrawal secret to take it back: {}", response.withdrawal_secret);
+    println!(
+        "keep the withdrawal secret to take it back: {}",
+        response.withdrawal_secret
+    );
 
     if withdraw {
         let receipt = node
@@ -108,7 +115,10 @@ async fn main() -> Result<()> {
             .into_inner();
         let now = verify_receipt(&receipt, Some(&node_key))?;
         if let Some(epoch) = now.epoch {
-            println!("sealed: the rows are committed in epoch {epoch} of {}", now.dataset);
+            println!(
+                "sealed: the rows are committed in epoch {epoch} of {}",
+                now.dataset
+            );
             return Ok(());
         }
         println!("still {}; checking again in 1 s", status_name(now.status));

@@ -118,7 +118,10 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     while Instant::now() < deadline {
         let t = Instant::now();
-        probe.query().explain(probe.request(request.clone())).await?;
+        probe
+            .query()
+            .explain(probe.request(request.clone()))
+            .await?;
         explain.push(t.elapsed());
         let t = Instant::now();
         probe.datasets().await?;

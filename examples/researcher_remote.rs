@@ -56,7 +56,10 @@ async fn main() -> Result<()> {
             Event::Queued(q) => println!("queued at position {}", q.position),
             Event::Started(s) => println!("proving {} chunks", s.chunks),
             Event::ChunkProven(c) => {
-                println!("  {}/{} chunks, {:.0} rows/s", c.done, c.total, c.rows_per_second)
+                println!(
+                    "  {}/{} chunks, {:.0} rows/s",
+                    c.done, c.total, c.rows_per_second
+                )
             }
             Event::Combining(_) => println!("combining"),
             Event::Finished(_) => {}
@@ -88,11 +91,18 @@ async fn main() -> Result<()> {
     );
     println!("{sql}");
     for row in bundle.result.map(|r| r.rows).unwrap_or_default() {
-        let key = if row.label.is_empty() { row.key.to_string() } else { row.label };
+        let key = if row.label.is_empty() {
+            row.key.to_string()
+        } else {
+            row.label
+        };
         if row.suppressed {
             println!("  {key:>12}  suppressed (fewer rows than the node's minimum group size)");
         } else {
-            println!("  {key:>12}  count {}  sum {}  holds {}", row.count, row.sum, row.holds);
+            println!(
+                "  {key:>12}  count {}  sum {}  holds {}",
+                row.count, row.sum, row.holds
+            );
         }
     }
     Ok(())

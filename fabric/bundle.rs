@@ -141,7 +141,9 @@ pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::ProvableQuery {
 /// The provable query of a bundle, with the limits its shapes were made under (a
 /// bundle's group slots are the grouping column's codes, so any number of them is
 /// accepted here).
-pub fn query_from_proto(q: Option<&pb::ProvableQuery>) -> Result<(ProvableQuery, Limits), BundleError> {
+pub fn query_from_proto(
+    q: Option<&pb::ProvableQuery>,
+) -> Result<(ProvableQuery, Limits), BundleError> {
     let q = q.ok_or_else(|| malformed("query", "missing"))?;
     let mut slots = None;
     for (i, f) in q.filters.iter().enumerate() {

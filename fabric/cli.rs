@@ -7,8 +7,8 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context, Result};
-use ed25519_dalek::VerifyingKey;
 use clap::{Parser, Subcommand};
+use ed25519_dalek::VerifyingKey;
 use indicatif::{ProgressBar, ProgressStyle};
 use zkfabric::{
     config::Config,

@@ -29,7 +29,10 @@
 //! sha256 = "..."                       # `zkfabric token --role researcher` makes one
 //! ```
 
-use std::{net::SocketAddr, path::{Path, PathBuf}};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use serde::Deserialize;
 
@@ -195,9 +198,11 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         let q = &self.query;
         if q.combine_inputs < 2 || q.in_list_slots == 0 || q.max_groups == 0 {
-            return Err("[query]: combine_inputs must be at least 2, in_list_slots and \
+            return Err(
+                "[query]: combine_inputs must be at least 2, in_list_slots and \
                         max_groups at least 1"
-                .into());
+                    .into(),
+            );
         }
         if let Some(rows) = self.store.chunk_rows {
             if !rows.is_power_of_two() || !(2..=1 << 20).contains(&rows) {
@@ -207,8 +212,7 @@ impl Config {
             }
         }
         let s = &self.server;
-        if s.proving_workers == 0 || s.max_concurrent_requests == 0 || s.donations_per_minute == 0
-        {
+        if s.proving_workers == 0 || s.max_concurrent_requests == 0 || s.donations_per_minute == 0 {
             return Err("[server]: proving_workers, max_concurrent_requests and \
                         donations_per_minute must be at least 1"
                 .into());

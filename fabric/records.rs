@@ -321,11 +321,7 @@ pub fn read_donation(
     read(schema, path, Some(consent))
 }
 
-fn read(
-    schema: &Schema,
-    path: &Path,
-    consent: Option<u64>,
-) -> Result<Vec<Vec<u64>>, RecordsError> {
+fn read(schema: &Schema, path: &Path, consent: Option<u64>) -> Result<Vec<Vec<u64>>, RecordsError> {
     let malformed = |e: &dyn std::fmt::Display| RecordsError::Malformed {
         file: path.to_path_buf(),
         message: e.to_string(),

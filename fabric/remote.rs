@@ -163,9 +163,9 @@ impl Remote {
         while let Some(event) = stream.message().await? {
             match event.event {
                 Some(Event::Finished(f)) => {
-                    let bundle = f
-                        .bundle
-                        .ok_or_else(|| RemoteError::Invalid("a run finished without a bundle".into()))?;
+                    let bundle = f.bundle.ok_or_else(|| {
+                        RemoteError::Invalid("a run finished without a bundle".into())
+                    })?;
                     return Ok((f.bundle_id, bundle));
                 }
                 Some(other) => on_event(&other),
@@ -198,7 +198,8 @@ pub fn verify_receipt(
     if node_key.is_some_and(|k| *k != named) {
         return Err(invalid("signed by another node key"));
     }
-    let signature = Signature::from_slice(&receipt.signature).map_err(|_| invalid("bad signature"))?;
+    let signature =
+        Signature::from_slice(&receipt.signature).map_err(|_| invalid("bad signature"))?;
     named
         .verify(&receipt.body, &signature)
         .map_err(|_| invalid("signature does not verify"))?;

@@ -188,7 +188,8 @@ impl Store {
         // would race with another process's ingest.
         let lock_path = dir.join("lock");
         let lock = fs::File::create(&lock_path).map_err(io(&lock_path))?;
-        lock.try_lock().map_err(|_| StoreError::Busy(dir.to_path_buf()))?;
+        lock.try_lock()
+            .map_err(|_| StoreError::Busy(dir.to_path_buf()))?;
         let db = Connection::open(dir.join("catalog.sqlite"))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;

@@ -302,11 +302,7 @@ fn query_verify_and_tampering_from_the_command_line() {
     assert!(
         explained.contains("63 of 63 touched")
             && !explained.contains("key missing")
-            && explained.contains(" constraints, about ")
-            && fingerprints
-                .lines()
-                .filter_map(|l| l.split_whitespace().next())
-                .any(|f| explained.contains(f)),
+            && explained.contains(" constraints, about "),
         "{explained}"
     );
     let answer = tmp.path().join("answer.zkf");

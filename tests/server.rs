@@ -195,7 +195,11 @@ async fn verify_offline(remote: &Remote, bundle: &pb::Bundle) -> zkfabric::verif
 /// column when `consent` is given (a donation names its purposes in the request instead).
 fn readings_csv(rows: usize, consent: Option<&str>) -> Vec<u8> {
     let mut csv = String::from("time,district,hour,household_size,age,kwh,water,spend");
-    csv.push_str(if consent.is_some() { ",consent\n" } else { "\n" });
+    csv.push_str(if consent.is_some() {
+        ",consent\n"
+    } else {
+        "\n"
+    });
     for i in 0..rows {
         csv.push_str(&format!(
             "{},Daan,{},2,{},{},{},{}",
@@ -248,7 +252,13 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
             tonic_health::pb::health_check_response::ServingStatus::Serving as i32
         );
         let services = list_services(&server.url).await;
-        for s in ["zkfabric.v1.Catalog", "zkfabric.v1.Query", "zkfabric.v1.Donor", "zkfabric.v1.Admin", "grpc.health.v1.Health"] {
+        for s in [
+            "zkfabric.v1.Catalog",
+            "zkfabric.v1.Query",
+            "zkfabric.v1.Donor",
+            "zkfabric.v1.Admin",
+            "grpc.health.v1.Health",
+        ] {
             assert!(services.contains(s), "{s} not in {services:?}");
         }
 
@@ -262,14 +272,28 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
         // Queries need a token, Admin an admin token.
         let (c, m) = code(researcher.run(query(SUM), |_| {}).await);
         assert_eq!(c, Code::FailedPrecondition, "{m}");
-        assert!(m.contains("no proving key") && m.contains("Admin.Setup"), "{m}");
-        assert_eq!(code(anonymous.run(query(SUM), |_| {}).await).0, Code::Unauthenticated);
-        assert_eq!(code(stranger.run(query(SUM), |_| {}).await).0, Code::Unauthenticated);
+        assert!(
+            m.contains("no proving key") && m.contains("Admin.Setup"),
+            "{m}"
+        );
+        assert_eq!(
+            code(anonymous.run(query(SUM), |_| {}).await).0,
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            code(stranger.run(query(SUM), |_| {}).await).0,
+            Code::Unauthenticated
+        );
         let setup = pb::QuerySetupRequest {
             sql: SUM.into(),
             purpose: String::new(),
         };
-        let (c, m) = status(researcher.admin().setup(researcher.request(setup.clone())).await);
+        let (c, m) = status(
+            researcher
+                .admin()
+                .setup(researcher.request(setup.clone()))
+                .await,
+        );
         assert_eq!(c, Code::PermissionDenied, "{m}");
         assert!(m.contains("needs admin"), "{m}");
         let keys = admin
@@ -296,7 +320,10 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
             .run(query(SUM), |e| events.push(e.clone()))
             .await
             .unwrap();
-        assert!(matches!(events.first(), Some(Event::Queued(_))), "{events:?}");
+        assert!(
+            matches!(events.first(), Some(Event::Queued(_))),
+            "{events:?}"
+        );
         let proven = events
             .iter()
             .filter(|e| matches!(e, Event::ChunkProven(_)))
@@ -309,7 +336,10 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
         let row = &bundle.result.as_ref().unwrap().rows[0];
         assert!(!row.suppressed);
         assert_eq!(row.count, counted.len() as u64);
-        assert_eq!(row.sum, counted.iter().map(|i| 100 + 7 * i).sum::<u64>().to_string());
+        assert_eq!(
+            row.sum,
+            counted.iter().map(|i| 100 + 7 * i).sum::<u64>().to_string()
+        );
         let again = researcher
             .query()
             .get_bundle(researcher.request(pb::GetBundleRequest { bundle_id: id }))
@@ -352,7 +382,9 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
         assert_eq!(c, Code::InvalidArgument);
         assert!(m.contains("format"), "{m}");
         let mut bad_row = donate_request(4, &["energy-research"]);
-        bad_row.records = b"time,district,hour,household_size,age,kwh,water,spend\n1,Daan,99,2,40,1,1,1\n".to_vec();
+        bad_row.records =
+            b"time,district,hour,household_size,age,kwh,water,spend\n1,Daan,99,2,40,1,1,1\n"
+                .to_vec();
         let (c, m) = status(anonymous.donor().donate(bad_row).await);
         assert_eq!(c, Code::InvalidArgument);
         assert!(m.contains("records: row 1, column `hour`"), "{m}");
@@ -371,8 +403,15 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
                 .donate(donate_request(4000, &["energy-research"]))
                 .await,
         );
-        assert!(matches!(c, Code::OutOfRange | Code::ResourceExhausted), "{c:?}: {m}");
-        assert_eq!(anonymous.datasets().await.unwrap()[0].pending, 0, "nothing stored");
+        assert!(
+            matches!(c, Code::OutOfRange | Code::ResourceExhausted),
+            "{c:?}: {m}"
+        );
+        assert_eq!(
+            anonymous.datasets().await.unwrap()[0].pending,
+            0,
+            "nothing stored"
+        );
     });
 
     // The command line against the node: catalog, query and verify with --remote.
@@ -384,7 +423,11 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
     let text = ok(node.cli(&[&remote[..], &["catalog", "show", "consumption"]].concat()));
     assert!(text.contains("signature    valid"), "{text}");
     let text = ok(node.cli(
-        &[&remote[..], &["--token", RESEARCHER, "query", SUM, "--out", out]].concat(),
+        &[
+            &remote[..],
+            &["--token", RESEARCHER, "query", SUM, "--out", out],
+        ]
+        .concat(),
     ));
     assert!(text.contains("the node proved 8 chunk(s)"), "{text}");
     let text = ok(node.cli(&[&remote[..], &["verify", out]].concat()));
@@ -577,7 +620,12 @@ fn a_full_queue_a_donor_limit_withdrawal_and_shutdown_during_a_proof() {
             .into_inner();
         let body = verify_receipt(&withdrawn, None).unwrap();
         assert_eq!(body.status, pb::DonationStatus::Withdrawn as i32);
-        let (c, m) = status(donor.clone().donate(donate_request(3, &["public-health"])).await);
+        let (c, m) = status(
+            donor
+                .clone()
+                .donate(donate_request(3, &["public-health"]))
+                .await,
+        );
         assert_eq!(c, Code::ResourceExhausted, "{m}");
         assert!(m.contains("at most 3 a minute"), "{m}");
         assert_eq!(admin.datasets().await.unwrap()[0].pending, 0);
@@ -623,5 +671,9 @@ fn a_full_queue_a_donor_limit_withdrawal_and_shutdown_during_a_proof() {
     let store = Store::open(&node.data()).unwrap();
     let summary = &store.datasets().unwrap()[0];
     assert_eq!((summary.rows, summary.pending), (64, 0));
-    store.manifest("consumption", None).unwrap().verify(None).unwrap();
+    store
+        .manifest("consumption", None)
+        .unwrap()
+        .verify(None)
+        .unwrap();
 }

@@ -9,15 +9,15 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use ed25519_dalek::VerifyingKey;
+use indicatif::{ProgressBar, ProgressStyle};
 use zkfabric::{
     bundle::{self, Bundle},
-    remote::parse_node_key,
     config::Config,
     keys::KeyCache,
     prove::{self, Progress, Request},
     query::{sql, Aggregand, OutputKind, ProvableQuery},
+    remote::parse_node_key,
     schema::Schema,
     verify::{self, Report, Trust},
 };

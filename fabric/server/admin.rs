@@ -64,7 +64,11 @@ impl Admin for AdminService {
         })
         .await
         .map_err(|e| Status::internal(format!("setup task failed: {e}")))??;
-        tracing::info!(caller, keys = keys.len(), "made development keys on request");
+        tracing::info!(
+            caller,
+            keys = keys.len(),
+            "made development keys on request"
+        );
         Ok(Response::new(pb::QuerySetupResponse { keys }))
     }
 }

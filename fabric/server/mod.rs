@@ -10,8 +10,8 @@
 //!   two proofs, and returns once every worker has stopped; proving never writes the
 //!   store, so it stays consistent.
 
-pub mod auth;
 mod admin;
+pub mod auth;
 mod catalog;
 mod donor;
 mod query;
@@ -146,10 +146,18 @@ pub async fn serve(
     let admin = AdminServer::new(admin::AdminService(node.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    health.set_serving::<CatalogServer<catalog::CatalogService>>().await;
-    health.set_serving::<QueryServer<query::QueryService>>().await;
-    health.set_serving::<DonorServer<donor::DonorService>>().await;
-    health.set_serving::<AdminServer<admin::AdminService>>().await;
+    health
+        .set_serving::<CatalogServer<catalog::CatalogService>>()
+        .await;
+    health
+        .set_serving::<QueryServer<query::QueryService>>()
+        .await;
+    health
+        .set_serving::<DonorServer<donor::DonorService>>()
+        .await;
+    health
+        .set_serving::<AdminServer<admin::AdminService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(zkfabric_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

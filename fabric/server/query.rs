@@ -37,7 +37,6 @@ pub(crate) struct ProvingQueue {
     seconds_per_constraint: Mutex<Option<f64>>,
 }
 
-
 impl ProvingQueue {
     pub(crate) fn new(workers: usize, capacity: usize) -> Self {
         let total = (workers + capacity) as u32;
@@ -194,7 +193,13 @@ impl Node {
                 }
             };
             handle
-                .block_on(prove::prove(prepared, &node.keys, &request, progress, &job_cancel))
+                .block_on(prove::prove(
+                    prepared,
+                    &node.keys,
+                    &request,
+                    progress,
+                    &job_cancel,
+                ))
                 .map_err(prove_status)
         })
         .await;

@@ -196,12 +196,13 @@ impl Store {
             }
             _ => {}
         }
-        let batch = batch.ok_or_else(|| StoreError::Corrupt(format!("donation {id} has no batch")))?;
-        let file: String = self.db.query_row(
-            "SELECT file FROM pending WHERE batch = ?1",
-            [batch],
-            |r| r.get(0),
-        )?;
+        let batch =
+            batch.ok_or_else(|| StoreError::Corrupt(format!("donation {id} has no batch")))?;
+        let file: String =
+            self.db
+                .query_row("SELECT file FROM pending WHERE batch = ?1", [batch], |r| {
+                    r.get(0)
+                })?;
         let tx = self
             .db
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
