@@ -11,23 +11,11 @@ use std::{
 use tempfile::TempDir;
 use zkfabric::{manifest::fr_to_hex, schema::Schema, store::Store};
 
-fn zkfabric(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zkfabric"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::ok;
 
-fn ok(out: Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "stdout: {text}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+fn zkfabric(data: &Path, args: &[&str]) -> Output {
+    common::zkfabric_with("--data-dir", data, args)
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::{
     collections::HashSet,
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Output, Stdio},
 };
 
@@ -27,24 +27,8 @@ fn sha256(text: &str) -> String {
     zkfabric::store::sha256_hex(text.as_bytes())
 }
 
-fn zkfabric(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zkfabric"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "stdout: {text}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
+mod common;
+use common::ok;
 
 /// A node's directory: configuration (8-row chunks, tiny shapes, two tokens) and data.
 struct Node {
@@ -82,7 +66,7 @@ impl Node {
     }
 
     fn cli(&self, args: &[&str]) -> Output {
-        zkfabric(&self.config, args)
+        common::zkfabric_with("--config", &self.config, args)
     }
 
     fn data(&self) -> PathBuf {
@@ -172,6 +156,21 @@ fn code<T: std::fmt::Debug>(result: Result<T, RemoteError>) -> (Code, String) {
 fn status<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>) -> (Code, String) {
     let s = result.expect_err("expected an error status");
     (s.code(), s.message().to_string())
+}
+
+/// Makes the keys `sql` needs with an admin's Admin.Setup; returns the key lines.
+async fn setup_keys(admin: &Remote, sql: &str) -> Vec<String> {
+    let request = pb::QuerySetupRequest {
+        sql: sql.into(),
+        purpose: String::new(),
+    };
+    admin
+        .admin()
+        .setup(admin.request(request))
+        .await
+        .unwrap()
+        .into_inner()
+        .keys
 }
 
 /// Verifies `bundle` offline against the node's key and the fingerprints it publishes.
@@ -288,22 +287,10 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
             sql: SUM.into(),
             purpose: String::new(),
         };
-        let (c, m) = status(
-            researcher
-                .admin()
-                .setup(researcher.request(setup.clone()))
-                .await,
-        );
+        let (c, m) = status(researcher.admin().setup(researcher.request(setup)).await);
         assert_eq!(c, Code::PermissionDenied, "{m}");
         assert!(m.contains("needs admin"), "{m}");
-        let keys = admin
-            .admin()
-            .setup(admin.request(setup))
-            .await
-            .unwrap()
-            .into_inner()
-            .keys;
-        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert_eq!(setup_keys(&admin, SUM).await.len(), 3);
 
         // Explain, then run: progress events, then the bundle, which verifies offline.
         let explained = researcher
@@ -488,14 +475,7 @@ fn sixteen_concurrent_clients_query_and_donate_and_nothing_is_lost() {
         .map(|_| server.client(&rt, Some(RESEARCHER)))
         .collect();
     rt.block_on(async {
-        admin
-            .admin()
-            .setup(admin.request(pb::QuerySetupRequest {
-                sql: SUM.into(),
-                purpose: String::new(),
-            }))
-            .await
-            .unwrap();
+        setup_keys(&admin, SUM).await;
         let clients: Vec<_> = researchers
             .into_iter()
             .enumerate()
@@ -579,14 +559,7 @@ fn a_full_queue_a_donor_limit_withdrawal_and_shutdown_during_a_proof() {
     let researcher = server.client(&rt, Some(RESEARCHER));
     let admin = server.client(&rt, Some(ADMIN));
     let mut first = rt.block_on(async {
-        admin
-            .admin()
-            .setup(admin.request(pb::QuerySetupRequest {
-                sql: SUM.into(),
-                purpose: String::new(),
-            }))
-            .await
-            .unwrap();
+        setup_keys(&admin, SUM).await;
 
         // Donate, withdraw with the secret, and hit the per-address limit.
         let donor = researcher.donor();

@@ -100,15 +100,7 @@ pub fn query(data_dir: &Path, request: &Request, out: &Path, json: bool) -> Resu
     let store = open(data_dir)?;
     let keys = KeyCache::new(data_dir);
     let started = Instant::now();
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {pos}/{len} chunks, {per_sec}, {eta} left",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message("planning");
+    let bar = chunk_bar("planning");
     let proving_started = std::sync::Mutex::new(None);
     let progress = |p: Progress| match p {
         Progress::Setup => bar.suspend(|| {
@@ -143,6 +135,20 @@ pub fn query(data_dir: &Path, request: &Request, out: &Path, json: bool) -> Resu
         proven_rows(&bundle) as f64 / proving,
     );
     Ok(bundle)
+}
+
+/// A progress bar over chunk proofs, starting with `message`.
+pub fn chunk_bar(message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} chunks, {per_sec}, {eta} left",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
 }
 
 /// Rows the chunk proofs of `bundle` cover (full chunks).

@@ -4,7 +4,6 @@
 use std::{io::Write, net::SocketAddr, path::Path, time::Instant};
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use zkfabric::{
     config::Config,
     remote::{Remote, RemoteError},
@@ -14,7 +13,7 @@ use zkfabric::{
 use zkfabric_proto::v1::{self as pb, run_event::Event};
 
 use super::{
-    answer::{block_on, finish_answer, print_explanation, proven_rows, NodePins},
+    answer::{block_on, chunk_bar, finish_answer, print_explanation, proven_rows, NodePins},
     print_catalog, print_manifest,
 };
 
@@ -101,15 +100,7 @@ pub fn explain(remote: &Remote, request: pb::QueryRequest) -> Result<()> {
 /// bundle and prints the answer. The bundle is not trusted for being fetched: verify it.
 pub fn query(remote: &Remote, request: pb::QueryRequest, out: &Path, json: bool) -> Result<()> {
     let started = Instant::now();
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {pos}/{len} chunks, {per_sec}, {eta} left",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message("sent");
+    let bar = chunk_bar("sent");
     let on_event = |event: &Event| match event {
         Event::Queued(q) => bar.set_message(format!("queued at position {}", q.position)),
         Event::Started(s) => {
