@@ -34,10 +34,11 @@ struct Cli {
     #[arg(long, global = true, env = "ZKFABRIC_CONFIG")]
     config: Option<PathBuf>,
     /// Ask the node at this URL (e.g. http://127.0.0.1:50051) instead of the local data
-    /// directory: for `query`, `verify` (the node key) and `catalog`.
+    /// directory: for `query`, `verify` (the node's keys), `catalog`, and with an admin
+    /// token `seal` and `setup`.
     #[arg(long, global = true, env = "ZKFABRIC_REMOTE")]
     remote: Option<String>,
-    /// Bearer token for `--remote` queries (as `zkfabric token` made it).
+    /// Bearer token for `--remote` queries, seals and setups (as `zkfabric token` made it).
     #[arg(long, global = true, env = "ZKFABRIC_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
@@ -205,10 +206,15 @@ fn execute(cli: Cli) -> Result<()> {
     let data_dir = data_dir.as_path();
     let remote = match (&cli.remote, &cli.command) {
         (None, _) => None,
-        (Some(url), Command::Query { .. } | Command::Verify { .. } | Command::Catalog { .. }) => {
-            Some(node::connect(url, cli.token.clone())?)
-        }
-        (Some(_), _) => bail!("--remote is for query, verify and catalog only"),
+        (
+            Some(url),
+            Command::Query { .. }
+            | Command::Verify { .. }
+            | Command::Catalog { .. }
+            | Command::Seal { .. }
+            | Command::Setup { .. },
+        ) => Some(node::connect(url, cli.token.clone())?),
+        (Some(_), _) => bail!("--remote is for query, verify, catalog, seal and setup only"),
     };
     match cli.command {
         Command::Generate {
@@ -259,9 +265,15 @@ fn execute(cli: Cli) -> Result<()> {
             let pins = remote.map(|r| node::pins(&r)).transpose()?;
             verify(&bundle, trusted_keys.as_deref(), node_key.as_deref(), pins)
         }
-        Command::Setup { sql, purpose } => setup(data_dir, &config, &sql, purpose),
+        Command::Setup { sql, purpose } => match remote {
+            Some(remote) => node::setup(&remote, &sql, purpose),
+            None => setup(data_dir, &config, &sql, purpose),
+        },
         Command::Demo { rows, keep } => demo(rows, keep),
-        Command::Seal { dataset } => seal(data_dir, &dataset),
+        Command::Seal { dataset } => match remote {
+            Some(remote) => node::seal(&remote, &dataset),
+            None => seal(data_dir, &dataset),
+        },
         Command::Serve { listen } => node::serve(config, data_dir, listen),
         Command::Token { name, role } => node::token(&name, &role),
         Command::Catalog { show: None } => match remote {

@@ -16,7 +16,7 @@
 //! listen = "127.0.0.1:50051"
 //! data_dir = "zkfabric-data"           # --data-dir and ZKFABRIC_DATA_DIR take precedence
 //! max_message_bytes = 16777216         # largest request or response
-//! request_timeout_secs = 30            # deadline of every call but Run's stream
+//! request_timeout_secs = 30            # longest wait for the store (admin calls wait on)
 //! proving_workers = 1                  # queries proven at once (each uses every core)
 //! queue_capacity = 8                   # queries waiting; more get RESOURCE_EXHAUSTED
 //! max_concurrent_requests = 64         # calls in progress per connection
@@ -94,7 +94,8 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
     /// Largest request or response message.
     pub max_message_bytes: usize,
-    /// Deadline of every call except Run's stream of progress.
+    /// Longest a call waits for the store before DEADLINE_EXCEEDED (administrators'
+    /// calls wait as long as it takes).
     pub request_timeout_secs: u64,
     /// Queries proven at once.
     pub proving_workers: usize,

@@ -417,6 +417,8 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
         .concat(),
     ));
     assert!(text.contains("the node proved 8 chunk(s)"), "{text}");
+    let text = ok(node.cli(&[&remote[..], &["--token", ADMIN, "seal", "consumption"]].concat()));
+    assert!(text.contains("nothing to seal"), "{text}");
     let text = ok(node.cli(&[&remote[..], &["verify", out]].concat()));
     assert!(
         text.contains("manifest signature valid")

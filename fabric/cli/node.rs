@@ -1,5 +1,5 @@
-//! The node commands: `serve`, `token`, and the `--remote` forms of `query`, `verify` and
-//! `catalog`.
+//! The node commands: `serve`, `token`, and the `--remote` forms of `query`, `verify`,
+//! `catalog`, `seal` and `setup`.
 
 use std::{io::Write, net::SocketAddr, path::Path, time::Instant};
 
@@ -158,4 +158,41 @@ pub fn catalog_show(remote: &Remote, dataset: &str, epoch: Option<u64>) -> Resul
         .map(|e| e.epoch)
         .collect();
     print_manifest(&manifest?, &epochs, &key?)
+}
+
+/// `zkfabric seal --remote`: an administrator seals on the node.
+pub fn seal(remote: &Remote, dataset: &str) -> Result<()> {
+    let sealed = block_on(remote.admin().seal(remote.request(pb::SealRequest {
+        dataset: dataset.to_string(),
+    })))?
+    .map_err(RemoteError::from)?
+    .into_inner();
+    if sealed.sealed {
+        println!(
+            "sealed {} rows into {} chunk(s): epoch {} published",
+            sealed.rows, sealed.chunks, sealed.epoch
+        );
+    } else {
+        println!("nothing to seal: {dataset} has no pending rows");
+    }
+    Ok(())
+}
+
+/// `zkfabric setup --remote`: an administrator makes the node's keys for the queries.
+pub fn setup(remote: &Remote, sql: &[String], purpose: Option<String>) -> Result<()> {
+    println!("# development keys (single-party setup) of the node");
+    for text in sql {
+        let request = pb::QuerySetupRequest {
+            sql: text.clone(),
+            purpose: purpose.clone().unwrap_or_default(),
+        };
+        let keys = block_on(remote.admin().setup(remote.request(request)))?
+            .map_err(RemoteError::from)?
+            .into_inner()
+            .keys;
+        for line in keys {
+            println!("{line}");
+        }
+    }
+    Ok(())
 }

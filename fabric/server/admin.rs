@@ -21,7 +21,7 @@ impl Admin for AdminService {
         let dataset = request.into_inner().dataset;
         let sealed = self
             .0
-            .with_store(move |store| store.seal(&dataset).map_err(store_status))
+            .with_store_waiting(move |store| store.seal(&dataset).map_err(store_status))
             .await?;
         tracing::info!(caller, ?sealed, "sealed on request");
         Ok(Response::new(match sealed {
@@ -50,7 +50,7 @@ impl Admin for AdminService {
         // Plan with the store, make the keys without it.
         let circuits = self
             .0
-            .with_store(move |store| {
+            .with_store_waiting(move |store| {
                 let ctx = datafusion::prelude::SessionContext::new();
                 tokio::runtime::Handle::current()
                     .block_on(prove::plan(&ctx, store, &request))

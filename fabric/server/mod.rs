@@ -21,12 +21,15 @@ use std::{
     net::{IpAddr, SocketAddr},
     num::NonZeroU32,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::TcpListener,
+    sync::{watch, Mutex, OwnedMutexGuard},
+};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{transport::Server, Request, Status};
 use zkfabric_proto::v1::{
@@ -61,7 +64,7 @@ pub enum ServerError {
 
 /// What every service shares: the store, the keys, the configuration and the queue.
 pub(crate) struct Node {
-    store: Mutex<Store>,
+    store: Arc<Mutex<Store>>,
     data_dir: PathBuf,
     keys: KeyCache,
     config: Config,
@@ -73,21 +76,41 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    /// Runs `f` with the store on a blocking thread (SQLite and file I/O block).
+    /// Runs `f` with the store on a blocking thread (SQLite and file I/O block), after
+    /// waiting at most the configured request timeout for the store: DEADLINE_EXCEEDED
+    /// if it stays busy (a long seal, say). Once started, `f` runs to completion, so a
+    /// call never half-happens.
     async fn with_store<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut Store) -> Result<T, Status> + Send + 'static,
     ) -> Result<T, Status> {
-        let node = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut store = node
-                .store
-                .lock()
-                .map_err(|_| Status::internal("the store lock is poisoned"))?;
-            f(&mut store)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+        let wait = Duration::from_secs(self.config.server.request_timeout_secs.max(1));
+        let store = tokio::time::timeout(wait, self.store.clone().lock_owned())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "the store stayed busy for {} s (sealing or making keys); try again",
+                    wait.as_secs()
+                ))
+            })?;
+        Self::on_store(store, f).await
+    }
+
+    /// [`Node::with_store`] without a deadline on the wait: for administrators' calls.
+    async fn with_store_waiting<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Store) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        Self::on_store(self.store.clone().lock_owned().await, f).await
+    }
+
+    async fn on_store<T: Send + 'static>(
+        mut store: OwnedMutexGuard<Store>,
+        f: impl FnOnce(&mut Store) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        tokio::task::spawn_blocking(move || f(&mut store))
+            .await
+            .map_err(|e| Status::internal(format!("store task failed: {e}")))?
     }
 
     /// Refuses a donor call when the caller's address has used up its quota.
@@ -122,7 +145,7 @@ pub async fn serve(
     let per_minute = NonZeroU32::new(server.donations_per_minute).unwrap_or(NonZeroU32::MIN);
     let (stop, stopped) = watch::channel(false);
     let node = Arc::new(Node {
-        store: Mutex::new(store),
+        store: Arc::new(Mutex::new(store)),
         data_dir: data_dir.to_path_buf(),
         keys: KeyCache::new(data_dir),
         tokens: Tokens::new(&server.tokens),
@@ -176,8 +199,9 @@ pub async fn serve(
                 .await;
         }
     };
+    // Deadlines: a client's grpc-timeout is honoured; the node bounds how long a call
+    // waits for the store (`with_store`), not how long Admin calls or Run's stream take.
     Server::builder()
-        .timeout(Duration::from_secs(server.request_timeout_secs.max(1)))
         .concurrency_limit_per_connection(server.max_concurrent_requests)
         .add_service(health_service)
         .add_service(reflection)

@@ -156,10 +156,7 @@ impl Node {
             let send = |event| events.send(Ok(pb::RunEvent { event: Some(event) })).is_ok();
             let handle = tokio::runtime::Handle::current();
             let prepared = {
-                let store = node
-                    .store
-                    .lock()
-                    .map_err(|_| Status::internal("the store lock is poisoned"))?;
+                let store = node.store.blocking_lock();
                 handle
                     .block_on(prove::prepare(&store, &request))
                     .map_err(prove_status)?
