@@ -5,6 +5,7 @@
 //! - [`commitment`]: how a chunk of rows is committed (salted column groups, packed narrow
 //!   columns, one chunk commitment);
 //! - [`gadgets`]: range checks, bounded comparisons, equality and IN-list membership;
+//! - [`eddsa`]: circomlib's EdDSA-Poseidon over BabyJubJub, native and as a gadget;
 //! - the circuits, each with a native twin computing the same outputs:
 //!   [`aggregate`] (filtered SUM/COUNT per group over one chunk), [`combine`] (opens
 //!   per-chunk partials, suppresses small groups, answers predicates) and [`attribute`]
@@ -16,6 +17,7 @@ pub mod aggregate;
 pub mod attribute;
 pub mod combine;
 pub mod commitment;
+pub mod eddsa;
 mod error;
 pub mod gadgets;
 pub mod poseidon;
