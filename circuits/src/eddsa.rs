@@ -18,10 +18,10 @@ use ark_ec::{
 use ark_ff::{AdditiveGroup, BigInteger, MontFp, PrimeField};
 use ark_r1cs_std::{
     boolean::Boolean,
+    convert::ToBitsGadget,
     eq::EqGadget,
     fields::fp::FpVar,
     groups::{curves::twisted_edwards::AffineVar, CurveVar},
-    convert::ToBitsGadget,
 };
 use ark_relations::gr1cs::SynthesisError;
 use sha2::{Digest, Sha512};
@@ -179,7 +179,6 @@ pub fn witness_point(
         ark_r1cs_std::alloc::AllocationMode::Witness,
     )
 }
-
 
 #[cfg(test)]
 mod tests {

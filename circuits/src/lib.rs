@@ -8,8 +8,9 @@
 //! - [`eddsa`]: circomlib's EdDSA-Poseidon over BabyJubJub, native and as a gadget;
 //! - the circuits, each with a native twin computing the same outputs:
 //!   [`aggregate`] (filtered SUM/COUNT per group over one chunk), [`combine`] (opens
-//!   per-chunk partials, suppresses small groups, answers predicates) and [`attribute`]
-//!   (a committed value lies in a range);
+//!   per-chunk partials, suppresses small groups, answers predicates), [`attribute`]
+//!   (a committed value lies in a range) and [`eligibility`] (a signed credential makes
+//!   its holder an adult resident, with a per-dataset nullifier);
 //! - [`snark`]: Groth16 setup, proving from cached constraint matrices, verification,
 //!   batch verification, key (de)serialization and fingerprints.
 
@@ -18,6 +19,7 @@ pub mod attribute;
 pub mod combine;
 pub mod commitment;
 pub mod eddsa;
+pub mod eligibility;
 mod error;
 pub mod gadgets;
 pub mod poseidon;
