@@ -24,6 +24,7 @@ use ark_r1cs_std::{
     groups::{curves::twisted_edwards::AffineVar, CurveVar},
 };
 use ark_relations::gr1cs::SynthesisError;
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 use sha2::{Digest, Sha512};
 
 use crate::{poseidon, Fr};
@@ -102,6 +103,33 @@ impl SecretKey {
         let s = r + scalar_of(h) * Scalar::from(8u8) * self.0;
         Signature { r8, s }
     }
+}
+
+/// A point as 64 hex digits (compressed: `y` and the sign of `x`).
+pub fn point_to_hex(point: &Point) -> String {
+    let mut bytes = Vec::with_capacity(32);
+    point
+        .serialize_compressed(&mut bytes)
+        .expect("serializing into a Vec cannot fail");
+    hex::encode(bytes)
+}
+
+/// A point from [`point_to_hex`]'s form, checked to lie on the curve in the prime-order
+/// subgroup.
+pub fn point_from_hex(text: &str) -> Option<Point> {
+    let bytes = hex::decode(text.trim()).ok()?;
+    Point::deserialize_compressed(&bytes[..]).ok()
+}
+
+/// A scalar as 64 hex digits (little-endian).
+pub fn scalar_to_hex(scalar: &Scalar) -> String {
+    hex::encode(scalar.into_bigint().to_bytes_le())
+}
+
+/// A scalar from [`scalar_to_hex`]'s form; `None` unless canonical.
+pub fn scalar_from_hex(text: &str) -> Option<Scalar> {
+    let bytes = hex::decode(text.trim()).ok()?;
+    Scalar::deserialize_compressed(&bytes[..]).ok()
 }
 
 /// The challenge `Poseidon(R8.x, R8.y, A.x, A.y, m)`.
@@ -230,6 +258,18 @@ mod tests {
             let other = SecretKey(Scalar::from(7u8)).public_key();
             assert!(!verify(&other, message, &signature));
         }
+    }
+
+    #[test]
+    fn points_and_scalars_round_trip_through_hex() {
+        let key = SecretKey(Scalar::from(987_654_321u64));
+        let public = key.public_key();
+        assert_eq!(point_from_hex(&point_to_hex(&public)), Some(public));
+        assert_eq!(scalar_from_hex(&scalar_to_hex(&key.0)), Some(key.0));
+        // A point off the prime-order subgroup is refused.
+        let low_order = Point::new_unchecked(Fr::from(0u8), -Fr::from(1u8));
+        assert!(low_order.is_on_curve());
+        assert_eq!(point_from_hex(&point_to_hex(&low_order)), None);
     }
 
     #[test]
