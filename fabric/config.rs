@@ -27,9 +27,16 @@
 //! name = "alice"
 //! role = "researcher"                  # researcher or admin
 //! sha256 = "..."                       # `zkfabric token --role researcher` makes one
+//!
+//! [donors.consumption]                 # donations to `consumption` need a credential
+//! issuers = ["..."]                    # `zkfabric credential keygen --issuer` prints one
+//! districts = [4, 6]                   # allowed residence district codes (up to 16)
+//! min_age = 18
+//! donations_per_donor = 1
 //! ```
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
 };
@@ -51,6 +58,34 @@ pub struct Config {
     /// How `zkfabric serve` serves.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Per dataset, what donations must prove (`[donors.<dataset>]`).
+    #[serde(default)]
+    pub donors: BTreeMap<String, DonorPolicy>,
+}
+
+/// A `[donors.<dataset>]` table: donations to the dataset must carry an eligibility proof
+/// from a credential of one of `issuers`, for an adult resident of one of `districts`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DonorPolicy {
+    /// Accepted credential issuers: BabyJubJub public keys, 64 hex digits each.
+    pub issuers: Vec<String>,
+    /// Allowed residence district codes (1 to 16).
+    pub districts: Vec<u64>,
+    /// Minimum age on the donation date.
+    #[serde(default = "adult")]
+    pub min_age: u32,
+    /// Donations one donor (one nullifier) may make to the dataset.
+    #[serde(default = "one")]
+    pub donations_per_donor: u32,
+}
+
+fn adult() -> u32 {
+    18
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The `[store]` table.
@@ -223,6 +258,36 @@ impl Config {
                 return Err(format!(
                     "[[server.tokens]] {}: sha256 must be 64 hex digits",
                     t.name
+                ));
+            }
+        }
+        for (dataset, policy) in &self.donors {
+            let at = format!("[donors.{dataset}]");
+            if let Some(bad) = policy
+                .issuers
+                .iter()
+                .find(|k| zkfabric_circuits::eddsa::point_from_hex(k).is_none())
+            {
+                return Err(format!(
+                    "{at}: issuer {bad:?} is not a BabyJubJub public key"
+                ));
+            }
+            if policy.issuers.is_empty() {
+                return Err(format!("{at}: list at least one issuer"));
+            }
+            let slots = zkfabric_circuits::eligibility::DISTRICT_BITS;
+            if policy.districts.is_empty()
+                || policy.districts.len() > crate::donor::SHAPE.districts
+                || policy.districts.iter().any(|d| d >> slots != 0)
+            {
+                return Err(format!(
+                    "{at}: districts must be 1 to {} codes below 2^{slots}",
+                    crate::donor::SHAPE.districts
+                ));
+            }
+            if policy.min_age > 150 || policy.donations_per_donor == 0 {
+                return Err(format!(
+                    "{at}: min_age at most 150, donations_per_donor at least 1"
                 ));
             }
         }

@@ -18,6 +18,7 @@
 //! - [`verify`]: the offline verifier;
 //! - [`server`]: the gRPC node (`zkfabric serve`);
 //! - [`remote`]: a client of a node, for the CLI's `--remote` and the examples;
+//! - [`donor`]: donors' credentials and eligibility proofs;
 //! - [`demo`]: the demo's data and questions.
 //!
 //! See `DESIGN.md` and `examples/`.
@@ -27,6 +28,7 @@ pub use zkfabric_circuits as circuits;
 pub mod bundle;
 pub mod config;
 pub mod demo;
+pub mod donor;
 pub mod keys;
 pub mod manifest;
 pub mod prove;

@@ -37,7 +37,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use zkfabric_circuits::{commitment::Chunk, CircuitError, Fr};
 
 mod donations;
-pub use donations::{sha256_hex, Donation, DonationStatus};
+pub use donations::{sha256_hex, Donation, DonationStatus, Eligible};
 
 use crate::{
     manifest::{fr_to_hex, ChunkEntry, Manifest, SignedManifest},
@@ -82,6 +82,9 @@ pub enum StoreError {
     /// A donation was refused: the message says why; nothing was stored.
     #[error("donation refused: {0}")]
     Donation(String),
+    /// A replayed eligibility proof, or a donor beyond the dataset's per-donor limit.
+    #[error("donation refused: {0}")]
+    Duplicate(String),
     /// No donation has that receipt id.
     #[error("no donation has receipt id `{0}`")]
     UnknownDonation(String),
@@ -171,7 +174,8 @@ CREATE TABLE IF NOT EXISTS donations (
     id TEXT PRIMARY KEY, dataset TEXT NOT NULL REFERENCES datasets(name),
     batch INTEGER, own_batch INTEGER NOT NULL, records_sha256 TEXT NOT NULL,
     rows INTEGER NOT NULL, purposes TEXT NOT NULL, donated_at INTEGER NOT NULL,
-    secret_sha256 TEXT NOT NULL, epoch INTEGER, withdrawn_at INTEGER);
+    secret_sha256 TEXT NOT NULL, epoch INTEGER, withdrawn_at INTEGER,
+    nullifier TEXT, proof_sha256 TEXT UNIQUE);
 CREATE TABLE IF NOT EXISTS epochs (
     dataset TEXT NOT NULL REFERENCES datasets(name), epoch INTEGER NOT NULL,
     manifest TEXT NOT NULL, PRIMARY KEY (dataset, epoch));

@@ -42,10 +42,25 @@ pub struct Donation {
     pub purposes: Vec<String>,
     /// Unix seconds.
     pub donated_at: u64,
+    /// The donor's nullifier, when the donation proved eligibility.
+    pub nullifier: Option<String>,
     /// Pending, sealed or withdrawn.
     pub status: DonationStatus,
     /// First epoch whose chunks hold every row, once sealed.
     pub epoch: Option<u64>,
+}
+
+/// What an eligibility proof established for a donation: the donor's nullifier in the
+/// dataset, the proof's hash (a proof is used once) and how many donations one donor may
+/// make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Eligible {
+    /// The nullifier, hex.
+    pub nullifier: String,
+    /// SHA-256 of the proof bytes, hex.
+    pub proof_sha256: String,
+    /// Donations (not withdrawn) one nullifier may hold.
+    pub limit: u32,
 }
 
 /// The hex SHA-256 of `bytes`: how donation files and withdrawal secrets are kept.
@@ -55,8 +70,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 impl Store {
     /// Stores the record file `path` as one donation to `dataset`, every row consenting to
-    /// `purposes`; `secret_sha256` is the hash of the secret that may withdraw it. Returns
-    /// the donation and, when its rows filled chunks, the seal that published them. If
+    /// `purposes`; `secret_sha256` is the hash of the secret that may withdraw it, and
+    /// `eligible` what its eligibility proof established (checked by the caller): a proof
+    /// is used once, and a nullifier holds at most its limit of donations. Returns the
+    /// donation and, when its rows filled chunks, the seal that published them. If
     /// anything is refused, nothing is stored.
     pub fn donate(
         &mut self,
@@ -64,6 +81,7 @@ impl Store {
         path: &Path,
         purposes: &[String],
         secret_sha256: &str,
+        eligible: Option<&Eligible>,
     ) -> Result<(Donation, Option<SealReport>), StoreError> {
         let schema = self.schema(dataset)?;
         let consent_column = &schema.columns[schema.consent()];
@@ -106,16 +124,20 @@ impl Store {
             rows,
             purposes,
             donated_at: now(),
+            nullifier: eligible.map(|e| e.nullifier.clone()),
             status: DonationStatus::Pending,
             epoch: None,
         };
         let source = format!("donation {}", donation.id);
         let (_, sealed): (IngestReport, _) =
             self.add_pending(&schema, vec![(source, columns)], |tx, batches| {
+                if let Some(e) = eligible {
+                    check_eligible(tx, dataset, e)?;
+                }
                 tx.execute(
                     "INSERT INTO donations (id, dataset, batch, own_batch, records_sha256, rows,
-                        purposes, donated_at, secret_sha256)
-                     VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8)",
+                        purposes, donated_at, secret_sha256, nullifier, proof_sha256)
+                     VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
                         donation.id,
                         dataset,
@@ -124,7 +146,9 @@ impl Store {
                         rows as i64,
                         donation.purposes.join(","),
                         donation.donated_at as i64,
-                        secret_sha256
+                        secret_sha256,
+                        eligible.map(|e| &e.nullifier),
+                        eligible.map(|e| &e.proof_sha256)
                     ],
                 )?;
                 Ok(())
@@ -137,7 +161,8 @@ impl Store {
     pub fn donation(&self, id: &str) -> Result<Donation, StoreError> {
         self.db
             .query_row(
-                "SELECT dataset, records_sha256, rows, purposes, donated_at, epoch, withdrawn_at
+                "SELECT dataset, records_sha256, rows, purposes, donated_at, epoch, withdrawn_at,
+                        nullifier
                  FROM donations WHERE id = ?1",
                 [id],
                 |r| {
@@ -151,6 +176,7 @@ impl Store {
                         rows: r.get::<_, i64>(2)? as u64,
                         purposes: purposes.split(',').map(str::to_string).collect(),
                         donated_at: r.get::<_, i64>(4)? as u64,
+                        nullifier: r.get(7)?,
                         status: match (withdrawn, epoch) {
                             (Some(_), _) => DonationStatus::Withdrawn,
                             (None, Some(_)) => DonationStatus::Sealed,
@@ -217,6 +243,33 @@ impl Store {
         tracing::info!(dataset = donation.dataset, "withdrew a donation");
         self.donation(id)
     }
+}
+
+/// Within a donation's transaction: the proof was never used, and the donor has room
+/// for one more donation.
+fn check_eligible(tx: &Transaction, dataset: &str, e: &Eligible) -> Result<(), StoreError> {
+    let used: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM donations WHERE proof_sha256 = ?1)",
+        [&e.proof_sha256],
+        |r| r.get(0),
+    )?;
+    if used {
+        return Err(StoreError::Duplicate(
+            "this eligibility proof was already used: a replayed proof".into(),
+        ));
+    }
+    let held: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM donations
+         WHERE dataset = ?1 AND nullifier = ?2 AND withdrawn_at IS NULL",
+        params![dataset, e.nullifier],
+        |r| r.get(0),
+    )?;
+    if held >= i64::from(e.limit) {
+        return Err(StoreError::Duplicate(format!(
+            "this donor already made {held} donation(s) to {dataset}, the most it takes              from one donor"
+        )));
+    }
+    Ok(())
 }
 
 /// Within a seal's transaction: donations whose batches were consumed are sealed in
