@@ -69,7 +69,7 @@ async fn main() -> Result<()> {
             format: pb::RecordFormat::Csv as i32,
             records,
             purposes: vec!["energy-research".into(), "public-health".into()],
-            eligibility_proof: Vec::new(),
+            eligibility: None,
         })
         .await
         .context("donating")?

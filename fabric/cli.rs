@@ -20,6 +20,7 @@ use zkfabric::{
 };
 
 mod answer;
+mod donor;
 mod node;
 use answer::{demo, explain_query, query, setup, verify};
 
@@ -147,10 +148,67 @@ enum Command {
         #[arg(long, default_value = "researcher")]
         role: String,
     },
+    /// Credentials: keys for issuers and holders, and issuing a credential.
+    Credential {
+        #[command(subcommand)]
+        command: CredentialCommand,
+    },
+    /// Donate a record file to a dataset under consent purposes, proving eligibility with
+    /// a credential when the dataset requires it; prints the receipt.
+    Donate {
+        /// The record file (CSV, Parquet or Arrow IPC); the consent column may be left out.
+        file: PathBuf,
+        /// The dataset.
+        #[arg(long)]
+        dataset: String,
+        /// Purposes consented to, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        purposes: Vec<String>,
+        /// The credential file an issuer gave you.
+        #[arg(long, requires = "holder_key")]
+        credential: Option<PathBuf>,
+        /// Your holder key file (`credential keygen --holder`).
+        #[arg(long)]
+        holder_key: Option<PathBuf>,
+    },
     /// List datasets and epochs, or show one dataset's signed manifest.
     Catalog {
         #[command(subcommand)]
         show: Option<CatalogCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CredentialCommand {
+    /// Make a key: an issuer's signing key, or a holder's secret (prints what to share).
+    Keygen {
+        /// An issuer's key (nodes list its public part as an accepted issuer).
+        #[arg(long, conflicts_with = "holder", required_unless_present = "holder")]
+        issuer: bool,
+        /// A holder's key (its `holder` commitment goes to the issuer).
+        #[arg(long)]
+        holder: bool,
+        /// Where to write the key (owner-only).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue a credential: sign a holder's birth date and district.
+    Issue {
+        /// The issuer's key file.
+        #[arg(long)]
+        issuer_key: PathBuf,
+        /// Birth date, YYYY-MM-DD.
+        #[arg(long)]
+        birth_date: String,
+        /// Residence district code.
+        #[arg(long)]
+        district: u64,
+        /// The holder's commitment (from their `credential keygen --holder`).
+        #[arg(long)]
+        holder: String,
+        /// Where to write the credential.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -212,9 +270,10 @@ fn execute(cli: Cli) -> Result<()> {
             | Command::Verify { .. }
             | Command::Catalog { .. }
             | Command::Seal { .. }
-            | Command::Setup { .. },
+            | Command::Setup { .. }
+            | Command::Donate { .. },
         ) => Some(node::connect(url, cli.token.clone())?),
-        (Some(_), _) => bail!("--remote is for query, verify, catalog, seal and setup only"),
+        (Some(_), _) => bail!("--remote is for query, verify, catalog, seal, setup and donate"),
     };
     match cli.command {
         Command::Generate {
@@ -276,6 +335,37 @@ fn execute(cli: Cli) -> Result<()> {
         },
         Command::Serve { listen } => node::serve(config, data_dir, listen),
         Command::Token { name, role } => node::token(&name, &role),
+        Command::Credential {
+            command: CredentialCommand::Keygen { issuer, out, .. },
+        } => donor::keygen(issuer, &out),
+        Command::Credential {
+            command:
+                CredentialCommand::Issue {
+                    issuer_key,
+                    birth_date,
+                    district,
+                    holder,
+                    out,
+                },
+        } => donor::issue(&issuer_key, &birth_date, district, &holder, &out),
+        Command::Donate {
+            file,
+            dataset,
+            purposes,
+            credential,
+            holder_key,
+        } => {
+            let donation = donor::Donation {
+                file: &file,
+                dataset: &dataset,
+                purposes,
+                credential: credential.as_deref().zip(holder_key.as_deref()),
+            };
+            match remote {
+                Some(remote) => donor::donate_remote(&remote, donation),
+                None => donor::donate_local(data_dir, &config, donation),
+            }
+        }
         Command::Catalog { show: None } => match remote {
             Some(remote) => node::catalog(&remote),
             None => {

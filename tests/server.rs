@@ -3,12 +3,7 @@
 //! offline), tokens and roles, malformed and oversized requests, 16 concurrent clients,
 //! a full proving queue, per-address donor limits, and shutdown during a proof.
 
-use std::{
-    collections::HashSet,
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Output, Stdio},
-};
+use std::{collections::HashSet, path::PathBuf, process::Output};
 
 use tempfile::TempDir;
 use tonic::Code;
@@ -28,7 +23,7 @@ fn sha256(text: &str) -> String {
 }
 
 mod common;
-use common::ok;
+use common::{ok, runtime, status, Server};
 
 /// A node's directory: configuration (8-row chunks, tiny shapes, two tokens) and data.
 struct Node {
@@ -75,67 +70,8 @@ impl Node {
 
     /// Starts `zkfabric serve` on a free loopback port, with `failpoints` set.
     fn serve(&self, failpoints: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zkfabric"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("FAILPOINTS", failpoints)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
-        Server { child, url, stdout }
+        Server::start(&self.config, failpoints)
     }
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Server {
-    /// A client on the caller's runtime (a channel's connection lives there).
-    fn client(&self, rt: &tokio::runtime::Runtime, token: Option<&str>) -> Remote {
-        rt.block_on(Remote::connect(&self.url, token.map(String::from)))
-            .unwrap()
-    }
-
-    /// Sends SIGTERM and waits: the exit status and what the node printed.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = self.child.wait().unwrap();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
-        (status, rest)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn query(sql: &str) -> pb::QueryRequest {
@@ -151,11 +87,6 @@ fn code<T: std::fmt::Debug>(result: Result<T, RemoteError>) -> (Code, String) {
         Err(RemoteError::Status(s)) => (s.code(), s.message().to_string()),
         other => panic!("expected an error status, got {other:?}"),
     }
-}
-
-fn status<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>) -> (Code, String) {
-    let s = result.expect_err("expected an error status");
-    (s.code(), s.message().to_string())
 }
 
 /// Makes the keys `sql` needs with an admin's Admin.Setup; returns the key lines.
@@ -220,7 +151,7 @@ fn donate_request(rows: usize, purposes: &[&str]) -> pb::DonateRequest {
         format: pb::RecordFormat::Csv as i32,
         records: readings_csv(rows, None),
         purposes: purposes.iter().map(|p| p.to_string()).collect(),
-        eligibility_proof: Vec::new(),
+        eligibility: None,
     }
 }
 

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use zkfabric_proto::v1::{self as pb, catalog_server::Catalog};
 
 use super::{internal, store_status, Node};
-use crate::{bundle, store::DatasetSummary};
+use crate::{bundle, donor, store::DatasetSummary};
 
 /// Serves [`Catalog`].
 pub(crate) struct CatalogService(pub Arc<Node>);
@@ -43,6 +43,7 @@ impl Catalog for CatalogService {
         request: Request<pb::DescribeDatasetRequest>,
     ) -> Result<Response<pb::DatasetDescription>, Status> {
         let dataset = request.into_inner().dataset;
+        let node = self.0.clone();
         let description = self
             .0
             .with_store(move |store| {
@@ -66,7 +67,13 @@ impl Catalog for CatalogService {
                         manifest_hash: m.hash(),
                     });
                 }
+                let donor_policy = node
+                    .config
+                    .donors
+                    .get(&dataset)
+                    .map(|p| donor::policy_to_proto(p, donor::today()));
                 Ok(pb::DatasetDescription {
+                    donor_policy,
                     summary: Some(summary_to_proto(&summary)),
                     schema_hash: schema.hash(),
                     chunk_rows: schema.chunk_rows as u64,
@@ -118,6 +125,28 @@ impl Catalog for CatalogService {
             })
             .collect::<Result<_, Status>>()?;
         Ok(Response::new(pb::GetVerifyingKeysResponse { keys }))
+    }
+
+    async fn get_proving_key(
+        &self,
+        request: Request<pb::GetProvingKeyRequest>,
+    ) -> Result<Response<pb::ProvingKey>, Status> {
+        let shape = request.into_inner().shape;
+        if shape != donor::describe_shape() {
+            return Err(Status::not_found(format!(
+                "no proving key is published for {shape:?}; donors use {}",
+                donor::describe_shape()
+            )));
+        }
+        let node = self.0.clone();
+        let key = tokio::task::spawn_blocking(move || node.eligibility_key())
+            .await
+            .map_err(internal)??;
+        Ok(Response::new(pb::ProvingKey {
+            fingerprint: zkfabric_circuits::snark::fingerprint(key.verifying_key()),
+            key: key.to_bytes(),
+            shape,
+        }))
     }
 
     async fn get_node_key(

@@ -8,28 +8,17 @@ use tonic::{Request, Response, Status};
 use zkfabric_proto::v1::{self as pb, donor_server::Donor};
 
 use super::{internal, store_status, Node};
-use crate::store::{sha256_hex, Donation, DonationStatus, Store};
+use crate::{
+    donor::{self, DonorError},
+    store::{sha256_hex, Donation, Store},
+};
 
 /// Serves [`Donor`].
 pub(crate) struct DonorService(pub Arc<Node>);
 
 /// The receipt of `donation` as it stands, signed by the node key.
 fn receipt(store: &Store, donation: &Donation) -> pb::Receipt {
-    let body = pb::ReceiptBody {
-        id: donation.id.clone(),
-        dataset: donation.dataset.clone(),
-        records_sha256: donation.records_sha256.clone(),
-        rows: donation.rows,
-        purposes: donation.purposes.clone(),
-        donated_at: donation.donated_at,
-        status: match donation.status {
-            DonationStatus::Pending => pb::DonationStatus::Pending,
-            DonationStatus::Sealed => pb::DonationStatus::Sealed,
-            DonationStatus::Withdrawn => pb::DonationStatus::Withdrawn,
-        } as i32,
-        epoch: donation.epoch,
-    }
-    .encode_to_vec();
+    let body = donor::receipt_body(donation).encode_to_vec();
     pb::Receipt {
         signature: store.sign(&body).to_bytes().to_vec(),
         body,
@@ -53,14 +42,8 @@ impl Donor for DonorService {
             format,
             records,
             purposes,
-            eligibility_proof,
+            eligibility,
         } = request.into_inner();
-        if !eligibility_proof.is_empty() {
-            return Err(invalid(
-                "eligibility_proof",
-                "this node does not check eligibility proofs yet; send none",
-            ));
-        }
         if dataset.is_empty() {
             return Err(invalid("dataset", "empty"));
         }
@@ -78,6 +61,23 @@ impl Donor for DonorService {
         if records.is_empty() {
             return Err(invalid("records", "empty"));
         }
+        let node = self.0.clone();
+        let eligible = donor::eligible(
+            self.0.config.donors.get(&dataset),
+            || {
+                node.eligibility_key()
+                    .map(|k| k.verifying_key().clone())
+                    .map_err(|s| DonorError::Refused(s.message().to_string()))
+            },
+            donor::today(),
+            &dataset,
+            &records,
+            eligibility.as_ref(),
+        )
+        .map_err(|e| match e {
+            DonorError::Refused(_) => Status::permission_denied(e.to_string()),
+            _ => Status::invalid_argument(e.to_string()),
+        })?;
         let secret = hex::encode(rand::random::<[u8; 32]>());
         let secret_hash = sha256_hex(secret.as_bytes());
         let node = self.0.clone();
@@ -91,7 +91,7 @@ impl Donor for DonorService {
                 let path = dir.path().join(format!("records.{extension}"));
                 std::fs::write(&path, &records).map_err(internal)?;
                 let (donation, _) = store
-                    .donate(&dataset, &path, &purposes, &secret_hash)
+                    .donate(&dataset, &path, &purposes, &secret_hash, eligible.as_ref())
                     .map_err(|e| {
                         // Name the request's field, not the node's temporary file.
                         let status = store_status(e);

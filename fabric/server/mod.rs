@@ -37,6 +37,8 @@ use zkfabric_proto::v1::{
     query_server::QueryServer,
 };
 
+use zkfabric_circuits::{eligibility::EligibilityCircuit, snark::ProvingKey};
+
 use crate::{
     config::Config,
     keys::{KeyCache, KeyError},
@@ -57,6 +59,9 @@ pub enum ServerError {
     /// Listening or serving failed.
     #[error("serving: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The eligibility key could not be loaded or made.
+    #[error("eligibility key: {0}")]
+    Keys(String),
     /// The reflection service could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -113,6 +118,19 @@ impl Node {
             .map_err(|e| Status::internal(format!("store task failed: {e}")))?
     }
 
+    /// The proving key of donors' eligibility proofs (a development key is made on first
+    /// use).
+    fn eligibility_key(&self) -> Result<Arc<ProvingKey>, Status> {
+        self.keys
+            .get::<EligibilityCircuit>(
+                &crate::donor::SHAPE,
+                &crate::donor::describe_shape(),
+                true,
+                |shape| tracing::warn!(shape, "making a development key for eligibility proofs"),
+            )
+            .map_err(internal)
+    }
+
     /// Refuses a donor call when the caller's address has used up its quota.
     fn limit_donor<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let address = request
@@ -139,7 +157,11 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let store = Store::open(data_dir)?;
+    let mut store = Store::open(data_dir)?;
+    // Datasets that take donations exist from the start, so donors can read their policy.
+    for dataset in config.donors.keys() {
+        store.register_on_first_use(dataset, |d| config.builtin_schema(d))?;
+    }
     let node_key = hex::encode(store.node_key().to_bytes());
     let server = &config.server;
     let per_minute = NonZeroU32::new(server.donations_per_minute).unwrap_or(NonZeroU32::MIN);
@@ -186,6 +208,14 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    if !node.config.donors.is_empty() {
+        // Donors fetch this key to prove eligibility; make it before the first asks.
+        let keys_node = node.clone();
+        tokio::task::spawn_blocking(move || keys_node.eligibility_key())
+            .await
+            .map_err(|e| ServerError::Keys(e.to_string()))?
+            .map_err(|e| ServerError::Keys(e.message().to_string()))?;
+    }
     let address = listener.local_addr().ok();
     tracing::info!(?address, "serving");
     let signal = {
@@ -254,6 +284,7 @@ fn store_status(e: StoreError) -> Status {
             Status::invalid_argument(e.to_string())
         }
         StoreError::WrongSecret(_) => Status::permission_denied(e.to_string()),
+        StoreError::Duplicate(_) => Status::already_exists(e.to_string()),
         StoreError::NotWithdrawable { .. } => Status::failed_precondition(e.to_string()),
         other => internal(other),
     }

@@ -1,10 +1,15 @@
-//! Helpers the integration tests share: running the `zkfabric` binary.
+//! Helpers the integration tests share: running the `zkfabric` binary, and a node it
+//! serves.
+#![allow(dead_code)]
 
 use std::{
     ffi::OsStr,
+    io::{BufRead, BufReader},
     path::Path,
-    process::{Command, Output},
+    process::{Child, ChildStdout, Command, Output, Stdio},
 };
+
+use zkfabric::remote::Remote;
 
 /// Runs `zkfabric` with a global `option` naming `path`, then `args`.
 pub fn zkfabric_with(option: &str, path: &Path, args: &[&str]) -> Output {
@@ -25,4 +30,79 @@ pub fn ok(out: Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     text
+}
+
+/// A `zkfabric serve` process on a free loopback port.
+pub struct Server {
+    child: Child,
+    /// Its address, `http://127.0.0.1:PORT`.
+    pub url: String,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    /// Starts a node with `config`, and `failpoints` set (see `fabric/store.rs`).
+    pub fn start(config: &Path, failpoints: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zkfabric"))
+            .arg("--config")
+            .arg(config)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("FAILPOINTS", failpoints)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Self { child, url, stdout }
+    }
+
+    /// A client on the caller's runtime (a channel's connection lives there).
+    pub fn client(&self, rt: &tokio::runtime::Runtime, token: Option<&str>) -> Remote {
+        rt.block_on(Remote::connect(&self.url, token.map(String::from)))
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and waits: the exit status and what the node printed.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+        (status, rest)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A multi-threaded runtime for a test's clients.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The code and message of a call that must fail.
+pub fn status<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+) -> (tonic::Code, String) {
+    let s = result.expect_err("expected an error status");
+    (s.code(), s.message().to_string())
 }

@@ -1,0 +1,309 @@
+//! Donors as they use the command line and a node: credentials issued and held,
+//! eligibility proven for a donation, and every refusal (no proof, an unknown issuer, a
+//! minor, a non-resident, a replayed proof, a donor beyond the per-donor limit, a proof
+//! for other records or a later cutoff), each storing nothing.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{ok, runtime, status, Server};
+use tempfile::TempDir;
+use tonic::Code;
+use zkfabric::{
+    donor,
+    remote::{verify_receipt, Remote},
+    store::Store,
+};
+use zkfabric_circuits::{eligibility::EligibilityCircuit, snark::ProvingKey};
+use zkfabric_proto::v1 as pb;
+
+struct Donors {
+    tmp: TempDir,
+    config: PathBuf,
+}
+
+impl Donors {
+    /// An issuer, a node configuration accepting it for `consumption` (adults of
+    /// districts 4 and 6, one donation each), and a donation file.
+    fn new() -> (Self, String) {
+        let tmp = TempDir::new().unwrap();
+        let config = tmp.path().join("node.toml");
+        std::fs::write(&config, "").unwrap();
+        let d = Self { tmp, config };
+        let issuer = d.path("issuer.json");
+        let out = ok(d.cli(&["credential", "keygen", "--issuer", "--out", &issuer]));
+        let public = out.split_whitespace().last().unwrap().to_string();
+        std::fs::write(
+            &d.config,
+            format!(
+                "[store]\nchunk_rows = 8\n\n[server]\ndata_dir = {:?}\n\n[donors.consumption]\n\
+                 issuers = [\"{public}\"]\ndistricts = [4, 6]\nmin_age = 18\n\
+                 donations_per_donor = 1\n",
+                d.tmp.path().join("data")
+            ),
+        )
+        .unwrap();
+        let csv = "time,district,hour,household_size,age,kwh,water,spend\n\
+                   1767571200,Daan,0,2,40,120,5,0\n1767574800,Daan,1,2,40,95,0,0\n";
+        std::fs::write(d.tmp.path().join("rows.csv"), csv).unwrap();
+        (d, public)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.tmp.path().join(name).to_str().unwrap().to_string()
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        common::zkfabric_with("--config", &self.config, args)
+    }
+
+    /// A holder key and a credential from `issuer` for it.
+    fn credential(
+        &self,
+        name: &str,
+        issuer: &str,
+        birth_date: &str,
+        district: u64,
+    ) -> (String, String) {
+        let holder = self.path(&format!("{name}-holder.json"));
+        let out = ok(self.cli(&["credential", "keygen", "--holder", "--out", &holder]));
+        let commitment = out.split_whitespace().last().unwrap().to_string();
+        let credential = self.path(&format!("{name}-credential.json"));
+        ok(self.cli(&[
+            "credential",
+            "issue",
+            "--issuer-key",
+            &self.path(issuer),
+            "--birth-date",
+            birth_date,
+            "--district",
+            &district.to_string(),
+            "--holder",
+            &commitment,
+            "--out",
+            &credential,
+        ]));
+        (credential, holder)
+    }
+
+    fn donate(
+        &self,
+        extra: &[&str],
+        credential: Option<&(String, String)>,
+    ) -> std::process::Output {
+        let rows = self.path("rows.csv");
+        let mut args = vec![
+            "donate",
+            rows.as_str(),
+            "--dataset",
+            "consumption",
+            "--purposes",
+            "energy-research,public-health",
+        ];
+        if let Some((c, h)) = credential {
+            args.extend(["--credential", c.as_str(), "--holder-key", h.as_str()]);
+        }
+        args.extend(extra);
+        self.cli(&args)
+    }
+
+    fn pending(&self) -> u64 {
+        let store = Store::open(&self.tmp.path().join("data")).unwrap();
+        store.datasets().unwrap().first().map_or(0, |d| d.pending)
+    }
+}
+
+/// A birth date `years` years before today, YYYY-MM-DD.
+fn born_years_ago(years: u32) -> String {
+    let today = donor::today();
+    let cut = donor::cutoff(today, years);
+    format!("{}-{:02}-{:02}", cut / 10_000, cut / 100 % 100, cut % 100)
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn an_eligible_donor_donates_once_and_every_ineligible_donation_is_refused() {
+    let (d, _) = Donors::new();
+    let adult = d.credential("adult", "issuer.json", "1985-06-15", 4);
+    let out = ok(d.donate(&[], Some(&adult)));
+    assert!(
+        out.contains("donated 2 rows to consumption") && out.contains("nullifier"),
+        "{out}"
+    );
+    assert_eq!(d.pending(), 2);
+
+    // The same donor again: one donation per donor.
+    let again = d.donate(&[], Some(&adult));
+    assert!(
+        stderr(&again).contains("already made 1 donation"),
+        "{}",
+        stderr(&again)
+    );
+    // No credential, where the dataset requires one.
+    let none = d.donate(&[], None);
+    assert!(
+        stderr(&none).contains("only with an eligibility proof"),
+        "{}",
+        stderr(&none)
+    );
+    // A seventeen-year-old cannot even make the proof.
+    let minor = d.credential("minor", "issuer.json", &born_years_ago(17), 4);
+    let text = stderr(&d.donate(&[], Some(&minor)));
+    assert!(text.contains("does not make its holder eligible"), "{text}");
+    // Eighteen today is an adult.
+    let today18 = d.credential("today18", "issuer.json", &born_years_ago(18), 6);
+    ok(d.donate(&[], Some(&today18)));
+    // A resident of another district.
+    let elsewhere = d.credential("elsewhere", "issuer.json", "1970-01-01", 5);
+    let text = stderr(&d.donate(&[], Some(&elsewhere)));
+    assert!(text.contains("eligib"), "{text}");
+    // An issuer the node does not accept.
+    ok(d.cli(&[
+        "credential",
+        "keygen",
+        "--issuer",
+        "--out",
+        &d.path("rogue.json"),
+    ]));
+    let rogue = d.credential("rogue", "rogue.json", "1970-01-01", 4);
+    let text = stderr(&d.donate(&[], Some(&rogue)));
+    assert!(text.contains("issuer is not accepted"), "{text}");
+    assert_eq!(
+        d.pending(),
+        4,
+        "only the two eligible donations were stored"
+    );
+}
+
+#[test]
+fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
+    let (d, issuer) = Donors::new();
+    let server = Server::start(&d.config, "");
+    let url = server.url.clone();
+
+    // The honest path from the command line: policy and proving key from the node.
+    let adult = d.credential("adult", "issuer.json", "1985-06-15", 6);
+    let out = ok(d.donate(&["--remote", &url], Some(&adult)));
+    assert!(
+        out.contains("donated 2 rows") && out.contains("nullifier"),
+        "{out}"
+    );
+
+    // A second donor's proof made here, then sent as is, replayed and tampered with.
+    let second = d.credential("second", "issuer.json", "1979-02-28", 4);
+    let rogue_key = d.path("rogue.json");
+    ok(d.cli(&["credential", "keygen", "--issuer", "--out", &rogue_key]));
+    let rogue = d.credential("rogue", "rogue.json", "1979-02-28", 4);
+    let rt = runtime();
+    let remote: Remote = server.client(&rt, None);
+    rt.block_on(async {
+        let policy = remote
+            .catalog()
+            .describe_dataset(pb::DescribeDatasetRequest {
+                dataset: "consumption".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .donor_policy
+            .expect("the dataset has a donor policy");
+        assert_eq!(policy.issuers, vec![issuer]);
+        assert_eq!(policy.cutoff, donor::cutoff(donor::today(), 18));
+        let key = remote
+            .catalog()
+            .get_proving_key(pb::GetProvingKeyRequest {
+                shape: policy.shape.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let pk = ProvingKey::from_bytes::<EligibilityCircuit>(&key.key, &donor::SHAPE).unwrap();
+        let records = std::fs::read(d.path("rows.csv")).unwrap();
+        let prove = |files: &(String, String), policy: &pb::DonorPolicy, records: &[u8]| {
+            let holder = donor::read_json(std::path::Path::new(&files.1)).unwrap();
+            let credential = donor::read_json(std::path::Path::new(&files.0)).unwrap();
+            let (holding, issuer) = donor::holding(&holder, &credential, "credential").unwrap();
+            donor::prove(&pk, policy, "consumption", records, holding, issuer).unwrap()
+        };
+        let request = |records: &[u8], proof: pb::EligibilityProof| pb::DonateRequest {
+            dataset: "consumption".into(),
+            format: pb::RecordFormat::Csv as i32,
+            records: records.to_vec(),
+            purposes: vec!["energy-research".into()],
+            eligibility: Some(proof),
+        };
+        let proof = prove(&second, &policy, &records);
+
+        // The proof bound to other records (one value changed) is refused.
+        let other = String::from_utf8(records.clone())
+            .unwrap()
+            .replace(",120,", ",121,");
+        let (c, m) = status(
+            remote
+                .donor()
+                .donate(request(other.as_bytes(), proof.clone()))
+                .await,
+        );
+        assert_eq!(c, Code::PermissionDenied, "{m}");
+        assert!(m.contains("does not verify"), "{m}");
+        // A changed nullifier is refused too.
+        let mut changed = proof.clone();
+        changed.nullifier[31] ^= 1;
+        let (c, m) = status(remote.donor().donate(request(&records, changed)).await);
+        assert_eq!(c, Code::PermissionDenied, "{m}");
+
+        // Honest: accepted, with the nullifier in the signed receipt.
+        let response = remote
+            .donor()
+            .donate(request(&records, proof.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        let body = verify_receipt(response.receipt.as_ref().unwrap(), None).unwrap();
+        assert_eq!(body.nullifier, hex::encode(&proof.nullifier));
+        // Replayed: refused.
+        let (c, m) = status(remote.donor().donate(request(&records, proof)).await);
+        assert_eq!(c, Code::AlreadyExists, "{m}");
+        assert!(m.contains("replayed"), "{m}");
+
+        // A cutoff later than the node's (a 17-year-old's proof) is refused.
+        let mut lenient = policy.clone();
+        lenient.cutoff += 10_000;
+        let third = d.credential("third", "issuer.json", "1990-01-01", 4);
+        let (c, m) = status(
+            remote
+                .donor()
+                .donate(request(&records, prove(&third, &lenient, &records)))
+                .await,
+        );
+        assert_eq!(c, Code::PermissionDenied, "{m}");
+        assert!(m.contains("later than today's"), "{m}");
+
+        // An issuer the node does not accept.
+        let mut trusting = policy.clone();
+        let rogue_public = donor::read_json::<donor::IssuerKey>(std::path::Path::new(&rogue_key))
+            .unwrap()
+            .public;
+        trusting.issuers.push(rogue_public);
+        let (c, m) = status(
+            remote
+                .donor()
+                .donate(request(&records, prove(&rogue, &trusting, &records)))
+                .await,
+        );
+        assert_eq!(c, Code::PermissionDenied, "{m}");
+        assert!(m.contains("not accepted"), "{m}");
+
+        // No proof at all.
+        let mut bare = request(&records, pb::EligibilityProof::default());
+        bare.eligibility = None;
+        let (c, m) = status(remote.donor().donate(bare).await);
+        assert_eq!(c, Code::InvalidArgument, "{m}");
+        let pending = remote.datasets().await.unwrap()[0].pending;
+        assert_eq!(pending, 4, "two donations stored, nothing else");
+    });
+}
