@@ -1,18 +1,26 @@
-//! A household donates a week of hourly readings to a zkfabric node over gRPC, checks the
-//! node's signed receipt, and follows it until its rows are sealed into an epoch (or,
-//! with `--withdraw`, takes the donation back while it is still pending).
+//! A household donates a week of hourly readings to a zkfabric node over gRPC: an issuer
+//! (the municipality) signs the household's credential, the household proves it is an
+//! adult resident without revealing who it is, donates, checks the node's signed receipt,
+//! and withdraws the donation while it is still pending.
 //!
-//! Start a node first (Donor calls need no token):
+//! The example plays the issuer too, so the node must accept the issuer key it makes:
 //!
 //! ```text
-//! cargo run -- serve &
-//! cargo run --example donor -- http://127.0.0.1:50051 [--withdraw]
+//! cargo run --example donor -- --issuer-key issuer.json     # once: makes the key, prints the policy
+//! # add the printed [donors.consumption] table to node.toml, then:
+//! cargo run -- --config node.toml serve &
+//! cargo run --example donor -- --issuer-key issuer.json http://127.0.0.1:50051
 //! ```
+//!
+//! Against a node without a donor policy for `consumption`, it donates without a proof.
 
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use zkfabric::remote::{verify_receipt, Remote};
+use zkfabric::{
+    donor::{self, HolderKey, IssuerKey},
+    remote::{verify_receipt, Credentials, Remote},
+};
 use zkfabric_proto::v1 as pb;
 
 /// One household's week: 168 hourly readings from Monday 2026-01-05, without a consent
@@ -50,80 +58,85 @@ fn status_name(status: i32) -> &'static str {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let url = args
+    let issuer_file = args
         .iter()
-        .find(|a| !a.starts_with("--"))
-        .cloned()
-        .unwrap_or_else(|| "http://127.0.0.1:50051".into());
-    let withdraw = args.iter().any(|a| a == "--withdraw");
+        .position(|a| a == "--issuer-key")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .context("--issuer-key FILE: the municipality's key (made on the first run)")?;
+    let url = args.iter().find(|a| a.starts_with("http"));
 
-    let node = Remote::connect(&url, None).await?;
+    // The municipality's key, made once; the node's operator lists its public part.
+    let issuer: IssuerKey = if issuer_file.exists() {
+        donor::read_json(&issuer_file)?
+    } else {
+        let key = IssuerKey::generate();
+        donor::write_json(&issuer_file, &key)?;
+        key
+    };
+    let Some(url) = url else {
+        println!(
+            "issuer key in {}; give the node this policy:\n",
+            issuer_file.display()
+        );
+        println!(
+            "[donors.consumption]\nissuers = [\"{}\"]\ndistricts = [4]",
+            issuer.public
+        );
+        return Ok(());
+    };
+
+    // The household: a secret only it keeps, and a credential for its commitment.
+    let holder = HolderKey::generate();
+    let credential = issuer.issue("issuer key", &holder.holder, 19830412, 4)?;
+    println!(
+        "the municipality signed a credential for holder {}...: born 1983-04-12, district 4",
+        &holder.holder[..16]
+    );
+
+    let node = Remote::connect(url, None).await?;
+    let (receipt, secret) = node
+        .donate(
+            "consumption",
+            pb::RecordFormat::Csv,
+            week_of_readings(),
+            vec!["energy-research".into(), "public-health".into()],
+            Some(Credentials {
+                holder: &holder,
+                credential: &credential,
+            }),
+        )
+        .await
+        .context("donating")?;
+    println!(
+        "donated {} rows to {} for {}: receipt {} ({}), signed by the node",
+        receipt.rows,
+        receipt.dataset,
+        receipt.purposes.join(" and "),
+        receipt.id,
+        status_name(receipt.status)
+    );
+    if receipt.nullifier.is_empty() {
+        println!("(the node has no donor policy for consumption: no proof was needed)");
+    } else {
+        println!(
+            "the node knows the household only as nullifier {}...",
+            &receipt.nullifier[..16]
+        );
+    }
+
+    // Changed its mind: withdraw while the rows are still pending.
     let node_key = node.node_key().await?;
-    println!("node {url}, key {}", hex::encode(node_key.to_bytes()));
-
-    let records = week_of_readings();
-    let response = node
+    let withdrawn = node
         .donor()
-        .donate(pb::DonateRequest {
-            dataset: "consumption".into(),
-            format: pb::RecordFormat::Csv as i32,
-            records,
-            purposes: vec!["energy-research".into(), "public-health".into()],
-            eligibility: None,
+        .withdraw(pb::WithdrawRequest {
+            id: receipt.id.clone(),
+            withdrawal_secret: secret,
         })
         .await
-        .context("donating")?
+        .context("withdrawing")?
         .into_inner();
-    let receipt = response.receipt.context("no receipt")?;
-    let body = verify_receipt(&receipt, Some(&node_key))?;
-    println!(
-        "donated {} rows to {} for {}: receipt {} ({}), signature valid",
-        body.rows,
-        body.dataset,
-        body.purposes.join(" and "),
-        body.id,
-        status_name(body.status)
-    );
-    println!(
-        "keep the withdrawal secret to take it back: {}",
-        response.withdrawal_secret
-    );
-
-    if withdraw {
-        let receipt = node
-            .donor()
-            .withdraw(pb::WithdrawRequest {
-                id: body.id.clone(),
-                withdrawal_secret: response.withdrawal_secret,
-            })
-            .await
-            .context("withdrawing")?
-            .into_inner();
-        let body = verify_receipt(&receipt, Some(&node_key))?;
-        println!("receipt {} is now {}", body.id, status_name(body.status));
-        return Ok(());
-    }
-
-    // Rows are sealed when a chunk fills (or an administrator seals): follow the receipt.
-    for _ in 0..10 {
-        let receipt = node
-            .donor()
-            .get_receipt(pb::GetReceiptRequest {
-                id: body.id.clone(),
-            })
-            .await?
-            .into_inner();
-        let now = verify_receipt(&receipt, Some(&node_key))?;
-        if let Some(epoch) = now.epoch {
-            println!(
-                "sealed: the rows are committed in epoch {epoch} of {}",
-                now.dataset
-            );
-            return Ok(());
-        }
-        println!("still {}; checking again in 1 s", status_name(now.status));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    println!("not sealed yet: the node seals when a chunk fills, or an administrator seals");
+    let body = verify_receipt(&withdrawn, Some(&node_key))?;
+    println!("receipt {} is now {}", body.id, status_name(body.status));
     Ok(())
 }

@@ -14,8 +14,11 @@ use zkfabric_proto::v1::{
     donor_client::DonorClient, query_client::QueryClient, run_event::Event,
 };
 
+use zkfabric_circuits::{eligibility::EligibilityCircuit, snark::ProvingKey};
+
 use crate::{
     bundle::{self, BundleError},
+    donor::{self, CredentialFile, HolderKey},
     manifest::SignedManifest,
     store::DatasetSummary,
 };
@@ -175,6 +178,80 @@ impl Remote {
         Err(RemoteError::Invalid(
             "the progress stream ended without an answer".into(),
         ))
+    }
+}
+
+/// What a holder proves eligibility with: their key and the credential an issuer gave.
+pub struct Credentials<'a> {
+    /// The holder's key file's content.
+    pub holder: &'a HolderKey,
+    /// The credential.
+    pub credential: &'a CredentialFile,
+}
+
+impl Remote {
+    /// Donates `records` to `dataset` for `purposes`: when the dataset has a donor policy,
+    /// proves eligibility with `credentials` here (with the node's published proving
+    /// key), then checks the node's signed receipt. Returns what the receipt attests and
+    /// the withdrawal secret.
+    pub async fn donate(
+        &self,
+        dataset: &str,
+        format: pb::RecordFormat,
+        records: Vec<u8>,
+        purposes: Vec<String>,
+        credentials: Option<Credentials<'_>>,
+    ) -> Result<(pb::ReceiptBody, String), RemoteError> {
+        let description = self
+            .catalog()
+            .describe_dataset(pb::DescribeDatasetRequest {
+                dataset: dataset.to_string(),
+            })
+            .await?
+            .into_inner();
+        let eligibility = match (description.donor_policy, credentials) {
+            (Some(policy), Some(c)) => {
+                let key = self
+                    .catalog()
+                    .get_proving_key(pb::GetProvingKeyRequest {
+                        shape: policy.shape.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                let pk = ProvingKey::from_bytes::<EligibilityCircuit>(&key.key, &donor::SHAPE)
+                    .map_err(|e| RemoteError::Invalid(format!("eligibility key: {e}")))?;
+                let invalid = |e: donor::DonorError| RemoteError::Invalid(e.to_string());
+                let (holding, issuer) =
+                    donor::holding(c.holder, c.credential, "credential").map_err(invalid)?;
+                Some(
+                    donor::prove(&pk, &policy, dataset, &records, holding, issuer)
+                        .map_err(invalid)?,
+                )
+            }
+            (Some(_), None) => {
+                return Err(RemoteError::Invalid(format!(
+                    "{dataset} takes donations only with a credential"
+                )))
+            }
+            (None, _) => None,
+        };
+        let node_key = self.node_key().await?;
+        let response = self
+            .donor()
+            .donate(pb::DonateRequest {
+                dataset: dataset.to_string(),
+                format: format as i32,
+                records,
+                purposes,
+                eligibility,
+            })
+            .await?
+            .into_inner();
+        let receipt = response
+            .receipt
+            .ok_or_else(|| RemoteError::Invalid("no receipt".into()))?;
+        let body = verify_receipt(&receipt, Some(&node_key))?;
+        Ok((body, response.withdrawal_secret))
     }
 }
 

@@ -7,7 +7,7 @@ use zkfabric::{
     config::Config,
     donor::{self, CredentialFile, HolderKey, IssuerKey},
     records::Format,
-    remote::{verify_receipt, Remote, RemoteError},
+    remote::{Credentials, Remote},
     store::sha256_hex,
 };
 use zkfabric_circuits::{eligibility::EligibilityCircuit, snark::ProvingKey};
@@ -162,57 +162,27 @@ fn print_receipt(body: &pb::ReceiptBody, secret: &str) {
 /// with the proving key it publishes, and checks the signed receipt.
 pub fn donate_remote(remote: &Remote, donation: Donation) -> Result<()> {
     let (records, format) = donation.records()?;
-    block_on(async {
-        let description = remote
-            .catalog()
-            .describe_dataset(pb::DescribeDatasetRequest {
-                dataset: donation.dataset.to_string(),
-            })
-            .await
-            .map_err(RemoteError::from)?
-            .into_inner();
-        let policy = description.donor_policy;
-        let key = match (&policy, donation.credential) {
-            (Some(policy), Some(_)) => {
-                let key = remote
-                    .catalog()
-                    .get_proving_key(pb::GetProvingKeyRequest {
-                        shape: policy.shape.clone(),
-                    })
-                    .await
-                    .map_err(RemoteError::from)?
-                    .into_inner();
-                Some(
-                    ProvingKey::from_bytes::<EligibilityCircuit>(&key.key, &donor::SHAPE)
-                        .map_err(|e| anyhow!("the node's eligibility key: {e}"))?,
-                )
-            }
-            _ => None,
-        };
-        let eligibility = donation.prove(policy.as_ref(), &records, || {
-            key.map(std::sync::Arc::new)
-                .ok_or_else(|| anyhow!("no eligibility key"))
-        })?;
-        let node_key = remote.node_key().await?;
-        let response = remote
-            .donor()
-            .donate(pb::DonateRequest {
-                dataset: donation.dataset.to_string(),
-                format: format as i32,
-                records,
-                purposes: donation.purposes.clone(),
-                eligibility,
-            })
-            .await
-            .map_err(RemoteError::from)?
-            .into_inner();
-        let receipt = response
-            .receipt
-            .ok_or_else(|| anyhow!("the node returned no receipt"))?;
-        let body = verify_receipt(&receipt, Some(&node_key))?;
-        print_receipt(&body, &response.withdrawal_secret);
-        Ok(())
-    })?
+    let files = donation
+        .credential
+        .map(|(c, h)| -> Result<_> {
+            Ok((
+                donor::read_json::<CredentialFile>(c)?,
+                donor::read_json::<HolderKey>(h)?,
+            ))
+        })
+        .transpose()?;
+    let credentials = files
+        .as_ref()
+        .map(|(credential, holder)| Credentials { holder, credential });
+    let (body, secret) = block_on(remote.donate(
+        donation.dataset,
+        format,
+        records,
+        donation.purposes.clone(),
+        credentials,
+    ))??;
+    print_receipt(&body, &secret);
+    Ok(())
 }
 
 /// `zkfabric donate` into the local data directory, under the local configuration's
