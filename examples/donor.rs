@@ -11,15 +11,13 @@
 //! cargo run -- --config node.toml serve &
 //! cargo run --example donor -- --issuer-key issuer.json http://127.0.0.1:50051
 //! ```
-//!
-//! Against a node without a donor policy for `consumption`, it donates without a proof.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use zkfabric::{
     donor::{self, HolderKey, IssuerKey},
-    remote::{verify_receipt, Credentials, Remote},
+    remote::{verify_receipt, DonorProof, Remote},
 };
 use zkfabric_proto::v1 as pb;
 
@@ -101,10 +99,10 @@ async fn main() -> Result<()> {
             pb::RecordFormat::Csv,
             week_of_readings(),
             vec!["energy-research".into(), "public-health".into()],
-            Some(Credentials {
+            DonorProof::Credential {
                 holder: &holder,
                 credential: &credential,
-            }),
+            },
         )
         .await
         .context("donating")?;
@@ -116,14 +114,10 @@ async fn main() -> Result<()> {
         receipt.id,
         status_name(receipt.status)
     );
-    if receipt.nullifier.is_empty() {
-        println!("(the node has no donor policy for consumption: no proof was needed)");
-    } else {
-        println!(
-            "the node knows the household only as nullifier {}...",
-            &receipt.nullifier[..16]
-        );
-    }
+    println!(
+        "the node knows the household only as nullifier {}...",
+        receipt.nullifier.get(..16).unwrap_or_default()
+    );
 
     // Changed its mind: withdraw while the rows are still pending.
     let node_key = node.node_key().await?;

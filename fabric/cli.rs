@@ -170,6 +170,10 @@ enum Command {
         /// Your holder key file (`credential keygen --holder`).
         #[arg(long)]
         holder_key: Option<PathBuf>,
+        /// An organisation's key file: sign this bulk donation instead of proving
+        /// eligibility.
+        #[arg(long, conflicts_with = "credential")]
+        org_key: Option<PathBuf>,
     },
     /// List datasets and epochs, or show one dataset's signed manifest.
     Catalog {
@@ -181,13 +185,17 @@ enum Command {
 #[derive(Subcommand)]
 enum CredentialCommand {
     /// Make a key: an issuer's signing key, or a holder's secret (prints what to share).
+    #[command(group(clap::ArgGroup::new("kind").required(true).args(["issuer", "holder", "organisation"])))]
     Keygen {
         /// An issuer's key (nodes list its public part as an accepted issuer).
-        #[arg(long, conflicts_with = "holder", required_unless_present = "holder")]
+        #[arg(long)]
         issuer: bool,
         /// A holder's key (its `holder` commitment goes to the issuer).
         #[arg(long)]
         holder: bool,
+        /// An organisation's Ed25519 key, for signed bulk donations.
+        #[arg(long)]
+        organisation: bool,
         /// Where to write the key (owner-only).
         #[arg(long)]
         out: PathBuf,
@@ -336,8 +344,14 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Serve { listen } => node::serve(config, data_dir, listen),
         Command::Token { name, role } => node::token(&name, &role),
         Command::Credential {
-            command: CredentialCommand::Keygen { issuer, out, .. },
-        } => donor::keygen(issuer, &out),
+            command:
+                CredentialCommand::Keygen {
+                    issuer,
+                    organisation,
+                    out,
+                    ..
+                },
+        } => donor::keygen(issuer, organisation, &out),
         Command::Credential {
             command:
                 CredentialCommand::Issue {
@@ -354,12 +368,20 @@ fn execute(cli: Cli) -> Result<()> {
             purposes,
             credential,
             holder_key,
+            org_key,
         } => {
+            let proof = match (&credential, &holder_key, &org_key) {
+                (Some(credential), Some(holder), _) => {
+                    donor::ProofFiles::Credential { credential, holder }
+                }
+                (_, _, Some(key)) => donor::ProofFiles::Organisation(key),
+                _ => donor::ProofFiles::None,
+            };
             let donation = donor::Donation {
                 file: &file,
                 dataset: &dataset,
                 purposes,
-                credential: credential.as_deref().zip(holder_key.as_deref()),
+                proof,
             };
             match remote {
                 Some(remote) => donor::donate_remote(&remote, donation),

@@ -30,6 +30,7 @@
 //!
 //! [donors.consumption]                 # donations to `consumption` need a credential
 //! issuers = ["..."]                    # `zkfabric credential keygen --issuer` prints one
+//! organisations = ["..."]              # `credential keygen --organisation`: bulk donors
 //! districts = [4, 6]                   # allowed residence district codes (up to 16)
 //! min_age = 18
 //! donations_per_donor = 1
@@ -69,7 +70,11 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct DonorPolicy {
     /// Accepted credential issuers: BabyJubJub public keys, 64 hex digits each.
+    #[serde(default)]
     pub issuers: Vec<String>,
+    /// Organisations whose signed bulk donations are accepted: Ed25519 public keys.
+    #[serde(default)]
+    pub organisations: Vec<String>,
     /// Allowed residence district codes (1 to 16).
     pub districts: Vec<u64>,
     /// Minimum age on the donation date.
@@ -272,8 +277,17 @@ impl Config {
                     "{at}: issuer {bad:?} is not a BabyJubJub public key"
                 ));
             }
-            if policy.issuers.is_empty() {
-                return Err(format!("{at}: list at least one issuer"));
+            if policy.issuers.is_empty() && policy.organisations.is_empty() {
+                return Err(format!("{at}: list at least one issuer or organisation"));
+            }
+            if let Some(bad) = policy
+                .organisations
+                .iter()
+                .find(|k| crate::manifest::parse_ed25519_key(k).is_err())
+            {
+                return Err(format!(
+                    "{at}: organisation {bad:?} is not an Ed25519 public key"
+                ));
             }
             let slots = zkfabric_circuits::eligibility::DISTRICT_BITS;
             if policy.districts.is_empty()

@@ -30,7 +30,7 @@ use zkfabric_proto::v1 as pb;
 use crate::{
     config::DonorPolicy,
     records,
-    store::{sha256_hex, Donation, DonationStatus, Eligible},
+    store::{sha256_hex, Admission, Donation, DonationStatus, Eligible},
 };
 
 /// The eligibility circuit every node uses: up to 16 allowed districts.
@@ -290,6 +290,7 @@ pub fn policy_to_proto(policy: &DonorPolicy, today: u32) -> pb::DonorPolicy {
         cutoff: cutoff(today, policy.min_age),
         donations_per_donor: policy.donations_per_donor,
         shape: describe_shape(),
+        organisations: policy.organisations.clone(),
     }
 }
 
@@ -397,37 +398,158 @@ pub fn receipt_body(donation: &Donation) -> pb::ReceiptBody {
         } as i32,
         epoch: donation.epoch,
         nullifier: donation.nullifier.clone().unwrap_or_default(),
+        organisation: donation.organisation.clone().unwrap_or_default(),
     }
 }
 
-/// What a donation's eligibility proof establishes under the dataset's `policy` (none
-/// when the dataset has no policy): checked with `vk` on `today`.
-pub fn eligible(
+/// What a donation proves of its donor under the dataset's `policy` (nothing is asked
+/// when the dataset has none): an eligibility proof, checked with `vk` on `today`, or an
+/// accepted organisation's signature on this bulk donation.
+pub fn admit(
     policy: Option<&DonorPolicy>,
     vk: impl FnOnce() -> Result<snark::VerifyingKey, DonorError>,
     today: u32,
-    dataset: &str,
-    records: &[u8],
-    proof: Option<&pb::EligibilityProof>,
-) -> Result<Option<Eligible>, DonorError> {
-    match (policy, proof) {
-        (Some(policy), Some(proof)) => {
-            let nullifier = check(&vk()?, policy, today, dataset, records, proof)?;
-            Ok(Some(Eligible {
-                nullifier,
-                proof_sha256: sha256_hex(&proof.proof),
-                limit: policy.donations_per_donor,
-            }))
+    donation: &Submitted,
+) -> Result<Admission, DonorError> {
+    let dataset = donation.dataset;
+    match (policy, donation.eligibility, donation.organisation) {
+        (Some(_), Some(_), Some(_)) => Err(DonorError::Missing(
+            "send an eligibility proof or an organisation's signature, not both".into(),
+        )),
+        (Some(policy), Some(proof), None) => {
+            let nullifier = check(&vk()?, policy, today, dataset, donation.records, proof)?;
+            Ok(Admission {
+                eligible: Some(Eligible {
+                    nullifier,
+                    proof_sha256: sha256_hex(&proof.proof),
+                    limit: policy.donations_per_donor,
+                }),
+                organisation: None,
+            })
         }
-        (Some(_), None) => Err(DonorError::Missing(format!(
+        (Some(policy), None, Some(signature)) => {
+            check_organisation(policy, donation, signature)?;
+            Ok(Admission {
+                eligible: None,
+                organisation: Some(signature.key.clone()),
+            })
+        }
+        (Some(_), None, None) => Err(DonorError::Missing(format!(
             "{dataset} takes donations only with an eligibility proof from a credential of an \
-             accepted issuer"
+             accepted issuer, or an accepted organisation's signature"
         ))),
-        (None, Some(_)) => Err(DonorError::Missing(format!(
-            "{dataset} has no donor policy: send no eligibility proof"
+        (None, None, None) => Ok(Admission::default()),
+        (None, _, _) => Err(DonorError::Missing(format!(
+            "{dataset} has no donor policy: send no eligibility proof or signature"
         ))),
-        (None, None) => Ok(None),
     }
+}
+
+/// A donation as submitted: the records and what they come with.
+pub struct Submitted<'a> {
+    /// The dataset.
+    pub dataset: &'a str,
+    /// The record file's bytes.
+    pub records: &'a [u8],
+    /// Purposes consented to.
+    pub purposes: &'a [String],
+    /// A household's eligibility proof.
+    pub eligibility: Option<&'a pb::EligibilityProof>,
+    /// An organisation's signature.
+    pub organisation: Option<&'a pb::OrganisationSignature>,
+}
+
+/// What an organisation signs for a bulk donation: the dataset, the records' SHA-256 and
+/// the purposes (sorted), so the signature covers exactly this file for these purposes.
+pub fn bulk_message(dataset: &str, records: &[u8], purposes: &[String]) -> Vec<u8> {
+    let mut purposes = purposes.to_vec();
+    purposes.sort();
+    purposes.dedup();
+    format!(
+        "zkfabric bulk donation v1\n{dataset}\n{}\n{}",
+        sha256_hex(records),
+        purposes.join("\n")
+    )
+    .into_bytes()
+}
+
+/// An organisation's Ed25519 key file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrganisationKey {
+    /// The secret key, 64 hex digits.
+    pub secret: String,
+    /// The public key nodes list in `[donors.<dataset>] organisations`.
+    pub public: String,
+}
+
+impl OrganisationKey {
+    /// A new random organisation key.
+    pub fn generate() -> Self {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        Self {
+            secret: hex::encode(key.to_bytes()),
+            public: hex::encode(key.verifying_key().to_bytes()),
+        }
+    }
+
+    /// Signs a bulk donation of `records` to `dataset` for `purposes`.
+    pub fn sign(
+        &self,
+        dataset: &str,
+        records: &[u8],
+        purposes: &[String],
+    ) -> Result<pb::OrganisationSignature, DonorError> {
+        use ed25519_dalek::Signer;
+        let bytes: [u8; 32] = hex::decode(&self.secret)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| bad("organisation key", "secret is not 64 hex digits"))?;
+        let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
+        if hex::encode(key.verifying_key().to_bytes()) != self.public {
+            return Err(bad(
+                "organisation key",
+                "public key does not match the secret",
+            ));
+        }
+        Ok(pb::OrganisationSignature {
+            key: self.public.clone(),
+            signature: key
+                .sign(&bulk_message(dataset, records, purposes))
+                .to_bytes()
+                .to_vec(),
+        })
+    }
+}
+
+fn check_organisation(
+    policy: &DonorPolicy,
+    donation: &Submitted,
+    signature: &pb::OrganisationSignature,
+) -> Result<(), DonorError> {
+    use ed25519_dalek::Verifier;
+    if !policy.organisations.contains(&signature.key) {
+        return refused(format!(
+            "organisation {} is not accepted for {}",
+            signature.key, donation.dataset
+        ));
+    }
+    let key = crate::manifest::parse_ed25519_key(&signature.key).map_err(DonorError::Refused)?;
+    let valid = ed25519_dalek::Signature::from_slice(&signature.signature)
+        .map(|s| {
+            key.verify(
+                &bulk_message(donation.dataset, donation.records, donation.purposes),
+                &s,
+            )
+            .is_ok()
+        })
+        .unwrap_or(false);
+    if !valid {
+        return refused(
+            "the organisation's signature does not cover these records, this dataset and \
+             these purposes",
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -123,6 +123,15 @@ impl SignedManifest {
     }
 }
 
+/// An Ed25519 public key from 64 hex digits.
+pub fn parse_ed25519_key(text: &str) -> Result<VerifyingKey, String> {
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| "an Ed25519 public key is 64 hex digits".to_string())?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key".to_string())
+}
+
 /// A field element as `0x` and 64 hex digits, big-endian (circomlib's notation).
 pub fn fr_to_hex(x: &Fr) -> String {
     format!("0x{}", hex::encode(x.into_bigint().to_bytes_be()))

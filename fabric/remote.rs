@@ -18,8 +18,8 @@ use zkfabric_circuits::{eligibility::EligibilityCircuit, snark::ProvingKey};
 
 use crate::{
     bundle::{self, BundleError},
-    donor::{self, CredentialFile, HolderKey},
-    manifest::SignedManifest,
+    donor::{self, CredentialFile, HolderKey, OrganisationKey},
+    manifest::{parse_ed25519_key, SignedManifest},
     store::DatasetSummary,
 };
 
@@ -152,7 +152,7 @@ impl Remote {
             .await?
             .into_inner()
             .key;
-        parse_node_key(&key).map_err(RemoteError::Invalid)
+        parse_ed25519_key(&key).map_err(RemoteError::Invalid)
     }
 
     /// Runs a verified query, calling `on_event` with each progress event; returns the
@@ -181,36 +181,53 @@ impl Remote {
     }
 }
 
-/// What a holder proves eligibility with: their key and the credential an issuer gave.
-pub struct Credentials<'a> {
-    /// The holder's key file's content.
-    pub holder: &'a HolderKey,
-    /// The credential.
-    pub credential: &'a CredentialFile,
+/// What a donation brings to a dataset's donor policy.
+pub enum DonorProof<'a> {
+    /// Nothing (the dataset has no policy).
+    None,
+    /// A holder's key and the credential an issuer gave them: eligibility is proven.
+    Credential {
+        /// The holder's key.
+        holder: &'a HolderKey,
+        /// The credential.
+        credential: &'a CredentialFile,
+    },
+    /// An organisation's key: the bulk donation is signed.
+    Organisation(&'a OrganisationKey),
 }
 
 impl Remote {
-    /// Donates `records` to `dataset` for `purposes`: when the dataset has a donor policy,
-    /// proves eligibility with `credentials` here (with the node's published proving
-    /// key), then checks the node's signed receipt. Returns what the receipt attests and
-    /// the withdrawal secret.
+    /// Donates `records` to `dataset` for `purposes` with `proof`: a credential proves
+    /// eligibility here, against the policy and with the proving key the node publishes;
+    /// an organisation signs. Checks the node's signed receipt; returns what it attests
+    /// and the withdrawal secret.
     pub async fn donate(
         &self,
         dataset: &str,
         format: pb::RecordFormat,
         records: Vec<u8>,
         purposes: Vec<String>,
-        credentials: Option<Credentials<'_>>,
+        proof: DonorProof<'_>,
     ) -> Result<(pb::ReceiptBody, String), RemoteError> {
-        let description = self
-            .catalog()
-            .describe_dataset(pb::DescribeDatasetRequest {
-                dataset: dataset.to_string(),
-            })
-            .await?
-            .into_inner();
-        let eligibility = match (description.donor_policy, credentials) {
-            (Some(policy), Some(c)) => {
+        let invalid = |e: donor::DonorError| RemoteError::Invalid(e.to_string());
+        let (eligibility, organisation) = match proof {
+            DonorProof::None => (None, None),
+            DonorProof::Organisation(key) => (
+                None,
+                Some(key.sign(dataset, &records, &purposes).map_err(invalid)?),
+            ),
+            DonorProof::Credential { holder, credential } => {
+                let policy = self
+                    .catalog()
+                    .describe_dataset(pb::DescribeDatasetRequest {
+                        dataset: dataset.to_string(),
+                    })
+                    .await?
+                    .into_inner()
+                    .donor_policy
+                    .ok_or_else(|| {
+                        RemoteError::Invalid(format!("{dataset} takes no eligibility proof"))
+                    })?;
                 let key = self
                     .catalog()
                     .get_proving_key(pb::GetProvingKeyRequest {
@@ -220,20 +237,12 @@ impl Remote {
                     .into_inner();
                 let pk = ProvingKey::from_bytes::<EligibilityCircuit>(&key.key, &donor::SHAPE)
                     .map_err(|e| RemoteError::Invalid(format!("eligibility key: {e}")))?;
-                let invalid = |e: donor::DonorError| RemoteError::Invalid(e.to_string());
                 let (holding, issuer) =
-                    donor::holding(c.holder, c.credential, "credential").map_err(invalid)?;
-                Some(
-                    donor::prove(&pk, &policy, dataset, &records, holding, issuer)
-                        .map_err(invalid)?,
-                )
+                    donor::holding(holder, credential, "credential").map_err(invalid)?;
+                let proof = donor::prove(&pk, &policy, dataset, &records, holding, issuer)
+                    .map_err(invalid)?;
+                (Some(proof), None)
             }
-            (Some(_), None) => {
-                return Err(RemoteError::Invalid(format!(
-                    "{dataset} takes donations only with a credential"
-                )))
-            }
-            (None, _) => None,
         };
         let node_key = self.node_key().await?;
         let response = self
@@ -244,6 +253,7 @@ impl Remote {
                 records,
                 purposes,
                 eligibility,
+                organisation,
             })
             .await?
             .into_inner();
@@ -255,15 +265,6 @@ impl Remote {
     }
 }
 
-/// An Ed25519 public key from 64 hex digits.
-pub fn parse_node_key(text: &str) -> Result<VerifyingKey, String> {
-    let bytes: [u8; 32] = hex::decode(text.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| "a node key is 64 hex digits".to_string())?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key".to_string())
-}
-
 /// Checks a receipt's signature (against `node_key` when given, else the key it names)
 /// and returns what it attests.
 pub fn verify_receipt(
@@ -271,7 +272,7 @@ pub fn verify_receipt(
     node_key: Option<&VerifyingKey>,
 ) -> Result<pb::ReceiptBody, RemoteError> {
     let invalid = |m: &str| RemoteError::Invalid(format!("receipt: {m}"));
-    let named = parse_node_key(&receipt.node_key).map_err(|e| invalid(&e))?;
+    let named = parse_ed25519_key(&receipt.node_key).map_err(|e| invalid(&e))?;
     if node_key.is_some_and(|k| *k != named) {
         return Err(invalid("signed by another node key"));
     }

@@ -37,7 +37,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use zkfabric_circuits::{commitment::Chunk, CircuitError, Fr};
 
 mod donations;
-pub use donations::{sha256_hex, Donation, DonationStatus, Eligible};
+pub use donations::{sha256_hex, Admission, Donation, DonationStatus, Eligible};
 
 use crate::{
     manifest::{fr_to_hex, ChunkEntry, Manifest, SignedManifest},
@@ -175,7 +175,7 @@ CREATE TABLE IF NOT EXISTS donations (
     batch INTEGER, own_batch INTEGER NOT NULL, records_sha256 TEXT NOT NULL,
     rows INTEGER NOT NULL, purposes TEXT NOT NULL, donated_at INTEGER NOT NULL,
     secret_sha256 TEXT NOT NULL, epoch INTEGER, withdrawn_at INTEGER,
-    nullifier TEXT, proof_sha256 TEXT UNIQUE);
+    nullifier TEXT, proof_sha256 TEXT UNIQUE, organisation TEXT);
 CREATE TABLE IF NOT EXISTS epochs (
     dataset TEXT NOT NULL REFERENCES datasets(name), epoch INTEGER NOT NULL,
     manifest TEXT NOT NULL, PRIMARY KEY (dataset, epoch));

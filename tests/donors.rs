@@ -34,12 +34,15 @@ impl Donors {
         let issuer = d.path("issuer.json");
         let out = ok(d.cli(&["credential", "keygen", "--issuer", "--out", &issuer]));
         let public = out.split_whitespace().last().unwrap().to_string();
+        let org = d.path("org.json");
+        let out = ok(d.cli(&["credential", "keygen", "--organisation", "--out", &org]));
+        let organisation = out.split_whitespace().last().unwrap().to_string();
         std::fs::write(
             &d.config,
             format!(
                 "[store]\nchunk_rows = 8\n\n[server]\ndata_dir = {:?}\n\n[donors.consumption]\n\
-                 issuers = [\"{public}\"]\ndistricts = [4, 6]\nmin_age = 18\n\
-                 donations_per_donor = 1\n",
+                 issuers = [\"{public}\"]\norganisations = [\"{organisation}\"]\n\
+                 districts = [4, 6]\nmin_age = 18\ndonations_per_donor = 1\n",
                 d.tmp.path().join("data")
             ),
         )
@@ -172,10 +175,18 @@ fn an_eligible_donor_donates_once_and_every_ineligible_donation_is_refused() {
     let rogue = d.credential("rogue", "rogue.json", "1970-01-01", 4);
     let text = stderr(&d.donate(&[], Some(&rogue)));
     assert!(text.contains("issuer is not accepted"), "{text}");
+    // A company's bulk donation, signed with an accepted organisation key; another
+    // organisation's is refused.
+    let out = ok(d.donate(&["--org-key", &d.path("org.json")], None));
+    assert!(out.contains("signed by organisation"), "{out}");
+    let other = d.path("other-org.json");
+    ok(d.cli(&["credential", "keygen", "--organisation", "--out", &other]));
+    let text = stderr(&d.donate(&["--org-key", &other], None));
+    assert!(text.contains("is not accepted"), "{text}");
     assert_eq!(
         d.pending(),
-        4,
-        "only the two eligible donations were stored"
+        6,
+        "the eligible and accepted donations, nothing else"
     );
 }
 
@@ -235,6 +246,7 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
             records: records.to_vec(),
             purposes: vec!["energy-research".into()],
             eligibility: Some(proof),
+            organisation: None,
         };
         let proof = prove(&second, &policy, &records);
 
@@ -298,12 +310,32 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
         assert_eq!(c, Code::PermissionDenied, "{m}");
         assert!(m.contains("not accepted"), "{m}");
 
+        // An organisation's signature over other purposes than the request's.
+        let org: donor::OrganisationKey =
+            donor::read_json(std::path::Path::new(&d.path("org.json"))).unwrap();
+        let mut signed = request(&records, pb::EligibilityProof::default());
+        signed.eligibility = None;
+        signed.organisation = Some(
+            org.sign("consumption", &records, &["public-health".to_string()])
+                .unwrap(),
+        );
+        let (c, m) = status(remote.donor().donate(signed.clone()).await);
+        assert_eq!(c, Code::PermissionDenied, "{m}");
+        assert!(m.contains("does not cover"), "{m}");
+        signed.organisation = Some(
+            org.sign("consumption", &records, &["energy-research".to_string()])
+                .unwrap(),
+        );
+        let response = remote.donor().donate(signed).await.unwrap().into_inner();
+        let body = verify_receipt(response.receipt.as_ref().unwrap(), None).unwrap();
+        assert_eq!(body.organisation, org.public);
+
         // No proof at all.
         let mut bare = request(&records, pb::EligibilityProof::default());
         bare.eligibility = None;
         let (c, m) = status(remote.donor().donate(bare).await);
         assert_eq!(c, Code::InvalidArgument, "{m}");
         let pending = remote.datasets().await.unwrap()[0].pending;
-        assert_eq!(pending, 4, "two donations stored, nothing else");
+        assert_eq!(pending, 6, "three donations stored, nothing else");
     });
 }

@@ -152,6 +152,7 @@ fn donate_request(rows: usize, purposes: &[&str]) -> pb::DonateRequest {
         records: readings_csv(rows, None),
         purposes: purposes.iter().map(|p| p.to_string()).collect(),
         eligibility: None,
+        organisation: None,
     }
 }
 

@@ -15,9 +15,9 @@ use zkfabric::{
     bundle::{self, Bundle},
     config::Config,
     keys::KeyCache,
+    manifest::parse_ed25519_key,
     prove::{self, Progress, Request},
     query::{sql, Aggregand, OutputKind, ProvableQuery},
-    remote::parse_node_key,
     schema::Schema,
     verify::{self, Report, Trust},
 };
@@ -299,7 +299,7 @@ pub fn verify(
     };
     let bundle = bundle::read(path)?;
     let given = node_key
-        .map(|hex_key| parse_node_key(hex_key).map_err(|e| anyhow!("--node-key: {e}")))
+        .map(|hex_key| parse_ed25519_key(hex_key).map_err(|e| anyhow!("--node-key: {e}")))
         .transpose()?;
     let node_key = match (given, remote_key) {
         (Some(a), Some(b)) if a != b => {

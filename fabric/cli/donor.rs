@@ -5,23 +5,34 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use zkfabric::{
     config::Config,
-    donor::{self, CredentialFile, HolderKey, IssuerKey},
+    donor::{self, CredentialFile, HolderKey, IssuerKey, OrganisationKey},
     records::Format,
-    remote::{Credentials, Remote},
+    remote::{DonorProof, Remote},
     store::sha256_hex,
 };
-use zkfabric_circuits::{eligibility::EligibilityCircuit, snark::ProvingKey};
+use zkfabric_circuits::eligibility::EligibilityCircuit;
 use zkfabric_proto::v1 as pb;
 
 use super::{answer::block_on, open_with};
 use zkfabric::keys::KeyCache;
 
 /// `zkfabric credential keygen`.
-pub fn keygen(issuer: bool, out: &Path) -> Result<()> {
+pub fn keygen(issuer: bool, organisation: bool, out: &Path) -> Result<()> {
     if out.exists() {
         bail!("{} exists; a key is never overwritten", out.display());
     }
-    if issuer {
+    if organisation {
+        let key = OrganisationKey::generate();
+        donor::write_json(out, &key)?;
+        println!(
+            "organisation key written to {} (keep it secret)",
+            out.display()
+        );
+        println!(
+            "public key, for nodes' [donors.<dataset>] organisations: {}",
+            key.public
+        );
+    } else if issuer {
         let key = IssuerKey::generate();
         donor::write_json(out, &key)?;
         println!("issuer key written to {} (keep it secret)", out.display());
@@ -94,8 +105,50 @@ pub struct Donation<'a> {
     pub dataset: &'a str,
     /// Purposes consented to.
     pub purposes: Vec<String>,
-    /// The credential and holder key files, when proving eligibility.
-    pub credential: Option<(&'a Path, &'a Path)>,
+    /// The files that prove who donates.
+    pub proof: ProofFiles<'a>,
+}
+
+/// The files a donation proves its donor with.
+pub enum ProofFiles<'a> {
+    /// None: the dataset has no donor policy.
+    None,
+    /// A credential and the holder's key.
+    Credential {
+        /// The credential file.
+        credential: &'a Path,
+        /// The holder key file.
+        holder: &'a Path,
+    },
+    /// An organisation's key file, for a signed bulk donation.
+    Organisation(&'a Path),
+}
+
+/// [`ProofFiles`] read.
+enum Proof {
+    None,
+    Credential(CredentialFile, HolderKey),
+    Organisation(OrganisationKey),
+}
+
+impl Proof {
+    fn read(files: &ProofFiles) -> Result<Self> {
+        Ok(match files {
+            ProofFiles::None => Self::None,
+            ProofFiles::Credential { credential, holder } => {
+                Self::Credential(donor::read_json(credential)?, donor::read_json(holder)?)
+            }
+            ProofFiles::Organisation(key) => Self::Organisation(donor::read_json(key)?),
+        })
+    }
+
+    fn for_remote(&self) -> DonorProof<'_> {
+        match self {
+            Self::None => DonorProof::None,
+            Self::Credential(credential, holder) => DonorProof::Credential { holder, credential },
+            Self::Organisation(key) => DonorProof::Organisation(key),
+        }
+    }
 }
 
 impl Donation<'_> {
@@ -108,31 +161,6 @@ impl Donation<'_> {
         let bytes =
             std::fs::read(self.file).with_context(|| format!("reading {}", self.file.display()))?;
         Ok((bytes, format))
-    }
-
-    /// The eligibility proof for these records, under the policy a node published.
-    fn prove(
-        &self,
-        policy: Option<&pb::DonorPolicy>,
-        records: &[u8],
-        key: impl FnOnce() -> Result<std::sync::Arc<ProvingKey>>,
-    ) -> Result<Option<pb::EligibilityProof>> {
-        let Some((credential_file, holder_file)) = self.credential else {
-            return Ok(None);
-        };
-        let policy = policy.ok_or_else(|| {
-            anyhow!(
-                "{} takes no eligibility proof: drop --credential",
-                self.dataset
-            )
-        })?;
-        let holder: HolderKey = donor::read_json(holder_file)?;
-        let credential: CredentialFile = donor::read_json(credential_file)?;
-        let (holding, issuer) =
-            donor::holding(&holder, &credential, &credential_file.display().to_string())?;
-        let proof = donor::prove(&*key()?, policy, self.dataset, records, holding, issuer)
-            .context("no eligibility proof was made")?;
-        Ok(Some(proof))
     }
 }
 
@@ -149,6 +177,12 @@ fn print_receipt(body: &pb::ReceiptBody, secret: &str) {
         body.purposes.join(", "),
         body.id
     );
+    if !body.organisation.is_empty() {
+        println!(
+            "a bulk donation signed by organisation {}",
+            body.organisation
+        );
+    }
     if !body.nullifier.is_empty() {
         println!(
             "eligibility proven; the node knows you only as nullifier {}",
@@ -158,28 +192,17 @@ fn print_receipt(body: &pb::ReceiptBody, secret: &str) {
     println!("withdrawal secret (keep it to withdraw while pending): {secret}");
 }
 
-/// `zkfabric donate --remote`: proves eligibility against the policy the node publishes,
-/// with the proving key it publishes, and checks the signed receipt.
+/// `zkfabric donate --remote`: a credential proves eligibility against the policy the
+/// node publishes, with the proving key it publishes; the signed receipt is checked.
 pub fn donate_remote(remote: &Remote, donation: Donation) -> Result<()> {
     let (records, format) = donation.records()?;
-    let files = donation
-        .credential
-        .map(|(c, h)| -> Result<_> {
-            Ok((
-                donor::read_json::<CredentialFile>(c)?,
-                donor::read_json::<HolderKey>(h)?,
-            ))
-        })
-        .transpose()?;
-    let credentials = files
-        .as_ref()
-        .map(|(credential, holder)| Credentials { holder, credential });
+    let proof = Proof::read(&donation.proof)?;
     let (body, secret) = block_on(remote.donate(
         donation.dataset,
         format,
         records,
         donation.purposes.clone(),
-        credentials,
+        proof.for_remote(),
     ))??;
     print_receipt(&body, &secret);
     Ok(())
@@ -195,24 +218,47 @@ pub fn donate_local(data_dir: &Path, config: &Config, donation: Donation) -> Res
         keys.get::<EligibilityCircuit>(&donor::SHAPE, &donor::describe_shape(), true, |_| {
             eprintln!("warning: making a development key for eligibility proofs")
         })
-        .map_err(anyhow::Error::from)
     };
     let today = donor::today();
     let policy = config.donors.get(donation.dataset);
-    let published = policy.map(|p| donor::policy_to_proto(p, today));
-    let proof = donation.prove(published.as_ref(), &records, key)?;
-    let eligible = donor::eligible(
+    let (eligibility, organisation) = match Proof::read(&donation.proof)? {
+        Proof::None => (None, None),
+        Proof::Organisation(org) => (
+            None,
+            Some(org.sign(donation.dataset, &records, &donation.purposes)?),
+        ),
+        Proof::Credential(credential, holder) => {
+            let published = policy
+                .map(|p| donor::policy_to_proto(p, today))
+                .ok_or_else(|| anyhow!("{} takes no eligibility proof", donation.dataset))?;
+            let (holding, issuer) = donor::holding(&holder, &credential, "--credential")?;
+            let proof = donor::prove(
+                &*key()?,
+                &published,
+                donation.dataset,
+                &records,
+                holding,
+                issuer,
+            )
+            .context("no eligibility proof was made")?;
+            (Some(proof), None)
+        }
+    };
+    let admission = donor::admit(
         policy,
         || {
-            Ok(key()
-                .map_err(|e| donor::DonorError::Refused(e.to_string()))?
-                .verifying_key()
-                .clone())
+            key()
+                .map(|k| k.verifying_key().clone())
+                .map_err(|e| donor::DonorError::Refused(e.to_string()))
         },
         today,
-        donation.dataset,
-        &records,
-        proof.as_ref(),
+        &donor::Submitted {
+            dataset: donation.dataset,
+            records: &records,
+            purposes: &donation.purposes,
+            eligibility: eligibility.as_ref(),
+            organisation: organisation.as_ref(),
+        },
     )?;
     let secret = hex::encode(rand::random::<[u8; 32]>());
     let (stored, _) = store.donate(
@@ -220,9 +266,8 @@ pub fn donate_local(data_dir: &Path, config: &Config, donation: Donation) -> Res
         donation.file,
         &donation.purposes,
         &sha256_hex(secret.as_bytes()),
-        eligible.as_ref(),
+        &admission,
     )?;
-    let body = donor::receipt_body(&stored);
-    print_receipt(&body, &secret);
+    print_receipt(&donor::receipt_body(&stored), &secret);
     Ok(())
 }

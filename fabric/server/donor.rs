@@ -43,6 +43,7 @@ impl Donor for DonorService {
             records,
             purposes,
             eligibility,
+            organisation,
         } = request.into_inner();
         if dataset.is_empty() {
             return Err(invalid("dataset", "empty"));
@@ -62,7 +63,7 @@ impl Donor for DonorService {
             return Err(invalid("records", "empty"));
         }
         let node = self.0.clone();
-        let eligible = donor::eligible(
+        let admission = donor::admit(
             self.0.config.donors.get(&dataset),
             || {
                 node.eligibility_key()
@@ -70,9 +71,13 @@ impl Donor for DonorService {
                     .map_err(|s| DonorError::Refused(s.message().to_string()))
             },
             donor::today(),
-            &dataset,
-            &records,
-            eligibility.as_ref(),
+            &donor::Submitted {
+                dataset: &dataset,
+                records: &records,
+                purposes: &purposes,
+                eligibility: eligibility.as_ref(),
+                organisation: organisation.as_ref(),
+            },
         )
         .map_err(|e| match e {
             DonorError::Refused(_) => Status::permission_denied(e.to_string()),
@@ -91,7 +96,7 @@ impl Donor for DonorService {
                 let path = dir.path().join(format!("records.{extension}"));
                 std::fs::write(&path, &records).map_err(internal)?;
                 let (donation, _) = store
-                    .donate(&dataset, &path, &purposes, &secret_hash, eligible.as_ref())
+                    .donate(&dataset, &path, &purposes, &secret_hash, &admission)
                     .map_err(|e| {
                         // Name the request's field, not the node's temporary file.
                         let status = store_status(e);

@@ -44,6 +44,8 @@ pub struct Donation {
     pub donated_at: u64,
     /// The donor's nullifier, when the donation proved eligibility.
     pub nullifier: Option<String>,
+    /// The organisation that signed it, when it was a bulk donation.
+    pub organisation: Option<String>,
     /// Pending, sealed or withdrawn.
     pub status: DonationStatus,
     /// First epoch whose chunks hold every row, once sealed.
@@ -63,6 +65,16 @@ pub struct Eligible {
     pub limit: u32,
 }
 
+/// Who a donation's donor proved to be: an eligible holder (by nullifier), an accepted
+/// organisation (by key), or nobody in particular when the dataset has no donor policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// What an eligibility proof established.
+    pub eligible: Option<Eligible>,
+    /// The organisation's Ed25519 key (hex) that signed a bulk donation.
+    pub organisation: Option<String>,
+}
+
 /// The hex SHA-256 of `bytes`: how donation files and withdrawal secrets are kept.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -71,8 +83,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 impl Store {
     /// Stores the record file `path` as one donation to `dataset`, every row consenting to
     /// `purposes`; `secret_sha256` is the hash of the secret that may withdraw it, and
-    /// `eligible` what its eligibility proof established (checked by the caller): a proof
-    /// is used once, and a nullifier holds at most its limit of donations. Returns the
+    /// `admission` who the caller checked the donor to be: an eligibility proof is used
+    /// once, and a nullifier holds at most its limit of donations. Returns the
     /// donation and, when its rows filled chunks, the seal that published them. If
     /// anything is refused, nothing is stored.
     pub fn donate(
@@ -81,8 +93,9 @@ impl Store {
         path: &Path,
         purposes: &[String],
         secret_sha256: &str,
-        eligible: Option<&Eligible>,
+        admission: &Admission,
     ) -> Result<(Donation, Option<SealReport>), StoreError> {
+        let eligible = admission.eligible.as_ref();
         let schema = self.schema(dataset)?;
         let consent_column = &schema.columns[schema.consent()];
         if purposes.is_empty() {
@@ -125,6 +138,7 @@ impl Store {
             purposes,
             donated_at: now(),
             nullifier: eligible.map(|e| e.nullifier.clone()),
+            organisation: admission.organisation.clone(),
             status: DonationStatus::Pending,
             epoch: None,
         };
@@ -136,8 +150,9 @@ impl Store {
                 }
                 tx.execute(
                     "INSERT INTO donations (id, dataset, batch, own_batch, records_sha256, rows,
-                        purposes, donated_at, secret_sha256, nullifier, proof_sha256)
-                     VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        purposes, donated_at, secret_sha256, nullifier, proof_sha256,
+                        organisation)
+                     VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     params![
                         donation.id,
                         dataset,
@@ -148,7 +163,8 @@ impl Store {
                         donation.donated_at as i64,
                         secret_sha256,
                         eligible.map(|e| &e.nullifier),
-                        eligible.map(|e| &e.proof_sha256)
+                        eligible.map(|e| &e.proof_sha256),
+                        admission.organisation
                     ],
                 )?;
                 Ok(())
@@ -162,7 +178,7 @@ impl Store {
         self.db
             .query_row(
                 "SELECT dataset, records_sha256, rows, purposes, donated_at, epoch, withdrawn_at,
-                        nullifier
+                        nullifier, organisation
                  FROM donations WHERE id = ?1",
                 [id],
                 |r| {
@@ -177,6 +193,7 @@ impl Store {
                         purposes: purposes.split(',').map(str::to_string).collect(),
                         donated_at: r.get::<_, i64>(4)? as u64,
                         nullifier: r.get(7)?,
+                        organisation: r.get(8)?,
                         status: match (withdrawn, epoch) {
                             (Some(_), _) => DonationStatus::Withdrawn,
                             (None, Some(_)) => DonationStatus::Sealed,
