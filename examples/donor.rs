@@ -1,7 +1,7 @@
 //! A household donates a week of hourly readings to a zkfabric node over gRPC: an issuer
 //! (the municipality) signs the household's credential, the household proves it is an
 //! adult resident without revealing who it is, donates, checks the node's signed receipt,
-//! and withdraws the donation while it is still pending.
+//! and withdraws the donation by proving the secret behind its nullifier.
 //!
 //! The example plays the issuer too, so the node must accept the issuer key it makes:
 //!
@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use zkfabric::{
     donor::{self, HolderKey, IssuerKey},
-    remote::{verify_receipt, DonorProof, Remote},
+    remote::{DonorProof, Remote, WithdrawWith},
 };
 use zkfabric_proto::v1 as pb;
 
@@ -93,7 +93,7 @@ async fn main() -> Result<()> {
     );
 
     let node = Remote::connect(url, None).await?;
-    let (receipt, secret) = node
+    let (receipt, _secret) = node
         .donate(
             "consumption",
             pb::RecordFormat::Csv,
@@ -119,18 +119,12 @@ async fn main() -> Result<()> {
         receipt.nullifier.get(..16).unwrap_or_default()
     );
 
-    // Changed its mind: withdraw while the rows are still pending.
-    let node_key = node.node_key().await?;
-    let withdrawn = node
-        .donor()
-        .withdraw(pb::WithdrawRequest {
-            id: receipt.id.clone(),
-            withdrawal_secret: secret,
-        })
+    // Changed its mind: withdraw by proving the secret behind the nullifier (the node
+    // drops pending rows now, and sealed ones from its next epoch).
+    let body = node
+        .withdraw(&receipt.id, WithdrawWith::Holder(&holder))
         .await
-        .context("withdrawing")?
-        .into_inner();
-    let body = verify_receipt(&withdrawn, Some(&node_key))?;
+        .context("withdrawing")?;
     println!("receipt {} is now {}", body.id, status_name(body.status));
     Ok(())
 }

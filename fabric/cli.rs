@@ -175,6 +175,22 @@ enum Command {
         #[arg(long, conflicts_with = "credential")]
         org_key: Option<PathBuf>,
     },
+    /// Withdraw a donation: pending rows are dropped, sealed rows leave the next epoch
+    /// (the chunks holding them are sealed again); earlier epochs still verify.
+    Withdraw {
+        /// The receipt id.
+        receipt: String,
+        /// The withdrawal secret the receipt came with.
+        #[arg(
+            long,
+            required_unless_present = "holder_key",
+            conflicts_with = "holder_key"
+        )]
+        secret: Option<String>,
+        /// Or your holder key: prove the secret behind the donation's nullifier.
+        #[arg(long)]
+        holder_key: Option<PathBuf>,
+    },
     /// List datasets and epochs, or show one dataset's signed manifest.
     Catalog {
         #[command(subcommand)]
@@ -279,9 +295,12 @@ fn execute(cli: Cli) -> Result<()> {
             | Command::Catalog { .. }
             | Command::Seal { .. }
             | Command::Setup { .. }
-            | Command::Donate { .. },
+            | Command::Donate { .. }
+            | Command::Withdraw { .. },
         ) => Some(node::connect(url, cli.token.clone())?),
-        (Some(_), _) => bail!("--remote is for query, verify, catalog, seal, setup and donate"),
+        (Some(_), _) => {
+            bail!("--remote is for query, verify, catalog, seal, setup, donate and withdraw")
+        }
     };
     match cli.command {
         Command::Generate {
@@ -343,6 +362,11 @@ fn execute(cli: Cli) -> Result<()> {
         },
         Command::Serve { listen } => node::serve(config, data_dir, listen),
         Command::Token { name, role } => node::token(&name, &role),
+        Command::Withdraw {
+            receipt,
+            secret,
+            holder_key,
+        } => donor::withdraw(data_dir, remote.as_ref(), &receipt, secret, holder_key),
         Command::Credential {
             command:
                 CredentialCommand::Keygen {

@@ -20,7 +20,7 @@ use zkfabric_circuits::{
     eddsa::{self, Point, Scalar, SecretKey, Signature},
     eligibility::{
         self, Credential, EligibilityCircuit, EligibilityInstance, EligibilityShape, Holding,
-        Requirement,
+        Requirement, WithdrawalCircuit,
     },
     snark::{self, ProvingKey},
     Fr,
@@ -39,6 +39,48 @@ pub const SHAPE: EligibilityShape = EligibilityShape { districts: 16 };
 /// The canonical description of [`SHAPE`] (its key's name).
 pub fn describe_shape() -> String {
     format!("eligibility/v1 districts={}", SHAPE.districts)
+}
+
+/// The canonical description of the withdrawal circuit (its key's name).
+pub const WITHDRAWAL_SHAPE: &str = "withdrawal/v1";
+
+/// What a withdrawal proof is bound to: the receipt id it withdraws.
+pub fn withdrawal_binding(id: &str) -> Fr {
+    Fr::from_be_bytes_mod_order(&Sha256::digest(format!("zkfabric withdrawal {id}")))
+}
+
+/// Proves knowledge of the secret behind the holder's nullifier in `dataset`, to withdraw
+/// the donation with receipt `id`.
+pub fn prove_withdrawal(
+    pk: &ProvingKey,
+    secret: Fr,
+    dataset: &str,
+    id: &str,
+) -> Result<Vec<u8>, DonorError> {
+    let circuit = WithdrawalCircuit::new(secret, scope(dataset), withdrawal_binding(id));
+    let proof = snark::prove(pk, circuit, &mut rand::rngs::OsRng)?;
+    Ok(snark::proof_to_bytes(&proof))
+}
+
+/// Checks a withdrawal proof for the donation with receipt `id` to `dataset`, whose
+/// donor's nullifier is `nullifier` (hex).
+pub fn check_withdrawal(
+    vk: &snark::VerifyingKey,
+    dataset: &str,
+    id: &str,
+    nullifier: &str,
+    proof: &[u8],
+) -> Result<(), DonorError> {
+    let nullifier = fr_from_hex(nullifier)
+        .ok_or_else(|| DonorError::Refused("the donation has no nullifier".into()))?;
+    let inputs =
+        WithdrawalCircuit::public_inputs_of(scope(dataset), nullifier, withdrawal_binding(id));
+    let proof = snark::proof_from_bytes(proof)
+        .map_err(|e| DonorError::Refused(format!("malformed withdrawal proof: {e}")))?;
+    if !snark::verify(vk, &inputs, &proof)? {
+        return refused("the withdrawal proof does not open this donation's nullifier");
+    }
+    Ok(())
 }
 
 /// Why a credential file, a proof or a donation was refused.
@@ -399,6 +441,7 @@ pub fn receipt_body(donation: &Donation) -> pb::ReceiptBody {
         epoch: donation.epoch,
         nullifier: donation.nullifier.clone().unwrap_or_default(),
         organisation: donation.organisation.clone().unwrap_or_default(),
+        excluded_from: donation.excluded_from,
     }
 }
 

@@ -14,7 +14,10 @@ use zkfabric_proto::v1::{
     donor_client::DonorClient, query_client::QueryClient, run_event::Event,
 };
 
-use zkfabric_circuits::{eligibility::EligibilityCircuit, snark::ProvingKey};
+use zkfabric_circuits::{
+    eligibility::{EligibilityCircuit, WithdrawalCircuit, WithdrawalShape},
+    snark::ProvingKey,
+};
 
 use crate::{
     bundle::{self, BundleError},
@@ -262,6 +265,56 @@ impl Remote {
             .ok_or_else(|| RemoteError::Invalid("no receipt".into()))?;
         let body = verify_receipt(&receipt, Some(&node_key))?;
         Ok((body, response.withdrawal_secret))
+    }
+}
+
+/// How a donor authorises a withdrawal.
+pub enum WithdrawWith<'a> {
+    /// The withdrawal secret the receipt came with.
+    Secret(&'a str),
+    /// The holder key behind the donation's nullifier: a proof of its secret is made here.
+    Holder(&'a HolderKey),
+}
+
+impl Remote {
+    /// Withdraws the donation with receipt `id`; returns what the node's signed receipt
+    /// now attests (withdrawn, and from which epoch its rows are excluded).
+    pub async fn withdraw(
+        &self,
+        id: &str,
+        with: WithdrawWith<'_>,
+    ) -> Result<pb::ReceiptBody, RemoteError> {
+        let node_key = self.node_key().await?;
+        let mut request = pb::WithdrawRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        match with {
+            WithdrawWith::Secret(secret) => request.withdrawal_secret = secret.to_string(),
+            WithdrawWith::Holder(holder) => {
+                let current = self
+                    .donor()
+                    .get_receipt(pb::GetReceiptRequest { id: id.to_string() })
+                    .await?
+                    .into_inner();
+                let dataset = verify_receipt(&current, Some(&node_key))?.dataset;
+                let key = self
+                    .catalog()
+                    .get_proving_key(pb::GetProvingKeyRequest {
+                        shape: donor::WITHDRAWAL_SHAPE.into(),
+                    })
+                    .await?
+                    .into_inner();
+                let pk = ProvingKey::from_bytes::<WithdrawalCircuit>(&key.key, &WithdrawalShape)
+                    .map_err(|e| RemoteError::Invalid(format!("withdrawal key: {e}")))?;
+                let secret = donor::fr_from_hex(&holder.secret)
+                    .ok_or_else(|| RemoteError::Invalid("the holder key's secret".into()))?;
+                request.nullifier_proof = donor::prove_withdrawal(&pk, secret, &dataset, id)
+                    .map_err(|e| RemoteError::Invalid(e.to_string()))?;
+            }
+        }
+        let receipt = self.donor().withdraw(request).await?.into_inner();
+        verify_receipt(&receipt, Some(&node_key))
     }
 }
 

@@ -37,7 +37,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use zkfabric_circuits::{commitment::Chunk, CircuitError, Fr};
 
 mod donations;
-pub use donations::{sha256_hex, Admission, Donation, DonationStatus, Eligible};
+pub use donations::{sha256_hex, Admission, Donation, DonationStatus, Eligible, Withdrawal};
 
 use crate::{
     manifest::{fr_to_hex, ChunkEntry, Manifest, SignedManifest},
@@ -169,13 +169,18 @@ CREATE TABLE IF NOT EXISTS pending (
 CREATE TABLE IF NOT EXISTS chunks (
     dataset TEXT NOT NULL REFERENCES datasets(name), idx INTEGER NOT NULL, file TEXT NOT NULL,
     rows INTEGER NOT NULL, commitment TEXT NOT NULL, salts BLOB NOT NULL,
-    time_min INTEGER, time_max INTEGER, PRIMARY KEY (dataset, idx));
+    time_min INTEGER, time_max INTEGER, retired_in INTEGER, PRIMARY KEY (dataset, idx));
 CREATE TABLE IF NOT EXISTS donations (
     id TEXT PRIMARY KEY, dataset TEXT NOT NULL REFERENCES datasets(name),
-    batch INTEGER, own_batch INTEGER NOT NULL, records_sha256 TEXT NOT NULL,
+    batch INTEGER, records_sha256 TEXT NOT NULL,
     rows INTEGER NOT NULL, purposes TEXT NOT NULL, donated_at INTEGER NOT NULL,
     secret_sha256 TEXT NOT NULL, epoch INTEGER, withdrawn_at INTEGER,
-    nullifier TEXT, proof_sha256 TEXT UNIQUE, organisation TEXT);
+    nullifier TEXT, proof_sha256 TEXT UNIQUE, organisation TEXT,
+    batch_offset INTEGER NOT NULL DEFAULT 0, pending_rows INTEGER NOT NULL DEFAULT 0,
+    excluded_from INTEGER);
+CREATE TABLE IF NOT EXISTS donation_rows (
+    donation TEXT NOT NULL REFERENCES donations(id), dataset TEXT NOT NULL,
+    chunk INTEGER NOT NULL, first INTEGER NOT NULL, rows INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS epochs (
     dataset TEXT NOT NULL REFERENCES datasets(name), epoch INTEGER NOT NULL,
     manifest TEXT NOT NULL, PRIMARY KEY (dataset, epoch));
@@ -198,6 +203,15 @@ impl Store {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
         db.execute_batch(CATALOG)?;
+        // Catalogs from before withdrawals lack the column that retires chunks.
+        let retired: bool = db.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('chunks') WHERE name = 'retired_in'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !retired {
+            db.execute_batch("ALTER TABLE chunks ADD COLUMN retired_in INTEGER")?;
+        }
         let key = node_key(&dir.join("node.key"))?;
         let store = Self {
             dir: dir.to_path_buf(),
@@ -279,8 +293,9 @@ impl Store {
         let mut stmt = self.db.prepare(
             "SELECT d.name,
                     (SELECT MAX(epoch) FROM epochs e WHERE e.dataset = d.name),
-                    (SELECT COUNT(*) FROM chunks c WHERE c.dataset = d.name),
-                    (SELECT COALESCE(SUM(rows), 0) FROM chunks c WHERE c.dataset = d.name),
+                    (SELECT COUNT(*) FROM chunks c WHERE c.dataset = d.name AND retired_in IS NULL),
+                    (SELECT COALESCE(SUM(rows), 0) FROM chunks c
+                     WHERE c.dataset = d.name AND retired_in IS NULL),
                     (SELECT COALESCE(SUM(rows), 0) FROM pending p WHERE p.dataset = d.name)
              FROM datasets d ORDER BY d.name",
         )?;
@@ -404,7 +419,6 @@ impl Store {
         partial_last: bool,
     ) -> Result<Option<SealReport>, StoreError> {
         let dataset = &schema.name;
-        let layout = schema.layout()?;
         let capacity = schema.chunk_rows;
         let batches: Vec<(i64, String, u64)> = {
             let mut stmt = self.db.prepare(
@@ -441,47 +455,15 @@ impl Store {
         )?;
         let chunk_dir = self.dir.join(dataset).join("chunks");
         fs::create_dir_all(&chunk_dir).map_err(io(&chunk_dir))?;
-        let time = schema
-            .columns
-            .iter()
-            .position(|c| c.kind == ColumnKind::Time);
         // Chunks are committed (hashing dominates) and written in parallel.
         let starts: Vec<usize> = (0..sealed_rows).step_by(capacity).collect();
         let new_chunks = starts
             .par_iter()
             .enumerate()
-            .map(|(n, &start)| -> Result<SealedChunk, StoreError> {
+            .map(|(n, &start)| {
                 let end = (start + capacity).min(sealed_rows);
-                let index = first_index as u64 + n as u64;
-                let stored: Vec<Vec<u64>> =
-                    columns.iter().map(|c| c[start..end].to_vec()).collect();
-                let mut with_present = stored.clone();
-                with_present.push(vec![1; end - start]);
-                let chunk = Chunk::seal(&layout, schema.id, index, with_present, &mut OsRng)?;
-                let file = format!("{index}.parquet");
-                let batch = records::to_stored_batch(schema, &stored, Some(index));
-                records::write_file(&chunk_dir.join(&file), batch.schema(), [batch])?;
-                fail_point!("seal-chunk-written");
-                let mut salts = Vec::new();
-                chunk
-                    .salts
-                    .serialize_compressed(&mut salts)
-                    .expect("serializing into a Vec cannot fail");
-                let window = time.map(|t| {
-                    let values = &stored[t];
-                    (
-                        *values.iter().min().expect("a chunk has rows"),
-                        *values.iter().max().expect("a chunk has rows"),
-                    )
-                });
-                Ok(SealedChunk {
-                    index,
-                    file,
-                    rows: (end - start) as u64,
-                    commitment: fr_to_hex(&chunk.commitment(&layout)),
-                    salts,
-                    window,
-                })
+                let stored = columns.iter().map(|c| c[start..end].to_vec()).collect();
+                seal_chunk(schema, &chunk_dir, first_index as u64 + n as u64, stored)
             })
             .collect::<Result<Vec<_>, _>>()?;
         fail_point!("seal-chunks-written");
@@ -490,20 +472,7 @@ impl Store {
             .db
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for c in &new_chunks {
-            tx.execute(
-                "INSERT INTO chunks (dataset, idx, file, rows, commitment, salts, time_min, time_max)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    dataset,
-                    c.index as i64,
-                    c.file,
-                    c.rows as i64,
-                    c.commitment,
-                    c.salts,
-                    c.window.map(|w| w.0 as i64),
-                    c.window.map(|w| w.1 as i64)
-                ],
-            )?;
+            insert_chunk(&tx, dataset, c)?;
         }
         // The remainder of a partly sealed set of batches goes back as one new batch.
         let remainder: Vec<Vec<u64>> = columns.iter().map(|c| c[sealed_rows..].to_vec()).collect();
@@ -522,55 +491,14 @@ impl Store {
         for (batch, _, _) in &batches {
             tx.execute("DELETE FROM pending WHERE batch = ?1", [batch])?;
         }
-        let previous: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT epoch, manifest FROM epochs WHERE dataset = ?1 ORDER BY epoch DESC LIMIT 1",
-                [dataset],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let epoch = previous.as_ref().map_or(1, |(e, _)| *e as u64 + 1);
-        let previous_hash = previous
-            .map(|(_, text)| {
-                serde_json::from_str::<SignedManifest>(&text).map(|m| m.manifest.hash())
-            })
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(format!("previous manifest: {e}")))?;
-        let chunks = {
-            let mut stmt = tx.prepare(
-                "SELECT idx, commitment, rows, time_min, time_max FROM chunks WHERE dataset = ?1 ORDER BY idx",
-            )?;
-            let rows = stmt.query_map([dataset], |r| {
-                let min: Option<i64> = r.get(3)?;
-                let max: Option<i64> = r.get(4)?;
-                Ok(ChunkEntry {
-                    index: r.get::<_, i64>(0)? as u64,
-                    commitment: r.get(1)?,
-                    rows: r.get::<_, i64>(2)? as u64,
-                    time_window: min.zip(max).map(|(a, b)| (a as u64, b as u64)),
-                })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        let manifest = Manifest {
-            dataset: dataset.clone(),
-            dataset_id: schema.id,
+        let epoch = publish_epoch(&tx, schema, &self.key)?;
+        donations::sealed(
+            &tx,
+            &batches,
+            sealed_rows as u64,
+            remainder_batch,
             epoch,
-            schema_hash: schema.hash(),
-            chunk_rows: capacity,
-            chunks,
-            verifying_keys: Vec::new(),
-            previous: previous_hash,
-        }
-        .sign(&self.key);
-        donations::sealed(&tx, &batches, sealed_rows as u64, remainder_batch, epoch)?;
-        tx.execute(
-            "INSERT INTO epochs (dataset, epoch, manifest) VALUES (?1, ?2, ?3)",
-            params![
-                dataset,
-                epoch as i64,
-                serde_json::to_string(&manifest).expect("serializable")
-            ],
+            (first_index as u64, capacity as u64),
         )?;
         fail_point!("seal-before-commit");
         tx.commit()?;
@@ -700,6 +628,127 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Commits `stored` (a chunk's rows, column-major, without the `present` column) as chunk
+/// `index` with fresh salts and writes its file.
+fn seal_chunk(
+    schema: &Schema,
+    chunk_dir: &Path,
+    index: u64,
+    stored: Vec<Vec<u64>>,
+) -> Result<SealedChunk, StoreError> {
+    let layout = schema.layout()?;
+    let rows = stored.first().map_or(0, Vec::len);
+    let mut with_present = stored.clone();
+    with_present.push(vec![1; rows]);
+    let chunk = Chunk::seal(&layout, schema.id, index, with_present, &mut OsRng)?;
+    let file = format!("{index}.parquet");
+    let batch = records::to_stored_batch(schema, &stored, Some(index));
+    records::write_file(&chunk_dir.join(&file), batch.schema(), [batch])?;
+    fail_point!("seal-chunk-written");
+    let mut salts = Vec::new();
+    chunk
+        .salts
+        .serialize_compressed(&mut salts)
+        .expect("serializing into a Vec cannot fail");
+    let time = schema
+        .columns
+        .iter()
+        .position(|c| c.kind == ColumnKind::Time);
+    let window = time.and_then(|t| {
+        let values = &stored[t];
+        Some((*values.iter().min()?, *values.iter().max()?))
+    });
+    Ok(SealedChunk {
+        index,
+        file,
+        rows: rows as u64,
+        commitment: fr_to_hex(&chunk.commitment(&layout)),
+        salts,
+        window,
+    })
+}
+
+fn insert_chunk(
+    tx: &rusqlite::Transaction,
+    dataset: &str,
+    c: &SealedChunk,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO chunks (dataset, idx, file, rows, commitment, salts, time_min, time_max)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            dataset,
+            c.index as i64,
+            c.file,
+            c.rows as i64,
+            c.commitment,
+            c.salts,
+            c.window.map(|w| w.0 as i64),
+            c.window.map(|w| w.1 as i64)
+        ],
+    )?;
+    Ok(())
+}
+
+/// Signs and records the next epoch of `schema`'s dataset over its live chunks (those
+/// no later epoch retired), chained to the previous manifest; returns the epoch.
+fn publish_epoch(
+    tx: &rusqlite::Transaction,
+    schema: &Schema,
+    key: &SigningKey,
+) -> Result<u64, StoreError> {
+    let dataset = &schema.name;
+    let previous: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT epoch, manifest FROM epochs WHERE dataset = ?1 ORDER BY epoch DESC LIMIT 1",
+            [dataset],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let epoch = previous.as_ref().map_or(1, |(e, _)| *e as u64 + 1);
+    let previous_hash = previous
+        .map(|(_, text)| serde_json::from_str::<SignedManifest>(&text).map(|m| m.manifest.hash()))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("previous manifest: {e}")))?;
+    let chunks = {
+        let mut stmt = tx.prepare(
+            "SELECT idx, commitment, rows, time_min, time_max FROM chunks
+             WHERE dataset = ?1 AND retired_in IS NULL ORDER BY idx",
+        )?;
+        let rows = stmt.query_map([dataset], |r| {
+            let min: Option<i64> = r.get(3)?;
+            let max: Option<i64> = r.get(4)?;
+            Ok(ChunkEntry {
+                index: r.get::<_, i64>(0)? as u64,
+                commitment: r.get(1)?,
+                rows: r.get::<_, i64>(2)? as u64,
+                time_window: min.zip(max).map(|(a, b)| (a as u64, b as u64)),
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    let manifest = Manifest {
+        dataset: dataset.clone(),
+        dataset_id: schema.id,
+        epoch,
+        schema_hash: schema.hash(),
+        chunk_rows: schema.chunk_rows,
+        chunks,
+        verifying_keys: Vec::new(),
+        previous: previous_hash,
+    }
+    .sign(key);
+    tx.execute(
+        "INSERT INTO epochs (dataset, epoch, manifest) VALUES (?1, ?2, ?3)",
+        params![
+            dataset,
+            epoch as i64,
+            serde_json::to_string(&manifest).expect("serializable")
+        ],
+    )?;
+    Ok(epoch)
 }
 
 /// Loads the node key, or creates one readable by the owner only.

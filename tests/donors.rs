@@ -339,3 +339,94 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
         assert_eq!(pending, 6, "three donations stored, nothing else");
     });
 }
+
+/// The receipt id a `donate` printed.
+fn receipt_id(out: &str) -> String {
+    let after = out.split("receipt ").nth(1).expect("a receipt id");
+    after.split_whitespace().next().unwrap().to_string()
+}
+
+/// `COUNT(*)` and `SUM(kwh)` a verified query on `epoch` answers, after verifying it.
+fn verified_count(d: &Donors, epoch: u64, out: &str) -> (u64, u64) {
+    let sql = "SELECT COUNT(*), SUM(kwh) FROM consumption";
+    let e = epoch.to_string();
+    ok(d.cli(&[
+        "query",
+        sql,
+        "--purpose",
+        "energy-research",
+        "--epoch",
+        &e,
+        "--out",
+        out,
+    ]));
+    let text = ok(d.cli(&["verify", out]));
+    // The answer row: the line of two numbers.
+    let numbers: Vec<u64> = text
+        .lines()
+        .map(|l| l.split_whitespace().map(str::parse).collect::<Result<Vec<u64>, _>>())
+        .find_map(|n| n.ok().filter(|n| n.len() == 2))
+        .unwrap_or_else(|| panic!("no answer in {text}"));
+    (numbers[0], numbers[1])
+}
+
+#[test]
+fn a_withdrawn_donation_leaves_the_next_epoch_and_the_old_one_still_verifies() {
+    let (d, _) = Donors::new();
+    // 8 rows of others sealed into chunk 0 (epoch 1).
+    let others = d.path("others.csv");
+    let mut csv = String::from("time,district,hour,household_size,age,kwh,water,spend,consent\n");
+    for i in 0..14u64 {
+        csv.push_str(&format!(
+            "{},Neihu,{},3,50,{},1,1,energy-research\n",
+            1_767_571_200 + 3600 * i,
+            i % 24,
+            1000 + i
+        ));
+    }
+    std::fs::write(&others, csv).unwrap();
+    let first_eight: String = std::fs::read_to_string(&others)
+        .unwrap()
+        .lines()
+        .take(9)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let last_six: String = std::fs::read_to_string(&others)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || *i > 8)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    std::fs::write(d.path("a.csv"), first_eight).unwrap();
+    std::fs::write(d.path("b.csv"), last_six).unwrap();
+    ok(d.cli(&["ingest", "consumption", &d.path("a.csv")]));
+    // An adult's 2 rows (kwh 120 and 95), then 6 more of others: chunk 1 mixes them (epoch 2).
+    let adult = d.credential("adult", "issuer.json", "1985-06-15", 4);
+    let id = receipt_id(&ok(d.donate(&[], Some(&adult))));
+    ok(d.cli(&["ingest", "consumption", &d.path("b.csv")]));
+    ok(d.cli(&[
+        "setup",
+        "SELECT COUNT(*), SUM(kwh) FROM consumption",
+        "--purpose",
+        "energy-research",
+    ]));
+
+    let before = d.path("epoch2.zkf");
+    let all: u64 = (0..14).map(|i| 1000 + i).sum::<u64>() + 120 + 95;
+    assert_eq!(verified_count(&d, 2, &before), (16, all));
+
+    let out = ok(d.cli(&["withdraw", &id, "--holder-key", &adult.1]));
+    assert!(out.contains("excluded from epoch 3"), "{out}");
+    let after = d.path("epoch3.zkf");
+    assert_eq!(verified_count(&d, 3, &after), (14, all - 215));
+    // The old epoch's bundle still verifies, and the old epoch still answers the same.
+    ok(d.cli(&["verify", &before]));
+    assert_eq!(verified_count(&d, 2, &d.path("again.zkf")), (16, all));
+    let again = d.cli(&["withdraw", &id, "--holder-key", &adult.1]);
+    assert!(
+        stderr(&again).contains("already withdrawn"),
+        "{}",
+        stderr(&again)
+    );
+}

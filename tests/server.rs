@@ -512,6 +512,7 @@ fn a_full_queue_a_donor_limit_withdrawal_and_shutdown_during_a_proof() {
                 .withdraw(pb::WithdrawRequest {
                     id: id.clone(),
                     withdrawal_secret: "00".repeat(32),
+                    ..Default::default()
                 })
                 .await,
         );
@@ -521,6 +522,7 @@ fn a_full_queue_a_donor_limit_withdrawal_and_shutdown_during_a_proof() {
             .withdraw(pb::WithdrawRequest {
                 id,
                 withdrawal_secret: donated.withdrawal_secret,
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -325,3 +325,70 @@ impl ConstraintSynthesizer<Fr> for EligibilityCircuit {
         Ok(())
     }
 }
+
+/// The withdrawal circuit's shape (it has no parameters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct WithdrawalShape;
+
+/// A donor proves they know the secret behind a nullifier, to withdraw that donor's
+/// donations: public scope, nullifier and `binding` (the hash of the withdrawal request,
+/// so a proof cannot be replayed for another), witness the secret.
+#[derive(Clone, Copy, Debug)]
+pub struct WithdrawalCircuit {
+    /// The dataset's scope.
+    pub scope: Fr,
+    /// The nullifier whose donations are withdrawn.
+    pub nullifier: Fr,
+    /// What the proof is bound to.
+    pub binding: Fr,
+    /// The holder's secret.
+    pub secret: Fr,
+}
+
+impl WithdrawalCircuit {
+    /// The circuit for `secret` in `scope`, bound to `binding`.
+    pub fn new(secret: Fr, scope: Fr, binding: Fr) -> Self {
+        Self {
+            scope,
+            nullifier: nullifier(secret, scope),
+            binding,
+            secret,
+        }
+    }
+
+    /// The public inputs: scope, nullifier, binding.
+    pub fn public_inputs_of(scope: Fr, nullifier: Fr, binding: Fr) -> Vec<Fr> {
+        vec![scope, nullifier, binding]
+    }
+}
+
+impl snark::Circuit for WithdrawalCircuit {
+    type Shape = WithdrawalShape;
+
+    fn blank(_: &WithdrawalShape) -> Result<Self, CircuitError> {
+        Ok(Self::new(Fr::from(1u8), Fr::from(0u8), Fr::from(0u8)))
+    }
+
+    fn public_inputs(&self) -> Result<Vec<Fr>, CircuitError> {
+        Ok(Self::public_inputs_of(
+            self.scope,
+            self.nullifier,
+            self.binding,
+        ))
+    }
+}
+
+impl ConstraintSynthesizer<Fr> for WithdrawalCircuit {
+    fn generate_constraints(self, cs: ConstraintSystemRef<Fr>) -> Result<(), SynthesisError> {
+        let scope = FpVar::new_input(cs.clone(), || Ok(self.scope))?;
+        let claimed = FpVar::new_input(cs.clone(), || Ok(self.nullifier))?;
+        let binding = FpVar::new_input(cs.clone(), || Ok(self.binding))?;
+        let secret = FpVar::new_witness(cs.clone(), || Ok(self.secret))?;
+        poseidon::gadget::hash(&[FpVar::constant(Fr::from(NULLIFIER_TAG)), secret, scope])?
+            .enforce_equal(&claimed)?;
+        // Bind the request: a public input in no constraint would not be.
+        let square = FpVar::new_witness(cs.clone(), || Ok(self.binding.square()))?;
+        square.enforce_equal(&(&binding * &binding))?;
+        Ok(())
+    }
+}

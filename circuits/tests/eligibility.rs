@@ -10,7 +10,7 @@ use zkfabric_circuits::{
     eddsa::{self, Scalar, SecretKey},
     eligibility::{
         holder, holds, nullifier, Credential, EligibilityCircuit, EligibilityShape, Holding,
-        Requirement,
+        Requirement, WithdrawalCircuit, WithdrawalShape,
     },
     snark, Fr,
 };
@@ -147,5 +147,24 @@ fn lying_witnesses_leave_the_constraints_unsatisfied() {
     // A claimed nullifier that is not the holder's.
     let mut lying = honest();
     lying.instance.nullifier += Fr::from(1u8);
+    assert!(!satisfied(lying));
+}
+
+#[test]
+fn only_the_holder_of_the_secret_proves_a_withdrawal() {
+    let mut rng = rng(62);
+    let pk = snark::setup::<WithdrawalCircuit, _>(&WithdrawalShape, &mut rng).unwrap();
+    let secret = holding().secret;
+    let circuit = WithdrawalCircuit::new(secret, Fr::from(1u8), Fr::from(7u8));
+    let inputs = WithdrawalCircuit::public_inputs_of(
+        Fr::from(1u8),
+        nullifier(secret, Fr::from(1u8)),
+        Fr::from(7u8),
+    );
+    let proof = snark::prove(&pk, circuit, &mut rng).unwrap();
+    assert_every_input_is_bound(pk.verifying_key(), &inputs, &proof);
+    // Another secret does not open this nullifier.
+    let mut lying = circuit;
+    lying.secret += Fr::from(1u8);
     assert!(!satisfied(lying));
 }

@@ -7,8 +7,8 @@ use zkfabric::{
     config::Config,
     donor::{self, CredentialFile, HolderKey, IssuerKey, OrganisationKey},
     records::Format,
-    remote::{DonorProof, Remote},
-    store::sha256_hex,
+    remote::{DonorProof, Remote, WithdrawWith},
+    store::{sha256_hex, Withdrawal},
 };
 use zkfabric_circuits::eligibility::EligibilityCircuit;
 use zkfabric_proto::v1 as pb;
@@ -269,5 +269,55 @@ pub fn donate_local(data_dir: &Path, config: &Config, donation: Donation) -> Res
         &admission,
     )?;
     print_receipt(&donor::receipt_body(&stored), &secret);
+    Ok(())
+}
+
+/// `zkfabric withdraw`: with the receipt's secret, or by proving the holder secret behind
+/// the donation's nullifier; on the node (`--remote`) or in the local data directory.
+pub fn withdraw(
+    data_dir: &Path,
+    remote: Option<&Remote>,
+    id: &str,
+    secret: Option<String>,
+    holder_key: Option<std::path::PathBuf>,
+) -> Result<()> {
+    let holder: Option<HolderKey> = holder_key.map(|p| donor::read_json(&p)).transpose()?;
+    let body = match remote {
+        Some(remote) => {
+            let with = match (&holder, &secret) {
+                (Some(holder), _) => WithdrawWith::Holder(holder),
+                (None, Some(secret)) => WithdrawWith::Secret(secret),
+                (None, None) => bail!("give --secret or --holder-key"),
+            };
+            block_on(remote.withdraw(id, with))??
+        }
+        None => {
+            let mut store = super::open(data_dir)?;
+            let by = match (&holder, &secret) {
+                (Some(holder), _) => {
+                    let dataset = store.donation(id)?.dataset;
+                    let secret = donor::fr_from_hex(&holder.secret)
+                        .ok_or_else(|| anyhow!("--holder-key: not a holder key"))?;
+                    let nullifier =
+                        zkfabric_circuits::eligibility::nullifier(secret, donor::scope(&dataset));
+                    Withdrawal::Nullifier(donor::fr_to_hex(&nullifier))
+                }
+                (None, Some(secret)) => Withdrawal::Secret(sha256_hex(secret.trim().as_bytes())),
+                (None, None) => bail!("give --secret or --holder-key"),
+            };
+            donor::receipt_body(&store.withdraw(id, &by)?)
+        }
+    };
+    match body.excluded_from {
+        Some(epoch) => println!(
+            "receipt {} withdrawn: its rows are excluded from epoch {epoch} on (earlier \
+             epochs are unchanged and still verify)",
+            body.id
+        ),
+        None => println!(
+            "receipt {} withdrawn: its pending rows were dropped",
+            body.id
+        ),
+    }
     Ok(())
 }

@@ -132,14 +132,9 @@ impl Catalog for CatalogService {
         request: Request<pb::GetProvingKeyRequest>,
     ) -> Result<Response<pb::ProvingKey>, Status> {
         let shape = request.into_inner().shape;
-        if shape != donor::describe_shape() {
-            return Err(Status::not_found(format!(
-                "no proving key is published for {shape:?}; donors use {}",
-                donor::describe_shape()
-            )));
-        }
         let node = self.0.clone();
-        let key = tokio::task::spawn_blocking(move || node.eligibility_key())
+        let wanted = shape.clone();
+        let key = tokio::task::spawn_blocking(move || node.donor_key(&wanted))
             .await
             .map_err(internal)??;
         Ok(Response::new(pb::ProvingKey {

@@ -10,7 +10,7 @@ use zkfabric_proto::v1::{self as pb, donor_server::Donor};
 use super::{internal, store_status, Node};
 use crate::{
     donor::{self, DonorError},
-    store::{sha256_hex, Donation, Store},
+    store::{sha256_hex, Donation, Store, Withdrawal},
 };
 
 /// Serves [`Donor`].
@@ -66,7 +66,7 @@ impl Donor for DonorService {
         let admission = donor::admit(
             self.0.config.donors.get(&dataset),
             || {
-                node.eligibility_key()
+                node.donor_key(&donor::describe_shape())
                     .map(|k| k.verifying_key().clone())
                     .map_err(|s| DonorError::Refused(s.message().to_string()))
             },
@@ -138,12 +138,33 @@ impl Donor for DonorService {
         let pb::WithdrawRequest {
             id,
             withdrawal_secret,
+            nullifier_proof,
         } = request.into_inner();
-        let secret_hash = sha256_hex(withdrawal_secret.trim().as_bytes());
+        let node = self.0.clone();
         let receipt = self
             .0
             .with_store(move |store| {
-                let donation = store.withdraw(&id, &secret_hash).map_err(store_status)?;
+                let by = if nullifier_proof.is_empty() {
+                    Withdrawal::Secret(sha256_hex(withdrawal_secret.trim().as_bytes()))
+                } else {
+                    let donation = store.donation(&id).map_err(store_status)?;
+                    let nullifier = donation.nullifier.clone().ok_or_else(|| {
+                        Status::failed_precondition(
+                            "this donation proved no eligibility: withdraw it with its secret",
+                        )
+                    })?;
+                    let key = node.donor_key(donor::WITHDRAWAL_SHAPE)?;
+                    donor::check_withdrawal(
+                        key.verifying_key(),
+                        &donation.dataset,
+                        &id,
+                        &nullifier,
+                        &nullifier_proof,
+                    )
+                    .map_err(|e| Status::permission_denied(e.to_string()))?;
+                    Withdrawal::Nullifier(nullifier)
+                };
+                let donation = store.withdraw(&id, &by).map_err(store_status)?;
                 Ok(receipt(store, &donation))
             })
             .await?;

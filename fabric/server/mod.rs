@@ -37,7 +37,10 @@ use zkfabric_proto::v1::{
     query_server::QueryServer,
 };
 
-use zkfabric_circuits::{eligibility::EligibilityCircuit, snark::ProvingKey};
+use zkfabric_circuits::{
+    eligibility::{EligibilityCircuit, WithdrawalCircuit, WithdrawalShape},
+    snark::ProvingKey,
+};
 
 use crate::{
     config::Config,
@@ -118,17 +121,24 @@ impl Node {
             .map_err(|e| Status::internal(format!("store task failed: {e}")))?
     }
 
-    /// The proving key of donors' eligibility proofs (a development key is made on first
-    /// use).
-    fn eligibility_key(&self) -> Result<Arc<ProvingKey>, Status> {
-        self.keys
-            .get::<EligibilityCircuit>(
-                &crate::donor::SHAPE,
-                &crate::donor::describe_shape(),
-                true,
-                |shape| tracing::warn!(shape, "making a development key for eligibility proofs"),
-            )
-            .map_err(internal)
+    /// A proving key the node publishes for donors: the eligibility circuit's or the
+    /// withdrawal circuit's, by shape (a development key is made on first use).
+    fn donor_key(&self, shape: &str) -> Result<Arc<ProvingKey>, Status> {
+        let warn = |shape: &str| tracing::warn!(shape, "making a development key for donors");
+        let key = if shape == crate::donor::describe_shape() {
+            self.keys
+                .get::<EligibilityCircuit>(&crate::donor::SHAPE, shape, true, warn)
+        } else if shape == crate::donor::WITHDRAWAL_SHAPE {
+            self.keys
+                .get::<WithdrawalCircuit>(&WithdrawalShape, shape, true, warn)
+        } else {
+            return Err(Status::not_found(format!(
+                "no proving key is published for {shape:?}; donors use {} and {}",
+                crate::donor::describe_shape(),
+                crate::donor::WITHDRAWAL_SHAPE
+            )));
+        };
+        key.map_err(internal)
     }
 
     /// Refuses a donor call when the caller's address has used up its quota.
@@ -211,10 +221,13 @@ pub async fn serve(
     if !node.config.donors.is_empty() {
         // Donors fetch this key to prove eligibility; make it before the first asks.
         let keys_node = node.clone();
-        tokio::task::spawn_blocking(move || keys_node.eligibility_key())
-            .await
-            .map_err(|e| ServerError::Keys(e.to_string()))?
-            .map_err(|e| ServerError::Keys(e.message().to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            keys_node.donor_key(&crate::donor::describe_shape())?;
+            keys_node.donor_key(crate::donor::WITHDRAWAL_SHAPE)
+        })
+        .await
+        .map_err(|e| ServerError::Keys(e.to_string()))?
+        .map_err(|e| ServerError::Keys(e.message().to_string()))?;
     }
     let address = listener.local_addr().ok();
     tracing::info!(?address, "serving");
