@@ -442,6 +442,7 @@ pub fn receipt_body(donation: &Donation) -> pb::ReceiptBody {
         nullifier: donation.nullifier.clone().unwrap_or_default(),
         organisation: donation.organisation.clone().unwrap_or_default(),
         excluded_from: donation.excluded_from,
+        chunks: donation.chunks.clone(),
     }
 }
 

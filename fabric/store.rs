@@ -16,9 +16,14 @@
 //! pending batches and publishes the epoch, and only then deletes the pending files. A
 //! crash at any point leaves either the old state or the new one.
 //!
+//! Withdrawing a sealed donation writes the chunks that held its rows again without
+//! them (fresh salts, new indexes), then in one transaction records them, retires the old
+//! chunks from a new epoch on and publishes it; older epochs keep their chunks.
+//!
 //! Each step boundary is a named failpoint (the `fail` crate: `ingest-files-written`,
 //! `ingest-before-commit`, `ingest-committed`, `seal-chunk-written`,
-//! `seal-chunks-written`, `seal-before-commit`, `seal-committed`); setting for example
+//! `seal-chunks-written`, `seal-before-commit`, `seal-committed`,
+//! `withdraw-files-written`, `withdraw-before-commit`); setting for example
 //! `FAILPOINTS=seal-before-commit=panic` for the `zkfabric` binary crashes it there, which
 //! is how the crash tests reach every step.
 

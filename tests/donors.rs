@@ -364,7 +364,11 @@ fn verified_count(d: &Donors, epoch: u64, out: &str) -> (u64, u64) {
     // The answer row: the line of two numbers.
     let numbers: Vec<u64> = text
         .lines()
-        .map(|l| l.split_whitespace().map(str::parse).collect::<Result<Vec<u64>, _>>())
+        .map(|l| {
+            l.split_whitespace()
+                .map(str::parse)
+                .collect::<Result<Vec<u64>, _>>()
+        })
         .find_map(|n| n.ok().filter(|n| n.len() == 2))
         .unwrap_or_else(|| panic!("no answer in {text}"));
     (numbers[0], numbers[1])
@@ -416,6 +420,20 @@ fn a_withdrawn_donation_leaves_the_next_epoch_and_the_old_one_still_verifies() {
     let all: u64 = (0..14).map(|i| 1000 + i).sum::<u64>() + 120 + 95;
     assert_eq!(verified_count(&d, 2, &before), (16, all));
 
+    // A crash at either step of the withdrawal changes nothing.
+    for point in ["withdraw-files-written", "withdraw-before-commit"] {
+        let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_zkfabric"))
+            .arg("--config")
+            .arg(&d.config)
+            .args(["withdraw", &id, "--holder-key", &adult.1])
+            .env("FAILPOINTS", format!("{point}=panic"))
+            .output()
+            .unwrap();
+        assert!(!crashed.status.success(), "{point}");
+        let store = Store::open(&d.tmp.path().join("data")).unwrap();
+        assert_eq!(store.epochs("consumption").unwrap(), vec![1, 2], "{point}");
+        assert_eq!(store.datasets().unwrap()[0].rows, 16, "{point}");
+    }
     let out = ok(d.cli(&["withdraw", &id, "--holder-key", &adult.1]));
     assert!(out.contains("excluded from epoch 3"), "{out}");
     let after = d.path("epoch3.zkf");

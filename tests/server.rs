@@ -476,7 +476,7 @@ fn sixteen_concurrent_clients_query_and_donate_and_nothing_is_lost() {
                 .into_inner();
             let body = verify_receipt(&receipt, Some(&node_key)).unwrap();
             assert_eq!(body.status, pb::DonationStatus::Sealed as i32);
-            assert!(body.epoch.is_some());
+            assert!(body.epoch.is_some() && !body.chunks.is_empty(), "{body:?}");
         }
     });
 }

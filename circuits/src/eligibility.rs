@@ -10,6 +10,9 @@
 //! - nullifier: `Poseidon(NULLIFIER_TAG, secret, scope)`: the same donor gets the same
 //!   nullifier within a scope (a dataset), and unlinkable ones across scopes.
 //!
+//! [`WithdrawalCircuit`] proves knowledge of the secret behind a nullifier, bound to a
+//! withdrawal request, so a donor can withdraw without revealing anything more.
+//!
 //! Dates are `YYYYMMDD` integers, whose order is the calendar's. Public inputs, in order:
 //! issuer key (x, y), cutoff, the allowed districts (padded to the shape by repeating
 //! one), scope, records hash, nullifier.

@@ -166,7 +166,11 @@ impl Donation<'_> {
 
 fn print_receipt(body: &pb::ReceiptBody, secret: &str) {
     let status = match pb::DonationStatus::try_from(body.status) {
-        Ok(pb::DonationStatus::Sealed) => format!("sealed in epoch {}", body.epoch.unwrap_or(0)),
+        Ok(pb::DonationStatus::Sealed) => format!(
+            "sealed in epoch {}, chunks {:?}",
+            body.epoch.unwrap_or(0),
+            body.chunks
+        ),
         Ok(pb::DonationStatus::Withdrawn) => "withdrawn".into(),
         _ => "pending until the next seal".into(),
     };

@@ -51,6 +51,8 @@ pub struct Donation {
     pub organisation: Option<String>,
     /// The first epoch without its rows, when it was withdrawn after sealing.
     pub excluded_from: Option<u64>,
+    /// The chunks holding its sealed rows.
+    pub chunks: Vec<u64>,
     /// Pending, sealed or withdrawn.
     pub status: DonationStatus,
     /// First epoch whose chunks hold every row, once sealed.
@@ -145,6 +147,7 @@ impl Store {
             nullifier: eligible.map(|e| e.nullifier.clone()),
             organisation: admission.organisation.clone(),
             excluded_from: None,
+            chunks: Vec::new(),
             status: DonationStatus::Pending,
             epoch: None,
         };
@@ -181,6 +184,18 @@ impl Store {
 
     /// The donation with receipt `id`, as it stands now.
     pub fn donation(&self, id: &str) -> Result<Donation, StoreError> {
+        let mut donation = self.donation_row(id)?;
+        let mut stmt = self.db.prepare(
+            "SELECT DISTINCT chunk FROM donation_rows WHERE donation = ?1 ORDER BY chunk",
+        )?;
+        let chunks = stmt.query_map([id], |r| r.get::<_, i64>(0))?;
+        donation.chunks = chunks
+            .map(|c| c.map(|c| c as u64))
+            .collect::<Result<_, _>>()?;
+        Ok(donation)
+    }
+
+    fn donation_row(&self, id: &str) -> Result<Donation, StoreError> {
         self.db
             .query_row(
                 "SELECT dataset, records_sha256, rows, purposes, donated_at, epoch, withdrawn_at,
@@ -201,6 +216,7 @@ impl Store {
                         nullifier: r.get(7)?,
                         organisation: r.get(8)?,
                         excluded_from: r.get::<_, Option<i64>>(9)?.map(|e| e as u64),
+                        chunks: Vec::new(),
                         status: match (withdrawn, epoch) {
                             (Some(_), _) => DonationStatus::Withdrawn,
                             (None, Some(_)) => DonationStatus::Sealed,
