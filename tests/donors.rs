@@ -160,6 +160,15 @@ fn an_eligible_donor_donates_once_and_every_ineligible_donation_is_refused() {
     // Eighteen today is an adult.
     let today18 = d.credential("today18", "issuer.json", &born_years_ago(18), 6);
     ok(d.donate(&[], Some(&today18)));
+    // A credential whose signature was tampered with.
+    let tampered = d.credential("tampered", "issuer.json", "1970-01-01", 4);
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tampered.0).unwrap()).unwrap();
+    let s = file["s"].as_str().unwrap().to_string();
+    file["s"] = format!("{}{}", if &s[..1] == "0" { "1" } else { "0" }, &s[1..]).into();
+    std::fs::write(&tampered.0, file.to_string()).unwrap();
+    let text = stderr(&d.donate(&[], Some(&tampered)));
+    assert!(text.contains("signature does not verify"), "{text}");
     // A resident of another district.
     let elsewhere = d.credential("elsewhere", "issuer.json", "1970-01-01", 5);
     let text = stderr(&d.donate(&[], Some(&elsewhere)));

@@ -146,6 +146,10 @@ impl Node {
         let address = request
             .remote_addr()
             .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        // One entry per address seen: forget those whose quota is full again.
+        if self.donors.len() > 10_000 {
+            self.donors.retain_recent();
+        }
         self.donors.check_key(&address).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
