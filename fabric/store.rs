@@ -191,6 +191,24 @@ CREATE TABLE IF NOT EXISTS epochs (
     manifest TEXT NOT NULL, PRIMARY KEY (dataset, epoch));
 ";
 
+/// How long opening waits for the data directory's lock before answering `Busy`. A
+/// process that has just ended may still hold it for a moment: a child forked by another
+/// thread shares the lock's file until it executes its program.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes an exclusive lock on `file`, retrying until `grace` has passed.
+fn lock_within(file: &fs::File, grace: std::time::Duration) -> Result<(), fs::TryLockError> {
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        match file.try_lock() {
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store under `dir`, creating the node key on first start and
     /// removing files that no committed transaction references.
@@ -202,8 +220,10 @@ impl Store {
         // would race with another process's ingest.
         let lock_path = dir.join("lock");
         let lock = fs::File::create(&lock_path).map_err(io(&lock_path))?;
-        lock.try_lock()
-            .map_err(|_| StoreError::Busy(dir.to_path_buf()))?;
+        lock_within(&lock, LOCK_GRACE).map_err(|e| match e {
+            fs::TryLockError::WouldBlock => StoreError::Busy(dir.to_path_buf()),
+            fs::TryLockError::Error(e) => io(&lock_path)(e),
+        })?;
         let db = Connection::open(dir.join("catalog.sqlite"))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
