@@ -13,6 +13,7 @@ use zkfabric::{
     config::Config,
     demo,
     keys::KeyCache,
+    proofs::ProofCache,
     prove::{self, Request},
     verify::{self, Trust},
 };
@@ -29,6 +30,8 @@ fn verified_query(c: &mut Criterion) {
     let tmp = tempfile::TempDir::new().expect("temporary directory");
     let store = demo::prepare(tmp.path(), n, 2026).expect("demo data");
     let keys = KeyCache::new(&tmp.path().join("data"));
+    // Every run proves: the proof cache is off.
+    let uncached = ProofCache::open(&tmp.path().join("data"), 0).expect("no cache");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let limits = Config::default().limits();
 
@@ -47,11 +50,11 @@ fn verified_query(c: &mut Criterion) {
         };
         // One run to make the keys and report the figures before criterion repeats it.
         runtime
-            .block_on(prove::answer(&store, &keys, &request, |_| ()))
+            .block_on(prove::answer(&store, &keys, &uncached, &request, |_| ()))
             .expect("keys");
         let started = Instant::now();
         let bundle = runtime
-            .block_on(prove::answer(&store, &keys, &request, |_| ()))
+            .block_on(prove::answer(&store, &keys, &uncached, &request, |_| ()))
             .expect("answer");
         let proving = started.elapsed();
         let started = Instant::now();
@@ -75,7 +78,7 @@ fn verified_query(c: &mut Criterion) {
         group.bench_function(format!("{}/prove", q.name), |b| {
             b.iter(|| {
                 runtime
-                    .block_on(prove::answer(&store, &keys, &request, |_| ()))
+                    .block_on(prove::answer(&store, &keys, &uncached, &request, |_| ()))
                     .expect("answer")
             })
         });

@@ -339,7 +339,7 @@ fn execute(cli: Cli) -> Result<()> {
                 if explain {
                     explain_query(data_dir, &request)
                 } else {
-                    query(data_dir, &request, &out, json).map(|_| ())
+                    query(data_dir, &config, &request, &out, json).map(|_| ())
                 }
             }
         },

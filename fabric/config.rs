@@ -11,6 +11,7 @@
 //! in_list_slots = 8                    # L: longest IN list
 //! max_groups = 32                      # G: most codes of a GROUP BY column
 //! combine_inputs = 8                   # K: partials one combine proof opens
+//! proof_cache_entries = 4096           # chunk proofs kept for reuse (0: none)
 //!
 //! [server]
 //! listen = "127.0.0.1:50051"
@@ -182,6 +183,8 @@ pub struct QueryConfig {
     pub max_groups: usize,
     /// Combine fan-in K.
     pub combine_inputs: usize,
+    /// Chunk proofs kept for reuse (`DATA_DIR/proofs.sqlite`); 0 turns the cache off.
+    pub proof_cache_entries: usize,
 }
 
 impl Default for QueryConfig {
@@ -193,6 +196,7 @@ impl Default for QueryConfig {
             in_list_slots: limits.in_list,
             max_groups: limits.max_groups,
             combine_inputs: limits.combine_inputs,
+            proof_cache_entries: 4096,
         }
     }
 }

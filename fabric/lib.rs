@@ -13,6 +13,7 @@
 //! - [`query`]: SQL lowered to provable queries and their circuit shapes;
 //! - [`config`]: the node configuration file;
 //! - [`keys`]: proving keys per circuit shape;
+//! - [`proofs`]: chunk proofs kept for reuse across queries and restarts;
 //! - [`prove`]: answering a query with proofs;
 //! - [`bundle`]: the answer bundle (protobuf) and its files;
 //! - [`verify`]: the offline verifier;
@@ -31,6 +32,7 @@ pub mod demo;
 pub mod donor;
 pub mod keys;
 pub mod manifest;
+pub mod proofs;
 pub mod prove;
 pub mod query;
 pub mod records;

@@ -19,7 +19,7 @@ use datafusion::{
 use rand::{rngs::OsRng, Rng};
 use rayon::prelude::*;
 use zkfabric_circuits::{
-    aggregate::{AggregateCircuit, Partial},
+    aggregate::{AggregateCircuit, AggregateInstance, Partial},
     combine::{
         CombineCircuit, CombineOutput, CombineResult, CombineShape, GroupAnswer, GroupRelease,
         Opening,
@@ -34,7 +34,8 @@ use crate::{
     bundle::{self, fr_to_bytes, Bundle, BundleError, FORMAT},
     config::Config,
     keys::{describe_aggregate, describe_combine, KeyCache, KeyError, KeyInfo},
-    manifest::{fr_to_hex, SignedManifest},
+    manifest::{fr_from_hex, fr_to_hex, SignedManifest},
+    proofs::{ProofCache, ProofKey},
     query::{
         sql::{self, QueryError},
         Aggregand, CircuitQuery, Limits, ProvableQuery, ShapeError, Test,
@@ -124,8 +125,8 @@ pub enum Progress {
     Setup,
     /// `total` chunk proofs are about to start.
     Proving { total: usize },
-    /// One more chunk proof is done.
-    ChunkProven,
+    /// One more chunk proof is done; `reused` when it came from the proof cache.
+    ChunkProven { reused: bool },
     /// The combine proofs are running.
     Combining,
 }
@@ -215,24 +216,35 @@ pub async fn prepare(store: &Store, request: &Request) -> Result<Prepared, Prove
 }
 
 /// Answers `request` over `store` with proofs, using (and, with `request.setup`, making)
-/// keys in `keys`.
+/// keys in `keys`, and reusing chunk proofs kept in `proofs`.
 pub async fn answer(
     store: &Store,
     keys: &KeyCache,
+    proofs: &ProofCache,
     request: &Request,
     progress: impl Fn(Progress) + Sync,
 ) -> Result<Bundle, ProveError> {
     let prepared = prepare(store, request).await?;
-    prove(prepared, keys, request, progress, &AtomicBool::new(false)).await
+    prove(
+        prepared,
+        keys,
+        proofs,
+        request,
+        progress,
+        &AtomicBool::new(false),
+    )
+    .await
 }
 
-/// Proves a prepared query: DataFusion's partials, chunk proofs in parallel, the combine
-/// tree. Setting `cancel` stops it between proofs with [`ProveError::Cancelled`]. Each
+/// Proves a prepared query: DataFusion's partials, chunk proofs in parallel (reused from
+/// `proofs` where a cached one verifies, and kept there when new), the combine tree.
+/// Setting `cancel` stops it between proofs with [`ProveError::Cancelled`]. Each
 /// chunk proof starts at the failpoint `prove-chunk` (`FAILPOINTS=prove-chunk=sleep(500)`
 /// slows proving down, for tests of queueing and shutdown).
 pub async fn prove(
     prepared: Prepared,
     keys: &KeyCache,
+    proofs: &ProofCache,
     request: &Request,
     progress: impl Fn(Progress) + Sync,
     cancel: &AtomicBool,
@@ -269,12 +281,50 @@ pub async fn prove(
     progress(Progress::Proving {
         total: chunks.len(),
     });
+    let chunk_fingerprint = snark::fingerprint(chunk_pk.verifying_key());
+    let parameters = format!("{:?}", circuits.chunk_query);
+    let commitments: HashMap<u64, Fr> = manifest
+        .manifest
+        .chunks
+        .iter()
+        .filter_map(|c| Some((c.index, fr_from_hex(&c.commitment)?)))
+        .collect();
     let proven: Vec<(u64, Opening, Fr, snark::Proof)> = chunks
         .into_par_iter()
         .map(|chunk| {
             fail::fail_point!("prove-chunk");
             check_cancel()?;
             let index = chunk.index;
+            let partial = expected_partial(&expected, index, circuits);
+            let chunk_commitment = *commitments.get(&index).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "chunk {index}'s published commitment is unreadable"
+                ))
+            })?;
+            let cache_key = ProofKey::new(
+                &chunk_fingerprint,
+                &chunk_description,
+                &parameters,
+                &chunk_commitment,
+            );
+            if let Some(cached) = proofs.get(&cache_key) {
+                let partial_commitment = partial.commit(cached.blind);
+                let instance = AggregateInstance {
+                    chunk_commitment,
+                    query: circuits.chunk_query.clone(),
+                    partial_commitment,
+                };
+                let inputs = instance.public_inputs(&circuits.chunk_shape)?;
+                if snark::verify(chunk_pk.verifying_key(), &inputs, &cached.proof)? {
+                    progress(Progress::ChunkProven { reused: true });
+                    let opening = Opening {
+                        partial,
+                        blind: cached.blind,
+                    };
+                    return Ok((index, opening, partial_commitment, cached.proof));
+                }
+                tracing::warn!("a cached proof of chunk {index} does not verify: proving again");
+            }
             let blind = Fr::from(OsRng.gen::<u128>());
             let circuit = AggregateCircuit::new(
                 circuits.chunk_shape.clone(),
@@ -282,17 +332,14 @@ pub async fn prove(
                 chunk,
                 blind,
             )?;
-            if circuit.partial != expected_partial(&expected, index, circuits) {
+            if circuit.partial != partial {
                 return Err(ProveError::Mismatch { chunk: index });
             }
-            let opening = Opening {
-                partial: circuit.partial.clone(),
-                blind,
-            };
             let commitment = circuit.instance.partial_commitment;
             let proof = snark::prove(&chunk_pk, circuit, &mut OsRng)?;
-            progress(Progress::ChunkProven);
-            Ok((index, opening, commitment, proof))
+            proofs.put(&cache_key, blind, &proof);
+            progress(Progress::ChunkProven { reused: false });
+            Ok((index, Opening { partial, blind }, commitment, proof))
         })
         .collect::<Result<_, _>>()?;
 

@@ -10,7 +10,8 @@ use tempfile::TempDir;
 use zkfabric::{
     bundle::Bundle,
     keys::KeyCache,
-    prove::{self, Request},
+    proofs::ProofCache,
+    prove::{self, Progress, Request},
     query::{sql, Aggregand, Limits, ProvableQuery, Test},
     records,
     schema::Schema,
@@ -34,6 +35,7 @@ struct Node {
     _tmp: TempDir,
     store: Store,
     keys: KeyCache,
+    proofs: ProofCache,
     columns: Vec<Vec<u64>>,
 }
 
@@ -80,6 +82,7 @@ fn node(rows: usize) -> Node {
     store.seal("consumption").unwrap();
     Node {
         keys: KeyCache::new(&data),
+        proofs: ProofCache::open(&data, 64).unwrap(),
         _tmp: tmp,
         store,
         columns,
@@ -114,13 +117,25 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn answer(node: &Node, sql: &str, purpose: &str) -> Bundle {
-    block_on(prove::answer(
+    answer_with(node, &node.proofs, sql, purpose).0
+}
+
+/// The answer with the proofs kept in `proofs`, and how many chunk proofs it reused.
+fn answer_with(node: &Node, proofs: &ProofCache, sql: &str, purpose: &str) -> (Bundle, usize) {
+    let reused = std::sync::atomic::AtomicUsize::new(0);
+    let bundle = block_on(prove::answer(
         &node.store,
         &node.keys,
+        proofs,
         &request(sql, purpose),
-        |_| (),
+        |p| {
+            if let Progress::ChunkProven { reused: true } = p {
+                reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        },
     ))
-    .unwrap()
+    .unwrap();
+    (bundle, reused.into_inner())
 }
 
 fn lower(sql: &str) -> Result<ProvableQuery, sql::QueryError> {
@@ -557,6 +572,7 @@ fn a_changed_chunk_file_is_an_internal_error_not_a_proof() {
     let err = block_on(prove::answer(
         &node.store,
         &node.keys,
+        &node.proofs,
         &request("SELECT COUNT(*) FROM consumption", "public-health"),
         |_| (),
     ))
@@ -632,4 +648,75 @@ fn verified_answers_equal_plain_datafusion_over_the_consented_rows() {
             "{sql}: something is released"
         );
     }
+}
+
+#[test]
+fn chunk_proofs_are_reused_across_queries_epochs_and_restarts_and_checked_first() {
+    let mut node = node(24);
+    let sql = "SELECT district, SUM(kwh) FROM consumption WHERE hour BETWEEN 6 AND 20 \
+               GROUP BY district";
+    let verified = |bundle: &Bundle| {
+        verify::verify(bundle, &Trust::default()).unwrap();
+    };
+    let (first, reused) = answer_with(&node, &node.proofs, sql, "public-health");
+    assert_eq!((first.chunk_proofs.len(), reused), (3, 0));
+    assert_eq!(node.proofs.len(), 3);
+    // The same query again: every chunk proof comes from the cache, and the answer holds.
+    let (again, reused) = answer_with(&node, &node.proofs, sql, "public-health");
+    assert_eq!(reused, 3);
+    verified(&again);
+    assert_eq!(again.result, first.result);
+    // Other parameters (here the purpose) are other proofs.
+    let (_, reused) = answer_with(&node, &node.proofs, sql, "energy-research");
+    assert_eq!(reused, 0);
+
+    // A new epoch with one more chunk: the three unchanged chunks reuse their proofs.
+    let schema = tiny();
+    let more: Vec<Vec<u64>> = random_rows(&schema, 32)
+        .into_iter()
+        .map(|c| c[24..].to_vec())
+        .collect();
+    let file = node._tmp.path().join("more.parquet");
+    records::write_file(
+        &file,
+        records::arrow_schema(&schema),
+        [records::to_batch(&schema, &more, 0..8)],
+    )
+    .unwrap();
+    node.store.ingest("consumption", &[file]).unwrap();
+    node.store.seal("consumption").unwrap();
+    let (later, reused) = answer_with(&node, &node.proofs, sql, "public-health");
+    assert_eq!((later.chunk_proofs.len(), reused), (4, 3));
+    verified(&later);
+
+    // The cache survives a restart of the node.
+    let data = node._tmp.path().join("data");
+    let reopened = ProofCache::open(&data, 64).unwrap();
+    let (_, reused) = answer_with(&node, &reopened, sql, "public-health");
+    assert_eq!(reused, 4);
+
+    // A damaged entry (another chunk's proof) is noticed, proven again, and replaced.
+    let db = rusqlite::Connection::open(data.join("proofs.sqlite")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE proofs SET proof = (SELECT proof FROM proofs ORDER BY used LIMIT 1)",
+            [],
+        )
+        .unwrap();
+    assert!(changed >= 4);
+    let (healed, reused) = answer_with(&node, &reopened, sql, "public-health");
+    assert!(reused <= 1, "{reused} damaged proofs reused");
+    verified(&healed);
+    let (_, reused) = answer_with(&node, &reopened, sql, "public-health");
+    assert_eq!(reused, 4);
+
+    // The cache is bounded: the least recently used proofs go first, also when a node
+    // restarts with a smaller capacity.
+    let small = ProofCache::open(&data, 2).unwrap();
+    answer_with(&node, &small, sql, "public-health");
+    assert_eq!(small.len(), 2);
+    // Turned off, it keeps nothing.
+    let off = ProofCache::open(&data, 0).unwrap();
+    assert_eq!(answer_with(&node, &off, sql, "public-health").1, 0);
+    assert!(off.is_empty());
 }

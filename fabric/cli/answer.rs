@@ -4,7 +4,10 @@ use std::{
     collections::HashSet,
     future::Future,
     path::{Path, PathBuf},
-    sync::OnceLock,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        OnceLock,
+    },
     time::Instant,
 };
 
@@ -16,6 +19,7 @@ use zkfabric::{
     config::Config,
     keys::KeyCache,
     manifest::parse_ed25519_key,
+    proofs::ProofCache,
     prove::{self, Progress, Request},
     query::{sql, Aggregand, OutputKind, ProvableQuery},
     schema::Schema,
@@ -95,10 +99,18 @@ fn print_query(q: &ProvableQuery) {
 }
 
 /// `zkfabric query`: answers with proofs, prints the answer, writes the bundle.
-pub fn query(data_dir: &Path, request: &Request, out: &Path, json: bool) -> Result<Bundle> {
+pub fn query(
+    data_dir: &Path,
+    config: &Config,
+    request: &Request,
+    out: &Path,
+    json: bool,
+) -> Result<Bundle> {
     check_purpose(request)?;
     let store = open(data_dir)?;
     let keys = KeyCache::new(data_dir);
+    let proofs = ProofCache::open(data_dir, config.query.proof_cache_entries)?;
+    let reused = AtomicUsize::new(0);
     let started = Instant::now();
     let bar = chunk_bar("planning");
     let proving_started = std::sync::Mutex::new(None);
@@ -115,10 +127,13 @@ pub fn query(data_dir: &Path, request: &Request, out: &Path, json: bool) -> Resu
             bar.set_message("proving");
             bar.reset_eta();
         }
-        Progress::ChunkProven => bar.inc(1),
+        Progress::ChunkProven { reused: hit } => {
+            reused.fetch_add(usize::from(hit), Ordering::Relaxed);
+            bar.inc(1)
+        }
         Progress::Combining => bar.set_message("combining"),
     };
-    let answer = block_on(prove::answer(&store, &keys, request, progress))?;
+    let answer = block_on(prove::answer(&store, &keys, &proofs, request, progress))?;
     bar.finish_and_clear();
     let bundle = answer.context("the query was not answered")?;
     let total = started.elapsed().as_secs_f64();
@@ -127,9 +142,13 @@ pub fn query(data_dir: &Path, request: &Request, out: &Path, json: bool) -> Resu
         .expect("not poisoned")
         .map_or(total, |t| t.elapsed().as_secs_f64());
     finish_answer(&bundle, out, json)?;
+    let reused = match reused.into_inner() {
+        0 => String::new(),
+        n => format!(" ({n} reused from the proof cache)"),
+    };
     println!(
-        "\nproved {} chunk(s) and {} combine(s) in {proving:.1} s ({:.0} rows/s; {total:.1} s \
-         with planning and keys)",
+        "\nproved {} chunk(s){reused} and {} combine(s) in {proving:.1} s ({:.0} rows/s; \
+         {total:.1} s with planning and keys)",
         bundle.chunk_proofs.len(),
         bundle.combine_proofs.len(),
         proven_rows(&bundle) as f64 / proving,
@@ -423,7 +442,7 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
         );
         let request = Request::new(&config, q.sql.into(), Some(q.purpose.into()), None, true);
         let out = dir.join(format!("{}.zkf", q.name));
-        query(&data_dir, &request, &out, false)?;
+        query(&data_dir, &config, &request, &out, false)?;
         println!("\n   verifying {} offline:", out.display());
         verify(&out, None, Some(&manifest.node_key), None)?;
     }

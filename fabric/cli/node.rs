@@ -101,6 +101,7 @@ pub fn explain(remote: &Remote, request: pb::QueryRequest) -> Result<()> {
 pub fn query(remote: &Remote, request: pb::QueryRequest, out: &Path, json: bool) -> Result<()> {
     let started = Instant::now();
     let bar = chunk_bar("sent");
+    let reused = std::sync::atomic::AtomicU64::new(0);
     let on_event = |event: &Event| match event {
         Event::Queued(q) => bar.set_message(format!("queued at position {}", q.position)),
         Event::Started(s) => {
@@ -108,7 +109,10 @@ pub fn query(remote: &Remote, request: pb::QueryRequest, out: &Path, json: bool)
             bar.set_message("proving");
             bar.reset_eta();
         }
-        Event::ChunkProven(c) => bar.set_position(c.done),
+        Event::ChunkProven(c) => {
+            reused.store(c.reused, std::sync::atomic::Ordering::Relaxed);
+            bar.set_position(c.done)
+        }
         Event::Combining(_) => bar.set_message("combining"),
         Event::Finished(_) => {}
     };
@@ -117,8 +121,12 @@ pub fn query(remote: &Remote, request: pb::QueryRequest, out: &Path, json: bool)
     let (id, bundle) = answer?;
     let seconds = started.elapsed().as_secs_f64();
     finish_answer(&bundle, out, json)?;
+    let reused = match reused.into_inner() {
+        0 => String::new(),
+        n => format!(" ({n} reused from its proof cache)"),
+    };
     println!(
-        "\nthe node proved {} chunk(s) and {} combine(s), {} rows, in {seconds:.1} s \
+        "\nthe node proved {} chunk(s){reused} and {} combine(s), {} rows, in {seconds:.1} s \
          (bundle id {id}); check it with `zkfabric verify {}`",
         bundle.chunk_proofs.len(),
         bundle.combine_proofs.len(),

@@ -45,6 +45,7 @@ use zkfabric_circuits::{
 use crate::{
     config::Config,
     keys::{KeyCache, KeyError},
+    proofs::{ProofCache, ProofCacheError},
     prove::ProveError,
     query::sql::QueryError,
     store::{Store, StoreError},
@@ -59,6 +60,9 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The proof cache could not be opened.
+    #[error(transparent)]
+    ProofCache(#[from] ProofCacheError),
     /// Listening or serving failed.
     #[error("serving: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -75,6 +79,8 @@ pub(crate) struct Node {
     store: Arc<Mutex<Store>>,
     data_dir: PathBuf,
     keys: KeyCache,
+    /// Chunk proofs kept for reuse.
+    proofs: ProofCache,
     config: Config,
     tokens: Tokens,
     queue: ProvingQueue,
@@ -184,6 +190,7 @@ pub async fn serve(
         store: Arc::new(Mutex::new(store)),
         data_dir: data_dir.to_path_buf(),
         keys: KeyCache::new(data_dir),
+        proofs: ProofCache::open(data_dir, config.query.proof_cache_entries)?,
         tokens: Tokens::new(&server.tokens),
         queue: ProvingQueue::new(server.proving_workers, server.queue_capacity),
         donors: RateLimiter::keyed(Quota::per_minute(per_minute)),

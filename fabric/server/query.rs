@@ -165,14 +165,18 @@ impl Node {
             let chunk_rows = prepared.plan().schema.chunk_rows as f64;
             send(Event::Started(pb::Started { chunks: total }));
             let done = AtomicU64::new(0);
+            let reused_count = AtomicU64::new(0);
             let proving = Instant::now();
             let progress = |p: Progress| {
                 let delivered = match p {
-                    Progress::ChunkProven => {
+                    Progress::ChunkProven { reused } => {
                         let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        let reused = reused_count.fetch_add(u64::from(reused), Ordering::Relaxed)
+                            + u64::from(reused);
                         send(Event::ChunkProven(pb::ChunkProven {
                             done,
                             total,
+                            reused,
                             rows_per_second: done as f64 * chunk_rows
                                 / proving.elapsed().as_secs_f64().max(1e-9),
                         }))
@@ -193,6 +197,7 @@ impl Node {
                 .block_on(prove::prove(
                     prepared,
                     &node.keys,
+                    &node.proofs,
                     &request,
                     progress,
                     &job_cancel,
