@@ -129,16 +129,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("prove: groth16 core alone", |b| {
         b.iter(|| {
             let (r, s) = (Fr::from(rng.gen::<u128>()), Fr::from(rng.gen::<u128>()));
-            Groth16::<Bn254>::create_proof_with_reduction_and_matrices(
-                pk.groth16(),
-                r,
-                s,
-                m.r1cs(),
-                m.num_instance_variables,
-                m.num_constraints,
-                &z,
-            )
-            .expect("core")
+            snark::groth16_core(&pk, &z, r, s).expect("core")
         })
     });
     group.bench_function("prove: witness generation", |b| {

@@ -218,9 +218,15 @@ pub fn prove_assignment<R: RngCore + CryptoRng>(
     z: &[Fr],
     rng: &mut R,
 ) -> Result<Proof, CircuitError> {
+    pk.matrices.check(z)?;
+    groth16_core(pk, z, Fr::rand(rng), Fr::rand(rng))
+}
+
+/// ark-groth16's proving core alone: the witness map (FFTs) and the MSMs over a finished,
+/// already checked assignment, with the zero-knowledge randomness `r`, `s`. The benches
+/// measure it against the whole prove path.
+pub fn groth16_core(pk: &ProvingKey, z: &[Fr], r: Fr, s: Fr) -> Result<Proof, CircuitError> {
     let m = &pk.matrices;
-    m.check(z)?;
-    let (r, s) = (Fr::rand(rng), Fr::rand(rng));
     Ok(
         Groth16::<Bn254, LibsnarkReduction>::create_proof_with_reduction_and_matrices(
             &pk.key,
@@ -270,30 +276,43 @@ pub fn batch_verify<R: Rng>(
     batch: &[(Vec<Fr>, Proof)],
     rng: &mut R,
 ) -> Result<bool, CircuitError> {
-    if batch.is_empty() {
-        return Ok(true);
+    match batch {
+        [] => Ok(true),
+        // One proof: the plain check needs one pairing fewer.
+        [(inputs, proof)] => verify(vk, inputs, proof),
+        _ => {
+            let factors: Vec<Fr> = (0..batch.len())
+                .map(|_| Fr::from(rng.gen::<u128>()))
+                .collect();
+            batch_verify_with(vk, batch, &factors)
+        }
     }
+}
+
+/// [`batch_verify`] with one random factor per proof drawn.
+fn batch_verify_with(
+    vk: &VerifyingKey,
+    batch: &[(Vec<Fr>, Proof)],
+    factors: &[Fr],
+) -> Result<bool, CircuitError> {
     for (inputs, _) in batch {
         check_input_count(vk, inputs)?;
     }
-    let factors: Vec<Fr> = (0..batch.len())
-        .map(|_| Fr::from(rng.gen::<u128>()))
-        .collect();
     let factor_sum: Fr = factors.iter().sum();
     // Σ r_i · (IC_0 + Σ_j x_ij IC_j) as one MSM over the input bases.
     let mut input_scalars = vec![factor_sum];
     for j in 0..vk.gamma_abc_g1.len() - 1 {
-        input_scalars.push(batch.iter().zip(&factors).map(|((x, _), r)| x[j] * r).sum());
+        input_scalars.push(batch.iter().zip(factors).map(|((x, _), r)| x[j] * r).sum());
     }
     let combined_inputs = G1Projective::msm(&vk.gamma_abc_g1, &input_scalars).map_err(|_| {
         CircuitError::KeyMismatch("input bases and scalars differ in length".into())
     })?;
     let cs: Vec<G1Affine> = batch.iter().map(|(_, p)| p.c).collect();
-    let combined_c = G1Projective::msm(&cs, &factors).expect("equal lengths");
+    let combined_c = G1Projective::msm(&cs, factors).expect("equal lengths");
 
     let mut g1: Vec<G1Affine> = batch
         .par_iter()
-        .zip(&factors)
+        .zip(factors)
         .map(|((_, p), r)| (p.a * r).into_affine())
         .collect();
     let mut g2: Vec<_> = batch.iter().map(|(_, p)| p.b).collect();
