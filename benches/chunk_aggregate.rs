@@ -8,15 +8,23 @@
 //! Prints constraints per row, setup time and proof size, then measures with criterion:
 //! our whole prove path (`snark::prove`: witness-only synthesis, satisfiability check,
 //! proving core), its parts, ark-groth16's proving core alone on the finished assignment
-//! and matrices, ark-groth16's default prove (which synthesizes the constraint system
-//! again), and verification.
+//! and matrices, the core's own stages (the witness map's FFTs and each MSM), ark-groth16's
+//! default prove (which synthesizes the constraint system again), and verification. It
+//! also counts how many assignment values are bits, small or full field elements, which is
+//! what an MSM's cost depends on.
 //!
 //! `cargo bench --bench chunk_aggregate` (`ZKFABRIC_BENCH_ROWS=256` for a quick run).
 
 use std::time::Instant;
 
-use ark_bn254::Bn254;
-use ark_groth16::Groth16;
+use ark_bn254::{Bn254, G1Projective, G2Projective};
+use ark_ec::VariableBaseMSM;
+use ark_ff::{BigInteger, One, PrimeField, Zero};
+use ark_groth16::{
+    r1cs_to_qap::{LibsnarkReduction, R1CSToQAP},
+    Groth16,
+};
+use ark_poly::GeneralEvaluationDomain;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -121,8 +129,21 @@ fn bench(c: &mut Criterion) {
     );
 
     let z = snark::assignment(circuit.clone()).expect("assignment");
+    let bits = z.iter().filter(|v| v.is_zero() || v.is_one()).count();
+    let small = z
+        .iter()
+        .filter(|v| v.into_bigint().num_bits() <= 64)
+        .count();
+    println!(
+        "  assignment       {} values: {bits} are 0 or 1, {} more fit 64 bits, {} are full \
+         field elements",
+        z.len(),
+        small - bits,
+        z.len() - small
+    );
     let mut group = c.benchmark_group(format!("chunk_aggregate_{rows}"));
     group.sample_size(10);
+    core_stages(&mut group, &pk, &z);
     group.bench_function("prove: whole path", |b| {
         b.iter(|| snark::prove(&pk, circuit.clone(), &mut rng).expect("prove"))
     });
@@ -152,6 +173,46 @@ fn bench(c: &mut Criterion) {
         b.iter(|| snark::verify(pk.verifying_key(), &inputs, &proof).expect("verify"))
     });
     group.finish();
+}
+
+/// ark-groth16's proving core taken apart, to see where its time goes: the witness map
+/// (R1CS to QAP: the FFTs) and each multi-scalar multiplication, as its prover runs them.
+fn core_stages(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    pk: &snark::ProvingKey,
+    z: &[Fr],
+) {
+    let m = pk.matrices();
+    let key = pk.groth16();
+    let witness_map = || {
+        LibsnarkReduction::witness_map_from_matrices::<Fr, GeneralEvaluationDomain<Fr>>(
+            m.r1cs(),
+            m.num_instance_variables,
+            m.num_constraints,
+            z,
+        )
+        .expect("witness map")
+    };
+    let big = |values: &[Fr]| values.iter().map(|v| v.into_bigint()).collect::<Vec<_>>();
+    let h = big(&witness_map());
+    let all = big(z);
+    let aux = &all[m.num_instance_variables..];
+    group.bench_function("core: witness map (FFTs)", |b| b.iter(witness_map));
+    group.bench_function("core: MSM H (G1, full scalars)", |b| {
+        b.iter(|| G1Projective::msm_bigint(&key.h_query, &h))
+    });
+    group.bench_function("core: MSM L (G1, witness)", |b| {
+        b.iter(|| G1Projective::msm_bigint(&key.l_query, aux))
+    });
+    group.bench_function("core: MSM A (G1)", |b| {
+        b.iter(|| G1Projective::msm_bigint(&key.a_query[1..], &all[1..]))
+    });
+    group.bench_function("core: MSM B (G1)", |b| {
+        b.iter(|| G1Projective::msm_bigint(&key.b_g1_query[1..], &all[1..]))
+    });
+    group.bench_function("core: MSM B (G2)", |b| {
+        b.iter(|| G2Projective::msm_bigint(&key.b_g2_query[1..], &all[1..]))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -53,7 +53,7 @@ pub enum KeyError {
 /// The canonical text of a chunk circuit's shape.
 pub fn describe_aggregate(shape: &AggregateShape) -> String {
     let layout = &shape.layout;
-    let mut out = format!("aggregate/v1 rows={} columns=", layout.capacity());
+    let mut out = format!("aggregate/v2 rows={} columns=", layout.capacity());
     for (i, c) in layout.columns().iter().enumerate() {
         let sep = if i == 0 { "" } else { "," };
         let kind = if c.packed { "n" } else { "w" };

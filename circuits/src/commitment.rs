@@ -9,7 +9,10 @@
 //!   a row word of `word_bits` bits, and `floor(253 / word_bits)` consecutive row words are
 //!   concatenated into one field element. A circuit that unpacks an element decomposes it
 //!   into bits, which range-checks every unpacked value to its width (the packing rule).
-//! - one **wide group** per wide column (a measure, a timestamp): one element per row.
+//! - one **wide group** per wide column (a measure, a timestamp), packed the same way:
+//!   `floor(253 / width)` consecutive values per field element, so that a 24-bit measure
+//!   costs a Poseidon absorption every ten rows rather than every row. Unpacking again
+//!   decomposes every value into `width` bits.
 //!
 //! A group digest is `poseidon::chain([GROUP_TAG, salt, elements...])`. The chunk
 //! commitment is `poseidon::chain([CHUNK_TAG, dataset id, chunk index, row count,
@@ -194,14 +197,23 @@ impl ChunkLayout {
         self.word_bits
     }
 
-    /// Row words per packed field element.
-    pub fn rows_per_element(&self) -> usize {
-        (PACKED_ELEMENT_BITS / self.word_bits) as usize
+    /// Bits one row takes in group `group`'s elements: the row word in the packed group,
+    /// the column's width in a wide one.
+    pub fn row_bits(&self, group: usize) -> u32 {
+        match self.groups[group] {
+            Group::Packed => self.word_bits,
+            Group::Wide(c) => self.columns[c].width,
+        }
     }
 
-    /// The packed group's rows, one range of row indices per field element.
-    pub fn packed_elements(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-        let per = self.rows_per_element();
+    /// Rows per field element of group `group`.
+    pub fn rows_per_element(&self, group: usize) -> usize {
+        (PACKED_ELEMENT_BITS / self.row_bits(group).max(1)) as usize
+    }
+
+    /// Group `group`'s rows, one range of row indices per field element.
+    pub fn element_rows(&self, group: usize) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let per = self.rows_per_element(group);
         (0..self.capacity)
             .step_by(per)
             .map(move |start| start..(start + per).min(self.capacity))
@@ -298,27 +310,29 @@ impl Chunk {
         self.columns[layout.present()].iter().sum()
     }
 
-    /// The field elements group `group` hashes, after its tag and salt.
+    /// The field elements group `group` hashes, after its tag and salt: consecutive rows'
+    /// bits concatenated, least significant first.
     pub fn group_elements(&self, layout: &ChunkLayout, group: usize) -> Vec<Fr> {
-        match layout.groups()[group] {
-            Group::Wide(c) => self.columns[c].iter().map(|&v| Fr::from(v)).collect(),
-            Group::Packed => layout
-                .packed_elements()
-                .map(|rows| {
-                    rows.enumerate()
-                        .map(|(slot, row)| {
-                            let base = slot as u32 * layout.word_bits();
-                            (0..self.columns.len())
-                                .filter_map(|c| {
-                                    let offset = layout.packed_offset(c)?;
-                                    Some(Fr::from(self.columns[c][row]) * pow2(base + offset))
-                                })
-                                .sum::<Fr>()
-                        })
-                        .sum()
-                })
-                .collect(),
-        }
+        let row_bits = layout.row_bits(group);
+        let row_value = |row: usize| -> Fr {
+            match layout.groups()[group] {
+                Group::Wide(c) => Fr::from(self.columns[c][row]),
+                Group::Packed => (0..self.columns.len())
+                    .filter_map(|c| {
+                        let offset = layout.packed_offset(c)?;
+                        Some(Fr::from(self.columns[c][row]) * pow2(offset))
+                    })
+                    .sum(),
+            }
+        };
+        layout
+            .element_rows(group)
+            .map(|rows| {
+                rows.enumerate()
+                    .map(|(slot, row)| row_value(row) * pow2(slot as u32 * row_bits))
+                    .sum()
+            })
+            .collect()
     }
 
     /// Digest of group `group`: `chain([GROUP_TAG, salt, elements...])`.
@@ -398,7 +412,9 @@ mod tests {
         .is_err());
         let l = layout();
         assert_eq!(l.groups(), &[Group::Packed, Group::Wide(0), Group::Wide(3)]);
-        assert_eq!((l.word_bits(), l.rows_per_element()), (5, 50));
+        assert_eq!((l.word_bits(), l.rows_per_element(0)), (5, 50));
+        // Wide groups pack their own values: 253 / 32 and 253 / 20 rows per element.
+        assert_eq!((l.rows_per_element(1), l.rows_per_element(2)), (7, 12));
         assert_eq!(l.group_of(3), 2);
     }
 
@@ -419,6 +435,11 @@ mod tests {
         assert_eq!(
             chunk.group_elements(&l, 0),
             vec![Fr::from(19u64 + (31 << 5))]
+        );
+        // A wide group: 5 and 6 in consecutive 20-bit slots.
+        assert_eq!(
+            chunk.group_elements(&l, 2),
+            vec![Fr::from(5u64 + (6 << 20))]
         );
         let mut other = chunk.clone();
         other.salts[1] = Fr::from(1u8);

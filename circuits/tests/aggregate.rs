@@ -99,6 +99,12 @@ fn lying_witnesses_leave_the_system_unsatisfied() {
         c.chunk.columns[DISTRICT][5] += 8;
         c.chunk.columns[HOUR][5] -= 1;
     }));
+    // A wide slot aliased into the next row's: kWh + 2^16 and the next row's kWh - 1 pack
+    // to the same element, but the first no longer fits its 16 bits.
+    assert!(!lie(|c| {
+        c.chunk.columns[KWH][0] += 1 << 16;
+        c.chunk.columns[KWH][1] -= 1;
+    }));
 }
 
 #[test]

@@ -202,26 +202,20 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                     }
                     Ok(bits)
                 };
-            match *group {
-                Group::Wide(c) => {
-                    for row in 0..layout.capacity() {
-                        elements.push(Boolean::le_bits_to_fp(&column_bits(c, row)?)?);
+            let group_columns: Vec<usize> = match *group {
+                Group::Wide(c) => vec![c],
+                Group::Packed => (0..layout.columns().len())
+                    .filter(|&c| layout.packed_offset(c).is_some())
+                    .collect(),
+            };
+            for rows in layout.element_rows(g) {
+                let mut bits = Vec::with_capacity(layout.row_bits(g) as usize * rows.len());
+                for row in rows {
+                    for &c in &group_columns {
+                        bits.extend(column_bits(c, row)?);
                     }
                 }
-                Group::Packed => {
-                    let packed: Vec<usize> = (0..layout.columns().len())
-                        .filter(|&c| layout.packed_offset(c).is_some())
-                        .collect();
-                    for rows in layout.packed_elements() {
-                        let mut bits = Vec::with_capacity(layout.word_bits() as usize * rows.len());
-                        for row in rows {
-                            for &c in &packed {
-                                bits.extend(column_bits(c, row)?);
-                            }
-                        }
-                        elements.push(Boolean::le_bits_to_fp(&bits)?);
-                    }
-                }
+                elements.push(Boolean::le_bits_to_fp(&bits)?);
             }
             let mut preimage = vec![
                 FpVar::constant(Fr::from(GROUP_TAG)),
