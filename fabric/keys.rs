@@ -41,6 +41,13 @@ pub enum KeyError {
     /// Writing the key file failed.
     #[error(transparent)]
     Write(#[from] RecordsError),
+    /// The key file holds another key than the one the node published.
+    #[error("{path} holds a key with fingerprint {found}, not the published {published}; remove it and its .vk file and run `zkfabric setup` again", path = path.display())]
+    Changed {
+        path: PathBuf,
+        published: String,
+        found: String,
+    },
     /// The key file does not hold a key for the shape, or setup failed.
     #[error("key for {shape}: {source}")]
     Circuit {
@@ -201,11 +208,29 @@ impl KeyCache {
             source,
         };
         let key = if path.exists() {
+            let started = std::time::Instant::now();
             let bytes = fs::read(&path).map_err(|source| KeyError::Io {
                 path: path.clone(),
                 source,
             })?;
-            ProvingKey::from_bytes::<C>(&bytes, shape).map_err(circuit_error)?
+            // Loaded unchecked (fast), so only if it is the key the node published.
+            let key = ProvingKey::from_bytes::<C>(&bytes, shape).map_err(circuit_error)?;
+            if let Some(published) = self.info(description) {
+                let fingerprint = snark::fingerprint(key.verifying_key());
+                if fingerprint != published.fingerprint {
+                    return Err(KeyError::Changed {
+                        path,
+                        published: published.fingerprint,
+                        found: fingerprint,
+                    });
+                }
+            }
+            tracing::info!(
+                shape = description,
+                seconds = started.elapsed().as_secs_f64(),
+                "loaded a proving key"
+            );
+            key
         } else if setup {
             on_setup(description);
             let key = snark::setup::<C, _>(shape, &mut OsRng).map_err(circuit_error)?;

@@ -720,3 +720,34 @@ fn chunk_proofs_are_reused_across_queries_epochs_and_restarts_and_checked_first(
     assert_eq!(answer_with(&node, &off, sql, "public-health").1, 0);
     assert!(off.is_empty());
 }
+
+#[test]
+fn a_key_file_other_than_the_published_key_is_refused() {
+    let node = node(8);
+    let sql = "SELECT COUNT(*) FROM consumption";
+    answer(&node, sql, "public-health");
+    // Another key's published part beside this key: the node must not prove with it.
+    let keys = node._tmp.path().join("data/keys");
+    for entry in std::fs::read_dir(&keys).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "vk") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut info: serde_json::Value = serde_json::from_str(&text).unwrap();
+            info["fingerprint"] = "sha256:00".into();
+            std::fs::write(&path, info.to_string()).unwrap();
+        }
+    }
+    let restarted = KeyCache::new(&node._tmp.path().join("data"));
+    let err = block_on(prove::answer(
+        &node.store,
+        &restarted,
+        &node.proofs,
+        &request(sql, "public-health"),
+        |_| (),
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("not the published sha256:00"),
+        "{err}"
+    );
+}
