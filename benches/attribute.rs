@@ -11,6 +11,8 @@
 //! Prints constraints and sizes first, then measures with criterion.
 //! `cargo bench --bench attribute` (add `--workspace --profile dev` to reuse the test build).
 
+mod common;
+
 use std::time::Instant;
 
 use bulletproofs::{BulletproofGens, PedersenGens, RangeProof};
@@ -71,22 +73,7 @@ fn attribute_against_bulletproofs(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("age_at_least_18");
-    group.bench_function("groth16 attribute: prove", |b| {
-        b.iter(|| snark::prove(&pk, circuit.clone(), &mut rng).expect("proof"))
-    });
-    let z = snark::assignment(circuit.clone()).expect("assignment");
-    group.bench_function("groth16 attribute: witness generation", |b| {
-        b.iter(|| snark::assignment(circuit.clone()).expect("assignment"))
-    });
-    group.bench_function("groth16 attribute: satisfiability check", |b| {
-        b.iter(|| pk.matrices().check(&z).expect("satisfied"))
-    });
-    group.bench_function("groth16 attribute: groth16 core alone", |b| {
-        b.iter(|| {
-            let (r, s) = (Fr::from(rng.gen::<u128>()), Fr::from(rng.gen::<u128>()));
-            snark::groth16_core(&pk, &z, r, s).expect("core")
-        })
-    });
+    common::whole_path_against_core(&mut group, "groth16 attribute", &pk, &circuit);
     group.bench_function("groth16 attribute: verify", |b| {
         b.iter(|| assert!(snark::verify(pk.verifying_key(), &inputs, &proof).expect("verifies")))
     });

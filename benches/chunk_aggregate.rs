@@ -15,6 +15,8 @@
 //!
 //! `cargo bench --bench chunk_aggregate` (`ZKFABRIC_BENCH_ROWS=256` for a quick run).
 
+mod common;
+
 use std::time::Instant;
 
 use ark_bn254::{Bn254, G1Projective, G2Projective};
@@ -31,7 +33,9 @@ use rand_chacha::ChaCha20Rng;
 use zkfabric::circuits::{
     aggregate::{
         Aggregand, AggregateCircuit, AggregateQuery, AggregateShape, FilterParams, FilterShape,
+        Partial,
     },
+    combine::{CombineCircuit, CombineOutput, CombineParams, CombineShape, Opening},
     commitment::{Chunk, ChunkLayout, ColumnSpec},
     snark, Fr,
 };
@@ -128,7 +132,9 @@ fn bench(c: &mut Criterion) {
         snark::verifying_key_to_bytes(pk.verifying_key()).len()
     );
 
-    let z = snark::assignment(circuit.clone()).expect("assignment");
+    let mut group = c.benchmark_group(format!("chunk_aggregate_{rows}"));
+    group.sample_size(10);
+    let z = common::whole_path_against_core(&mut group, "chunk", &pk, &circuit);
     let bits = z.iter().filter(|v| v.is_zero() || v.is_one()).count();
     let small = z
         .iter()
@@ -141,24 +147,7 @@ fn bench(c: &mut Criterion) {
         small - bits,
         z.len() - small
     );
-    let mut group = c.benchmark_group(format!("chunk_aggregate_{rows}"));
-    group.sample_size(10);
     core_stages(&mut group, &pk, &z);
-    group.bench_function("prove: whole path", |b| {
-        b.iter(|| snark::prove(&pk, circuit.clone(), &mut rng).expect("prove"))
-    });
-    group.bench_function("prove: groth16 core alone", |b| {
-        b.iter(|| {
-            let (r, s) = (Fr::from(rng.gen::<u128>()), Fr::from(rng.gen::<u128>()));
-            snark::groth16_core(&pk, &z, r, s).expect("core")
-        })
-    });
-    group.bench_function("prove: witness generation", |b| {
-        b.iter(|| snark::assignment(circuit.clone()).expect("assignment"))
-    });
-    group.bench_function("prove: satisfiability check", |b| {
-        b.iter(|| m.check(&z).expect("satisfied"))
-    });
     group.bench_function("prove: ark-groth16 default (re-synthesizes)", |b| {
         b.iter(|| {
             Groth16::<Bn254>::create_random_proof_with_reduction(
@@ -172,7 +161,40 @@ fn bench(c: &mut Criterion) {
     group.bench_function("verify", |b| {
         b.iter(|| snark::verify(pk.verifying_key(), &inputs, &proof).expect("verify"))
     });
+    combine(&mut group, &mut rng);
     group.finish();
+}
+
+/// The combine circuit that opens K = 8 chunk partials of G = 8 groups and releases the
+/// groups of at least k = 10 rows: the root of the demo-sized answer.
+fn combine(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rng: &mut ChaCha20Rng,
+) {
+    let shape = CombineShape {
+        inputs: 8,
+        groups: 8,
+        output: CombineOutput::Release,
+    };
+    let params = CombineParams {
+        min_group_size: 10,
+        threshold: 0,
+    };
+    let openings = (0..shape.inputs)
+        .map(|_| Opening {
+            partial: Partial {
+                sums: (0..shape.groups)
+                    .map(|_| rng.gen_range(0..1 << 30))
+                    .collect(),
+                counts: (0..shape.groups).map(|_| rng.gen_range(0..128)).collect(),
+            },
+            blind: Fr::from(rng.gen::<u128>()),
+        })
+        .collect();
+    let circuit =
+        CombineCircuit::new(shape, params, openings, Fr::from(0u8)).expect("honest openings");
+    let pk = snark::setup::<CombineCircuit, _>(&shape, rng).expect("setup");
+    common::whole_path_against_core(group, "combine K=8 G=8", &pk, &circuit);
 }
 
 /// ark-groth16's proving core taken apart, to see where its time goes: the witness map

@@ -7,6 +7,8 @@
 //!
 //! `cargo bench --bench eligibility` (add `--profile dev` to reuse the test build).
 
+mod common;
+
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -59,9 +61,7 @@ fn bench(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("eligibility");
     group.sample_size(10);
-    group.bench_function("prove", |b| {
-        b.iter(|| snark::prove(&pk, circuit(), &mut rng).expect("proof"))
-    });
+    common::whole_path_against_core(&mut group, "eligibility", &pk, &circuit());
     group.bench_function("verify", |b| {
         b.iter(|| assert!(snark::verify(pk.verifying_key(), &inputs, &proof).expect("verifies")))
     });
