@@ -289,59 +289,56 @@ pub async fn prove(
         .iter()
         .filter_map(|c| Some((c.index, fr_from_hex(&c.commitment)?)))
         .collect();
-    let proven: Vec<(u64, Opening, Fr, snark::Proof)> = chunks
-        .into_par_iter()
-        .map(|chunk| {
-            fail::fail_point!("prove-chunk");
-            check_cancel()?;
-            let index = chunk.index;
-            let partial = expected_partial(&expected, index, circuits);
-            let chunk_commitment = *commitments.get(&index).ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "chunk {index}'s published commitment is unreadable"
-                ))
-            })?;
-            let cache_key = ProofKey::new(
-                &chunk_fingerprint,
-                &chunk_description,
-                &parameters,
-                &chunk_commitment,
-            );
-            if let Some(cached) = proofs.get(&cache_key) {
-                let partial_commitment = partial.commit(cached.blind);
-                let instance = AggregateInstance {
-                    chunk_commitment,
-                    query: circuits.chunk_query.clone(),
-                    partial_commitment,
+    let proven: Vec<(u64, Opening, Fr, snark::Proof)> = in_waves(chunks, |chunk| {
+        fail::fail_point!("prove-chunk");
+        check_cancel()?;
+        let index = chunk.index;
+        let partial = expected_partial(&expected, index, circuits);
+        let chunk_commitment = *commitments.get(&index).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "chunk {index}'s published commitment is unreadable"
+            ))
+        })?;
+        let cache_key = ProofKey::new(
+            &chunk_fingerprint,
+            &chunk_description,
+            &parameters,
+            &chunk_commitment,
+        );
+        if let Some(cached) = proofs.get(&cache_key) {
+            let partial_commitment = partial.commit(cached.blind);
+            let instance = AggregateInstance {
+                chunk_commitment,
+                query: circuits.chunk_query.clone(),
+                partial_commitment,
+            };
+            let inputs = instance.public_inputs(&circuits.chunk_shape)?;
+            if snark::verify(chunk_pk.verifying_key(), &inputs, &cached.proof)? {
+                progress(Progress::ChunkProven { reused: true });
+                let opening = Opening {
+                    partial,
+                    blind: cached.blind,
                 };
-                let inputs = instance.public_inputs(&circuits.chunk_shape)?;
-                if snark::verify(chunk_pk.verifying_key(), &inputs, &cached.proof)? {
-                    progress(Progress::ChunkProven { reused: true });
-                    let opening = Opening {
-                        partial,
-                        blind: cached.blind,
-                    };
-                    return Ok((index, opening, partial_commitment, cached.proof));
-                }
-                tracing::warn!("a cached proof of chunk {index} does not verify: proving again");
+                return Ok((index, opening, partial_commitment, cached.proof));
             }
-            let blind = Fr::from(OsRng.gen::<u128>());
-            let circuit = AggregateCircuit::new(
-                circuits.chunk_shape.clone(),
-                circuits.chunk_query.clone(),
-                chunk,
-                blind,
-            )?;
-            if circuit.partial != partial {
-                return Err(ProveError::Mismatch { chunk: index });
-            }
-            let commitment = circuit.instance.partial_commitment;
-            let proof = snark::prove(&chunk_pk, circuit, &mut OsRng)?;
-            proofs.put(&cache_key, blind, &proof);
-            progress(Progress::ChunkProven { reused: false });
-            Ok((index, Opening { partial, blind }, commitment, proof))
-        })
-        .collect::<Result<_, _>>()?;
+            tracing::warn!("a cached proof of chunk {index} does not verify: proving again");
+        }
+        let blind = Fr::from(OsRng.gen::<u128>());
+        let circuit = AggregateCircuit::new(
+            circuits.chunk_shape.clone(),
+            circuits.chunk_query.clone(),
+            chunk,
+            blind,
+        )?;
+        if circuit.partial != partial {
+            return Err(ProveError::Mismatch { chunk: index });
+        }
+        let commitment = circuit.instance.partial_commitment;
+        let proof = snark::prove(&chunk_pk, circuit, &mut OsRng)?;
+        proofs.put(&cache_key, blind, &proof);
+        progress(Progress::ChunkProven { reused: false });
+        Ok((index, Opening { partial, blind }, commitment, proof))
+    })?;
 
     progress(Progress::Combining);
     let fan_in = request.limits.combine_inputs;
@@ -359,34 +356,32 @@ pub async fn prove(
                 Some(keys.get::<CombineCircuit>(&subtotal_shape, &d, request.setup, on_setup)?);
         }
         let pk = subtotal_key.as_ref().expect("just made");
-        let next: Vec<(Opening, pb::CombineProof)> = level
-            .par_chunks(fan_in)
-            .map(|openings| {
-                check_cancel()?;
-                let blind = Fr::from(OsRng.gen::<u128>());
-                let circuit = CombineCircuit::new(
-                    subtotal_shape,
-                    circuits.combine_params,
-                    openings.to_vec(),
+        let groups: Vec<&[Opening]> = level.chunks(fan_in).collect();
+        let next: Vec<(Opening, pb::CombineProof)> = in_waves(groups, |openings| {
+            check_cancel()?;
+            let blind = Fr::from(OsRng.gen::<u128>());
+            let circuit = CombineCircuit::new(
+                subtotal_shape,
+                circuits.combine_params,
+                openings.to_vec(),
+                blind,
+            )?;
+            let CombineResult::Subtotal { commitment } = circuit.instance.result else {
+                unreachable!("a subtotal shape outputs a subtotal")
+            };
+            let total = circuit.total.clone();
+            let proof = snark::prove(pk, circuit, &mut OsRng)?;
+            Ok::<_, ProveError>((
+                Opening {
+                    partial: total,
                     blind,
-                )?;
-                let CombineResult::Subtotal { commitment } = circuit.instance.result else {
-                    unreachable!("a subtotal shape outputs a subtotal")
-                };
-                let total = circuit.total.clone();
-                let proof = snark::prove(pk, circuit, &mut OsRng)?;
-                Ok::<_, ProveError>((
-                    Opening {
-                        partial: total,
-                        blind,
-                    },
-                    pb::CombineProof {
-                        subtotal: fr_to_bytes(&commitment),
-                        proof: snark::proof_to_bytes(&proof),
-                    },
-                ))
-            })
-            .collect::<Result<_, _>>()?;
+                },
+                pb::CombineProof {
+                    subtotal: fr_to_bytes(&commitment),
+                    proof: snark::proof_to_bytes(&proof),
+                },
+            ))
+        })?;
         let (openings, proofs): (Vec<_>, Vec<_>) = next.into_iter().unzip();
         combine_proofs.extend(proofs);
         level = openings;
@@ -437,6 +432,30 @@ pub async fn prove(
         combine_proofs,
         verifying_keys,
     })
+}
+
+/// Runs `prove` over `items` in parallel, one wave of as many items as rayon has threads
+/// at a time. Each proof parallelizes inside (MSMs, FFTs); while a thread waits there,
+/// rayon's work stealing may start another pending item on the same stack, so one
+/// parallel iterator over a thousand proofs nests proofs until the stack overflows (seen
+/// at 977 chunks). A wave bounds that nesting by the number of threads.
+fn in_waves<T: Send, U: Send>(
+    items: Vec<T>,
+    prove: impl Fn(T) -> Result<U, ProveError> + Sync + Send,
+) -> Result<Vec<U>, ProveError> {
+    let wave = rayon::current_num_threads().max(1);
+    let mut done = Vec::with_capacity(items.len());
+    let mut pending = items.into_iter().peekable();
+    while pending.peek().is_some() {
+        let batch: Vec<T> = pending.by_ref().take(wave).collect();
+        done.extend(
+            batch
+                .into_par_iter()
+                .map(&prove)
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+    }
+    Ok(done)
 }
 
 /// Seconds per proven constraint on this machine, for estimates before a node has
