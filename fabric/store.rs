@@ -102,7 +102,14 @@ pub enum StoreError {
     /// Stored data do not match the catalog (the store was altered outside zkfabric).
     #[error("store is inconsistent: {0}")]
     Corrupt(String),
+    /// The data directory's chunks were committed in a format this version cannot prove.
+    #[error("{path} holds chunks committed in format {found}, but this zkfabric commits and proves format {COMMITMENT_FORMAT}: ingest the source files into a new data directory", path = path.display())]
+    Format { path: PathBuf, found: i64 },
 }
+
+/// The chunk commitment format (the catalog's `user_version`): 2 since wide columns pack
+/// several values per field element. Chunks of another format cannot be proven.
+pub const COMMITMENT_FORMAT: i64 = 2;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
@@ -236,6 +243,17 @@ impl Store {
         )?;
         if !retired {
             db.execute_batch("ALTER TABLE chunks ADD COLUMN retired_in INTEGER")?;
+        }
+        let format: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if format != COMMITMENT_FORMAT {
+            let sealed: bool = db.query_row("SELECT COUNT(*) > 0 FROM chunks", [], |r| r.get(0))?;
+            if sealed {
+                return Err(StoreError::Format {
+                    path: dir.to_path_buf(),
+                    found: format.max(1),
+                });
+            }
+            db.pragma_update(None, "user_version", COMMITMENT_FORMAT)?;
         }
         let key = node_key(&dir.join("node.key"))?;
         let store = Self {

@@ -200,6 +200,33 @@ fn a_changed_schema_is_refused() {
     ));
 }
 
+#[test]
+fn chunks_committed_in_an_earlier_format_are_refused_by_name() {
+    let tmp = TempDir::new().unwrap();
+    let (file, _) = generated(tmp.path(), "rows.parquet", 100, 3);
+    let mut store = open(tmp.path());
+    store.ingest("consumption", &[file]).unwrap();
+    store.seal("consumption").unwrap();
+    drop(store);
+    let catalog = tmp.path().join("data/catalog.sqlite");
+    // A catalog from before the format was recorded (wide columns one value per element).
+    rusqlite::Connection::open(&catalog)
+        .unwrap()
+        .pragma_update(None, "user_version", 0)
+        .unwrap();
+    let err = Store::open(&tmp.path().join("data")).err().unwrap();
+    assert!(matches!(err, StoreError::Format { found: 1, .. }), "{err}");
+    assert!(err.to_string().contains("new data directory"), "{err}");
+    // An empty store of any age simply takes the current format.
+    let empty = tmp.path().join("empty");
+    drop(Store::open(&empty).unwrap());
+    rusqlite::Connection::open(empty.join("catalog.sqlite"))
+        .unwrap()
+        .pragma_update(None, "user_version", 0)
+        .unwrap();
+    drop(Store::open(&empty).unwrap());
+}
+
 /// `SUM(kwh)` per chunk and district, natively, over the rows of the first `rows`.
 fn native_sums(columns: &[Vec<u64>], rows: usize, chunk_rows: usize) -> Vec<(u64, u64, u64)> {
     let schema = consumption();
