@@ -96,7 +96,7 @@ fn datasets(c: &mut Criterion) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let limits = Config::default().limits();
+    let config = Config::default();
     let mut group = c.benchmark_group("datasets");
     group
         .sample_size(10)
@@ -112,13 +112,7 @@ fn datasets(c: &mut Criterion) {
         let keys = KeyCache::new(&data);
         let uncached = ProofCache::open(&data, 0).expect("no cache");
         for q in QUESTIONS.iter().filter(|q| q.dataset == dataset) {
-            let request = Request {
-                sql: q.sql.into(),
-                purpose: q.purpose.into(),
-                epoch: None,
-                limits,
-                setup: true,
-            };
+            let request = Request::new(&config, q.sql.into(), Some(q.purpose.into()), None, true);
             let answer = || {
                 runtime
                     .block_on(prove::answer(&store, &keys, &uncached, &request, |_| ()))

@@ -33,7 +33,7 @@ fn verified_query(c: &mut Criterion) {
     // Every run proves: the proof cache is off.
     let uncached = ProofCache::open(&tmp.path().join("data"), 0).expect("no cache");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let limits = Config::default().limits();
+    let config = Config::default();
 
     let mut group = c.benchmark_group("verified_query");
     group
@@ -41,13 +41,7 @@ fn verified_query(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(1))
         .throughput(Throughput::Elements(n as u64));
     for q in demo::QUERIES {
-        let request = Request {
-            sql: q.sql.into(),
-            purpose: q.purpose.into(),
-            epoch: None,
-            limits,
-            setup: true,
-        };
+        let request = Request::new(&config, q.sql.into(), Some(q.purpose.into()), None, true);
         // One run to make the keys and report the figures before criterion repeats it.
         runtime
             .block_on(prove::answer(&store, &keys, &uncached, &request, |_| ()))
