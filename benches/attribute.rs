@@ -77,6 +77,10 @@ fn attribute_against_bulletproofs(c: &mut Criterion) {
     group.bench_function("groth16 attribute: verify", |b| {
         b.iter(|| assert!(snark::verify(pk.verifying_key(), &inputs, &proof).expect("verifies")))
     });
+    let prepared = snark::prepare(pk.verifying_key());
+    group.bench_function("groth16 attribute: verify, key prepared once", |b| {
+        b.iter(|| assert!(snark::verify_prepared(&prepared, &inputs, &proof).expect("verifies")))
+    });
     let age = circuit.value;
     for bits in [8usize, 32, 64] {
         let gens = (BulletproofGens::new(bits, 1), PedersenGens::default());

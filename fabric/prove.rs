@@ -282,6 +282,7 @@ pub async fn prove(
         total: chunks.len(),
     });
     let chunk_fingerprint = snark::fingerprint(chunk_pk.verifying_key());
+    let chunk_vk = snark::prepare(chunk_pk.verifying_key());
     let parameters = format!("{:?}", circuits.chunk_query);
     let commitments: HashMap<u64, Fr> = manifest
         .manifest
@@ -313,7 +314,7 @@ pub async fn prove(
                 partial_commitment,
             };
             let inputs = instance.public_inputs(&circuits.chunk_shape)?;
-            if snark::verify(chunk_pk.verifying_key(), &inputs, &cached.proof)? {
+            if snark::verify_prepared(&chunk_vk, &inputs, &cached.proof)? {
                 progress(Progress::ChunkProven { reused: true });
                 let opening = Opening {
                     partial,
