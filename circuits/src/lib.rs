@@ -16,6 +16,7 @@
 
 pub mod aggregate;
 pub mod attribute;
+pub mod circom;
 pub mod combine;
 pub mod commitment;
 pub mod eddsa;

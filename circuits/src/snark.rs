@@ -14,7 +14,10 @@
 use ark_bn254::{Bn254, G1Affine, G1Projective};
 use ark_ec::{pairing::Pairing, CurveGroup, VariableBaseMSM};
 use ark_ff::{UniformRand, Zero};
-use ark_groth16::{r1cs_to_qap::LibsnarkReduction, Groth16};
+use ark_groth16::{
+    r1cs_to_qap::{LibsnarkReduction, R1CSToQAP},
+    Groth16,
+};
 use ark_relations::{
     gr1cs::{
         ConstraintSynthesizer, ConstraintSystem, OptimizationGoal, SynthesisMode,
@@ -27,7 +30,7 @@ use ark_std::rand::{CryptoRng, Rng, RngCore};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::{CircuitError, Fr};
+use crate::{circom::CircomReduction, CircuitError, Fr};
 
 /// A Groth16 proof (two G1 points and one G2 point; 128 bytes compressed).
 pub type Proof = ark_groth16::Proof<Bn254>;
@@ -108,11 +111,28 @@ impl ConstraintMatrices {
     }
 }
 
-/// A proving key together with its shape's constraint matrices.
+/// Which R1CS-to-QAP reduction a proving key was made for, and so which witness map a
+/// prover must use with it. Verification is the same for both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    /// ark-groth16's (libsnark's): the keys of this crate's development [`setup`].
+    Libsnark,
+    /// snarkjs' (evaluations at the odd 2n-th roots of unity): keys from a circom/snarkjs
+    /// ceremony, see [`crate::circom`].
+    Circom,
+}
+
+/// What [`ProvingKey::to_bytes`] writes before the key, with one byte naming the reduction;
+/// files without it are development keys written before ceremony keys existed.
+const KEY_MAGIC: &[u8; 7] = b"zkfpk1:";
+
+/// A proving key together with its shape's constraint matrices and the reduction it was
+/// made for.
 #[derive(Clone, Debug)]
 pub struct ProvingKey {
     key: ark_groth16::ProvingKey<Bn254>,
     matrices: ConstraintMatrices,
+    reduction: Reduction,
 }
 
 impl ProvingKey {
@@ -131,12 +151,22 @@ impl ProvingKey {
         &self.key
     }
 
-    /// Uncompressed bytes of the ark-groth16 proving key (the matrices are recomputed from
-    /// the shape when loading). A proving key is the prover's own file, so it is stored
-    /// for fast loading: decompressing and subgroup-checking its hundreds of thousands of
-    /// points would take longer than a proof.
+    /// The reduction this key was made for.
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    /// The reduction's tag and uncompressed bytes of the ark-groth16 proving key (the
+    /// matrices are recomputed from the shape when loading). A proving key is the
+    /// prover's own file, so it is stored for fast loading: decompressing and
+    /// subgroup-checking its hundreds of thousands of points would take longer than a
+    /// proof.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = KEY_MAGIC.to_vec();
+        out.push(match self.reduction {
+            Reduction::Libsnark => b'L',
+            Reduction::Circom => b'C',
+        });
         self.key
             .serialize_uncompressed(&mut out)
             .expect("serializing into a Vec cannot fail");
@@ -148,13 +178,25 @@ impl ProvingKey {
     /// validated: a damaged key gives proofs that fail verification, never a proof that
     /// passes it wrongly.
     pub fn from_bytes<C: Circuit>(bytes: &[u8], shape: &C::Shape) -> Result<Self, CircuitError> {
-        let key = ark_groth16::ProvingKey::<Bn254>::deserialize_uncompressed_unchecked(bytes)?;
-        Self::from_parts(key, ConstraintMatrices::of(C::blank(shape)?)?)
+        let (reduction, key_bytes) = match bytes.strip_prefix(KEY_MAGIC.as_slice()) {
+            Some([b'L', rest @ ..]) => (Reduction::Libsnark, rest),
+            Some([b'C', rest @ ..]) => (Reduction::Circom, rest),
+            Some(_) => {
+                return Err(CircuitError::KeyMismatch(
+                    "the key names a reduction this version does not know".into(),
+                ))
+            }
+            None => (Reduction::Libsnark, bytes),
+        };
+        let key = ark_groth16::ProvingKey::<Bn254>::deserialize_uncompressed_unchecked(key_bytes)?;
+        Self::from_parts(key, ConstraintMatrices::of(C::blank(shape)?)?, reduction)
     }
 
-    fn from_parts(
+    /// A key whose counts of variables and public inputs fit `matrices`.
+    pub(crate) fn from_parts(
         key: ark_groth16::ProvingKey<Bn254>,
         matrices: ConstraintMatrices,
+        reduction: Reduction,
     ) -> Result<Self, CircuitError> {
         let variables = matrices.num_instance_variables + matrices.num_witness_variables;
         if key.a_query.len() != variables
@@ -167,7 +209,11 @@ impl ProvingKey {
                 matrices.num_instance_variables - 1
             )));
         }
-        Ok(Self { key, matrices })
+        Ok(Self {
+            key,
+            matrices,
+            reduction,
+        })
     }
 }
 
@@ -182,7 +228,7 @@ where
     let matrices = ConstraintMatrices::of(blank.clone())?;
     let key =
         Groth16::<Bn254, LibsnarkReduction>::generate_random_parameters_with_reduction(blank, rng)?;
-    ProvingKey::from_parts(key, matrices)
+    ProvingKey::from_parts(key, matrices, Reduction::Libsnark)
 }
 
 /// The full assignment `[1, public inputs, witnesses]` of `circuit`, computed without
@@ -222,13 +268,20 @@ pub fn prove_assignment<R: RngCore + CryptoRng>(
     groth16_core(pk, z, Fr::rand(rng), Fr::rand(rng))
 }
 
-/// ark-groth16's proving core alone: the witness map (FFTs) and the MSMs over a finished,
-/// already checked assignment, with the zero-knowledge randomness `r`, `s`. The benches
-/// measure it against the whole prove path.
+/// ark-groth16's proving core alone: the witness map (FFTs) of the key's reduction and the
+/// MSMs over a finished, already checked assignment, with the zero-knowledge randomness
+/// `r`, `s`. The benches measure it against the whole prove path.
 pub fn groth16_core(pk: &ProvingKey, z: &[Fr], r: Fr, s: Fr) -> Result<Proof, CircuitError> {
+    match pk.reduction {
+        Reduction::Libsnark => core_with::<LibsnarkReduction>(pk, z, r, s),
+        Reduction::Circom => core_with::<CircomReduction>(pk, z, r, s),
+    }
+}
+
+fn core_with<Q: R1CSToQAP>(pk: &ProvingKey, z: &[Fr], r: Fr, s: Fr) -> Result<Proof, CircuitError> {
     let m = &pk.matrices;
     Ok(
-        Groth16::<Bn254, LibsnarkReduction>::create_proof_with_reduction_and_matrices(
+        Groth16::<Bn254, Q>::create_proof_with_reduction_and_matrices(
             &pk.key,
             r,
             s,
