@@ -240,20 +240,12 @@ pub fn query_from_proto(
 /// Writes `bundle` to `path` as protobuf, atomically; with `json`, also writes
 /// `path.json` in protobuf's canonical JSON mapping.
 pub fn write(bundle: &Bundle, path: &Path, json: bool) -> Result<(), RecordsError> {
-    let io = |file: &Path| {
-        let file = file.to_path_buf();
-        move |source| RecordsError::Io { file, source }
-    };
     let bytes = bundle.encode_to_vec();
-    records::write_atomically(path, |mut f| {
-        std::io::Write::write_all(&mut f, &bytes).map_err(io(path))
-    })?;
+    records::write_bytes_atomically(path, &bytes)?;
     if json {
         let json_path = path.with_extension("zkf.json");
         let text = serde_json::to_vec_pretty(bundle).expect("a bundle always serializes");
-        records::write_atomically(&json_path, |mut f| {
-            std::io::Write::write_all(&mut f, &text).map_err(io(&json_path))
-        })?;
+        records::write_bytes_atomically(&json_path, &text)?;
     }
     Ok(())
 }

@@ -21,8 +21,9 @@ use zkfabric::{
 
 mod answer;
 mod donor;
+mod keys;
 mod node;
-use answer::{demo, explain_query, query, setup, verify};
+use answer::{demo, explain_query, export_snarkjs, query, setup, verify};
 
 /// A privacy-preserving data fabric: committed records, verified aggregate answers.
 #[derive(Parser)]
@@ -120,6 +121,17 @@ enum Command {
         /// Consent purpose (default: the configuration's).
         #[arg(long)]
         purpose: Option<String>,
+    },
+    /// Proving keys: those held, the shapes queries need, and a multi-party ceremony's two
+    /// ends (export a shape's constraint system, import the final key).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Write a bundle's proofs in another tool's format, after verifying it.
+    Export {
+        #[command(subcommand)]
+        format: ExportFormat,
     },
     /// Run everything end to end in a temporary data directory: generate household
     /// readings, ingest, seal, answer two queries with proofs, verify the bundles.
@@ -233,6 +245,59 @@ enum CredentialCommand {
         /// Where to write the credential.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the keys the node holds: fingerprint, origin, constraints, shape.
+    List,
+    /// Print the circuit shapes the given queries can need: role, key held, shape.
+    Shapes {
+        /// SQL queries.
+        #[arg(required = true)]
+        sql: Vec<String>,
+        /// Consent purpose (default: the configuration's).
+        #[arg(long)]
+        purpose: Option<String>,
+    },
+    /// Write a shape's constraint system as an iden3 .r1cs file, for a snarkjs ceremony.
+    #[command(name = "export-r1cs")]
+    ExportR1cs {
+        /// The shape's description, as `keys shapes` or `query --explain` print it.
+        #[arg(long)]
+        shape: String,
+        /// The .r1cs file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Install a ceremony's final .zkey as a shape's key, once checked against the shape;
+    /// prints its trusted-keys line.
+    Import {
+        /// The final .zkey of the ceremony.
+        zkey: PathBuf,
+        /// The shape it was made for.
+        #[arg(long)]
+        shape: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportFormat {
+    /// For each proof of a verified bundle, snarkjs' verification_key.json, proof.json and
+    /// public.json in OUT/<proof>/.
+    Snarkjs {
+        /// The bundle.
+        bundle: PathBuf,
+        /// The folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Verifying-key fingerprints to trust, as for `verify`.
+        #[arg(long)]
+        trusted_keys: Option<PathBuf>,
+        /// The node's Ed25519 public key (hex) the manifest must be signed with.
+        #[arg(long)]
+        node_key: Option<String>,
     },
 }
 
@@ -355,6 +420,21 @@ fn execute(cli: Cli) -> Result<()> {
             Some(remote) => node::setup(&remote, &sql, purpose),
             None => setup(data_dir, &config, &sql, purpose),
         },
+        Command::Keys { command } => match command {
+            KeysCommand::List => keys::list(data_dir),
+            KeysCommand::Shapes { sql, purpose } => keys::shapes(data_dir, &config, &sql, purpose),
+            KeysCommand::ExportR1cs { shape, out } => keys::export_r1cs(&shape, &out),
+            KeysCommand::Import { zkey, shape } => keys::import(data_dir, &zkey, &shape),
+        },
+        Command::Export {
+            format:
+                ExportFormat::Snarkjs {
+                    bundle,
+                    out,
+                    trusted_keys,
+                    node_key,
+                },
+        } => export_snarkjs(&bundle, &out, trusted_keys.as_deref(), node_key.as_deref()),
         Command::Demo { rows, keep } => demo(rows, keep),
         Command::Seal { dataset } => match remote {
             Some(remote) => node::seal(&remote, &dataset),

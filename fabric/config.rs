@@ -24,6 +24,9 @@
 //! donations_per_minute = 30            # per client address
 //! setup_missing_keys = false           # make development keys for researchers' queries
 //!
+//! [keys]
+//! mode = "development"                 # "ceremony": prove only with imported ceremony keys
+//!
 //! [[server.tokens]]                    # bearer tokens, stored hashed
 //! name = "alice"
 //! role = "researcher"                  # researcher or admin
@@ -45,7 +48,7 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::{query::Limits, schema::Schema};
+use crate::{keys::KeyMode, query::Limits, schema::Schema};
 
 /// The configuration.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -63,6 +66,17 @@ pub struct Config {
     /// Per dataset, what donations must prove (`[donors.<dataset>]`).
     #[serde(default)]
     pub donors: BTreeMap<String, DonorPolicy>,
+    /// Which proving keys the node uses.
+    #[serde(default)]
+    pub keys: KeysConfig,
+}
+
+/// The `[keys]` table.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// `"development"` (default) or `"ceremony"`: ceremony keys only, for production.
+    pub mode: KeyMode,
 }
 
 /// A `[donors.<dataset>]` table: donations to the dataset must carry an eligibility proof

@@ -38,11 +38,11 @@ pub const SHAPE: EligibilityShape = EligibilityShape { districts: 16 };
 
 /// The canonical description of [`SHAPE`] (its key's name).
 pub fn describe_shape() -> String {
-    format!("eligibility/v1 districts={}", SHAPE.districts)
+    crate::keys::describe_eligibility(&SHAPE)
 }
 
 /// The canonical description of the withdrawal circuit (its key's name).
-pub const WITHDRAWAL_SHAPE: &str = "withdrawal/v1";
+pub const WITHDRAWAL_SHAPE: &str = crate::keys::WITHDRAWAL_DESCRIPTION;
 
 /// What a withdrawal proof is bound to: the receipt id it withdraws.
 pub fn withdrawal_binding(id: &str) -> Fr {

@@ -17,6 +17,7 @@
 //! - [`prove`]: answering a query with proofs;
 //! - [`bundle`]: the answer bundle (protobuf) and its files;
 //! - [`verify`]: the offline verifier;
+//! - [`snarkjs`]: verified proofs in snarkjs' JSON formats;
 //! - [`server`]: the gRPC node (`zkfabric serve`);
 //! - [`remote`]: a client of a node, for the CLI's `--remote` and the examples;
 //! - [`donor`]: donors' credentials and eligibility proofs;
@@ -39,6 +40,7 @@ pub mod records;
 pub mod remote;
 pub mod schema;
 pub mod server;
+pub mod snarkjs;
 pub mod store;
 pub mod synth;
 pub mod tables;

@@ -583,6 +583,20 @@ pub async fn explain(
     })
 }
 
+/// The shapes of every key `circuits` can need, by role: `chunk`, `root` and `subtotal`
+/// (the subtotal combine only proves answers over more chunks than one combine opens).
+pub fn key_shapes(circuits: &CircuitQuery) -> [(&'static str, String); 3] {
+    let subtotal = CombineShape {
+        output: CombineOutput::Subtotal,
+        ..circuits.root_shape
+    };
+    [
+        ("chunk", describe_aggregate(&circuits.chunk_shape)),
+        ("root", describe_combine(&circuits.root_shape)),
+        ("subtotal", describe_combine(&subtotal)),
+    ]
+}
+
 /// Makes (or loads) every key `circuits` can need: the chunk circuit's, the root
 /// combine's and the subtotal combine's. Returns `fingerprint shape` lines, the format
 /// of a trusted-keys file.

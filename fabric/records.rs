@@ -297,6 +297,14 @@ pub fn write_atomically(
     result
 }
 
+/// [`write_atomically`] of `bytes`.
+pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordsError> {
+    write_atomically(path, |mut file| {
+        use std::io::Write;
+        file.write_all(bytes).map_err(|e| io(path, e))
+    })
+}
+
 fn io(path: &Path, source: std::io::Error) -> RecordsError {
     RecordsError::Io {
         file: path.to_path_buf(),

@@ -81,6 +81,25 @@ pub struct Report {
     pub query: ProvableQuery,
     /// The schema.
     pub schema: Schema,
+    /// Every proof, with the statement it was verified against.
+    pub statements: Vec<Statement>,
+}
+
+/// One verified proof: which it is, its circuit shape and key, and the public inputs it
+/// was verified against (recomputed from manifest, query and result, never read from
+/// the bundle).
+#[derive(Clone, Debug)]
+pub struct Statement {
+    /// `chunk-<index>`, `subtotal-<n>` or `root`.
+    pub name: String,
+    /// The circuit shape's canonical description.
+    pub shape: String,
+    /// The verifying key.
+    pub verifying_key: VerifyingKey,
+    /// The public inputs.
+    pub public_inputs: Vec<Fr>,
+    /// The proof.
+    pub proof: Proof,
 }
 
 /// Verifies `bundle` under `trust`.
@@ -170,7 +189,9 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
     }
 
     // Chunk statements.
-    let chunk_vk = key_for(describe_aggregate(&circuits.chunk_shape))?;
+    let chunk_shape = describe_aggregate(&circuits.chunk_shape);
+    let chunk_vk = key_for(chunk_shape.clone())?;
+    let mut names = Vec::new();
     let mut chunk_statements = Vec::new();
     let mut level = Vec::new();
     for (i, (p, (_, commitment))) in bundle.chunk_proofs.iter().zip(&touched).enumerate() {
@@ -189,6 +210,7 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
             inputs,
             proof(&p.proof, &format!("chunk_proofs[{i}].proof"))?,
         ));
+        names.push(format!("chunk-{}", p.chunk));
         level.push(partial_commitment);
     }
 
@@ -245,17 +267,27 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
     let root_proof = proof(&root.proof, &format!("combine_proofs[{i}].proof"))?;
 
     // The proofs, one batch (one multi-pairing) per verifying key.
-    let root_vk = key_for(describe_combine(&circuits.root_shape))?;
+    let root_shape = describe_combine(&circuits.root_shape);
+    let root_vk = key_for(root_shape.clone())?;
+    names.extend((0..subtotal_statements.len()).map(|n| format!("subtotal-{n}")));
+    names.push("root".into());
     let mut batches = vec![
-        ("chunk", chunk_vk, chunk_statements),
-        ("root combine", root_vk, vec![(root_inputs, root_proof)]),
+        ("chunk", chunk_shape, chunk_vk, chunk_statements),
+        (
+            "root combine",
+            root_shape,
+            root_vk,
+            vec![(root_inputs, root_proof)],
+        ),
     ];
     if !subtotal_statements.is_empty() {
-        let vk = key_for(describe_combine(&subtotal_shape))?;
-        batches.push(("subtotal combine", vk, subtotal_statements));
+        let shape = describe_combine(&subtotal_shape);
+        let vk = key_for(shape.clone())?;
+        // Listed in bundle order: chunks, subtotals, root.
+        batches.insert(1, ("subtotal combine", shape, vk, subtotal_statements));
     }
     let mut proofs = 0;
-    for (what, vk, statements) in &batches {
+    for (what, _, vk, statements) in &batches {
         proofs += statements.len();
         if statements.is_empty() {
             continue;
@@ -268,7 +300,26 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
             )));
         }
     }
+    let statements = batches
+        .into_iter()
+        .flat_map(|(_, shape, vk, statements)| {
+            statements.into_iter().map(move |(public_inputs, proof)| {
+                (shape.clone(), vk.clone(), public_inputs, proof)
+            })
+        })
+        .zip(names)
+        .map(
+            |((shape, verifying_key, public_inputs, proof), name)| Statement {
+                name,
+                shape,
+                verifying_key,
+                public_inputs,
+                proof,
+            },
+        )
+        .collect();
     Ok(Report {
+        statements,
         dataset: bundle.dataset.clone(),
         epoch: bundle.epoch,
         node_key: signed.node_key.clone(),

@@ -17,11 +17,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use zkfabric::{
     bundle::{self, Bundle},
     config::Config,
-    keys::KeyCache,
+    keys::{KeyCache, KeyMode},
     manifest::parse_ed25519_key,
     proofs::ProofCache,
     prove::{self, Progress, Request},
-    query::{sql, Aggregand, OutputKind, ProvableQuery},
+    query::{sql, Aggregand, CircuitQuery, OutputKind, ProvableQuery},
     schema::Schema,
     verify::{self, Report, Trust},
 };
@@ -108,7 +108,7 @@ pub fn query(
 ) -> Result<Bundle> {
     check_purpose(request)?;
     let store = open(data_dir)?;
-    let keys = KeyCache::new(data_dir);
+    let keys = KeyCache::new(data_dir).with_mode(config.keys.mode);
     let proofs = ProofCache::open(data_dir, config.query.proof_cache_entries)?;
     let reused = AtomicUsize::new(0);
     let started = Instant::now();
@@ -312,6 +312,41 @@ pub fn verify(
     node_key: Option<&str>,
     remote: Option<NodePins>,
 ) -> Result<()> {
+    let started = Instant::now();
+    let (bundle, report, pinned_by) = verified(path, trusted_keys, node_key, remote)?;
+    print_report(&report, &bundle, started.elapsed().as_secs_f64(), pinned_by);
+    Ok(())
+}
+
+/// `zkfabric export snarkjs`: verifies the bundle as `verify` does, then writes each proof
+/// with its verifying key and public signals in snarkjs' formats under `out`.
+pub fn export_snarkjs(
+    path: &Path,
+    out: &Path,
+    trusted_keys: Option<&Path>,
+    node_key: Option<&str>,
+) -> Result<()> {
+    let (_, report, _) = verified(path, trusted_keys, node_key, None)?;
+    let folders = zkfabric::snarkjs::write(&report.statements, out)?;
+    for (folder, statement) in folders.iter().zip(&report.statements) {
+        println!("{}  {}", folder.display(), statement.shape);
+    }
+    println!(
+        "{} verified proofs written; check one with: snarkjs groth16 verify \
+         DIR/verification_key.json DIR/public.json DIR/proof.json",
+        folders.len()
+    );
+    Ok(())
+}
+
+/// The bundle at `path` and its report, once every check of `verify` holds, with how its
+/// keys were pinned.
+fn verified(
+    path: &Path,
+    trusted_keys: Option<&Path>,
+    node_key: Option<&str>,
+    remote: Option<NodePins>,
+) -> Result<(Bundle, Report, &'static str)> {
     let (remote_key, remote_fingerprints) = match remote {
         Some(p) => (Some(p.node_key), Some(p.fingerprints)),
         None => (None, None),
@@ -338,7 +373,6 @@ pub fn verify(
             None => remote_fingerprints,
         },
     };
-    let started = Instant::now();
     let report =
         verify::verify(&bundle, &trust).with_context(|| format!("{}: REJECTED", path.display()))?;
     // The SQL text must mean the query the proofs are about.
@@ -354,8 +388,7 @@ pub fn verify(
             path.display()
         );
     }
-    print_report(&report, &bundle, started.elapsed().as_secs_f64(), pinned_by);
-    Ok(())
+    Ok((bundle, report, pinned_by))
 }
 
 fn print_report(report: &Report, bundle: &Bundle, secs: f64, pinned_by: &str) {
@@ -386,6 +419,25 @@ fn print_report(report: &Report, bundle: &Bundle, secs: f64, pinned_by: &str) {
     print_answer(&report.schema, &report.query, bundle);
 }
 
+/// The circuits each query of `sql` is proven with, planned over the local store.
+pub fn planned_circuits(
+    data_dir: &Path,
+    config: &Config,
+    sql: &[String],
+    purpose: Option<String>,
+) -> Result<Vec<CircuitQuery>> {
+    let store = open(data_dir)?;
+    sql.iter()
+        .map(|text| {
+            let request = Request::new(config, text.clone(), purpose.clone(), None, true);
+            check_purpose(&request)?;
+            let ctx = datafusion::prelude::SessionContext::new();
+            let (plan, _) = block_on(prove::plan(&ctx, &store, &request))??;
+            Ok(plan.circuits)
+        })
+        .collect()
+}
+
 /// `zkfabric setup`: makes the keys of the queries' shapes and prints fingerprints.
 pub fn setup(
     data_dir: &Path,
@@ -393,18 +445,14 @@ pub fn setup(
     sql: &[String],
     purpose: Option<String>,
 ) -> Result<()> {
-    let store = open(data_dir)?;
-    let keys = KeyCache::new(data_dir);
-    println!(
-        "# development keys (single-party setup): {}",
-        data_dir.display()
-    );
-    for text in sql {
-        let request = Request::new(config, text.clone(), purpose.clone(), None, true);
-        check_purpose(&request)?;
-        let ctx = datafusion::prelude::SessionContext::new();
-        let (plan, _) = block_on(prove::plan(&ctx, &store, &request))??;
-        for fingerprint in prove::setup_keys(&keys, &plan.circuits)? {
+    let keys = KeyCache::new(data_dir).with_mode(config.keys.mode);
+    let origin = match keys.mode() {
+        KeyMode::Development => "development keys (single-party setup)",
+        KeyMode::Ceremony => "ceremony keys",
+    };
+    println!("# {origin}: {}", data_dir.display());
+    for circuits in planned_circuits(data_dir, config, sql, purpose)? {
+        for fingerprint in prove::setup_keys(&keys, &circuits)? {
             println!("{fingerprint}");
         }
     }

@@ -217,7 +217,7 @@ pub fn donate_remote(remote: &Remote, donation: Donation) -> Result<()> {
 pub fn donate_local(data_dir: &Path, config: &Config, donation: Donation) -> Result<()> {
     let (records, _) = donation.records()?;
     let mut store = open_with(data_dir, config, donation.dataset, None)?;
-    let keys = KeyCache::new(data_dir);
+    let keys = KeyCache::new(data_dir).with_mode(config.keys.mode);
     let key = || {
         keys.get::<EligibilityCircuit>(&donor::SHAPE, &donor::describe_shape(), true, |_| {
             eprintln!("warning: making a development key for eligibility proofs")

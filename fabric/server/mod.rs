@@ -66,8 +66,9 @@ pub enum ServerError {
     /// Listening or serving failed.
     #[error("serving: {0}")]
     Transport(#[from] tonic::transport::Error),
-    /// The eligibility key could not be loaded or made.
-    #[error("eligibility key: {0}")]
+    /// The node's keys do not fit its key mode, or the donors' keys could not be loaded
+    /// or made.
+    #[error("keys: {0}")]
     Keys(String),
     /// The reflection service could not be built.
     #[error("reflection: {0}")]
@@ -189,7 +190,7 @@ pub async fn serve(
     let node = Arc::new(Node {
         store: Arc::new(Mutex::new(store)),
         data_dir: data_dir.to_path_buf(),
-        keys: KeyCache::new(data_dir),
+        keys: KeyCache::new(data_dir).with_mode(config.keys.mode),
         proofs: ProofCache::open(data_dir, config.query.proof_cache_entries)?,
         tokens: Tokens::new(&server.tokens),
         queue: ProvingQueue::new(server.proving_workers, server.queue_capacity),
@@ -229,6 +230,9 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    node.keys
+        .check_mode()
+        .map_err(|e| ServerError::Keys(e.to_string()))?;
     if !node.config.donors.is_empty() {
         // Donors fetch this key to prove eligibility; make it before the first asks.
         let keys_node = node.clone();
@@ -324,6 +328,9 @@ fn prove_status(e: ProveError) -> Status {
         ProveError::Keys(KeyError::Missing { .. }) => Status::failed_precondition(format!(
             "{e}: an administrator makes it with the Admin.Setup call"
         )),
+        ProveError::Keys(KeyError::NoCeremonyKey { .. }) => {
+            Status::failed_precondition(e.to_string())
+        }
         ProveError::Cancelled => Status::unavailable(e.to_string()),
         other => internal(other),
     }
