@@ -567,3 +567,103 @@ impl KeyCache {
 fn write(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     Ok(records::write_bytes_atomically(path, bytes)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGGREGATE: &str = "aggregate/v2 rows=8 columns=w32,n4,n5,n3,n7,n3,w24,w20,w24,n1 \
+        present=9 consent=5 filters=range:2,in:1:4 group_by=1 groups=8 aggregand=sum:6";
+
+    #[test]
+    fn every_canonical_description_parses_back_to_its_shape() {
+        for description in [
+            AGGREGATE,
+            "aggregate/v2 rows=8 columns=w32,n4,n1 present=2 consent=1 filters= group_by=none \
+             groups=1 aggregand=count",
+            "combine/v1 inputs=8 groups=1 output=release",
+            "combine/v1 inputs=4 groups=8 output=subtotal",
+            "eligibility/v1 districts=16",
+            WITHDRAWAL_DESCRIPTION,
+        ] {
+            let shape = Shape::parse(description).unwrap();
+            assert_eq!(shape.description(), description);
+        }
+    }
+
+    #[test]
+    fn other_text_is_refused_naming_what_is_wrong() {
+        for (text, expected) in [
+            ("aggregate/v3 rows=8", "is not a circuit"),
+            ("combine/v1 inputs=8 groups=1", "no output="),
+            (
+                "combine/v1 inputs=eight groups=1 output=release",
+                "\"eight\" is not a number",
+            ),
+            (
+                "combine/v1 groups=1 inputs=8 output=release",
+                "not in canonical form",
+            ),
+            (&AGGREGATE.replace("w32", "x32"), "column \"x32\""),
+            (
+                &AGGREGATE.replace("group_by=1", "group_by=12"),
+                "invalid shape",
+            ),
+        ] {
+            let err = Shape::parse(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn ceremony_mode_refuses_development_keys_by_shape_and_never_makes_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let shape = CombineShape {
+            inputs: 2,
+            groups: 1,
+            output: CombineOutput::Release,
+        };
+        let description = describe_combine(&shape);
+        let ceremony = || KeyCache::new(dir.path()).with_mode(KeyMode::Ceremony);
+        let refused = |result: Result<Arc<ProvingKey>, KeyError>| match result {
+            Err(e @ KeyError::NoCeremonyKey { .. }) => e.to_string(),
+            other => panic!("not refused: {:?}", other.map(|_| ())),
+        };
+        let message = refused(ceremony().get::<CombineCircuit>(&shape, &description, true, |_| ()));
+        assert!(message.contains(&description), "{message}");
+        assert!(!ceremony().has(&description), "no development key was made");
+        ceremony().check_mode().unwrap();
+
+        // A development key made in development mode is still refused in ceremony mode.
+        KeyCache::new(dir.path())
+            .get::<CombineCircuit>(&shape, &description, true, |_| ())
+            .unwrap();
+        refused(ceremony().get::<CombineCircuit>(&shape, &description, true, |_| ()));
+        let err = ceremony().check_mode().unwrap_err().to_string();
+        assert!(err.contains(&description), "{err}");
+        KeyCache::new(dir.path()).check_mode().unwrap();
+    }
+
+    #[test]
+    fn an_export_is_written_whole_and_a_zkey_for_another_shape_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("root.r1cs");
+        let description = "combine/v1 inputs=2 groups=1 output=release";
+        let matrices = export_r1cs(description, &out).unwrap();
+        let bytes = fs::read(&out).unwrap();
+        assert!(bytes.starts_with(b"r1cs") && matrices.num_constraints > 0);
+        assert!(matches!(
+            export_r1cs("combine/v1 inputs=2", &dir.path().join("no.r1cs")),
+            Err(KeyError::Shape { .. })
+        ));
+        assert!(!dir.path().join("no.r1cs").exists());
+
+        let keys = KeyCache::new(dir.path());
+        let err = keys
+            .import(description, b"not a zkey")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(description) && err.contains("zkey"), "{err}");
+        assert!(!keys.has(description), "nothing installed");
+    }
+}
