@@ -1,7 +1,7 @@
 //! Proving keys per circuit shape, cached under the data directory.
 //!
-//! Every shape has a canonical text ([`describe_aggregate`], [`describe_combine`],
-//! [`describe_eligibility`], [`WITHDRAWAL_DESCRIPTION`]) that a verifier recomputes from a
+//! Every shape has a canonical text ([`AggregateShape::description`],
+//! [`CombineShape::description`], [`describe_eligibility`], [`WITHDRAWAL_DESCRIPTION`]) that a verifier recomputes from a
 //! bundle and [`Shape::parse`] reads back; its SHA-256 names the key file
 //! (`DATA_DIR/keys/<hash>.pk`). A key comes from one of two places:
 //! - development: a single-party setup made here on demand; whoever ran it could forge
@@ -12,7 +12,6 @@
 
 use std::{
     collections::HashMap,
-    fmt::Write as _,
     fs,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -94,54 +93,6 @@ pub enum KeyOrigin {
     Ceremony,
 }
 
-/// The canonical text of a chunk circuit's shape.
-pub fn describe_aggregate(shape: &AggregateShape) -> String {
-    let layout = &shape.layout;
-    let mut out = format!("aggregate/v2 rows={} columns=", layout.capacity());
-    for (i, c) in layout.columns().iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let kind = if c.packed { "n" } else { "w" };
-        let _ = write!(out, "{sep}{kind}{}", c.width);
-    }
-    let _ = write!(
-        out,
-        " present={} consent={} filters=",
-        layout.present(),
-        shape.consent
-    );
-    for (i, f) in shape.filters.iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let _ = match f {
-            FilterShape::Range { column } => write!(out, "{sep}range:{column}"),
-            FilterShape::In { column, len } => write!(out, "{sep}in:{column}:{len}"),
-        };
-    }
-    let _ = match shape.group_by {
-        Some(c) => write!(out, " group_by={c}"),
-        None => write!(out, " group_by=none"),
-    };
-    let _ = write!(out, " groups={} aggregand=", shape.groups);
-    let _ = match shape.aggregand {
-        Aggregand::CountOnly => write!(out, "count"),
-        Aggregand::Sum { column } => write!(out, "sum:{column}"),
-        Aggregand::CountWhere { column } => write!(out, "count_where:{column}"),
-    };
-    out
-}
-
-/// The canonical text of a combine circuit's shape.
-pub fn describe_combine(shape: &CombineShape) -> String {
-    let output = match shape.output {
-        CombineOutput::Release => "release",
-        CombineOutput::Predicate => "predicate",
-        CombineOutput::Subtotal => "subtotal",
-    };
-    format!(
-        "combine/v1 inputs={} groups={} output={output}",
-        shape.inputs, shape.groups
-    )
-}
-
 /// The canonical text of an eligibility circuit's shape.
 pub fn describe_eligibility(shape: &EligibilityShape) -> String {
     format!("eligibility/v1 districts={}", shape.districts)
@@ -190,7 +141,7 @@ impl Shape {
                 .map_err(|_| bad(format!("{text:?} is not a number")))
         };
         let shape = match kind {
-            "aggregate/v2" => {
+            "aggregate/v3" => {
                 let columns = field("columns")?
                     .split(',')
                     .map(|c| match c.split_at_checked(1) {
@@ -239,7 +190,7 @@ impl Shape {
                 shape.validate().map_err(|e| bad(e.to_string()))?;
                 Shape::Aggregate(shape)
             }
-            "combine/v1" => Shape::Combine(CombineShape {
+            "combine/v2" => Shape::Combine(CombineShape {
                 inputs: number(field("inputs")?)?,
                 groups: number(field("groups")?)?,
                 output: match field("output")? {
@@ -255,7 +206,7 @@ impl Shape {
             WITHDRAWAL_DESCRIPTION => Shape::Withdrawal,
             other => {
                 return Err(bad(format!(
-                    "{other:?} is not a circuit (aggregate/v2, combine/v1, eligibility/v1, withdrawal/v1)"
+                    "{other:?} is not a circuit (aggregate/v3, combine/v2, eligibility/v1, withdrawal/v1)"
                 )))
             }
         };
@@ -271,8 +222,8 @@ impl Shape {
     /// The canonical description.
     pub fn description(&self) -> String {
         match self {
-            Shape::Aggregate(s) => describe_aggregate(s),
-            Shape::Combine(s) => describe_combine(s),
+            Shape::Aggregate(s) => s.description(),
+            Shape::Combine(s) => s.description(),
             Shape::Eligibility(s) => describe_eligibility(s),
             Shape::Withdrawal => WITHDRAWAL_DESCRIPTION.to_string(),
         }
@@ -572,17 +523,17 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
 mod tests {
     use super::*;
 
-    const AGGREGATE: &str = "aggregate/v2 rows=8 columns=w32,n4,n5,n3,n7,n3,w24,w20,w24,n1 \
+    const AGGREGATE: &str = "aggregate/v3 rows=8 columns=w32,n4,n5,n3,n7,n3,w24,w20,w24,n1 \
         present=9 consent=5 filters=range:2,in:1:4 group_by=1 groups=8 aggregand=sum:6";
 
     #[test]
     fn every_canonical_description_parses_back_to_its_shape() {
         for description in [
             AGGREGATE,
-            "aggregate/v2 rows=8 columns=w32,n4,n1 present=2 consent=1 filters= group_by=none \
+            "aggregate/v3 rows=8 columns=w32,n4,n1 present=2 consent=1 filters= group_by=none \
              groups=1 aggregand=count",
-            "combine/v1 inputs=8 groups=1 output=release",
-            "combine/v1 inputs=4 groups=8 output=subtotal",
+            "combine/v2 inputs=8 groups=1 output=release",
+            "combine/v2 inputs=4 groups=8 output=subtotal",
             "eligibility/v1 districts=16",
             WITHDRAWAL_DESCRIPTION,
         ] {
@@ -595,13 +546,13 @@ mod tests {
     fn other_text_is_refused_naming_what_is_wrong() {
         for (text, expected) in [
             ("aggregate/v3 rows=8", "is not a circuit"),
-            ("combine/v1 inputs=8 groups=1", "no output="),
+            ("combine/v2 inputs=8 groups=1", "no output="),
             (
-                "combine/v1 inputs=eight groups=1 output=release",
+                "combine/v2 inputs=eight groups=1 output=release",
                 "\"eight\" is not a number",
             ),
             (
-                "combine/v1 groups=1 inputs=8 output=release",
+                "combine/v2 groups=1 inputs=8 output=release",
                 "not in canonical form",
             ),
             (&AGGREGATE.replace("w32", "x32"), "column \"x32\""),
@@ -623,7 +574,7 @@ mod tests {
             groups: 1,
             output: CombineOutput::Release,
         };
-        let description = describe_combine(&shape);
+        let description = shape.description();
         let ceremony = || KeyCache::new(dir.path()).with_mode(KeyMode::Ceremony);
         let refused = |result: Result<Arc<ProvingKey>, KeyError>| match result {
             Err(e @ KeyError::NoCeremonyKey { .. }) => e.to_string(),
@@ -648,12 +599,12 @@ mod tests {
     fn an_export_is_written_whole_and_a_zkey_for_another_shape_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("root.r1cs");
-        let description = "combine/v1 inputs=2 groups=1 output=release";
+        let description = "combine/v2 inputs=2 groups=1 output=release";
         let matrices = export_r1cs(description, &out).unwrap();
         let bytes = fs::read(&out).unwrap();
         assert!(bytes.starts_with(b"r1cs") && matrices.num_constraints > 0);
         assert!(matches!(
-            export_r1cs("combine/v1 inputs=2", &dir.path().join("no.r1cs")),
+            export_r1cs("combine/v2 inputs=2", &dir.path().join("no.r1cs")),
             Err(KeyError::Shape { .. })
         ));
         assert!(!dir.path().join("no.r1cs").exists());

@@ -33,7 +33,7 @@ use zkfabric_proto::v1 as pb;
 use crate::{
     bundle::{self, fr_to_bytes, Bundle, BundleError, FORMAT},
     config::Config,
-    keys::{describe_aggregate, describe_combine, KeyCache, KeyError, KeyInfo},
+    keys::{KeyCache, KeyError, KeyInfo},
     manifest::{fr_from_hex, fr_to_hex, SignedManifest},
     proofs::{ProofCache, ProofKey},
     query::{
@@ -270,7 +270,7 @@ pub async fn prove(
     let expected = partials(&ctx, schema, query, circuits).await?;
 
     let on_setup = |_: &str| progress(Progress::Setup);
-    let chunk_description = describe_aggregate(&circuits.chunk_shape);
+    let chunk_description = circuits.chunk_shape.description();
     let chunk_pk = keys.get::<AggregateCircuit>(
         &circuits.chunk_shape,
         &chunk_description,
@@ -352,7 +352,7 @@ pub async fn prove(
     let mut subtotal_key = None;
     while level.len() > fan_in {
         if subtotal_key.is_none() {
-            let d = describe_combine(&subtotal_shape);
+            let d = subtotal_shape.description();
             subtotal_key =
                 Some(keys.get::<CombineCircuit>(&subtotal_shape, &d, request.setup, on_setup)?);
         }
@@ -388,7 +388,7 @@ pub async fn prove(
         level = openings;
     }
     check_cancel()?;
-    let root_description = describe_combine(&circuits.root_shape);
+    let root_description = circuits.root_shape.description();
     let root_pk = keys.get::<CombineCircuit>(
         &circuits.root_shape,
         &root_description,
@@ -410,7 +410,7 @@ pub async fn prove(
 
     let mut verifying_keys = vec![verifying_key(&chunk_pk, chunk_description)];
     if let Some(pk) = &subtotal_key {
-        verifying_keys.push(verifying_key(pk, describe_combine(&subtotal_shape)));
+        verifying_keys.push(verifying_key(pk, subtotal_shape.description()));
     }
     verifying_keys.push(verifying_key(&root_pk, root_description));
     Ok(Bundle {
@@ -559,7 +559,7 @@ pub async fn explain(
     };
     let mut circuits = vec![circuit(
         "chunk",
-        describe_aggregate(&plan.circuits.chunk_shape),
+        plan.circuits.chunk_shape.description(),
         touched,
     )];
     if subtotals > 0 {
@@ -567,11 +567,11 @@ pub async fn explain(
             output: CombineOutput::Subtotal,
             ..plan.circuits.root_shape
         };
-        circuits.push(circuit("subtotal", describe_combine(&shape), subtotals));
+        circuits.push(circuit("subtotal", shape.description(), subtotals));
     }
     circuits.push(circuit(
         "root",
-        describe_combine(&plan.circuits.root_shape),
+        plan.circuits.root_shape.description(),
         1,
     ));
     Ok(Explanation {
@@ -591,9 +591,9 @@ pub fn key_shapes(circuits: &CircuitQuery) -> [(&'static str, String); 3] {
         ..circuits.root_shape
     };
     [
-        ("chunk", describe_aggregate(&circuits.chunk_shape)),
-        ("root", describe_combine(&circuits.root_shape)),
-        ("subtotal", describe_combine(&subtotal)),
+        ("chunk", circuits.chunk_shape.description()),
+        ("root", circuits.root_shape.description()),
+        ("subtotal", subtotal.description()),
     ]
 }
 
@@ -601,7 +601,7 @@ pub fn key_shapes(circuits: &CircuitQuery) -> [(&'static str, String); 3] {
 /// combine's and the subtotal combine's. Returns `fingerprint shape` lines, the format
 /// of a trusted-keys file.
 pub fn setup_keys(keys: &KeyCache, circuits: &CircuitQuery) -> Result<Vec<String>, ProveError> {
-    let chunk = describe_aggregate(&circuits.chunk_shape);
+    let chunk = circuits.chunk_shape.description();
     let chunk_pk = keys.get::<AggregateCircuit>(&circuits.chunk_shape, &chunk, true, |_| ())?;
     let mut lines = vec![format!(
         "{} {chunk}",
@@ -612,7 +612,7 @@ pub fn setup_keys(keys: &KeyCache, circuits: &CircuitQuery) -> Result<Vec<String
         ..circuits.root_shape
     };
     for shape in [circuits.root_shape, subtotal] {
-        let d = describe_combine(&shape);
+        let d = shape.description();
         let pk = keys.get::<CombineCircuit>(&shape, &d, true, |_| ())?;
         lines.push(format!("{} {d}", snark::fingerprint(pk.verifying_key())));
     }

@@ -25,7 +25,6 @@ use zkfabric_proto::v1 as pb;
 
 use crate::{
     bundle::{self, fr_from_bytes, Bundle, BundleError, FORMAT},
-    keys::{describe_aggregate, describe_combine},
     manifest::fr_from_hex,
     query::{Aggregand, OutputKind, ProvableQuery},
     schema::Schema,
@@ -189,7 +188,7 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
     }
 
     // Chunk statements.
-    let chunk_shape = describe_aggregate(&circuits.chunk_shape);
+    let chunk_shape = circuits.chunk_shape.description();
     let chunk_vk = key_for(chunk_shape.clone())?;
     let mut names = Vec::new();
     let mut chunk_statements = Vec::new();
@@ -267,7 +266,7 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
     let root_proof = proof(&root.proof, &format!("combine_proofs[{i}].proof"))?;
 
     // The proofs, one batch (one multi-pairing) per verifying key.
-    let root_shape = describe_combine(&circuits.root_shape);
+    let root_shape = circuits.root_shape.description();
     let root_vk = key_for(root_shape.clone())?;
     names.extend((0..subtotal_statements.len()).map(|n| format!("subtotal-{n}")));
     names.push("root".into());
@@ -281,7 +280,7 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         ),
     ];
     if !subtotal_statements.is_empty() {
-        let shape = describe_combine(&subtotal_shape);
+        let shape = subtotal_shape.description();
         let vk = key_for(shape.clone())?;
         // Listed in bundle order: chunks, subtotals, root.
         batches.insert(1, ("subtotal combine", shape, vk, subtotal_statements));

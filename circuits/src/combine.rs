@@ -9,10 +9,12 @@
 //! - [`CombineOutput::Subtotal`]: a fresh commitment to the totals, which a parent combine
 //!   opens like any partial, so a tree of combines covers any number of chunks.
 //!
-//! Public inputs: the `K` partial commitments (unused slots hold
-//! [`empty_slot_commitment`]), then for Release `k` and per group
-//! `(suppressed, count, sum)`; for Predicate `k`, `t` and per group `(suppressed, holds)`;
-//! for Subtotal the output commitment.
+//! Public inputs: the shape's digest ([`CombineShape::digest`], fixed by a constraint),
+//! the `K` partial commitments (unused slots hold [`empty_slot_commitment`]), then for
+//! Release `k` and per group `(suppressed, count, sum)`; for Predicate `k`, `t` and per
+//! group `(suppressed, holds)`; for Subtotal the output commitment. The minimum group
+//! size `k` is at least 1: a group of no rows is always suppressed, so a predicate over
+//! no rows is never "true".
 
 use ark_ff::Zero;
 use ark_r1cs_std::{
@@ -56,6 +58,27 @@ pub struct CombineShape {
     pub groups: usize,
     /// What it outputs.
     pub output: CombineOutput,
+}
+
+impl CombineShape {
+    /// The canonical text of the shape: what keys are filed and pinned under, and what
+    /// [`CombineShape::digest`] hashes.
+    pub fn description(&self) -> String {
+        let output = match self.output {
+            CombineOutput::Release => "release",
+            CombineOutput::Predicate => "predicate",
+            CombineOutput::Subtotal => "subtotal",
+        };
+        format!(
+            "combine/v2 inputs={} groups={} output={output}",
+            self.inputs, self.groups
+        )
+    }
+
+    /// The shape's digest, the circuit's first public input.
+    pub fn digest(&self) -> Fr {
+        snark::shape_digest(&self.description())
+    }
 }
 
 /// A committed partial and its blind: what the prover opens.
@@ -160,15 +183,14 @@ impl CombineInstance {
         if groups != shape.groups {
             return bad(format!("{groups} groups for a shape of {}", shape.groups));
         }
-        if k >> COUNT_BITS != 0 {
-            return bad(format!("minimum group size {k} exceeds {COUNT_BITS} bits"));
-        }
-        Ok(self.assemble())
+        check_min_group_size(k, shape.output)?;
+        Ok(self.assemble(shape))
     }
 
     /// The public-input vector, unchecked (the circuit allocates exactly this).
-    fn assemble(&self) -> Vec<Fr> {
-        let mut out = self.partial_commitments.clone();
+    fn assemble(&self, shape: &CombineShape) -> Vec<Fr> {
+        let mut out = vec![shape.digest()];
+        out.extend(&self.partial_commitments);
         let flag = |b: bool| Fr::from(u8::from(b));
         match &self.result {
             CombineResult::Release {
@@ -202,6 +224,22 @@ impl CombineInstance {
         }
         out
     }
+}
+
+/// `k` fits its bits and, for what releases anything, is at least 1.
+fn check_min_group_size(k: u64, output: CombineOutput) -> Result<(), CircuitError> {
+    if k >> COUNT_BITS != 0 {
+        return Err(CircuitError::InvalidQuery(format!(
+            "minimum group size {k} exceeds {COUNT_BITS} bits"
+        )));
+    }
+    if k == 0 && output != CombineOutput::Subtotal {
+        return Err(CircuitError::InvalidQuery(
+            "minimum group size 0: k is at least 1, so that no group of zero rows is released"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Commitment of an unused slot: the zero partial under a zero blind. Anyone can open it,
@@ -240,12 +278,7 @@ pub fn evaluate(
             total.counts[g] += o.partial.counts[g];
         }
     }
-    if params.min_group_size >> COUNT_BITS != 0 {
-        return Err(CircuitError::InvalidQuery(format!(
-            "minimum group size {} exceeds {COUNT_BITS} bits",
-            params.min_group_size
-        )));
-    }
+    check_min_group_size(params.min_group_size, shape.output)?;
     if let Some(c) = total.counts.iter().find(|c| *c >> COUNT_BITS != 0) {
         return bad(format!("count {c} exceeds {COUNT_BITS} bits"));
     }
@@ -335,7 +368,7 @@ impl snark::Circuit for CombineCircuit {
 
     fn blank(shape: &CombineShape) -> Result<Self, CircuitError> {
         let params = CombineParams {
-            min_group_size: 0,
+            min_group_size: 1,
             threshold: 0,
         };
         Self::new(*shape, params, Vec::new(), Fr::zero())
@@ -358,11 +391,13 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
         } = self;
         let witness = |v: Fr| FpVar::new_witness(cs.clone(), || Ok(v));
         let inputs = instance
-            .assemble()
+            .assemble(&shape)
             .into_iter()
             .map(|v| FpVar::new_input(cs.clone(), || Ok(v)))
             .collect::<Result<Vec<_>, _>>()?;
-        let (commitments, outputs) = inputs.split_at(shape.inputs);
+        // The statement is about this shape and no other.
+        inputs[0].enforce_equal(&FpVar::constant(shape.digest()))?;
+        let (commitments, outputs) = inputs[1..].split_at(shape.inputs);
 
         // Open every slot and add it up.
         let mut sums = vec![FpVar::zero(); shape.groups];
@@ -393,9 +428,11 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
             }
         }
 
-        // Whether each group reaches the minimum size k.
+        // Whether each group reaches the minimum size k, which is 1 or more (k and k - 1
+        // both fit COUNT_BITS).
         let large_enough = |k: &FpVar<Fr>| -> Result<Vec<Boolean<Fr>>, SynthesisError> {
             to_bits(k, COUNT_BITS)?;
+            to_bits(&(k - Fr::from(1u8)), COUNT_BITS)?;
             counts
                 .iter()
                 .map(|count| {

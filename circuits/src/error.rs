@@ -24,6 +24,10 @@ pub enum CircuitError {
     /// arkworks refused to synthesize or prove.
     #[error("constraint synthesis failed: {0}")]
     Synthesis(#[from] SynthesisError),
+    /// A verifying key or proof decodes but cannot be honest (an identity point, no
+    /// input bases): named part and reason.
+    #[error("refused key or proof: {0}")]
+    Degenerate(String),
     /// Bytes are not a valid compressed key or proof.
     #[error("malformed key or proof bytes: {0}")]
     Serialization(#[from] SerializationError),

@@ -12,7 +12,7 @@
 //! [`fingerprint`]s.
 
 use ark_bn254::{Bn254, G1Affine, G1Projective};
-use ark_ec::{pairing::Pairing, CurveGroup, VariableBaseMSM};
+use ark_ec::{pairing::Pairing, AffineRepr, CurveGroup, VariableBaseMSM};
 use ark_ff::{UniformRand, Zero};
 use ark_groth16::{
     r1cs_to_qap::{LibsnarkReduction, R1CSToQAP},
@@ -294,7 +294,10 @@ fn core_with<Q: R1CSToQAP>(pk: &ProvingKey, z: &[Fr], r: Fr, s: Fr) -> Result<Pr
 }
 
 fn check_input_count(vk: &VerifyingKey, public_inputs: &[Fr]) -> Result<(), CircuitError> {
-    let expected = vk.gamma_abc_g1.len() - 1;
+    let expected =
+        vk.gamma_abc_g1.len().checked_sub(1).ok_or_else(|| {
+            CircuitError::Degenerate("verifying key: it has no input bases".into())
+        })?;
     if public_inputs.len() == expected {
         Ok(())
     } else {
@@ -370,9 +373,9 @@ fn batch_verify_with(
         check_input_count(vk, inputs)?;
     }
     let factor_sum: Fr = factors.iter().sum();
-    // Σ r_i · (IC_0 + Σ_j x_ij IC_j) as one MSM over the input bases.
+    // Σ r_i · (IC_0 + Σ_j x_ij IC_j) as one MSM over the input bases (checked non-empty).
     let mut input_scalars = vec![factor_sum];
-    for j in 0..vk.gamma_abc_g1.len() - 1 {
+    for j in 0..vk.gamma_abc_g1.len().saturating_sub(1) {
         input_scalars.push(batch.iter().zip(factors).map(|((x, _), r)| x[j] * r).sum());
     }
     let combined_inputs = G1Projective::msm(&vk.gamma_abc_g1, &input_scalars).map_err(|_| {
@@ -405,9 +408,38 @@ pub fn verifying_key_to_bytes(vk: &VerifyingKey) -> Vec<u8> {
     out
 }
 
-/// A verifying key from compressed bytes (points checked to lie in their groups).
+/// A verifying key from compressed bytes: points checked to lie in their groups, and
+/// none of them the identity. A key with identity points is never the output of a
+/// setup, and some make every statement verify: with `γ·IC = O` for every input base
+/// and a "proof" `(α, β, O)`, the pairing equation holds whatever the inputs are.
 pub fn verifying_key_from_bytes(bytes: &[u8]) -> Result<VerifyingKey, CircuitError> {
-    Ok(VerifyingKey::deserialize_compressed(bytes)?)
+    let vk = VerifyingKey::deserialize_compressed(bytes)?;
+    check_verifying_key_points(&vk)?;
+    Ok(vk)
+}
+
+/// Refuses a verifying key with an identity point or without input bases.
+pub fn check_verifying_key_points(vk: &VerifyingKey) -> Result<(), CircuitError> {
+    let bad = |what: String| Err(CircuitError::Degenerate(format!("verifying key: {what}")));
+    if vk.gamma_abc_g1.is_empty() {
+        return bad("it has no input bases".into());
+    }
+    if vk.alpha_g1.is_zero() {
+        return bad("alpha is the identity point".into());
+    }
+    for (name, point) in [
+        ("beta", vk.beta_g2),
+        ("gamma", vk.gamma_g2),
+        ("delta", vk.delta_g2),
+    ] {
+        if point.is_zero() {
+            return bad(format!("{name} is the identity point"));
+        }
+    }
+    if let Some(i) = vk.gamma_abc_g1.iter().position(|p| p.is_zero()) {
+        return bad(format!("input base {i} is the identity point"));
+    }
+    Ok(())
 }
 
 /// Compressed bytes of a proof: 128 bytes.
@@ -419,9 +451,27 @@ pub fn proof_to_bytes(proof: &Proof) -> Vec<u8> {
     out
 }
 
-/// A proof from compressed bytes (points checked to lie in their groups).
+/// A proof from compressed bytes: points checked to lie in their groups, and none of
+/// them the identity (an honest proof has one only with negligible probability).
 pub fn proof_from_bytes(bytes: &[u8]) -> Result<Proof, CircuitError> {
-    Ok(Proof::deserialize_compressed(bytes)?)
+    let proof = Proof::deserialize_compressed(bytes)?;
+    if proof.a.is_zero() || proof.b.is_zero() || proof.c.is_zero() {
+        return Err(CircuitError::Degenerate(
+            "proof: a point of it is the identity".into(),
+        ));
+    }
+    Ok(proof)
+}
+
+/// A shape's digest: its canonical description's SHA-256, big-endian, reduced into the
+/// field. The query circuits take it as their first public input and fix it by a
+/// constraint, so that a statement names the shape it is about: a key made for one
+/// shape cannot verify a statement recomputed for another, even when both keys are
+/// trusted and their public inputs have the same layout. Any Groth16 verifier can
+/// recompute it from the description.
+pub fn shape_digest(description: &str) -> Fr {
+    use ark_ff::PrimeField;
+    Fr::from_be_bytes_mod_order(&Sha256::digest(description.as_bytes()))
 }
 
 /// The fingerprint a verifier pins: `sha256:` and the hex SHA-256 of the compressed key.

@@ -91,8 +91,12 @@ fn lying_witnesses_leave_the_system_unsatisfied() {
     assert!(!lie(|c| c.chunk.columns[TIME][0] += 1));
     // The blind of the partial.
     assert!(!lie(|c| c.blind += Fr::one()));
-    // The chunk's identity.
-    assert!(!lie(|c| c.chunk.index += 1));
+    // The chunk's identity as the statement gives it (from the manifest): another index,
+    // another dataset, another number of present rows than the commitment binds.
+    assert!(!lie(|c| c.instance.chunk.index += 1));
+    assert!(!lie(|c| c.instance.chunk.dataset_id += 1));
+    assert!(!lie(|c| c.instance.chunk.rows -= 1));
+
     // A packed slot aliased into its neighbour: district + 8 and hour - 1 pack to the
     // same row word, but district no longer fits its 3 bits.
     assert!(!lie(|c| {
@@ -246,4 +250,46 @@ fn query_filters_in_params_must_match_kinds() {
     let mut q = default_query();
     q.filters[0] = FilterParams::Range { lo: 0, hi: 1 };
     assert!(AggregateCircuit::new(shape(), q, default_chunk(), Fr::from(1u8)).is_err());
+}
+
+#[test]
+fn a_key_of_one_chunk_shape_verifies_no_statement_of_another_with_the_same_layout() {
+    // A range on hour and a range on age take the same public inputs. A node holding
+    // trusted keys for both proves the hour query and relabels it as the age query: the
+    // verifier recomputes the age shape's statement, whose digest differs.
+    use zkfabric_circuits::aggregate::{AggregateShape, FilterShape};
+    let mut rng = rng(5);
+    let range_on = |column| AggregateShape {
+        filters: vec![
+            FilterShape::In {
+                column: DISTRICT,
+                len: 2,
+            },
+            FilterShape::Range { column },
+        ],
+        ..shape()
+    };
+    let (hours, ages) = (range_on(HOUR), range_on(AGE));
+    let hours_pk = snark::setup::<AggregateCircuit, _>(&hours, &mut rng).unwrap();
+    let ages_pk = snark::setup::<AggregateCircuit, _>(&ages, &mut rng).unwrap();
+    let circuit = AggregateCircuit::new(
+        hours.clone(),
+        default_query(),
+        default_chunk(),
+        Fr::from(1u8),
+    )
+    .unwrap();
+    let proof = snark::prove(&hours_pk, circuit.clone(), &mut rng).unwrap();
+    let honest = circuit.instance.public_inputs(&hours).unwrap();
+    assert!(snark::verify(hours_pk.verifying_key(), &honest, &proof).unwrap());
+    let relabelled = circuit.instance.public_inputs(&ages).unwrap();
+    assert_eq!(relabelled.len(), honest.len(), "the layouts are the same");
+    assert_eq!(
+        relabelled[1..],
+        honest[1..],
+        "only the shape digest differs"
+    );
+    for vk in [hours_pk.verifying_key(), ages_pk.verifying_key()] {
+        assert!(!snark::verify(vk, &relabelled, &proof).unwrap());
+    }
 }

@@ -228,7 +228,7 @@ fn a_tree_of_combines_covers_more_chunks_than_one_combine() {
             ],
         };
         assert_eq!(
-            inputs[2],
+            inputs[3],
             total.commit(blind),
             "the subtotal is the committed total"
         );
@@ -290,7 +290,7 @@ proptest! {
             (prop::collection::vec(0u128..1_000_000, 2), prop::collection::vec(0u64..40, 2)),
             0..=4,
         ),
-        k in 0u64..60,
+        k in 1u64..60,
         t in 0u64..2_000_000,
         output in 0usize..3,
     ) {
@@ -331,4 +331,90 @@ fn verifiers_refuse_statements_of_another_shape() {
             output: CombineOutput::Release
         })
         .is_err());
+}
+
+#[test]
+fn a_minimum_group_size_of_zero_is_refused_and_cannot_be_proven() {
+    // Natively: no release or predicate under k = 0.
+    for output in [CombineOutput::Release, CombineOutput::Predicate] {
+        let refused = CombineCircuit::new(shape(output), params(0, 1), openings(), Fr::from(7u8));
+        assert!(
+            refused.is_err_and(|e| e.to_string().contains("minimum group size 0")),
+            "{output:?}"
+        );
+    }
+    // In the circuit: a dishonest node answers "does any row meet the condition?" over
+    // an empty group with k = 0, hoping for "holds" over zero rows. With every opening
+    // zero, the only statement k = 0 could make is unsatisfiable.
+    let empty = vec![opening([0, 0], [0, 0], 5)];
+    let c = CombineCircuit::new(
+        shape(CombineOutput::Predicate),
+        params(1, 0),
+        empty,
+        Fr::from(1u8),
+    )
+    .unwrap();
+    assert_eq!(
+        c.instance.result,
+        CombineResult::Predicate {
+            min_group_size: 1,
+            threshold: 0,
+            groups: vec![GroupAnswer::Suppressed, GroupAnswer::Suppressed],
+        },
+        "a group of no rows is suppressed, never true"
+    );
+    assert!(satisfied(c.clone()));
+    let mut lying = c;
+    lying.instance.result = CombineResult::Predicate {
+        min_group_size: 0,
+        threshold: 0,
+        groups: vec![GroupAnswer::Holds(true), GroupAnswer::Holds(true)],
+    };
+    assert!(!satisfied(lying));
+}
+
+#[test]
+fn a_key_of_one_combine_shape_verifies_no_statement_of_another() {
+    // Release and Predicate roots over one group have the same number of public inputs
+    // (K + 4). Both keys are trusted; the proof of a suppressed release must not verify
+    // as the predicate "holds" under the predicate key, nor under its own key.
+    let mut rng = rng(8);
+    let one_group = |output| CombineShape {
+        inputs: 2,
+        groups: 1,
+        output,
+    };
+    let (release, predicate) = (
+        one_group(CombineOutput::Release),
+        one_group(CombineOutput::Predicate),
+    );
+    let release_pk = snark::setup::<CombineCircuit, _>(&release, &mut rng).unwrap();
+    let predicate_pk = snark::setup::<CombineCircuit, _>(&predicate, &mut rng).unwrap();
+    let leaf = Opening {
+        partial: Partial {
+            sums: vec![3],
+            counts: vec![3],
+        },
+        blind: Fr::from(3u8),
+    };
+    let c = CombineCircuit::new(release, params(10, 0), vec![leaf], Fr::from(0u8)).unwrap();
+    let honest = c.instance.public_inputs(&release).unwrap();
+    let proof = snark::prove(&release_pk, c.clone(), &mut rng).unwrap();
+    assert!(snark::verify(release_pk.verifying_key(), &honest, &proof).unwrap());
+    // The relabelled statement: same commitments, "k = 10, suppressed? no, holds? yes".
+    let relabelled = zkfabric_circuits::combine::CombineInstance {
+        partial_commitments: c.instance.partial_commitments.clone(),
+        result: CombineResult::Predicate {
+            min_group_size: 10,
+            threshold: 1,
+            groups: vec![GroupAnswer::Holds(true)],
+        },
+    }
+    .public_inputs(&predicate)
+    .unwrap();
+    assert_eq!(relabelled.len(), honest.len(), "the layouts are the same");
+    assert_ne!(relabelled[0], honest[0], "the shape digests differ");
+    for vk in [release_pk.verifying_key(), predicate_pk.verifying_key()] {
+        assert!(!snark::verify(vk, &relabelled, &proof).unwrap());
+    }
 }

@@ -91,3 +91,50 @@ fn keys_and_proofs_round_trip_and_fingerprints_pin_keys() {
             || !snark::verify(vk, &inputs, &snark::proof_from_bytes(&corrupt).unwrap()).unwrap()
     );
 }
+
+#[test]
+fn a_forged_key_with_identity_points_that_verifies_anything_is_refused() {
+    // The forgery: input bases at the identity and the "proof" (alpha, beta, O). The
+    // pairing equation e(A, B) = e(alpha, beta) e(sum x_i IC_i, gamma) e(C, delta) then
+    // holds for every statement, which raw ark-groth16 accepts.
+    use ark_bn254::{Bn254, G1Affine};
+    use ark_ec::AffineRepr;
+    let mut rng = rng(12);
+    let pk = snark::setup::<AttributeCircuit, _>(&SHAPE, &mut rng).unwrap();
+    let mut forged = pk.verifying_key().clone();
+    forged.gamma_abc_g1 = vec![G1Affine::zero(); forged.gamma_abc_g1.len()];
+    let proof = snark::Proof {
+        a: forged.alpha_g1,
+        b: forged.beta_g2,
+        c: G1Affine::zero(),
+    };
+    let any_statement = vec![Fr::from(10u8); forged.gamma_abc_g1.len() - 1];
+    let pvk = ark_groth16::prepare_verifying_key(&forged);
+    assert!(
+        ark_groth16::Groth16::<Bn254>::verify_proof(&pvk, &proof, &any_statement).unwrap(),
+        "the forgery works against an unchecked key"
+    );
+    // Decoding refuses the key and the proof, naming what is wrong.
+    let refused = snark::verifying_key_from_bytes(&snark::verifying_key_to_bytes(&forged));
+    assert!(
+        matches!(&refused, Err(CircuitError::Degenerate(m)) if m.contains("input base 0 is the identity")),
+        "{refused:?}"
+    );
+    let refused = snark::proof_from_bytes(&snark::proof_to_bytes(&proof));
+    assert!(
+        matches!(refused, Err(CircuitError::Degenerate(_))),
+        "{refused:?}"
+    );
+    // A key without input bases is refused too, and verification does not underflow.
+    let mut empty = pk.verifying_key().clone();
+    empty.gamma_abc_g1.clear();
+    assert!(snark::verifying_key_from_bytes(&snark::verifying_key_to_bytes(&empty)).is_err());
+    let honest = proofs(&pk, 1).remove(0).1;
+    assert!(snark::verify(&empty, &[], &honest).is_err());
+    assert!(snark::batch_verify(
+        &empty,
+        &[(vec![], honest.clone()), (vec![], honest)],
+        &mut rng
+    )
+    .is_err());
+}

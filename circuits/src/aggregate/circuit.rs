@@ -12,7 +12,7 @@ use ark_r1cs_std::{
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, SynthesisError};
 
 use super::{
-    evaluate, Aggregand, AggregateInstance, AggregateQuery, AggregateShape, FilterParams,
+    evaluate, Aggregand, AggregateInstance, AggregateQuery, AggregateShape, ChunkId, FilterParams,
     FilterShape, Partial,
 };
 use crate::{
@@ -51,6 +51,11 @@ impl AggregateCircuit {
         let partial = evaluate(&shape, &query, &chunk)?;
         let instance = AggregateInstance {
             chunk_commitment: chunk.commitment(&shape.layout),
+            chunk: ChunkId {
+                dataset_id: chunk.dataset_id,
+                index: chunk.index,
+                rows: chunk.row_count(&shape.layout),
+            },
             query,
             partial_commitment: partial.commit(blind),
         };
@@ -125,7 +130,9 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
             .collect::<Result<Vec<_>, _>>()?;
         let mut next = inputs.iter();
         let mut take = |n: usize| next.by_ref().take(n).cloned().collect::<Vec<_>>();
+        let shape_digest = take(1).remove(0);
         let chunk_commitment = take(1).remove(0);
+        let chunk_id = take(3);
         let purpose = take(1).remove(0);
         let filter_params: Vec<Vec<FpVar<Fr>>> = shape
             .filters
@@ -145,6 +152,9 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
             _ => Vec::new(),
         };
         let partial_commitment = take(1).remove(0);
+
+        // The statement is about this shape and no other.
+        shape_digest.enforce_equal(&FpVar::constant(shape.digest()))?;
 
         // Public bounds lie below 2^width of their column, as comparisons require.
         for (f, params) in shape.filters.iter().zip(&filter_params) {
@@ -225,21 +235,16 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
             digests.push(chain(&preimage)?);
         }
 
-        // The chunk commitment binds the dataset, the index, the number of present rows
-        // and every group digest.
+        // The chunk commitment binds the public dataset id, index and number of present
+        // rows (which the present flags must add up to), and every group digest.
         let present = &columns[&layout.present()];
-        let row_count = witness(Fr::from(chunk.row_count(layout)))?;
         present
             .values
             .iter()
             .sum::<FpVar<Fr>>()
-            .enforce_equal(&row_count)?;
-        let mut preimage = vec![
-            FpVar::constant(Fr::from(CHUNK_TAG)),
-            witness(Fr::from(chunk.dataset_id))?,
-            witness(Fr::from(chunk.index))?,
-            row_count,
-        ];
+            .enforce_equal(&chunk_id[2])?;
+        let mut preimage = vec![FpVar::constant(Fr::from(CHUNK_TAG))];
+        preimage.extend(chunk_id);
         preimage.extend(digests);
         chain(&preimage)?.enforce_equal(&chunk_commitment)?;
 

@@ -2,13 +2,16 @@
 //! chunk that are present, consented to the query's purpose and pass every filter.
 //!
 //! Public inputs, in order:
-//! 1. the chunk commitment (from the manifest);
-//! 2. the purpose: the bit of the consent column the query needs;
-//! 3. per filter, in shape order: `lo, hi` for a range filter, the `L` list items for an
+//! 1. the shape's digest ([`AggregateShape::digest`]), fixed by a constraint, so a key of
+//!    one shape verifies no statement of another;
+//! 2. the chunk commitment, the dataset id, the chunk's index and its number of present
+//!    rows (all four from the manifest: the commitment binds the other three);
+//! 3. the purpose: the bit of the consent column the query needs;
+//! 4. per filter, in shape order: `lo, hi` for a range filter, the `L` list items for an
 //!    IN filter (a shorter list is padded by repeating its first item);
-//! 4. with GROUP BY, the `G` group keys (unused slots hold [`UNUSED_GROUP_KEY`]);
-//! 5. for a counted condition ([`Aggregand::CountWhere`]), its `lo, hi`;
-//! 6. the commitment to the hidden [`Partial`] (per-group sums and counts, blinded).
+//! 5. with GROUP BY, the `G` group keys (unused slots hold [`UNUSED_GROUP_KEY`]);
+//! 6. for a counted condition ([`Aggregand::CountWhere`]), its `lo, hi`;
+//! 7. the commitment to the hidden [`Partial`] (per-group sums and counts, blinded).
 //!
 //! [`evaluate`] is the native twin; [`AggregateCircuit`] the constraint system.
 
@@ -16,9 +19,11 @@ mod circuit;
 
 pub use circuit::AggregateCircuit;
 
+use std::fmt::Write as _;
+
 use crate::{
     commitment::{fits, ChunkLayout, PARTIAL_TAG},
-    poseidon, CircuitError, Fr,
+    poseidon, snark, CircuitError, Fr,
 };
 
 /// Group key of an unused group slot: `2^64`, which no value of any width equals.
@@ -130,7 +135,48 @@ impl AggregateShape {
         } else {
             0
         };
-        2 + filters + keys + condition + 1
+        6 + filters + keys + condition + 1
+    }
+
+    /// The canonical text of the shape: what keys are filed and pinned under, and what
+    /// [`AggregateShape::digest`] hashes.
+    pub fn description(&self) -> String {
+        let layout = &self.layout;
+        let mut out = format!("aggregate/v3 rows={} columns=", layout.capacity());
+        for (i, c) in layout.columns().iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let kind = if c.packed { "n" } else { "w" };
+            let _ = write!(out, "{sep}{kind}{}", c.width);
+        }
+        let _ = write!(
+            out,
+            " present={} consent={} filters=",
+            layout.present(),
+            self.consent
+        );
+        for (i, f) in self.filters.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = match f {
+                FilterShape::Range { column } => write!(out, "{sep}range:{column}"),
+                FilterShape::In { column, len } => write!(out, "{sep}in:{column}:{len}"),
+            };
+        }
+        let _ = match self.group_by {
+            Some(c) => write!(out, " group_by={c}"),
+            None => write!(out, " group_by=none"),
+        };
+        let _ = write!(out, " groups={} aggregand=", self.groups);
+        let _ = match self.aggregand {
+            Aggregand::CountOnly => write!(out, "count"),
+            Aggregand::Sum { column } => write!(out, "sum:{column}"),
+            Aggregand::CountWhere { column } => write!(out, "count_where:{column}"),
+        };
+        out
+    }
+
+    /// The shape's digest, the circuit's first public input.
+    pub fn digest(&self) -> Fr {
+        snark::shape_digest(&self.description())
     }
 }
 
@@ -297,11 +343,26 @@ impl Partial {
     }
 }
 
+/// Where a chunk sits: what the chunk commitment binds besides the rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChunkId {
+    /// The dataset's id.
+    pub dataset_id: u64,
+    /// The chunk's index within the dataset.
+    pub index: u64,
+    /// Present (non-padding) rows.
+    pub rows: u64,
+}
+
 /// The public statement of one chunk proof.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AggregateInstance {
     /// The chunk commitment from the manifest.
     pub chunk_commitment: Fr,
+    /// The chunk as the manifest lists it: dataset id, index and present rows. The
+    /// commitment binds them, so a manifest cannot list one chunk under two indices, or
+    /// another dataset's chunk, or another row count.
+    pub chunk: ChunkId,
     /// The query's public parameters.
     pub query: AggregateQuery,
     /// Commitment to the chunk's hidden partial.
@@ -320,7 +381,13 @@ impl AggregateInstance {
 
     /// The public-input vector, unchecked (the circuit allocates exactly this).
     pub(crate) fn assemble(&self, shape: &AggregateShape) -> Vec<Fr> {
-        let mut out = vec![self.chunk_commitment];
+        let mut out = vec![
+            shape.digest(),
+            self.chunk_commitment,
+            Fr::from(self.chunk.dataset_id),
+            Fr::from(self.chunk.index),
+            Fr::from(self.chunk.rows),
+        ];
         out.extend(self.query.public_parameters(shape));
         out.push(self.partial_commitment);
         out
