@@ -15,7 +15,7 @@ use zkfabric::{
     keys::KeyCache,
     proofs::ProofCache,
     prove::{self, Request},
-    verify::{self, Trust},
+    verify::{self, KeyPins, Trust},
 };
 
 fn rows() -> usize {
@@ -55,7 +55,7 @@ fn verified_query(c: &mut Criterion) {
         let plain_rows = runtime.block_on(plain(&store, q.sql));
         let plain_time = started.elapsed();
         let started = Instant::now();
-        verify::verify(&bundle, &Trust::default()).expect("verifies");
+        verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned)).expect("verifies");
         let verifying = started.elapsed();
         println!(
             "{}: {n} rows, {} chunk proofs + {} combines: verified answer {:.2} s, plain \
@@ -80,7 +80,7 @@ fn verified_query(c: &mut Criterion) {
             b.iter(|| runtime.block_on(plain(&store, q.sql)))
         });
         group.bench_function(format!("{}/verify", q.name), |b| {
-            b.iter(|| verify::verify(&bundle, &Trust::default()).expect("verifies"))
+            b.iter(|| verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned)).expect("verifies"))
         });
     }
     group.finish();

@@ -20,7 +20,7 @@ use rand::{rngs::OsRng, Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use zkfabric::circuits::{
     aggregate::{
-        Aggregand, AggregateCircuit, AggregateInstance, AggregateQuery, AggregateShape,
+        Aggregand, AggregateCircuit, AggregateInstance, AggregateQuery, AggregateShape, ChunkId,
         FilterParams, FilterShape,
     },
     combine::{
@@ -118,7 +118,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
         })
         .collect::<Result<_, _>>()?;
-    let commitments: Vec<Fr> = chunks.iter().map(|c| c.commitment(&layout)).collect();
+    // (commitment, dataset id, index, present rows) of each chunk, as a manifest lists them.
+    let published: Vec<(Fr, ChunkId)> = chunks
+        .iter()
+        .map(|c| (c.commitment(&layout), c.id(&layout)))
+        .collect();
 
     // The node: one chunk proof per chunk, then the combine proof.
     let t = Instant::now();
@@ -154,7 +158,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enumerate()
         .map(|(i, proof)| {
             let instance = AggregateInstance {
-                chunk_commitment: commitments[i],
+                chunk_commitment: published[i].0,
+                chunk: published[i].1,
                 query: query.clone(),
                 partial_commitment: answer.partial_commitments[i],
             };

@@ -1,19 +1,20 @@
 //! A researcher asks a node a verified question over gRPC and checks the answer locally:
 //! Explain shows what will be proven, Run streams progress and returns the bundle, and
-//! the bundle is verified offline against the node's key and the verifying-key
-//! fingerprints the researcher pins (here: those the node publishes).
+//! the bundle is verified offline against the node's key, the verifying keys the
+//! researcher pins by fingerprint and shape (ZKFABRIC_TRUSTED_KEYS, a file of the lines
+//! `zkfabric setup` or `zkfabric keys import` printed), and the purpose asked for.
 //!
 //! ```text
 //! zkfabric token --name me --role researcher   # add its lines to node.toml
 //! zkfabric --config node.toml serve &
-//! ZKFABRIC_TOKEN=zkf_... cargo run --example researcher_remote -- http://127.0.0.1:50051 \
+//! ZKFABRIC_TOKEN=zkf_... ZKFABRIC_TRUSTED_KEYS=trusted-keys cargo run --example researcher_remote -- http://127.0.0.1:50051 \
 //!     "SELECT district, COUNT(*), SUM(kwh) FROM consumption WHERE hour BETWEEN 17 AND 21 GROUP BY district"
 //! ```
 
 use anyhow::{bail, Context, Result};
 use zkfabric::{
     remote::Remote,
-    verify::{verify, Trust},
+    verify::{verify, Expected, KeyPins, PinnedKey, Trust},
 };
 use zkfabric_proto::v1::{self as pb, run_event::Event};
 
@@ -31,7 +32,7 @@ async fn main() -> Result<()> {
     let node = Remote::connect(&url, Some(token)).await?;
     let request = pb::QueryRequest {
         sql: sql.clone(),
-        purpose,
+        purpose: purpose.clone(),
         epoch: None,
     };
 
@@ -67,27 +68,32 @@ async fn main() -> Result<()> {
         .await?;
     println!("bundle {id}");
 
-    // Trust nothing the node says about the answer: check the proofs here.
-    let fingerprints = node
-        .catalog()
-        .get_verifying_keys(node.request(pb::GetVerifyingKeysRequest::default()))
-        .await?
-        .into_inner()
-        .keys
-        .into_iter()
-        .map(|k| k.fingerprint)
-        .collect();
+    // Trust nothing the node says about the answer: check the proofs here, against keys
+    // pinned by fingerprint and shape (ZKFABRIC_TRUSTED_KEYS: a file of the lines
+    // `zkfabric setup` or `keys import` printed), and against what was asked.
+    let pins = match std::env::var("ZKFABRIC_TRUSTED_KEYS") {
+        Ok(file) => PinnedKey::parse_all(&std::fs::read_to_string(&file)?, &file)
+            .map_err(|e| anyhow::anyhow!(e))?,
+        Err(_) => bail!(
+            "set ZKFABRIC_TRUSTED_KEYS to a trusted-keys file: keys the node itself \
+             publishes prove nothing about its answers"
+        ),
+    };
     let trust = Trust {
         node_key: Some(node.node_key().await?),
-        fingerprints: Some(fingerprints),
+        keys: KeyPins::Pinned(pins.into_iter().collect()),
+        expected: Expected {
+            purpose: Some(purpose.clone()),
+            ..Expected::default()
+        },
     };
     let report = match verify(&bundle, &trust) {
         Ok(report) => report,
         Err(e) => bail!("the bundle does not verify: {e}"),
     };
     println!(
-        "verified: {} proofs over {} of {} chunks of {} epoch {}",
-        report.proofs, report.chunks.1, report.chunks.0, report.dataset, report.epoch
+        "verified: {} proofs over all {} chunks of {} epoch {}",
+        report.proofs, report.chunks, report.dataset, report.epoch
     );
     println!("{sql}");
     for row in bundle.result.map(|r| r.rows).unwrap_or_default() {

@@ -228,6 +228,12 @@ pub fn query_from_proto(
             format!("a combine opens 2 to {MAX_SLOTS} partials"),
         ));
     }
+    if limits.min_group_size == 0 {
+        return Err(malformed(
+            "query.min_group_size",
+            "k is at least 1: a bundle with k = 0 could release empty groups",
+        ));
+    }
     if !(1..=MAX_SLOTS).contains(&limits.in_list) {
         return Err(malformed(
             "query.filters",

@@ -23,7 +23,7 @@ mod answer;
 mod donor;
 mod keys;
 mod node;
-use answer::{demo, explain_query, export_snarkjs, query, setup, verify};
+use answer::{demo, explain_query, export_snarkjs, query, setup, verify, VerifyArgs};
 
 /// A privacy-preserving data fabric: committed records, verified aggregate answers.
 #[derive(Parser)]
@@ -99,18 +99,23 @@ enum Command {
         /// Only show the provable plan and the circuits it needs; prove nothing.
         #[arg(long)]
         explain: bool,
+        /// With --remote: trusted verifying keys, as for `verify`. A node's answer is
+        /// verified against the request before anything is printed or written.
+        #[arg(long)]
+        trusted_keys: Option<PathBuf>,
+        /// With --remote: accept the node's answer checked against its own keys.
+        #[arg(long)]
+        allow_unpinned_keys: bool,
+        /// With --remote: the node key its manifests must be signed with (hex).
+        #[arg(long)]
+        node_key: Option<String>,
     },
     /// Verify an answer bundle offline: no network, no data directory.
     Verify {
         /// The bundle (.zkf, or its .json form).
         bundle: PathBuf,
-        /// Verifying-key fingerprints to trust: a file, or a directory of files, with one
-        /// `sha256:...` fingerprint per line (as `zkfabric setup` prints them).
-        #[arg(long)]
-        trusted_keys: Option<PathBuf>,
-        /// The node's Ed25519 public key (hex) the manifest must be signed with.
-        #[arg(long)]
-        node_key: Option<String>,
+        #[command(flatten)]
+        args: VerifyArgs,
     },
     /// Make and cache the proving keys the given queries need (single-party setup: for
     /// development only), and print their fingerprints for a trusted-keys file.
@@ -292,18 +297,14 @@ enum ExportFormat {
         /// The folder to write.
         #[arg(long)]
         out: PathBuf,
-        /// Verifying-key fingerprints to trust, as for `verify`.
-        #[arg(long)]
-        trusted_keys: Option<PathBuf>,
-        /// The node's Ed25519 public key (hex) the manifest must be signed with.
-        #[arg(long)]
-        node_key: Option<String>,
+        #[command(flatten)]
+        args: VerifyArgs,
     },
 }
 
 #[derive(Subcommand)]
 enum CatalogCommand {
-    /// Print an epoch's chunks, commitments, row counts and time windows, and check the
+    /// Print an epoch's chunks, commitments and row counts, and check the
     /// manifest's signature against the node key.
     Show {
         /// The dataset.
@@ -386,8 +387,21 @@ fn execute(cli: Cli) -> Result<()> {
             out,
             json,
             explain,
+            trusted_keys,
+            allow_unpinned_keys,
+            node_key,
         } => match remote {
             Some(remote) => {
+                // What the node's answer must be about: what was asked.
+                let verify = VerifyArgs {
+                    trusted_keys,
+                    allow_unpinned_keys,
+                    node_key,
+                    expected_sql: Some(sql.clone()),
+                    expected_purpose: purpose.clone(),
+                    expected_min_group_size: None,
+                    expected_epoch: epoch,
+                };
                 let request = zkfabric_proto::v1::QueryRequest {
                     sql,
                     purpose: purpose.unwrap_or_default(),
@@ -396,7 +410,7 @@ fn execute(cli: Cli) -> Result<()> {
                 if explain {
                     node::explain(&remote, request)
                 } else {
-                    node::query(&remote, request, &out, json)
+                    node::query(&remote, request, &out, json, &verify)
                 }
             }
             None => {
@@ -408,13 +422,9 @@ fn execute(cli: Cli) -> Result<()> {
                 }
             }
         },
-        Command::Verify {
-            bundle,
-            trusted_keys,
-            node_key,
-        } => {
-            let pins = remote.map(|r| node::pins(&r)).transpose()?;
-            verify(&bundle, trusted_keys.as_deref(), node_key.as_deref(), pins)
+        Command::Verify { bundle, args } => {
+            let node_key = remote.map(|r| node::node_key(&r)).transpose()?;
+            verify(&bundle, &args, node_key)
         }
         Command::Setup { sql, purpose } => match remote {
             Some(remote) => node::setup(&remote, &sql, purpose),
@@ -427,14 +437,8 @@ fn execute(cli: Cli) -> Result<()> {
             KeysCommand::Import { zkey, shape } => keys::import(data_dir, &zkey, &shape),
         },
         Command::Export {
-            format:
-                ExportFormat::Snarkjs {
-                    bundle,
-                    out,
-                    trusted_keys,
-                    node_key,
-                },
-        } => export_snarkjs(&bundle, &out, trusted_keys.as_deref(), node_key.as_deref()),
+            format: ExportFormat::Snarkjs { bundle, out, args },
+        } => export_snarkjs(&bundle, &out, &args),
         Command::Demo { rows, keep } => demo(rows, keep),
         Command::Seal { dataset } => match remote {
             Some(remote) => node::seal(&remote, &dataset),
@@ -676,15 +680,9 @@ fn print_manifest(signed: &SignedManifest, epochs: &[u64], node_key: &VerifyingK
     );
     println!("manifest     {}", m.hash());
     println!("chunk rows   {}", m.chunk_rows);
-    println!(
-        "{:>6} {:>6} {:<43} commitment",
-        "chunk", "rows", "time window (UTC seconds)"
-    );
+    println!("{:>6} {:>6} commitment", "chunk", "rows");
     for c in &m.chunks {
-        let window = c
-            .time_window
-            .map_or("-".to_string(), |(a, b)| format!("{a} .. {b}"));
-        println!("{:>6} {:>6} {window:<43} {}", c.index, c.rows, c.commitment);
+        println!("{:>6} {:>6} {}", c.index, c.rows, c.commitment);
     }
     let rows: u64 = m.chunks.iter().map(|c| c.rows).sum();
     println!("total        {} chunks, {rows} rows", m.chunks.len());

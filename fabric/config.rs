@@ -263,6 +263,13 @@ impl Config {
                     .into(),
             );
         }
+        if q.min_group_size == 0 {
+            return Err(
+                "[query]: min_group_size (k) must be at least 1: with k = 0 an empty \
+                        group would be released, and a predicate over no rows be true"
+                    .into(),
+            );
+        }
         if let Some(rows) = self.store.chunk_rows {
             if !rows.is_power_of_two() || !(2..=1 << 20).contains(&rows) {
                 return Err(format!(

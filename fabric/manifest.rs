@@ -1,6 +1,6 @@
 //! Epoch manifests: what a node publishes about a dataset's sealed chunks, signed with the
 //! node's Ed25519 key. A manifest lists every chunk of the epoch (index, commitment, row
-//! count, time window), the schema hash, the verifying-key fingerprints it is proven
+//! count), the schema hash, the verifying-key fingerprints it is proven
 //! under, and the hash of the previous epoch's manifest, so epochs form a chain.
 
 use ark_ff::{BigInteger, PrimeField};
@@ -18,8 +18,6 @@ pub struct ChunkEntry {
     pub commitment: String,
     /// Rows in the chunk (padding excluded).
     pub rows: u64,
-    /// Earliest and latest `time` value, when the dataset has a time column.
-    pub time_window: Option<(u64, u64)>,
 }
 
 /// The signed content of one epoch.
@@ -163,7 +161,6 @@ mod tests {
                 index: 0,
                 commitment: fr_to_hex(&Fr::from(5u8)),
                 rows: 8,
-                time_window: Some((1, 2)),
             }],
             verifying_keys: vec![],
             previous: Some("sha256:11".into()),
@@ -186,7 +183,6 @@ mod tests {
             |m| m.chunks[0].commitment = fr_to_hex(&Fr::from(6u8)),
             |m| m.previous = None,
             |m| m.schema_hash.push('0'),
-            |m| m.chunks[0].time_window = None,
         ];
         for edit in edits {
             let mut tampered = signed.clone();

@@ -195,7 +195,6 @@ pub async fn prepare(store: &Store, request: &Request) -> Result<Prepared, Prove
         .manifest
         .chunks
         .iter()
-        .filter(|c| plan.query.touches(&plan.schema, c.time_window))
         .map(|published| {
             let chunk = store.chunk(&plan.schema.name, published.index)?;
             if published.commitment != fr_to_hex(&chunk.commitment(layout)) {
@@ -310,6 +309,7 @@ pub async fn prove(
             let partial_commitment = partial.commit(cached.blind);
             let instance = AggregateInstance {
                 chunk_commitment,
+                chunk: chunk.id(&circuits.chunk_shape.layout),
                 query: circuits.chunk_query.clone(),
                 partial_commitment,
             };
@@ -541,10 +541,8 @@ pub async fn explain(
     let ctx = SessionContext::new();
     let (plan, manifest) = plan(&ctx, store, request).await?;
     let all = &manifest.manifest.chunks;
-    let touched = all
-        .iter()
-        .filter(|c| plan.query.touches(&plan.schema, c.time_window))
-        .count() as u64;
+    // Every chunk is proven: no unproven metadata (a time window) may excuse one.
+    let touched = all.len() as u64;
     let fan_in = request.limits.combine_inputs.max(2) as u64;
     let (mut level, mut subtotals) = (touched, 0);
     while level > fan_in {
@@ -569,11 +567,7 @@ pub async fn explain(
         };
         circuits.push(circuit("subtotal", shape.description(), subtotals));
     }
-    circuits.push(circuit(
-        "root",
-        plan.circuits.root_shape.description(),
-        1,
-    ));
+    circuits.push(circuit("root", plan.circuits.root_shape.description(), 1));
     Ok(Explanation {
         epoch: manifest.manifest.epoch,
         chunks: (touched, all.len() as u64),

@@ -47,7 +47,7 @@ pub use donations::{sha256_hex, Admission, Donation, DonationStatus, Eligible, W
 use crate::{
     manifest::{fr_to_hex, ChunkEntry, Manifest, SignedManifest},
     records::{self, RecordsError},
-    schema::{ColumnKind, Schema},
+    schema::Schema,
 };
 
 /// Why a store operation failed; nothing was changed.
@@ -160,7 +160,6 @@ struct SealedChunk {
     rows: u64,
     commitment: String,
     salts: Vec<u8>,
-    window: Option<(u64, u64)>,
 }
 
 /// An open data directory, locked against other processes while open.
@@ -181,7 +180,7 @@ CREATE TABLE IF NOT EXISTS pending (
 CREATE TABLE IF NOT EXISTS chunks (
     dataset TEXT NOT NULL REFERENCES datasets(name), idx INTEGER NOT NULL, file TEXT NOT NULL,
     rows INTEGER NOT NULL, commitment TEXT NOT NULL, salts BLOB NOT NULL,
-    time_min INTEGER, time_max INTEGER, retired_in INTEGER, PRIMARY KEY (dataset, idx));
+    retired_in INTEGER, PRIMARY KEY (dataset, idx));
 CREATE TABLE IF NOT EXISTS donations (
     id TEXT PRIMARY KEY, dataset TEXT NOT NULL REFERENCES datasets(name),
     batch INTEGER, records_sha256 TEXT NOT NULL,
@@ -695,21 +694,12 @@ fn seal_chunk(
         .salts
         .serialize_compressed(&mut salts)
         .expect("serializing into a Vec cannot fail");
-    let time = schema
-        .columns
-        .iter()
-        .position(|c| c.kind == ColumnKind::Time);
-    let window = time.and_then(|t| {
-        let values = &stored[t];
-        Some((*values.iter().min()?, *values.iter().max()?))
-    });
     Ok(SealedChunk {
         index,
         file,
         rows: rows as u64,
         commitment: fr_to_hex(&chunk.commitment(&layout)),
         salts,
-        window,
     })
 }
 
@@ -719,17 +709,15 @@ fn insert_chunk(
     c: &SealedChunk,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO chunks (dataset, idx, file, rows, commitment, salts, time_min, time_max)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO chunks (dataset, idx, file, rows, commitment, salts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             dataset,
             c.index as i64,
             c.file,
             c.rows as i64,
             c.commitment,
-            c.salts,
-            c.window.map(|w| w.0 as i64),
-            c.window.map(|w| w.1 as i64)
+            c.salts
         ],
     )?;
     Ok(())
@@ -757,17 +745,14 @@ fn publish_epoch(
         .map_err(|e| StoreError::Corrupt(format!("previous manifest: {e}")))?;
     let chunks = {
         let mut stmt = tx.prepare(
-            "SELECT idx, commitment, rows, time_min, time_max FROM chunks
+            "SELECT idx, commitment, rows FROM chunks
              WHERE dataset = ?1 AND retired_in IS NULL ORDER BY idx",
         )?;
         let rows = stmt.query_map([dataset], |r| {
-            let min: Option<i64> = r.get(3)?;
-            let max: Option<i64> = r.get(4)?;
             Ok(ChunkEntry {
                 index: r.get::<_, i64>(0)? as u64,
                 commitment: r.get(1)?,
                 rows: r.get::<_, i64>(2)? as u64,
-                time_window: min.zip(max).map(|(a, b)| (a as u64, b as u64)),
             })
         })?;
         rows.collect::<Result<Vec<_>, _>>()?

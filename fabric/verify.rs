@@ -2,10 +2,13 @@
 //!
 //! In order: the manifest's signature (against a pinned node key when given), the schema
 //! against the manifest's schema hash, the query against the schema, the verifying keys
-//! against their fingerprints (and the pinned set when given), coverage (every chunk of
-//! the epoch the query can touch is proven, once, in order), the result table against the
+//! against their fingerprints and the pinned (fingerprint, shape) pairs, coverage (every
+//! chunk of the epoch is proven, once, in order, each under the dataset id, index and row
+//! count the manifest lists, no commitment listed twice), the result table against the
 //! query, and finally every proof against public inputs recomputed from manifest, query
-//! and result, batch-verified per key. This module uses only the circuits, the protobuf
+//! and result, batch-verified per key. Each statement begins with the digest of the
+//! shape the verifier derived from the query, so a proof made under a key of another
+//! shape fails even when that key is trusted too. This module uses only the circuits, the protobuf
 //! messages and the pure query types: no DataFusion, no store.
 
 use std::collections::{HashMap, HashSet};
@@ -13,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use ed25519_dalek::VerifyingKey as NodeKey;
 use rand::rngs::OsRng;
 use zkfabric_circuits::{
-    aggregate::AggregateInstance,
+    aggregate::{AggregateInstance, ChunkId},
     combine::{
         empty_slot_commitment, CombineInstance, CombineOutput, CombineResult, CombineShape,
         GroupAnswer, GroupRelease,
@@ -30,14 +33,93 @@ use crate::{
     schema::Schema,
 };
 
-/// What the verifier trusts beyond the bundle.
-#[derive(Clone, Debug, Default)]
+/// What the verifier trusts beyond the bundle, and what its user asked.
+#[derive(Clone, Debug)]
 pub struct Trust {
     /// The node key manifests must be signed with.
     pub node_key: Option<NodeKey>,
-    /// Fingerprints of verifying keys from a trusted setup; `None` accepts the bundle's
-    /// own keys (and says so).
-    pub fingerprints: Option<HashSet<String>>,
+    /// The verifying keys proofs may be checked with.
+    pub keys: KeyPins,
+    /// What the answer must be about; a bundle about anything else is refused.
+    pub expected: Expected,
+}
+
+impl Trust {
+    /// Trust in the keys `keys` and nothing else: any node key, no expectations.
+    pub fn keys(keys: KeyPins) -> Self {
+        Self {
+            node_key: None,
+            keys,
+            expected: Expected::default(),
+        }
+    }
+}
+
+/// The researcher's side of the question: what they asked for. The node chooses none of
+/// these; a bundle that answers with other values is refused, naming the field.
+#[derive(Clone, Debug, Default)]
+pub struct Expected {
+    /// The epoch asked about.
+    pub epoch: Option<u64>,
+    /// The consent purpose asked for.
+    pub purpose: Option<String>,
+    /// The minimum group size the researcher accepts (the bundle's must equal it).
+    pub min_group_size: Option<u64>,
+}
+
+/// Which verifying keys a verifier accepts.
+#[derive(Clone, Debug)]
+pub enum KeyPins {
+    /// Keys from a trusted setup, each for the one shape it is listed with: a key
+    /// verifies only statements of that shape.
+    Pinned(HashSet<PinnedKey>),
+    /// Whatever keys the bundle carries. Whoever made them can prove anything, so the
+    /// answer is then unverified; a caller must choose this explicitly.
+    Unpinned,
+}
+
+/// One trusted verifying key: its fingerprint and the canonical description of the
+/// shape it was made for, as `setup` and `keys import` print them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PinnedKey {
+    /// `sha256:` and 64 hex digits.
+    pub fingerprint: String,
+    /// The shape's canonical description.
+    pub shape: String,
+}
+
+impl PinnedKey {
+    /// Reads a trusted-keys text: one `sha256:<64 hex> <shape description>` per line, as
+    /// `zkfabric setup` and `zkfabric keys import` print them; `#` starts a comment.
+    /// `source` names the text in errors (a file name), which name the line at fault.
+    pub fn parse_all(text: &str, source: &str) -> Result<Vec<PinnedKey>, String> {
+        let mut out = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let at = || format!("{source} line {}", n + 1);
+            let (fingerprint, shape) = line.split_once(char::is_whitespace).ok_or_else(|| {
+                format!(
+                    "{}: a fingerprint without the shape it is trusted for; a line is                      `sha256:... SHAPE`, as `zkfabric setup` and `keys import` print it",
+                    at()
+                )
+            })?;
+            let hex_digits = fingerprint.strip_prefix("sha256:").unwrap_or_default();
+            if hex_digits.len() != 64 || !hex_digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "{}: {fingerprint:?} is not a sha256: fingerprint",
+                    at()
+                ));
+            }
+            out.push(PinnedKey {
+                fingerprint: fingerprint.to_string(),
+                shape: shape.trim().to_string(),
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// Why a bundle does not verify: the first check that failed.
@@ -70,12 +152,14 @@ pub struct Report {
     pub epoch: u64,
     /// The node key that signed the manifest (hex).
     pub node_key: String,
-    /// Chunks in the epoch, and how many the query touches (all proven).
-    pub chunks: (usize, usize),
+    /// Chunks in the epoch, every one proven.
+    pub chunks: usize,
     /// Proofs checked.
     pub proofs: usize,
     /// Whether the verifying keys were pinned by `--trusted-keys`.
     pub keys_pinned: bool,
+    /// The minimum group size the combine proofs enforced.
+    pub min_group_size: u64,
     /// The query as verified.
     pub query: ProvableQuery,
     /// The schema.
@@ -132,6 +216,12 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
     }
     // The query and the circuits it means.
     let (query, limits) = bundle::query_from_proto(bundle.query.as_ref())?;
+    check_expected(
+        &trust.expected,
+        manifest.epoch,
+        &query,
+        limits.min_group_size,
+    )?;
     let circuits = query
         .circuit(&schema, &limits)
         .map_err(|e| VerifyError::Failed(format!("query: {e}")))?;
@@ -156,34 +246,35 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
                 entry.fingerprint
             ));
         }
-        if let Some(trusted) = &trust.fingerprints {
-            if !trusted.contains(&fingerprint) {
+        if let KeyPins::Pinned(trusted) = &trust.keys {
+            let pin = PinnedKey {
+                fingerprint,
+                shape: shape.clone(),
+            };
+            if !trusted.contains(&pin) {
+                let other_shape = trusted.iter().any(|t| t.fingerprint == pin.fingerprint);
                 return failed(format!(
-                    "verifying key {fingerprint} for {shape} is not among the trusted keys"
+                    "verifying key {} for {shape} is not among the trusted keys{}",
+                    pin.fingerprint,
+                    if other_shape {
+                        " (it is trusted for another shape only)"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }
         Ok(vk)
     };
 
-    // Coverage: the chunks the query can touch, each proven once, in order.
-    let touched: Vec<(u64, Fr)> = manifest
-        .chunks
-        .iter()
-        .filter(|c| query.touches(&schema, c.time_window))
-        .map(|c| {
-            fr_from_hex(&c.commitment)
-                .map(|x| (c.index, x))
-                .ok_or_else(|| {
-                    VerifyError::Failed(format!("manifest: chunk {} commitment malformed", c.index))
-                })
-        })
-        .collect::<Result<_, _>>()?;
+    // Coverage: every chunk of the epoch, each proven once, in order, under the dataset
+    // id, index and row count the manifest lists (the commitment binds them).
+    let touched = manifest_chunks(manifest)?;
     let proven: Vec<u64> = bundle.chunk_proofs.iter().map(|p| p.chunk).collect();
-    let wanted: Vec<u64> = touched.iter().map(|(i, _)| *i).collect();
+    let wanted: Vec<u64> = touched.iter().map(|(id, _)| id.index).collect();
     if proven != wanted {
         return failed(format!(
-            "coverage: the query touches chunks {wanted:?} of the epoch, the bundle proves {proven:?}"
+            "coverage: the epoch has chunks {wanted:?}, the bundle proves {proven:?}"
         ));
     }
 
@@ -193,13 +284,14 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
     let mut names = Vec::new();
     let mut chunk_statements = Vec::new();
     let mut level = Vec::new();
-    for (i, (p, (_, commitment))) in bundle.chunk_proofs.iter().zip(&touched).enumerate() {
+    for (i, (p, (chunk, commitment))) in bundle.chunk_proofs.iter().zip(&touched).enumerate() {
         let partial_commitment = fr_from_bytes(
             &p.partial_commitment,
             &format!("chunk_proofs[{i}].partial_commitment"),
         )?;
         let inputs = AggregateInstance {
             chunk_commitment: *commitment,
+            chunk: *chunk,
             query: circuits.chunk_query.clone(),
             partial_commitment,
         }
@@ -322,12 +414,79 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         dataset: bundle.dataset.clone(),
         epoch: bundle.epoch,
         node_key: signed.node_key.clone(),
-        chunks: (manifest.chunks.len(), touched.len()),
+        chunks: touched.len(),
         proofs,
-        keys_pinned: trust.fingerprints.is_some(),
+        keys_pinned: matches!(trust.keys, KeyPins::Pinned(_)),
+        min_group_size: limits.min_group_size,
         query,
         schema,
     })
+}
+
+/// The bundle answers what was asked: epoch, purpose and k as the researcher expects.
+fn check_expected(
+    expected: &Expected,
+    epoch: u64,
+    query: &ProvableQuery,
+    min_group_size: u64,
+) -> Result<(), VerifyError> {
+    if let Some(e) = expected.epoch.filter(|e| *e != epoch) {
+        return failed(format!(
+            "epoch: the bundle answers over epoch {epoch}, not {e}"
+        ));
+    }
+    if let Some(p) = expected.purpose.as_ref().filter(|p| **p != query.purpose) {
+        return failed(format!(
+            "purpose: the bundle counts rows consented to {:?}, not {p:?}",
+            query.purpose
+        ));
+    }
+    if let Some(k) = expected.min_group_size.filter(|k| *k != min_group_size) {
+        return failed(format!(
+            "min_group_size: the bundle suppresses groups below {min_group_size} rows, not {k}"
+        ));
+    }
+    Ok(())
+}
+
+/// The manifest's chunks with what each chunk proof must be about: indices strictly
+/// increasing, no commitment listed twice (one chunk under two indices would count its
+/// rows twice; the commitment binds its index, so such a manifest could not be proven,
+/// but it is refused here by name).
+fn manifest_chunks(
+    manifest: &crate::manifest::Manifest,
+) -> Result<Vec<(ChunkId, Fr)>, VerifyError> {
+    let mut seen = HashSet::new();
+    let mut previous: Option<u64> = None;
+    manifest
+        .chunks
+        .iter()
+        .map(|c| {
+            let commitment = fr_from_hex(&c.commitment).ok_or_else(|| {
+                VerifyError::Failed(format!("manifest: chunk {} commitment malformed", c.index))
+            })?;
+            if previous.is_some_and(|p| p >= c.index) {
+                return failed(format!(
+                    "manifest: chunk {} is listed after chunk {}: indices must increase",
+                    c.index,
+                    previous.unwrap_or_default()
+                ));
+            }
+            if !seen.insert(c.commitment.as_str()) {
+                return failed(format!(
+                    "manifest: chunk {}'s commitment {} is listed twice",
+                    c.index, c.commitment
+                ));
+            }
+            previous = Some(c.index);
+            let id = ChunkId {
+                dataset_id: manifest.dataset_id,
+                index: c.index,
+                rows: c.rows,
+            };
+            Ok((id, commitment))
+        })
+        .collect()
 }
 
 fn proof(bytes: &[u8], field: &str) -> Result<Proof, VerifyError> {

@@ -320,15 +320,51 @@ fn query_verify_and_tampering_from_the_command_line() {
         &nowhere,
         &["verify", a, "--trusted-keys", t, "--node-key", &node_key],
     ));
-    assert!(verified.contains("pinned by --trusted-keys"), "{verified}");
+    assert!(verified.contains("keys         pinned by"), "{verified}");
     assert!(!nowhere.exists(), "verify touched no data directory");
     ok(zkfabric(
         &nowhere,
         &[
             "verify",
             tmp.path().join("answer.zkf.json").to_str().unwrap(),
+            "--trusted-keys",
+            t,
+            "--sql",
+            sql,
+            "--purpose",
+            "energy-research",
+            "--min-group-size",
+            "5",
+            "--epoch",
+            "1",
         ],
     ));
+    // Without pinned keys, verify refuses unless told to use the bundle's own keys, and
+    // then says first that the answer is unverified.
+    let out = zkfabric(&nowhere, &["verify", a]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no verifying keys are pinned"));
+    let unpinned = ok(zkfabric(&nowhere, &["verify", a, "--allow-unpinned-keys"]));
+    assert!(unpinned.starts_with("UNVERIFIED"), "{unpinned}");
+    // What the researcher asked must be what the bundle answers.
+    for (flag, value, message) in [
+        (
+            "--sql",
+            "SELECT COUNT(*) FROM consumption",
+            "--sql does not mean",
+        ),
+        ("--purpose", "public-health", "purpose:"),
+        ("--min-group-size", "10", "min_group_size:"),
+        ("--epoch", "2", "epoch:"),
+    ] {
+        let out = zkfabric(&nowhere, &["verify", a, "--trusted-keys", t, flag, value]);
+        assert!(!out.status.success(), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("REJECTED") && err.contains(message),
+            "{flag}: {err}"
+        );
+    }
 
     // A bundle with its SQL changed, or a proof flipped, or another node's key: refused.
     let json = std::fs::read_to_string(tmp.path().join("answer.zkf.json")).unwrap();
@@ -342,21 +378,50 @@ fn query_verify_and_tampering_from_the_command_line() {
         assert_ne!(edited, json, "{what}");
         let path = tmp.path().join(format!("{what}.json"));
         std::fs::write(&path, edited).unwrap();
-        let out = zkfabric(&nowhere, &["verify", path.to_str().unwrap()]);
+        let out = zkfabric(
+            &nowhere,
+            &["verify", path.to_str().unwrap(), "--trusted-keys", t],
+        );
         assert!(!out.status.success(), "{what}: a tampered bundle verified");
         assert!(String::from_utf8_lossy(&out.stderr).contains("REJECTED"));
     }
     let other_key = "11".repeat(32);
-    let out = zkfabric(&nowhere, &["verify", a, "--node-key", &other_key]);
-    assert!(!out.status.success());
-    let empty = tmp.path().join("none.txt");
-    std::fs::write(&empty, "# no keys\n").unwrap();
     let out = zkfabric(
         &nowhere,
-        &["verify", a, "--trusted-keys", empty.to_str().unwrap()],
+        &["verify", a, "--trusted-keys", t, "--node-key", &other_key],
     );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not among the trusted keys"));
+    // Trusted-keys files name each key's shape: a fingerprint alone is refused, and a
+    // key trusted for another shape is not trusted for this one.
+    let lines: Vec<&str> = fingerprints
+        .lines()
+        .filter(|l| l.starts_with("sha256:"))
+        .collect();
+    let bare = tmp.path().join("bare.txt");
+    std::fs::write(&bare, lines[0].split(' ').next().unwrap()).unwrap();
+    let out = zkfabric(
+        &nowhere,
+        &["verify", a, "--trusted-keys", bare.to_str().unwrap()],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without the shape it is trusted for"));
+    let (fp0, shape0) = lines[0].split_once(' ').unwrap();
+    let (fp1, shape1) = lines[1].split_once(' ').unwrap();
+    let swapped = tmp.path().join("swapped.txt");
+    std::fs::write(
+        &swapped,
+        format!("{fp0} {shape1}\n{fp1} {shape0}\n{}\n", lines[2]),
+    )
+    .unwrap();
+    let out = zkfabric(
+        &nowhere,
+        &["verify", a, "--trusted-keys", swapped.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("trusted for another shape only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Refused SQL names the construct; nothing is proven.
     let out = zkfabric(

@@ -356,6 +356,22 @@ fn receipt_id(out: &str) -> String {
 }
 
 /// `COUNT(*)` and `SUM(kwh)` a verified query on `epoch` answers, after verifying it.
+/// A trusted-keys file of every key the node holds (`keys list`: fingerprint, origin,
+/// constraints, shape), as a verifier who trusts this node's setup would write it.
+fn trusted_keys(d: &Donors) -> String {
+    let listed = ok(d.cli(&["keys", "list"]));
+    let lines: String = listed
+        .lines()
+        .map(|l| {
+            let fields: Vec<&str> = l.split('\t').collect();
+            format!("{} {}\n", fields[0], fields[3])
+        })
+        .collect();
+    let path = d.path("trusted-keys");
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
 fn verified_count(d: &Donors, epoch: u64, out: &str) -> (u64, u64) {
     let sql = "SELECT COUNT(*), SUM(kwh) FROM consumption";
     let e = epoch.to_string();
@@ -369,7 +385,19 @@ fn verified_count(d: &Donors, epoch: u64, out: &str) -> (u64, u64) {
         "--out",
         out,
     ]));
-    let text = ok(d.cli(&["verify", out]));
+    let pins = trusted_keys(d);
+    let text = ok(d.cli(&[
+        "verify",
+        out,
+        "--trusted-keys",
+        &pins,
+        "--sql",
+        sql,
+        "--purpose",
+        "energy-research",
+        "--epoch",
+        &e,
+    ]));
     // The answer row: the line of two numbers.
     let numbers: Vec<u64> = text
         .lines()
@@ -448,7 +476,7 @@ fn a_withdrawn_donation_leaves_the_next_epoch_and_the_old_one_still_verifies() {
     let after = d.path("epoch3.zkf");
     assert_eq!(verified_count(&d, 3, &after), (14, all - 215));
     // The old epoch's bundle still verifies, and the old epoch still answers the same.
-    ok(d.cli(&["verify", &before]));
+    ok(d.cli(&["verify", &before, "--trusted-keys", &trusted_keys(&d)]));
     assert_eq!(verified_count(&d, 2, &d.path("again.zkf")), (16, all));
     let again = d.cli(&["withdraw", &id, "--holder-key", &adult.1]);
     assert!(

@@ -16,7 +16,7 @@ use zkfabric::{
     records,
     schema::Schema,
     store::Store,
-    verify::{self, Trust},
+    verify::{self, Expected, KeyPins, PinnedKey, Trust},
 };
 
 /// The built-in consumption schema with 8-row chunks, so that setup is instant.
@@ -158,8 +158,8 @@ fn a_grouped_sum_is_proven_and_matches_the_rows() {
     );
     assert_eq!(bundle.chunk_proofs.len(), 12);
     assert_eq!(bundle.combine_proofs.len(), 4 + 2 + 1);
-    let report = verify::verify(&bundle, &Trust::default()).unwrap();
-    assert_eq!(report.chunks, (12, 12));
+    let report = verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned)).unwrap();
+    assert_eq!(report.chunks, 12);
     assert_eq!(report.proofs, 12 + 7);
 
     // The answer is what the rows say, with groups below k = 3 suppressed.
@@ -243,7 +243,7 @@ fn predicates_are_answered_without_counts() {
         ),
     ] {
         let bundle = answer(&node, &sql, "public-health");
-        verify::verify(&bundle, &Trust::default()).unwrap();
+        verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned)).unwrap();
         let row = &bundle.result.as_ref().unwrap().rows[0];
         assert_eq!(
             (row.holds, row.suppressed, row.count),
@@ -255,23 +255,193 @@ fn predicates_are_answered_without_counts() {
     assert!(answers.contains(&true) && answers.contains(&false));
 }
 
+/// The keys of `bundles`, pinned by fingerprint and shape as `setup` prints them.
+fn pins(bundles: &[&Bundle]) -> KeyPins {
+    KeyPins::Pinned(
+        bundles
+            .iter()
+            .flat_map(|b| &b.verifying_keys)
+            .map(|k| PinnedKey {
+                fingerprint: k.fingerprint.clone(),
+                shape: k.shape.clone(),
+            })
+            .collect(),
+    )
+}
+
+/// Pinned keys and the node's key: what a careful verifier passes.
+fn pinned(node: &Node, bundles: &[&Bundle]) -> Trust {
+    Trust {
+        node_key: Some(node.store.node_key()),
+        ..Trust::keys(pins(bundles))
+    }
+}
+
+/// Re-signs `bundle`'s manifest after `edit`, with the node's own key: what a dishonest
+/// node can always do.
+fn resigned(
+    node: &Node,
+    bundle: &Bundle,
+    edit: impl FnOnce(&mut zkfabric::manifest::Manifest),
+) -> Bundle {
+    let text = std::fs::read_to_string(node._tmp.path().join("data/node.key")).unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(
+        &hex::decode(text.trim()).unwrap().try_into().unwrap(),
+    );
+    let mut signed = zkfabric::bundle::manifest_from_proto(bundle.manifest.as_ref()).unwrap();
+    edit(&mut signed.manifest);
+    let mut out = bundle.clone();
+    out.manifest = Some(zkfabric::bundle::manifest_to_proto(&signed.manifest.sign(&key)).unwrap());
+    out
+}
+
 #[test]
-fn a_time_range_touches_only_the_chunks_it_can_select() {
+fn every_chunk_is_proven_and_a_dishonest_node_cannot_narrow_coverage() {
     let node = node(48);
     let time = &node.columns[column("time")];
-    // Rows are in time order: a window inside chunk 2's hours touches chunk 2 only.
+    // Rows are in time order: this window lies inside chunk 2's hours. Every chunk is
+    // proven all the same: nothing unproven (a time window) excuses a chunk.
     let (lo, hi) = (time[17], time[18]);
     let sql = format!("SELECT COUNT(*) FROM consumption WHERE time >= {lo} AND time <= {hi}");
     let bundle = answer(&node, &sql, "public-health");
     let proven: Vec<u64> = bundle.chunk_proofs.iter().map(|p| p.chunk).collect();
-    assert!(proven.contains(&2) && proven.len() < 6, "{proven:?}");
-    verify::verify(&bundle, &Trust::default()).unwrap();
+    assert_eq!(proven, (0..6).collect::<Vec<_>>());
+    let trust = pinned(&node, &[&bundle]);
+    verify::verify(&bundle, &trust).unwrap();
 
-    // Dropping a touched chunk's proof is caught as missing coverage.
-    let mut tampered = bundle.clone();
-    tampered.chunk_proofs.remove(0);
-    let err = verify::verify(&tampered, &Trust::default()).unwrap_err();
+    // The node leaves out the chunks it says the range cannot reach.
+    let mut narrowed = bundle.clone();
+    narrowed.chunk_proofs.retain(|p| p.chunk == 2);
+    let err = verify::verify(&narrowed, &trust).unwrap_err();
     assert!(err.to_string().contains("coverage"), "{err}");
+
+    // A re-signed manifest that lists chunk 2's commitment a second time (its rows would
+    // count twice), with the proofs to match.
+    let mut doubled = resigned(&node, &bundle, |m| {
+        let mut again = m.chunks[2].clone();
+        again.index = 6;
+        m.chunks.push(again);
+    });
+    doubled.chunk_proofs.push(zkfabric_proto::v1::ChunkProof {
+        chunk: 6,
+        ..bundle.chunk_proofs[2].clone()
+    });
+    let err = verify::verify(&doubled, &trust).unwrap_err();
+    assert!(err.to_string().contains("listed twice"), "{err}");
+
+    // A re-signed manifest that lists a chunk under another index, or with another row
+    // count, or under another dataset id: the commitment binds all three, so the proofs
+    // fail against the statements the verifier recomputes.
+    let edits: Vec<(&str, Box<dyn Fn(&mut zkfabric::manifest::Manifest)>)> = vec![
+        ("index", Box::new(|m| m.chunks[5].index = 9)),
+        ("rows", Box::new(|m| m.chunks[1].rows -= 1)),
+    ];
+    for (what, edit) in edits {
+        let mut moved = resigned(&node, &bundle, edit);
+        for p in &mut moved.chunk_proofs {
+            if p.chunk == 5 && what == "index" {
+                p.chunk = 9;
+            }
+        }
+        let err = verify::verify(&moved, &trust).unwrap_err();
+        assert!(
+            matches!(err, verify::VerifyError::Proofs(_)),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_bundle_relabelled_as_another_trusted_shape_is_rejected() {
+    // Both queries' keys are trusted. A dishonest node proves SUM(water) and relabels
+    // the bundle as SUM(kwh): same public-input layout, another meaning.
+    let node = node(16);
+    let water = answer(
+        &node,
+        "SELECT COUNT(*), SUM(water) FROM consumption",
+        "public-health",
+    );
+    let kwh = answer(
+        &node,
+        "SELECT COUNT(*), SUM(kwh) FROM consumption",
+        "public-health",
+    );
+    let trust = pinned(&node, &[&water, &kwh]);
+    verify::verify(&water, &trust).unwrap();
+    verify::verify(&kwh, &trust).unwrap();
+    let relabel = |keys_from: &Bundle| {
+        let mut forged = water.clone();
+        forged.sql = kwh.sql.clone();
+        forged.query = kwh.query.clone();
+        forged.verifying_keys = keys_from.verifying_keys.clone();
+        if std::ptr::eq(keys_from, &water) {
+            // The water keys, labelled with the kwh shapes.
+            for (k, label) in forged.verifying_keys.iter_mut().zip(&kwh.verifying_keys) {
+                k.shape = label.shape.clone();
+            }
+        }
+        forged
+    };
+    // The water key under the kwh label: trusted, but for another shape.
+    let err = verify::verify(&relabel(&water), &trust).unwrap_err();
+    assert!(
+        err.to_string().contains("trusted for another shape only"),
+        "{err}"
+    );
+    // The real kwh key: the water proofs do not verify against the kwh statements
+    // (their shape digest differs, and so does the key).
+    let err = verify::verify(&relabel(&kwh), &trust).unwrap_err();
+    assert!(matches!(err, verify::VerifyError::Proofs(_)), "{err}");
+}
+
+#[test]
+fn a_bundle_must_answer_what_the_researcher_asked() {
+    let node = node(16);
+    let bundle = answer(&node, "SELECT COUNT(*) FROM consumption", "public-health");
+    let asked = |expected: Expected| Trust {
+        expected,
+        ..pinned(&node, &[&bundle])
+    };
+    verify::verify(
+        &bundle,
+        &asked(Expected {
+            epoch: Some(1),
+            purpose: Some("public-health".into()),
+            min_group_size: Some(3),
+        }),
+    )
+    .unwrap();
+    for (expected, field) in [
+        (
+            Expected {
+                purpose: Some("energy-research".into()),
+                ..Expected::default()
+            },
+            "purpose",
+        ),
+        (
+            Expected {
+                min_group_size: Some(10),
+                ..Expected::default()
+            },
+            "min_group_size",
+        ),
+        (
+            Expected {
+                epoch: Some(2),
+                ..Expected::default()
+            },
+            "epoch",
+        ),
+    ] {
+        let err = verify::verify(&bundle, &asked(expected)).unwrap_err();
+        assert!(err.to_string().starts_with(field), "{field}: {err}");
+    }
+    // A bundle whose k is 0 is refused before anything else.
+    let mut zero = bundle.clone();
+    zero.query.as_mut().unwrap().min_group_size = 0;
+    let err = verify::verify(&zero, &Trust::keys(KeyPins::Unpinned)).unwrap_err();
+    assert!(err.to_string().contains("k is at least 1"), "{err}");
 }
 
 /// Every field of an honest bundle, changed, makes verification fail.
@@ -284,16 +454,7 @@ fn every_changed_field_of_a_bundle_is_rejected() {
          WHERE hour >= 3 GROUP BY household_size",
         "energy-research",
     );
-    let pinned = Trust {
-        node_key: Some(node.store.node_key()),
-        fingerprints: Some(
-            honest
-                .verifying_keys
-                .iter()
-                .map(|k| k.fingerprint.clone())
-                .collect(),
-        ),
-    };
+    let pinned = pinned(&node, &[&honest]);
     verify::verify(&honest, &pinned).unwrap();
     let released = honest
         .result
@@ -633,7 +794,7 @@ fn verified_answers_equal_plain_datafusion_over_the_consented_rows() {
         ),
     ] {
         let bundle = answer(&node, sql, "energy-research");
-        verify::verify(&bundle, &Trust::default()).unwrap();
+        verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned)).unwrap();
         let expected = plain(&node, direct);
         for row in &bundle.result.as_ref().unwrap().rows {
             let (count, sum) = expected.get(&row.key).copied().unwrap_or((0, 0));
@@ -656,7 +817,7 @@ fn chunk_proofs_are_reused_across_queries_epochs_and_restarts_and_checked_first(
     let sql = "SELECT district, SUM(kwh) FROM consumption WHERE hour BETWEEN 6 AND 20 \
                GROUP BY district";
     let verified = |bundle: &Bundle| {
-        verify::verify(bundle, &Trust::default()).unwrap();
+        verify::verify(bundle, &Trust::keys(KeyPins::Unpinned)).unwrap();
     };
     let (first, reused) = answer_with(&node, &node.proofs, sql, "public-health");
     assert_eq!((first.chunk_proofs.len(), reused), (3, 0));

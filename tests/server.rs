@@ -10,7 +10,7 @@ use tonic::Code;
 use zkfabric::{
     remote::{verify_receipt, Remote, RemoteError},
     store::Store,
-    verify::{verify, Trust},
+    verify::{verify, KeyPins, PinnedKey, Trust},
 };
 use zkfabric_proto::v1::{self as pb, run_event::Event};
 
@@ -104,7 +104,8 @@ async fn setup_keys(admin: &Remote, sql: &str) -> Vec<String> {
         .keys
 }
 
-/// Verifies `bundle` offline against the node's key and the fingerprints it publishes.
+/// Verifies `bundle` offline against the node's key and the keys it publishes, pinned by
+/// fingerprint and shape (in a test, the node's setup is trusted).
 async fn verify_offline(remote: &Remote, bundle: &pb::Bundle) -> zkfabric::verify::Report {
     let node_key = remote.node_key().await.unwrap();
     let keys = remote
@@ -114,9 +115,16 @@ async fn verify_offline(remote: &Remote, bundle: &pb::Bundle) -> zkfabric::verif
         .unwrap()
         .into_inner()
         .keys;
+    let pins = keys
+        .into_iter()
+        .map(|k| PinnedKey {
+            fingerprint: k.fingerprint,
+            shape: k.shape,
+        })
+        .collect();
     let trust = Trust {
         node_key: Some(node_key),
-        fingerprints: Some(keys.into_iter().map(|k| k.fingerprint).collect()),
+        ..Trust::keys(KeyPins::Pinned(pins))
     };
     verify(bundle, &trust).unwrap()
 }
@@ -341,20 +349,57 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
     assert!(text.contains("consumption"), "{text}");
     let text = ok(node.cli(&[&remote[..], &["catalog", "show", "consumption"]].concat()));
     assert!(text.contains("signature    valid"), "{text}");
-    let text = ok(node.cli(
+    // The node's answer is verified against the request before anything is written:
+    // without pinned keys, only when the user accepts the node's own keys, and says so.
+    let unpinned = node.cli(
         &[
             &remote[..],
             &["--token", RESEARCHER, "query", SUM, "--out", out],
         ]
         .concat(),
+    );
+    assert!(!unpinned.status.success());
+    assert!(
+        String::from_utf8_lossy(&unpinned.stderr).contains("no verifying keys are pinned"),
+        "{}",
+        String::from_utf8_lossy(&unpinned.stderr)
+    );
+    assert!(
+        !out_file.exists(),
+        "nothing written before the answer verified"
+    );
+    let text = ok(node.cli(
+        &[
+            &remote[..],
+            &[
+                "--token",
+                RESEARCHER,
+                "query",
+                SUM,
+                "--out",
+                out,
+                "--allow-unpinned-keys",
+            ],
+        ]
+        .concat(),
     ));
-    assert!(text.contains("the node proved 8 chunk(s)"), "{text}");
+    assert!(
+        text.contains("the node proved 8 chunk(s)")
+            && text.contains("verified against the request")
+            && text.starts_with("UNVERIFIED"),
+        "{text}"
+    );
     let text = ok(node.cli(&[&remote[..], &["--token", ADMIN, "seal", "consumption"]].concat()));
     assert!(text.contains("nothing to seal"), "{text}");
-    let text = ok(node.cli(&[&remote[..], &["verify", out]].concat()));
+    let text = ok(node.cli(
+        &[
+            &remote[..],
+            &["verify", out, "--allow-unpinned-keys", "--sql", SUM],
+        ]
+        .concat(),
+    ));
     assert!(
-        text.contains("manifest signature valid")
-            && text.contains("pinned to those the --remote node publishes"),
+        text.contains("manifest signature valid") && text.starts_with("UNVERIFIED"),
         "{text}"
     );
     let refused = node.cli(&[&remote[..], &["query", SUM, "--out", out]].concat());

@@ -310,6 +310,15 @@ impl Chunk {
         self.columns[layout.present()].iter().sum()
     }
 
+    /// What the chunk commitment binds besides the rows: dataset id, index, present rows.
+    pub fn id(&self, layout: &ChunkLayout) -> crate::aggregate::ChunkId {
+        crate::aggregate::ChunkId {
+            dataset_id: self.dataset_id,
+            index: self.index,
+            rows: self.row_count(layout),
+        }
+    }
+
     /// The field elements group `group` hashes, after its tag and salt: consecutive rows'
     /// bits concatenated, least significant first.
     pub fn group_elements(&self, layout: &ChunkLayout, group: usize) -> Vec<Fr> {

@@ -22,8 +22,9 @@ use zkfabric::{
     proofs::ProofCache,
     prove::{self, Progress, Request},
     query::{sql, Aggregand, CircuitQuery, OutputKind, ProvableQuery},
+    records,
     schema::Schema,
-    verify::{self, Report, Trust},
+    verify::{self, Expected, KeyPins, PinnedKey, Report, Trust},
 };
 use zkfabric_proto::v1 as pb;
 
@@ -262,7 +263,39 @@ fn cell(kind: OutputKind, row: &pb::ResultRow) -> String {
     }
 }
 
-fn trusted_fingerprints(path: &Path) -> Result<HashSet<String>> {
+/// How `verify` (and whatever verifies a bundle before using it) is told what to trust
+/// and what was asked.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct VerifyArgs {
+    /// Trusted verifying keys: a file, or a directory of files, with one `sha256:...
+    /// SHAPE` line per key (as `zkfabric setup` and `zkfabric keys import` print them). A
+    /// key verifies only statements of the shape it is listed with.
+    #[arg(long)]
+    pub trusted_keys: Option<PathBuf>,
+    /// Verify with the bundle's own verifying keys when none are pinned. Whoever made
+    /// them can prove anything: the answer is then UNVERIFIED, and the report says so
+    /// first.
+    #[arg(long)]
+    pub allow_unpinned_keys: bool,
+    /// The node's Ed25519 public key (hex) the manifest must be signed with.
+    #[arg(long)]
+    pub node_key: Option<String>,
+    /// The SQL asked: the bundle must answer exactly this query.
+    #[arg(long = "sql")]
+    pub expected_sql: Option<String>,
+    /// The consent purpose asked for.
+    #[arg(long = "purpose")]
+    pub expected_purpose: Option<String>,
+    /// The minimum group size (k) accepted: the bundle's must be this.
+    #[arg(long = "min-group-size")]
+    pub expected_min_group_size: Option<u64>,
+    /// The epoch asked about.
+    #[arg(long = "epoch")]
+    pub expected_epoch: Option<u64>,
+}
+
+/// Reads a trusted-keys file, or every file of a directory.
+fn trusted_keys(path: &Path) -> Result<HashSet<PinnedKey>> {
     let files: Vec<PathBuf> = if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("reading {}", path.display()))?
@@ -277,56 +310,33 @@ fn trusted_fingerprints(path: &Path) -> Result<HashSet<String>> {
     for file in files {
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("reading {}", file.display()))?;
-        for (n, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            let Some(fingerprint) = line.split_whitespace().next() else {
-                continue;
-            };
-            if !fingerprint.starts_with("sha256:") || fingerprint.len() != 71 {
-                bail!(
-                    "{} line {}: {fingerprint:?} is not a sha256: fingerprint",
-                    file.display(),
-                    n + 1
-                );
-            }
-            out.insert(fingerprint.to_string());
-        }
+        out.extend(
+            PinnedKey::parse_all(&text, &file.display().to_string()).map_err(|e| anyhow!(e))?,
+        );
+    }
+    if out.is_empty() {
+        bail!("--trusted-keys {}: no keys listed", path.display());
     }
     Ok(out)
 }
 
-/// What a node says it signs and proves with, for `verify --remote`.
-pub struct NodePins {
-    /// The node key.
-    pub node_key: VerifyingKey,
-    /// Fingerprints of the verifying keys the node publishes.
-    pub fingerprints: HashSet<String>,
-}
-
 /// `zkfabric verify`: exits 0 only if every check holds. The manifest must be signed by
-/// `node_key` (hex) and by the key a node gave (`remote`) when given; verifying keys must
-/// be in `trusted_keys`, else (with `remote`) among those the node publishes.
-pub fn verify(
-    path: &Path,
-    trusted_keys: Option<&Path>,
-    node_key: Option<&str>,
-    remote: Option<NodePins>,
-) -> Result<()> {
+/// `--node-key` and by `remote_node_key` (the key a `--remote` node reports) when given.
+pub fn verify(path: &Path, args: &VerifyArgs, remote_node_key: Option<VerifyingKey>) -> Result<()> {
     let started = Instant::now();
-    let (bundle, report, pinned_by) = verified(path, trusted_keys, node_key, remote)?;
-    print_report(&report, &bundle, started.elapsed().as_secs_f64(), pinned_by);
+    let bundle = bundle::read(path)?;
+    let report = verified(&bundle, args, remote_node_key)
+        .with_context(|| format!("{}: REJECTED", path.display()))?;
+    print_report(&report, &bundle, started.elapsed().as_secs_f64(), args);
     Ok(())
 }
 
 /// `zkfabric export snarkjs`: verifies the bundle as `verify` does, then writes each proof
 /// with its verifying key and public signals in snarkjs' formats under `out`.
-pub fn export_snarkjs(
-    path: &Path,
-    out: &Path,
-    trusted_keys: Option<&Path>,
-    node_key: Option<&str>,
-) -> Result<()> {
-    let (_, report, _) = verified(path, trusted_keys, node_key, None)?;
+pub fn export_snarkjs(path: &Path, out: &Path, args: &VerifyArgs) -> Result<()> {
+    let bundle = bundle::read(path)?;
+    let report =
+        verified(&bundle, args, None).with_context(|| format!("{}: REJECTED", path.display()))?;
     let folders = zkfabric::snarkjs::write(&report.statements, out)?;
     for (folder, statement) in folders.iter().zip(&report.statements) {
         println!("{}  {}", folder.display(), statement.shape);
@@ -339,59 +349,71 @@ pub fn export_snarkjs(
     Ok(())
 }
 
-/// The bundle at `path` and its report, once every check of `verify` holds, with how its
-/// keys were pinned.
-fn verified(
-    path: &Path,
-    trusted_keys: Option<&Path>,
-    node_key: Option<&str>,
-    remote: Option<NodePins>,
-) -> Result<(Bundle, Report, &'static str)> {
-    let (remote_key, remote_fingerprints) = match remote {
-        Some(p) => (Some(p.node_key), Some(p.fingerprints)),
-        None => (None, None),
-    };
-    let bundle = bundle::read(path)?;
-    let given = node_key
+/// The report on `bundle` once every check holds: the verifier's, then (with the SQL
+/// planner) that the bundle's SQL text, and the researcher's when given, mean the query
+/// the proofs are about.
+pub fn verified(
+    bundle: &Bundle,
+    args: &VerifyArgs,
+    remote_node_key: Option<VerifyingKey>,
+) -> Result<Report> {
+    let given = args
+        .node_key
+        .as_deref()
         .map(|hex_key| parse_ed25519_key(hex_key).map_err(|e| anyhow!("--node-key: {e}")))
         .transpose()?;
-    let node_key = match (given, remote_key) {
+    let node_key = match (given, remote_node_key) {
         (Some(a), Some(b)) if a != b => {
             bail!("--node-key differs from the key the --remote node reports")
         }
         (a, b) => a.or(b),
     };
-    let pinned_by = match (trusted_keys, &remote_fingerprints) {
-        (Some(_), _) => "pinned by --trusted-keys",
-        (None, Some(_)) => "pinned to those the --remote node publishes (trust in its setup)",
-        (None, None) => "",
+    let keys = match (&args.trusted_keys, args.allow_unpinned_keys) {
+        (Some(file), _) => KeyPins::Pinned(trusted_keys(file)?),
+        (None, true) => KeyPins::Unpinned,
+        (None, false) => bail!(
+            "keys: no verifying keys are pinned. Pass --trusted-keys FILE (the `sha256:... \
+             SHAPE` lines `zkfabric setup` or `keys import` printed for keys you trust), or \
+             --allow-unpinned-keys to check the proofs against the bundle's own keys, \
+             which proves nothing about the answer"
+        ),
     };
     let trust = Trust {
         node_key,
-        fingerprints: match trusted_keys {
-            Some(file) => Some(trusted_fingerprints(file)?),
-            None => remote_fingerprints,
+        keys,
+        expected: Expected {
+            epoch: args.expected_epoch,
+            purpose: args.expected_purpose.clone(),
+            min_group_size: args.expected_min_group_size,
         },
     };
-    let report =
-        verify::verify(&bundle, &trust).with_context(|| format!("{}: REJECTED", path.display()))?;
-    // The SQL text must mean the query the proofs are about.
-    let relowered = block_on(sql::lower_without_data(
-        &report.schema,
-        &bundle.sql,
-        &report.query.purpose,
-    ))?
-    .map_err(|e| anyhow!("{}: REJECTED: sql: {e}", path.display()))?;
-    if relowered != report.query {
-        bail!(
-            "{}: REJECTED: sql: the SQL text does not mean the query the proofs are about",
-            path.display()
-        );
+    let report = verify::verify(bundle, &trust)?;
+    // The SQL text must mean the query the proofs are about, and so must the researcher's.
+    let texts = [
+        Some(("the bundle's SQL", &bundle.sql)),
+        args.expected_sql.as_ref().map(|s| ("--sql", s)),
+    ];
+    for (what, text) in texts.into_iter().flatten() {
+        let relowered = block_on(sql::lower_without_data(
+            &report.schema,
+            text,
+            &report.query.purpose,
+        ))?
+        .map_err(|e| anyhow!("sql: {what}: {e}"))?;
+        if relowered != report.query {
+            bail!("sql: {what} does not mean the query the proofs are about");
+        }
     }
-    Ok((bundle, report, pinned_by))
+    Ok(report)
 }
 
-fn print_report(report: &Report, bundle: &Bundle, secs: f64, pinned_by: &str) {
+fn print_report(report: &Report, bundle: &Bundle, secs: f64, args: &VerifyArgs) {
+    if !report.keys_pinned {
+        println!(
+            "UNVERIFIED   keys not pinned (--allow-unpinned-keys): the proofs were checked \
+             against the bundle's own keys, and whoever made those can prove any answer"
+        );
+    }
     println!("verified     {} epoch {}", report.dataset, report.epoch);
     println!("sql          {}", bundle.sql);
     println!(
@@ -399,22 +421,37 @@ fn print_report(report: &Report, bundle: &Bundle, secs: f64, pinned_by: &str) {
         report.node_key
     );
     println!(
-        "coverage     {} of {} chunks touched, all proven",
-        report.chunks.1, report.chunks.0
+        "coverage     all {} chunks of the epoch proven, each under the index and row \
+         count the manifest lists",
+        report.chunks
     );
     println!(
         "proofs       {} verified in {:.1} ms",
         report.proofs,
         secs * 1000.0
     );
-    if report.keys_pinned {
-        println!("keys         {pinned_by}");
-    } else {
+    if let Some(file) = args.trusted_keys.as_ref().filter(|_| report.keys_pinned) {
         println!(
-            "keys         NOT pinned: the bundle's own verifying keys were used; pass \
-             --trusted-keys to accept only keys from a trusted setup"
+            "keys         pinned by {}: each proof's key is listed there for its shape",
+            file.display()
         );
     }
+    let checked = |given: bool| {
+        if given {
+            "as asked"
+        } else {
+            "not checked: pass it to compare"
+        }
+    };
+    println!(
+        "asked        sql {}; purpose {} {}; k = {} {}; epoch {}",
+        checked(args.expected_sql.is_some()),
+        report.query.purpose,
+        checked(args.expected_purpose.is_some()),
+        report.min_group_size,
+        checked(args.expected_min_group_size.is_some()),
+        checked(args.expected_epoch.is_some()),
+    );
     println!();
     print_answer(&report.schema, &report.query, bundle);
 }
@@ -491,8 +528,31 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
         let request = Request::new(&config, q.sql.into(), Some(q.purpose.into()), None, true);
         let out = dir.join(format!("{}.zkf", q.name));
         query(&data_dir, &config, &request, &out, false)?;
-        println!("\n   verifying {} offline:", out.display());
-        verify(&out, None, Some(&manifest.node_key), None)?;
+        // The demo trusts the keys it made itself: pinned by fingerprint and shape.
+        let pins = dir.join("trusted-keys");
+        let lines: String = KeyCache::new(&data_dir)
+            .infos()?
+            .iter()
+            .map(|k| format!("{} {}\n", k.fingerprint, k.shape))
+            .collect();
+        records::write_bytes_atomically(&pins, lines.as_bytes())?;
+        println!(
+            "\n   verifying {} offline, with the keys pinned in {} (made by this demo's \
+             single-party setup: development only, whoever runs it could forge proofs) and \
+             the question asked:",
+            out.display(),
+            pins.display()
+        );
+        let args = VerifyArgs {
+            trusted_keys: Some(pins),
+            node_key: Some(manifest.node_key.clone()),
+            expected_sql: Some(q.sql.into()),
+            expected_purpose: Some(q.purpose.into()),
+            expected_min_group_size: Some(config.query.min_group_size),
+            expected_epoch: Some(manifest.manifest.epoch),
+            ..VerifyArgs::default()
+        };
+        verify(&out, &args, None)?;
     }
     if temporary.path() == dir {
         println!("\n(the demo's directory is removed; pass --keep DIR to keep it)");

@@ -4,6 +4,7 @@
 use std::{io::Write, net::SocketAddr, path::Path, time::Instant};
 
 use anyhow::{bail, Context, Result};
+use ed25519_dalek::VerifyingKey;
 use zkfabric::{
     config::Config,
     remote::{Remote, RemoteError},
@@ -13,7 +14,9 @@ use zkfabric::{
 use zkfabric_proto::v1::{self as pb, run_event::Event};
 
 use super::{
-    answer::{block_on, chunk_bar, finish_answer, print_explanation, proven_rows, NodePins},
+    answer::{
+        block_on, chunk_bar, finish_answer, print_explanation, proven_rows, verified, VerifyArgs,
+    },
     print_catalog, print_manifest,
 };
 
@@ -65,22 +68,9 @@ pub fn connect(url: &str, token: Option<String>) -> Result<Remote> {
     Ok(block_on(Remote::connect(url, token))??)
 }
 
-/// The node's key and the fingerprints of the verifying keys it publishes.
-pub fn pins(remote: &Remote) -> Result<NodePins> {
-    block_on(async {
-        let node_key = remote.node_key().await?;
-        let keys = remote
-            .catalog()
-            .get_verifying_keys(remote.request(pb::GetVerifyingKeysRequest::default()))
-            .await
-            .map_err(RemoteError::from)?
-            .into_inner()
-            .keys;
-        Ok(NodePins {
-            node_key,
-            fingerprints: keys.into_iter().map(|k| k.fingerprint).collect(),
-        })
-    })?
+/// The key the node says it signs manifests with.
+pub fn node_key(remote: &Remote) -> Result<VerifyingKey> {
+    Ok(block_on(remote.node_key())??)
 }
 
 /// `zkfabric query --explain --remote`.
@@ -97,8 +87,15 @@ pub fn explain(remote: &Remote, request: pb::QueryRequest) -> Result<()> {
 }
 
 /// `zkfabric query --remote`: runs the query on the node with a progress bar, writes the
-/// bundle and prints the answer. The bundle is not trusted for being fetched: verify it.
-pub fn query(remote: &Remote, request: pb::QueryRequest, out: &Path, json: bool) -> Result<()> {
+/// bundle and prints the answer, once the bundle verifies against the request (`verify`:
+/// pins and what was asked); a bundle that does not is neither written nor printed.
+pub fn query(
+    remote: &Remote,
+    request: pb::QueryRequest,
+    out: &Path,
+    json: bool,
+    verify: &VerifyArgs,
+) -> Result<()> {
     let started = Instant::now();
     let bar = chunk_bar("sent");
     let reused = std::sync::atomic::AtomicU64::new(0);
@@ -120,6 +117,13 @@ pub fn query(remote: &Remote, request: pb::QueryRequest, out: &Path, json: bool)
     bar.finish_and_clear();
     let (id, bundle) = answer?;
     let seconds = started.elapsed().as_secs_f64();
+    let report = verified(&bundle, verify, Some(node_key(remote)?))
+        .context("the node's answer does not verify against the request: REJECTED")?;
+    if !report.keys_pinned {
+        println!(
+            "UNVERIFIED   keys not pinned (--allow-unpinned-keys): the node's own keys were used"
+        );
+    }
     finish_answer(&bundle, out, json)?;
     let reused = match reused.into_inner() {
         0 => String::new(),
@@ -127,7 +131,8 @@ pub fn query(remote: &Remote, request: pb::QueryRequest, out: &Path, json: bool)
     };
     println!(
         "\nthe node proved {} chunk(s){reused} and {} combine(s), {} rows, in {seconds:.1} s \
-         (bundle id {id}); check it with `zkfabric verify {}`",
+         (bundle id {id}); verified against the request; anyone can check it again with \
+         `zkfabric verify {}`",
         bundle.chunk_proofs.len(),
         bundle.combine_proofs.len(),
         proven_rows(&bundle),

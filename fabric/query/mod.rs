@@ -211,6 +211,13 @@ impl ProvableQuery {
                 (Some(index(name)?), keys)
             }
         };
+        if limits.min_group_size == 0 {
+            return Err(bad(
+                "minimum group size 0: k is at least 1, so that no group of zero rows is \
+                 released and no predicate over zero rows holds"
+                    .into(),
+            ));
+        }
         let groups = group_keys.len().max(1);
         let (aggregand, condition, output, threshold) = match &self.aggregand {
             Aggregand::CountOnly => (CircuitAggregand::CountOnly, None, CombineOutput::Release, 0),
@@ -268,27 +275,5 @@ impl ProvableQuery {
                 threshold,
             },
         })
-    }
-
-    /// The time range the query selects, if it filters on a time column: chunks whose
-    /// time window lies outside it cannot hold a selected row.
-    pub fn time_range(&self, schema: &Schema) -> Option<(u64, u64)> {
-        self.filters
-            .iter()
-            .find_map(|f| match (&f.test, schema.column(&f.column)) {
-                (Test::Range { lo, hi }, Some((_, c))) if c.kind == ColumnKind::Time => {
-                    Some((*lo, *hi))
-                }
-                _ => None,
-            })
-    }
-
-    /// Whether a chunk with time window `window` can hold a selected row.
-    pub fn touches(&self, schema: &Schema, window: Option<(u64, u64)>) -> bool {
-        match (self.time_range(schema), window) {
-            (Some((lo, hi)), Some((first, last))) => lo <= hi && first <= hi && lo <= last,
-            (Some((lo, hi)), None) => lo <= hi,
-            (None, _) => true,
-        }
     }
 }

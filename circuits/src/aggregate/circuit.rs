@@ -12,7 +12,7 @@ use ark_r1cs_std::{
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, SynthesisError};
 
 use super::{
-    evaluate, Aggregand, AggregateInstance, AggregateQuery, AggregateShape, ChunkId, FilterParams,
+    evaluate, Aggregand, AggregateInstance, AggregateQuery, AggregateShape, FilterParams,
     FilterShape, Partial,
 };
 use crate::{
@@ -51,11 +51,7 @@ impl AggregateCircuit {
         let partial = evaluate(&shape, &query, &chunk)?;
         let instance = AggregateInstance {
             chunk_commitment: chunk.commitment(&shape.layout),
-            chunk: ChunkId {
-                dataset_id: chunk.dataset_id,
-                index: chunk.index,
-                rows: chunk.row_count(&shape.layout),
-            },
+            chunk: chunk.id(&shape.layout),
             query,
             partial_commitment: partial.commit(blind),
         };
