@@ -3,7 +3,8 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
-    // Crash tests set FAILPOINTS to stop the process at a chosen step (see `store`).
-    let _failpoints = fail::FailScenario::setup();
+    // Crash tests set FAILPOINTS to stop the process at a chosen step (see `store`). Only
+    // test builds compile failpoints in (see Cargo.toml); elsewhere FAILPOINTS is ignored.
+    let _failpoints = fail::has_failpoints().then(fail::FailScenario::setup);
     cli::run()
 }

@@ -25,7 +25,8 @@
 //! `seal-chunks-written`, `seal-before-commit`, `seal-committed`,
 //! `withdraw-files-written`, `withdraw-before-commit`); setting for example
 //! `FAILPOINTS=seal-before-commit=panic` for the `zkfabric` binary crashes it there, which
-//! is how the crash tests reach every step.
+//! is how the crash tests reach every step. Failpoints are compiled only into test builds
+//! (the `fail` dev-dependency's feature); a shipped binary ignores `FAILPOINTS`.
 
 use std::{
     collections::HashSet,
