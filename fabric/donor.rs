@@ -14,6 +14,7 @@ use std::{
 };
 
 use ark_ff::{BigInteger, PrimeField};
+use ed25519_dalek::VerifyingKey as NodeKey;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zkfabric_circuits::{
@@ -54,10 +55,11 @@ pub fn withdrawal_binding(id: &str) -> Fr {
 pub fn prove_withdrawal(
     pk: &ProvingKey,
     secret: Fr,
+    node_key: &NodeKey,
     dataset: &str,
     id: &str,
 ) -> Result<Vec<u8>, DonorError> {
-    let circuit = WithdrawalCircuit::new(secret, scope(dataset), withdrawal_binding(id));
+    let circuit = WithdrawalCircuit::new(secret, scope(node_key, dataset), withdrawal_binding(id));
     let proof = snark::prove(pk, circuit, &mut rand::rngs::OsRng)?;
     Ok(snark::proof_to_bytes(&proof))
 }
@@ -66,6 +68,7 @@ pub fn prove_withdrawal(
 /// donor's nullifier is `nullifier` (hex).
 pub fn check_withdrawal(
     vk: &snark::VerifyingKey,
+    node_key: &NodeKey,
     dataset: &str,
     id: &str,
     nullifier: &str,
@@ -73,8 +76,11 @@ pub fn check_withdrawal(
 ) -> Result<(), DonorError> {
     let nullifier = fr_from_hex(nullifier)
         .ok_or_else(|| DonorError::Refused("the donation has no nullifier".into()))?;
-    let inputs =
-        WithdrawalCircuit::public_inputs_of(scope(dataset), nullifier, withdrawal_binding(id));
+    let inputs = WithdrawalCircuit::public_inputs_of(
+        scope(node_key, dataset),
+        nullifier,
+        withdrawal_binding(id),
+    );
     let proof = snark::proof_from_bytes(proof)
         .map_err(|e| DonorError::Refused(format!("malformed withdrawal proof: {e}")))?;
     if !snark::verify(vk, &inputs, &proof)? {
@@ -290,9 +296,16 @@ pub fn holding(
     Ok((holding, issuer))
 }
 
-/// The nullifier scope of a dataset.
-pub fn scope(dataset: &str) -> Fr {
-    Fr::from_be_bytes_mod_order(&Sha256::digest(format!("zkfabric donor scope {dataset}")))
+/// The nullifier scope of a dataset on one node: the node's key and the dataset's name.
+/// A donor's nullifier is the same for every donation to this dataset on this node (the
+/// per-donor limit rests on that), and unlinkable to their nullifiers on other nodes
+/// hosting a dataset of the same name, or in other datasets.
+pub fn scope(node_key: &NodeKey, dataset: &str) -> Fr {
+    let mut hash = Sha256::new();
+    hash.update(b"zkfabric donor scope v2\0");
+    hash.update(node_key.as_bytes());
+    hash.update(dataset.as_bytes());
+    Fr::from_be_bytes_mod_order(&hash.finalize())
 }
 
 /// The field element a proof binds donated records to: their SHA-256, reduced.
@@ -341,6 +354,7 @@ pub fn policy_to_proto(policy: &DonorPolicy, today: u32) -> pb::DonorPolicy {
 pub fn prove(
     pk: &ProvingKey,
     policy: &pb::DonorPolicy,
+    node_key: &NodeKey,
     dataset: &str,
     records: &[u8],
     holding: Holding,
@@ -359,7 +373,7 @@ pub fn prove(
     let circuit = EligibilityCircuit::new(
         SHAPE,
         &requirement,
-        scope(dataset),
+        scope(node_key, dataset),
         records_hash(records),
         holding,
     )?;
@@ -380,6 +394,7 @@ pub fn check(
     vk: &snark::VerifyingKey,
     policy: &DonorPolicy,
     today: u32,
+    node_key: &NodeKey,
     dataset: &str,
     records: &[u8],
     proof: &pb::EligibilityProof,
@@ -408,7 +423,7 @@ pub fn check(
         issuer,
         cutoff: proof.cutoff,
         districts: policy.districts.clone(),
-        scope: scope(dataset),
+        scope: scope(node_key, dataset),
         records: records_hash(records),
         nullifier,
     };
@@ -453,6 +468,7 @@ pub fn admit(
     policy: Option<&DonorPolicy>,
     vk: impl FnOnce() -> Result<snark::VerifyingKey, DonorError>,
     today: u32,
+    node_key: &NodeKey,
     donation: &Submitted,
 ) -> Result<Admission, DonorError> {
     let dataset = donation.dataset;
@@ -461,7 +477,15 @@ pub fn admit(
             "send an eligibility proof or an organisation's signature, not both".into(),
         )),
         (Some(policy), Some(proof), None) => {
-            let nullifier = check(&vk()?, policy, today, dataset, donation.records, proof)?;
+            let nullifier = check(
+                &vk()?,
+                policy,
+                today,
+                node_key,
+                dataset,
+                donation.records,
+                proof,
+            )?;
             Ok(Admission {
                 eligible: Some(Eligible {
                     nullifier,
@@ -599,6 +623,21 @@ fn check_organisation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_donor_is_unlinkable_across_nodes_hosting_the_same_dataset() {
+        // Two nodes both host `consumption`; one holder donates to both. The scope, and
+        // so the nullifier each node learns, differs; within one node it is stable.
+        let node_a = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
+        let node_b = ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key();
+        let secret = Fr::from(1234u64);
+        let on = |node: &NodeKey, dataset| {
+            zkfabric_circuits::eligibility::nullifier(secret, scope(node, dataset))
+        };
+        assert_ne!(on(&node_a, "consumption"), on(&node_b, "consumption"));
+        assert_ne!(on(&node_a, "consumption"), on(&node_a, "movement"));
+        assert_eq!(on(&node_a, "consumption"), on(&node_a, "consumption"));
+    }
 
     #[test]
     fn cutoffs_follow_the_calendar() {

@@ -213,6 +213,7 @@ impl Remote {
         proof: DonorProof<'_>,
     ) -> Result<(pb::ReceiptBody, String), RemoteError> {
         let invalid = |e: donor::DonorError| RemoteError::Invalid(e.to_string());
+        let node_key = self.node_key().await?;
         let (eligibility, organisation) = match proof {
             DonorProof::None => (None, None),
             DonorProof::Organisation(key) => (
@@ -242,12 +243,12 @@ impl Remote {
                     .map_err(|e| RemoteError::Invalid(format!("eligibility key: {e}")))?;
                 let (holding, issuer) =
                     donor::holding(holder, credential, "credential").map_err(invalid)?;
-                let proof = donor::prove(&pk, &policy, dataset, &records, holding, issuer)
-                    .map_err(invalid)?;
+                let proof =
+                    donor::prove(&pk, &policy, &node_key, dataset, &records, holding, issuer)
+                        .map_err(invalid)?;
                 (Some(proof), None)
             }
         };
-        let node_key = self.node_key().await?;
         let response = self
             .donor()
             .donate(pb::DonateRequest {
@@ -309,8 +310,9 @@ impl Remote {
                     .map_err(|e| RemoteError::Invalid(format!("withdrawal key: {e}")))?;
                 let secret = donor::fr_from_hex(&holder.secret)
                     .ok_or_else(|| RemoteError::Invalid("the holder key's secret".into()))?;
-                request.nullifier_proof = donor::prove_withdrawal(&pk, secret, &dataset, id)
-                    .map_err(|e| RemoteError::Invalid(e.to_string()))?;
+                request.nullifier_proof =
+                    donor::prove_withdrawal(&pk, secret, &node_key, &dataset, id)
+                        .map_err(|e| RemoteError::Invalid(e.to_string()))?;
             }
         }
         let receipt = self.donor().withdraw(request).await?.into_inner();

@@ -336,7 +336,7 @@ fn query_verify_and_tampering_from_the_command_line() {
             "--min-group-size",
             "5",
             "--epoch",
-            "1",
+            "2",
         ],
     ));
     // Without pinned keys, verify refuses unless told to use the bundle's own keys, and
@@ -355,7 +355,7 @@ fn query_verify_and_tampering_from_the_command_line() {
         ),
         ("--purpose", "public-health", "purpose:"),
         ("--min-group-size", "10", "min_group_size:"),
-        ("--epoch", "2", "epoch:"),
+        ("--epoch", "1", "epoch:"),
     ] {
         let out = zkfabric(&nowhere, &["verify", a, "--trusted-keys", t, flag, value]);
         assert!(!out.status.success(), "{flag}");

@@ -221,6 +221,7 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
     let rt = runtime();
     let remote: Remote = server.client(&rt, None);
     rt.block_on(async {
+        let node_key = remote.node_key().await.unwrap();
         let policy = remote
             .catalog()
             .describe_dataset(pb::DescribeDatasetRequest {
@@ -247,7 +248,16 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
             let holder = donor::read_json(std::path::Path::new(&files.1)).unwrap();
             let credential = donor::read_json(std::path::Path::new(&files.0)).unwrap();
             let (holding, issuer) = donor::holding(&holder, &credential, "credential").unwrap();
-            donor::prove(&pk, policy, "consumption", records, holding, issuer).unwrap()
+            donor::prove(
+                &pk,
+                policy,
+                &node_key,
+                "consumption",
+                records,
+                holding,
+                issuer,
+            )
+            .unwrap()
         };
         let request = |records: &[u8], proof: pb::EligibilityProof| pb::DonateRequest {
             dataset: "consumption".into(),

@@ -163,7 +163,8 @@ pub fn verify(key: &Point, message: Fr, signature: &Signature) -> bool {
 /// Constrains `signature` to be valid on `message` under `key`, as circomlib's
 /// `EdDSAPoseidonVerifier` does. `key` must be a checked public key (a public input the
 /// verifier validated, or a constant); `s_bits` are the little-endian bits of `S`, which
-/// the caller allocates (at most 251 bits: `S < 2^251`).
+/// the caller allocates. `S < subOrder` is enforced, as circomlib does: otherwise `S` and
+/// `S + subOrder` would both verify, and signatures would be malleable.
 pub fn verify_gadget(
     key: &AffineVar<BabyJubJub, FpVar<Fr>>,
     message: &FpVar<Fr>,
@@ -184,6 +185,10 @@ pub fn verify_gadget(
         right.double_in_place()?;
     }
     right += r8;
+    // S < subOrder, i.e. S <= subOrder - 1 as an integer.
+    let mut largest = Scalar::MODULUS;
+    largest.sub_with_borrow(&ark_ff::BigInt::from(1u8));
+    Boolean::enforce_smaller_or_equal_than_le(s_bits, largest)?;
     let mut powers = Vec::with_capacity(s_bits.len());
     let mut power = Projective::<BabyJubJub>::generator();
     for _ in s_bits {
@@ -283,11 +288,16 @@ mod tests {
 
     /// Whether the gadget accepts `signature` on `message` under `key`; the constraints.
     fn gadget_accepts(key: Point, message: Fr, signature: Signature) -> (bool, usize) {
+        let bits = signature.s.into_bigint().to_bits_le();
+        gadget_accepts_bits(key, message, signature.r8, &bits)
+    }
+
+    /// Whether the gadget accepts `S` given as its little-endian bits (251 are used).
+    fn gadget_accepts_bits(key: Point, message: Fr, r8: Point, bits: &[bool]) -> (bool, usize) {
         let cs = ConstraintSystem::<Fr>::new_ref();
         let key_var = AffineVar::new_input(cs.clone(), || Ok(Projective::from(key))).unwrap();
         let message_var = FpVar::new_witness(cs.clone(), || Ok(message)).unwrap();
-        let r8 = witness_point(cs.clone(), signature.r8).unwrap();
-        let bits = signature.s.into_bigint().to_bits_le();
+        let r8 = witness_point(cs.clone(), r8).unwrap();
         let s_bits: Vec<Boolean<Fr>> = bits[..251]
             .iter()
             .map(|b| Boolean::new_witness(cs.clone(), || Ok(*b)).unwrap())
@@ -295,6 +305,27 @@ mod tests {
         verify_gadget(&key_var, &message_var, &r8, &s_bits).unwrap();
         assert_eq!(key_var.x.value().unwrap(), key.x);
         (cs.is_satisfied().unwrap(), cs.num_constraints())
+    }
+
+    #[test]
+    fn the_gadget_refuses_s_plus_the_subgroup_order() {
+        // S + subOrder satisfies the verification equation too (Base8 has order
+        // subOrder): a second signature on the same message. circomlib refuses S >=
+        // subOrder, and so does the gadget. Take a signature whose S + subOrder still fits
+        // the 251 bits the circuit allocates.
+        let key = SecretKey(Scalar::from(5u8));
+        let (message, signature, shifted) = (0u64..)
+            .map(|m| {
+                let signature = key.sign(Fr::from(m));
+                let mut shifted = signature.s.into_bigint();
+                shifted.add_with_carry(&Scalar::MODULUS);
+                (Fr::from(m), signature, shifted.to_bits_le())
+            })
+            .find(|(_, _, bits)| bits[251..].iter().all(|b| !b))
+            .unwrap();
+        let honest = signature.s.into_bigint().to_bits_le();
+        assert!(gadget_accepts_bits(key.public_key(), message, signature.r8, &honest).0);
+        assert!(!gadget_accepts_bits(key.public_key(), message, signature.r8, &shifted).0);
     }
 
     #[test]

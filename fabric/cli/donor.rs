@@ -239,6 +239,7 @@ pub fn donate_local(data_dir: &Path, config: &Config, donation: Donation) -> Res
             let proof = donor::prove(
                 &*key()?,
                 &published,
+                &store.node_key(),
                 donation.dataset,
                 &records,
                 holding,
@@ -256,6 +257,7 @@ pub fn donate_local(data_dir: &Path, config: &Config, donation: Donation) -> Res
                 .map_err(|e| donor::DonorError::Refused(e.to_string()))
         },
         today,
+        &store.node_key(),
         &donor::Submitted {
             dataset: donation.dataset,
             records: &records,
@@ -302,8 +304,10 @@ pub fn withdraw(
                     let dataset = store.donation(id)?.dataset;
                     let secret = donor::fr_from_hex(&holder.secret)
                         .ok_or_else(|| anyhow!("--holder-key: not a holder key"))?;
-                    let nullifier =
-                        zkfabric_circuits::eligibility::nullifier(secret, donor::scope(&dataset));
+                    let nullifier = zkfabric_circuits::eligibility::nullifier(
+                        secret,
+                        donor::scope(&store.node_key(), &dataset),
+                    );
                     Withdrawal::Nullifier(donor::fr_to_hex(&nullifier))
                 }
                 (None, Some(secret)) => Withdrawal::Secret(sha256_hex(secret.trim().as_bytes())),

@@ -149,7 +149,7 @@ impl Catalog for CatalogService {
         _: Request<pb::GetNodeKeyRequest>,
     ) -> Result<Response<pb::NodeKey>, Status> {
         Ok(Response::new(pb::NodeKey {
-            key: self.0.node_key.clone(),
+            key: hex::encode(self.0.node_key.to_bytes()),
         }))
     }
 }

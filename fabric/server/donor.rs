@@ -71,6 +71,7 @@ impl Donor for DonorService {
                     .map_err(|s| DonorError::Refused(s.message().to_string()))
             },
             donor::today(),
+            &self.0.node_key,
             &donor::Submitted {
                 dataset: &dataset,
                 records: &records,
@@ -156,6 +157,7 @@ impl Donor for DonorService {
                     let key = node.donor_key(donor::WITHDRAWAL_SHAPE)?;
                     donor::check_withdrawal(
                         key.verifying_key(),
+                        &store.node_key(),
                         &donation.dataset,
                         &id,
                         &nullifier,

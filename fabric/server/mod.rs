@@ -86,7 +86,8 @@ pub(crate) struct Node {
     tokens: Tokens,
     queue: ProvingQueue,
     donors: DefaultKeyedRateLimiter<IpAddr>,
-    node_key: String,
+    /// The key manifests and receipts are signed with; also the donors' nullifier scope.
+    node_key: ed25519_dalek::VerifyingKey,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -183,7 +184,7 @@ pub async fn serve(
     for dataset in config.donors.keys() {
         store.register_on_first_use(dataset, |d| config.builtin_schema(d))?;
     }
-    let node_key = hex::encode(store.node_key().to_bytes());
+    let node_key = store.node_key();
     let server = &config.server;
     let per_minute = NonZeroU32::new(server.donations_per_minute).unwrap_or(NonZeroU32::MIN);
     let (stop, stopped) = watch::channel(false);
