@@ -95,7 +95,7 @@ pub enum KeyOrigin {
 
 /// The canonical text of an eligibility circuit's shape.
 pub fn describe_eligibility(shape: &EligibilityShape) -> String {
-    format!("eligibility/v1 districts={}", shape.districts)
+    format!("eligibility/v2 districts={}", shape.districts)
 }
 
 /// The canonical text of the withdrawal circuit's shape (it has no parameters).
@@ -200,13 +200,13 @@ impl Shape {
                     other => return Err(bad(format!("output {other:?}"))),
                 },
             }),
-            "eligibility/v1" => Shape::Eligibility(EligibilityShape {
+            "eligibility/v2" => Shape::Eligibility(EligibilityShape {
                 districts: number(field("districts")?)?,
             }),
             WITHDRAWAL_DESCRIPTION => Shape::Withdrawal,
             other => {
                 return Err(bad(format!(
-                    "{other:?} is not a circuit (aggregate/v3, combine/v2, eligibility/v1, withdrawal/v1)"
+                    "{other:?} is not a circuit (aggregate/v3, combine/v2, eligibility/v2, withdrawal/v1)"
                 )))
             }
         };
@@ -534,7 +534,7 @@ mod tests {
              groups=1 aggregand=count",
             "combine/v2 inputs=8 groups=1 output=release",
             "combine/v2 inputs=4 groups=8 output=subtotal",
-            "eligibility/v1 districts=16",
+            "eligibility/v2 districts=16",
             WITHDRAWAL_DESCRIPTION,
         ] {
             let shape = Shape::parse(description).unwrap();

@@ -36,6 +36,11 @@ fn ceremony_key(shape: &AttributeShape, seed: u64) -> Zkey {
         &mut rng(seed),
     )
     .unwrap();
+    zkey_of(shape, key)
+}
+
+/// `key` as a `.zkey` for `shape` would carry it: the key and snarkjs' A and B entries.
+fn zkey_of(shape: &AttributeShape, key: ark_groth16::ProvingKey<Bn254>) -> Zkey {
     let m = matrices(shape);
     let mut coefficients = Vec::new();
     for (matrix, rows) in m.r1cs()[..2].iter().enumerate() {
@@ -214,4 +219,66 @@ fn the_r1cs_export_numbers_wires_as_the_prover_does() {
             assert_eq!(terms, &expected, "constraint {row}");
         }
     }
+}
+
+#[test]
+fn a_key_without_a_phase_2_contribution_is_refused() {
+    // snarkjs' `groth16 setup` writes gamma = delta = the generator; a node importing that
+    // *_0000.zkey instead of the final one would prove with a delta everyone knows, and so
+    // could prove "10 in [18, 255]". Made here with ark's generator and the same values.
+    use ark_ec::{AffineRepr, CurveGroup};
+    use ark_ff::UniformRand;
+    let mut r = rng(11);
+    let (alpha, beta) = (Fr::rand(&mut r), Fr::rand(&mut r));
+    let generators = (
+        ark_bn254::G1Affine::generator().into_group(),
+        ark_bn254::G2Affine::generator().into_group(),
+    );
+    let uncontributed = Groth16::<Bn254, CircomReduction>::generate_parameters_with_qap(
+        AttributeCircuit::blank(&SHAPE).unwrap(),
+        alpha,
+        beta,
+        Fr::one(),
+        Fr::one(),
+        generators.0,
+        generators.1,
+        &mut r,
+    )
+    .unwrap();
+    let err = zkey_of(&SHAPE, uncontributed.clone())
+        .into_proving_key::<AttributeCircuit>(&SHAPE)
+        .unwrap_err();
+    assert!(err.to_string().contains("delta equals gamma"), "{err}");
+    // Gamma left at the generator (as snarkjs does) but delta too: refused as well.
+    let mut only_gamma = uncontributed.clone();
+    only_gamma.vk.gamma_g2 = (generators.1 * Fr::from(3u8)).into_affine();
+    let err = zkey_of(&SHAPE, only_gamma)
+        .into_proving_key::<AttributeCircuit>(&SHAPE)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("delta is the group generator"),
+        "{err}"
+    );
+    // A contributed key whose G1 copy of delta is not its G2 copy.
+    let mut mixed = ceremony_key(&SHAPE, 12);
+    mixed.key.delta_g1 = (mixed.key.delta_g1 * Fr::from(2u8)).into_affine();
+    let err = mixed
+        .into_proving_key::<AttributeCircuit>(&SHAPE)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("copies of beta and delta disagree"),
+        "{err}"
+    );
+    // An identity point among the input bases.
+    let mut hollow = ceremony_key(&SHAPE, 13);
+    hollow.key.vk.gamma_abc_g1[1] = ark_bn254::G1Affine::zero();
+    let err = hollow
+        .into_proving_key::<AttributeCircuit>(&SHAPE)
+        .unwrap_err();
+    assert!(err.to_string().contains("identity"), "{err}");
+    // The honest ceremony key of the same shape is accepted.
+    assert!(ceremony_key(&SHAPE, 14)
+        .into_proving_key::<AttributeCircuit>(&SHAPE)
+        .is_ok());
 }

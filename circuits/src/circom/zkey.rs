@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use ark_bn254::{Bn254, Fq, Fq2, G1Affine, G2Affine};
 use ark_ec::{
+    pairing::Pairing,
     short_weierstrass::{Affine, SWCurveConfig},
     AffineRepr,
 };
@@ -63,6 +64,9 @@ pub enum ZkeyError {
     /// The key was made for another constraint system (what differs).
     #[error("the key was made for another constraint system: {0}")]
     OtherCircuit(String),
+    /// The key cannot be the end of an honest ceremony (what is wrong with it).
+    #[error("the key is not a finished ceremony's: {0}")]
+    Unfinished(String),
 }
 
 impl From<ZkeyError> for CircuitError {
@@ -325,8 +329,42 @@ impl Zkey {
         shape: &C::Shape,
     ) -> Result<ProvingKey, CircuitError> {
         let matrices = ConstraintMatrices::of(C::blank(shape)?)?;
+        self.check_contributed()?;
         self.check(&matrices)?;
         ProvingKey::from_parts(self.key, matrices, Reduction::Circom)
+    }
+
+    /// Refuses key material that no finished phase 2 ends with: identity points; delta
+    /// equal to gamma or to the group generator (snarkjs' `groth16 setup` writes both as
+    /// the generator, so a `*_0000.zkey` has no contribution: whoever has it knows delta
+    /// and can prove anything); G1 and G2 copies of beta and delta that disagree
+    /// (`e(beta_1, delta_2) = e(delta_1, beta_2)`). gamma is the generator in every snarkjs
+    /// key (its soundness rests on delta), so that alone is not refused. This is no
+    /// substitute for `snarkjs zkey verify`, which checks every point against the
+    /// phase-1 transcript and the contributions' hashes.
+    pub fn check_contributed(&self) -> Result<(), ZkeyError> {
+        let unfinished = |what: &str| Err(ZkeyError::Unfinished(what.to_string()));
+        let key = &self.key;
+        crate::snark::check_verifying_key_points(&key.vk)
+            .map_err(|e| ZkeyError::Unfinished(e.to_string()))?;
+        if key.beta_g1.is_zero() || key.delta_g1.is_zero() {
+            return unfinished("beta or delta in G1 is the identity point");
+        }
+        if key.vk.delta_g2 == key.vk.gamma_g2 {
+            return unfinished(
+                "delta equals gamma: no phase-2 contribution was made (a snarkjs \
+                 *_0000.zkey?); import the ceremony's final key",
+            );
+        }
+        if key.vk.delta_g2 == G2Affine::generator() || key.delta_g1 == G1Affine::generator() {
+            return unfinished("delta is the group generator: no phase-2 contribution was made");
+        }
+        if Bn254::pairing(key.beta_g1, key.vk.delta_g2)
+            != Bn254::pairing(key.delta_g1, key.vk.beta_g2)
+        {
+            return unfinished("the G1 and G2 copies of beta and delta disagree");
+        }
+        Ok(())
     }
 
     /// Checks that the key was made for exactly the constraint system `matrices`: the
@@ -337,7 +375,7 @@ impl Zkey {
         let differ = |what: String| Err(ZkeyError::OtherCircuit(what));
         let instance = matrices.num_instance_variables;
         let variables = instance + matrices.num_witness_variables;
-        let public = self.key.vk.gamma_abc_g1.len() - 1;
+        let public = self.key.vk.gamma_abc_g1.len().saturating_sub(1);
         if self.key.a_query.len() != variables || public != instance - 1 {
             return differ(format!(
                 "it has {} variables and {public} public inputs, the shape {variables} and {}",
