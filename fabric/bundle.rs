@@ -71,11 +71,20 @@ pub fn manifest_to_proto(signed: &SignedManifest) -> Result<pb::SignedManifest, 
     })
 }
 
-/// The signed manifest of a bundle (its signature is checked by the verifier).
+/// The signed manifest of a bundle (its signature is checked by the verifier). Only the
+/// canonical bytes the node signs are accepted: no unknown field, no other spacing or
+/// order, so the bytes the signature covers are exactly the manifest read, and nothing
+/// unread rides along.
 pub fn manifest_from_proto(m: Option<&pb::SignedManifest>) -> Result<SignedManifest, BundleError> {
     let m = m.ok_or_else(|| malformed("manifest", "missing"))?;
     let manifest: Manifest = serde_json::from_slice(&m.manifest)
         .map_err(|e| malformed("manifest.manifest", e.to_string()))?;
+    if manifest.canonical_bytes() != m.manifest {
+        return Err(malformed(
+            "manifest.manifest",
+            "not the canonical bytes of the manifest it holds",
+        ));
+    }
     Ok(SignedManifest {
         manifest,
         signature: hex::encode(&m.signature),

@@ -11,6 +11,7 @@ use zkfabric_circuits::Fr;
 
 /// One sealed chunk as the manifest lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChunkEntry {
     /// Position within the dataset.
     pub index: u64,
@@ -22,6 +23,7 @@ pub struct ChunkEntry {
 
 /// The signed content of one epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Dataset name.
     pub dataset: String,

@@ -419,7 +419,7 @@ pub async fn prove(
         epoch: manifest.manifest.epoch,
         manifest: Some(bundle::manifest_to_proto(&manifest)?),
         schema: schema.source.clone(),
-        sql: request.sql.clone(),
+        sql: sql::canonical(&request.sql)?,
         query: Some(bundle::query_to_proto(query, &request.limits)),
         result: Some(result),
         chunk_proofs: proven

@@ -103,14 +103,15 @@ pub enum StoreError {
     /// Stored data do not match the catalog (the store was altered outside zkfabric).
     #[error("store is inconsistent: {0}")]
     Corrupt(String),
-    /// The data directory's chunks were committed in a format this version cannot prove.
-    #[error("{path} holds chunks committed in format {found}, but this zkfabric commits and proves format {COMMITMENT_FORMAT}: ingest the source files into a new data directory", path = path.display())]
+    /// The data directory's chunks were sealed in a format this version cannot prove.
+    #[error("{path} holds chunks sealed in format {found}, but this zkfabric seals and proves format {COMMITMENT_FORMAT}: ingest the source files into a new data directory", path = path.display())]
     Format { path: PathBuf, found: i64 },
 }
 
-/// The chunk commitment format (the catalog's `user_version`): 2 since wide columns pack
-/// several values per field element. Chunks of another format cannot be proven.
-pub const COMMITMENT_FORMAT: i64 = 2;
+/// The sealed format (the catalog's `user_version`): 2 since wide columns pack several
+/// values per field element; 3 since manifests list no time windows (nothing unproven is
+/// signed) and are read strictly. Chunks of another format cannot be proven.
+pub const COMMITMENT_FORMAT: i64 = 3;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {

@@ -377,6 +377,24 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         // Listed in bundle order: chunks, subtotals, root.
         batches.insert(1, ("subtotal combine", shape, vk, subtotal_statements));
     }
+    // The bundle carries the keys its proofs need, each once, and nothing else.
+    let needed: HashSet<&str> = batches
+        .iter()
+        .map(|(_, shape, ..)| shape.as_str())
+        .collect();
+    if let Some(extra) = bundle
+        .verifying_keys
+        .iter()
+        .find(|k| !needed.contains(k.shape.as_str()))
+    {
+        return failed(format!(
+            "verifying keys: the bundle carries a key for {}, which none of its proofs needs",
+            extra.shape
+        ));
+    }
+    if keys.len() != bundle.verifying_keys.len() {
+        return failed("verifying keys: the bundle carries a shape's key twice");
+    }
     let mut proofs = 0;
     for (what, _, vk, statements) in &batches {
         proofs += statements.len();

@@ -371,6 +371,10 @@ fn query_verify_and_tampering_from_the_command_line() {
     for (what, edited) in [
         ("sql", json.replace("BETWEEN 7 AND 22", "BETWEEN 7 AND 21")),
         (
+            "sql comment",
+            json.replace("GROUP BY district", "GROUP BY district -- 0xdeadbeef"),
+        ),
+        (
             "result",
             json.replacen("\"count\": \"", "\"count\": \"1", 1),
         ),

@@ -632,16 +632,18 @@ fn equivalent_sql_lowers_to_one_canonical_query() {
     assert_eq!(between.filters[0].test, Test::Range { lo: 7, hi: 9 });
     let labels =
         lower("SELECT COUNT(*) FROM consumption WHERE district IN ('Daan', 'Xinyi')").unwrap();
-    let codes = lower("SELECT COUNT(*) FROM consumption WHERE district IN (4, 6)").unwrap();
     let ors =
         lower("SELECT COUNT(*) FROM consumption WHERE district = 'Daan' OR district = 'Xinyi'")
             .unwrap();
-    assert_eq!(labels.filters, codes.filters);
     assert_eq!(labels.filters, ors.filters);
     assert_eq!(labels.filters[0].test, Test::In(vec![4, 6]));
     // Household-size labels look like numbers: a quoted label is the label.
     let size = lower("SELECT COUNT(*) FROM consumption WHERE household_size = '1'").unwrap();
     assert_eq!(size.filters[0].test, Test::Range { lo: 0, hi: 0 });
+    // Casts that keep every value are the column itself.
+    let widened =
+        lower("SELECT COUNT(*) FROM consumption WHERE CAST(hour AS BIGINT) BETWEEN 7 AND 9");
+    assert_eq!(widened.unwrap().filters, between.filters);
     let avg = lower("SELECT AVG(kwh) FROM consumption").unwrap();
     assert_eq!(avg.aggregand, Aggregand::Sum("kwh".into()));
 }
@@ -652,7 +654,7 @@ fn unsupported_sql_is_refused_naming_the_construct() {
         ("SELECT * FROM consumption", "raw rows"),
         ("SELECT district FROM consumption", "raw rows"),
         (
-            "SELECT COUNT(*) FROM consumption WHERE hour = 7 OR district = 1",
+            "SELECT COUNT(*) FROM consumption WHERE hour = 7 OR district = 'Daan'",
             "OR",
         ),
         (
@@ -707,6 +709,32 @@ fn unsupported_sql_is_refused_naming_the_construct() {
             "--purpose",
         ),
         ("DELETE FROM consumption", "DELETE"),
+        // Casts that change values are refused by name, not proven as the bare column.
+        (
+            "SELECT COUNT(*) FROM consumption WHERE CAST(kwh AS TINYINT) > 5",
+            "the cast of `kwh` to Int8",
+        ),
+        (
+            "SELECT COUNT(*) FROM consumption WHERE CAST(time AS SMALLINT) >= 0",
+            "the cast of `time` to Int16",
+        ),
+        (
+            "SELECT SUM(CAST(kwh AS TINYINT)) FROM consumption",
+            "the cast of `kwh` to Int8",
+        ),
+        (
+            "SELECT COUNT(*) FROM consumption WHERE CAST(hour AS VARCHAR) = '5'",
+            "the cast of `hour` to Utf8",
+        ),
+        // A labelled column takes its labels: the number 3 is not the label '4'.
+        (
+            "SELECT COUNT(*) FROM consumption WHERE household_size = 3",
+            "compare it with its labels ('1', '2', '3', '4', '5+'), not the number 3",
+        ),
+        (
+            "SELECT COUNT(*) FROM consumption WHERE district IN (4, 6)",
+            "`district` is labelled",
+        ),
     ] {
         let err = lower(sql).unwrap_err().to_string();
         assert!(err.contains(construct), "{sql}: {err}");
@@ -911,4 +939,66 @@ fn a_key_file_other_than_the_published_key_is_refused() {
         err.to_string().contains("not the published sha256:00"),
         "{err}"
     );
+}
+
+#[test]
+fn a_bundle_carries_nothing_beside_what_is_verified() {
+    use ed25519_dalek::Signer;
+    let node = node(16);
+    let bundle = answer(&node, "SELECT COUNT(*) FROM consumption", "public-health");
+    let trust = pinned(&node, &[&bundle]);
+    verify::verify(&bundle, &trust).unwrap();
+    let text = std::fs::read_to_string(node._tmp.path().join("data/node.key")).unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(
+        &hex::decode(text.trim()).unwrap().try_into().unwrap(),
+    );
+    // Manifest bytes the node signs as they are: an unknown field, or another layout of
+    // the same manifest (a covert channel either way).
+    let original = bundle.manifest.as_ref().unwrap().manifest.clone();
+    let value: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    let mut with_note = value.clone();
+    with_note["note"] = "anything at all".into();
+    for bytes in [
+        serde_json::to_vec(&with_note).unwrap(),
+        serde_json::to_vec_pretty(&value).unwrap(),
+    ] {
+        let mut forged = bundle.clone();
+        let m = forged.manifest.as_mut().unwrap();
+        m.signature = key.sign(&bytes).to_bytes().to_vec();
+        m.manifest = bytes;
+        let err = verify::verify(&forged, &trust).unwrap_err();
+        assert!(err.to_string().contains("manifest.manifest"), "{err}");
+    }
+    // A key no proof needs, or one shape's key twice.
+    let mut extra = bundle.clone();
+    let mut unused = extra.verifying_keys[0].clone();
+    unused.shape = "combine/v2 inputs=3 groups=7 output=release".into();
+    extra.verifying_keys.push(unused);
+    let err = verify::verify(&extra, &trust).unwrap_err();
+    assert!(
+        err.to_string().contains("none of its proofs needs"),
+        "{err}"
+    );
+    let mut twice = bundle.clone();
+    twice.verifying_keys.push(twice.verifying_keys[0].clone());
+    let err = verify::verify(&twice, &trust).unwrap_err();
+    assert!(err.to_string().contains("twice"), "{err}");
+    // A key without input bases is refused, not a panic.
+    let mut hollow = bundle.clone();
+    let mut vk =
+        zkfabric::circuits::snark::verifying_key_from_bytes(&hollow.verifying_keys[0].key).unwrap();
+    vk.gamma_abc_g1.clear();
+    hollow.verifying_keys[0].key = zkfabric::circuits::snark::verifying_key_to_bytes(&vk);
+    let err = verify::verify(&hollow, &Trust::keys(KeyPins::Unpinned)).unwrap_err();
+    assert!(err.to_string().contains("no input bases"), "{err}");
+    // SQL is bounded and canonical: a comment is not canonical, 64 KiB is the most.
+    let commented = "SELECT COUNT(*) FROM consumption -- 0xdeadbeef";
+    assert_ne!(sql::canonical(commented).unwrap(), commented);
+    assert_eq!(bundle.sql, sql::canonical(&bundle.sql).unwrap());
+    let long = format!(
+        "SELECT COUNT(*) FROM consumption WHERE hour IN ({})",
+        vec!["1"; 40_000].join(", ")
+    );
+    let err = lower(&long).unwrap_err().to_string();
+    assert!(err.contains("at most 65536"), "{err}");
 }

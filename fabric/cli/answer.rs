@@ -388,6 +388,12 @@ pub fn verified(
         },
     };
     let report = verify::verify(bundle, &trust)?;
+    if sql::canonical(&bundle.sql)? != bundle.sql {
+        bail!(
+            "sql: the bundle's SQL text is not in canonical form (comments or formatting \
+             beside the proven query could carry anything)"
+        );
+    }
     // The SQL text must mean the query the proofs are about, and so must the researcher's.
     let texts = [
         Some(("the bundle's SQL", &bundle.sql)),

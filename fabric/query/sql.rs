@@ -10,6 +10,8 @@
 use std::{collections::BTreeMap, ops::ControlFlow, sync::Arc};
 
 use datafusion::{
+    arrow::datatypes::DataType,
+    common::tree_node::{TreeNode, TreeNodeRecursion},
     common::{Column as PlanColumn, ScalarValue},
     datasource::MemTable,
     error::DataFusionError,
@@ -37,6 +39,32 @@ pub const SUPPORTED: &str = "a provable query is SELECT of COUNT(*), SUM(measure
     AVG(measure), or one bool_and/bool_or(column <op> literal), optionally with the grouping \
     column, FROM one dataset table, WHERE an AND of =, <, <=, >, >=, BETWEEN and IN between \
     a column and literals, GROUP BY at most one dimension column";
+
+/// The longest SQL text a query, a request or a bundle may carry: 64 KiB. Longer text
+/// is refused before it is parsed, so no request or bundle costs more than that.
+pub const MAX_SQL_BYTES: usize = 64 * 1024;
+
+/// `sql` in canonical form: parsed and printed again, so that comments, spacing and
+/// letter case of keywords are gone. A bundle carries its SQL in this form, and a
+/// verifier refuses any other: text beside the proven query could carry anything.
+pub fn canonical(sql: &str) -> Result<String, QueryError> {
+    check_length(sql)?;
+    let statements = datafusion::sql::parser::DFParser::parse_sql(sql)?;
+    match statements.len() {
+        1 => Ok(statements[0].to_string()),
+        n => unsupported(format!("{n} statements (a query is one)")),
+    }
+}
+
+fn check_length(sql: &str) -> Result<(), QueryError> {
+    if sql.len() > MAX_SQL_BYTES {
+        return Err(QueryError::Invalid(format!(
+            "the SQL is {} bytes; a query has at most {MAX_SQL_BYTES}",
+            sql.len()
+        )));
+    }
+    Ok(())
+}
 
 /// Why a query cannot be proven.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +98,7 @@ fn unsupported<T>(construct: impl Into<String>) -> Result<T, QueryError> {
 
 /// The one dataset table `sql` reads.
 pub fn table_of(ctx: &SessionContext, sql: &str) -> Result<String, QueryError> {
+    check_length(sql)?;
     let state = ctx.state();
     let statement = state.sql_to_statement(sql, &Default::default())?;
     let tables = state.resolve_table_references(&statement)?;
@@ -88,6 +117,7 @@ pub async fn lower(
     sql: &str,
     purpose: &str,
 ) -> Result<ProvableQuery, QueryError> {
+    check_length(sql)?;
     let consent = &schema.columns[schema.consent()];
     if !consent.purposes.iter().any(|p| p == purpose) {
         return Err(QueryError::Invalid(format!(
@@ -106,8 +136,10 @@ pub async fn lower(
     }
     replace_labels(ast, schema)?;
     let plan = state.statement_to_plan(statement).await?;
+    let lowering = Lowering { schema };
+    lowering.check_casts(&plan)?;
     let plan = state.optimize(&plan)?;
-    Lowering { schema }.plan(&plan, purpose)
+    lowering.plan(&plan, purpose)
 }
 
 /// Lowers `sql` over an empty table of `schema`: what a verifier does to check that a
@@ -155,6 +187,26 @@ fn replace_labels(ast: &mut sqlast::Statement, schema: &Schema) -> Result<(), Qu
             .find(|c| c.name == *name && !c.labels.is_empty())
     };
     let code = |column: &Column, e: &mut sqlast::Expr| -> Result<(), QueryError> {
+        let mut literal = &*e;
+        while let sqlast::Expr::UnaryOp { expr, .. } | sqlast::Expr::Nested(expr) = literal {
+            literal = expr;
+        }
+        if let sqlast::Expr::Value(ValueWithSpan {
+            value: Value::Number(number, _),
+            ..
+        }) = literal
+        {
+            return Err(QueryError::Invalid(format!(
+                "`{}` is labelled: compare it with its labels ({}), not the number {number}",
+                column.name,
+                column
+                    .labels
+                    .iter()
+                    .map(|l| format!("'{l}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         if let sqlast::Expr::Value(ValueWithSpan {
             value: Value::SingleQuotedString(label),
             span,
@@ -222,6 +274,7 @@ impl Lowering<'_> {
             LogicalPlan::Aggregate(a) => (None, a),
             other => return self.refuse_node(other),
         };
+        self.check_casts(plan)?;
         let mut conjuncts = Vec::new();
         self.collect_filters(&aggregate.input, &mut conjuncts)?;
         let filters = self.filters(&conjuncts)?;
@@ -299,6 +352,69 @@ impl Lowering<'_> {
             }
             other => self.refuse_node(other),
         }
+    }
+
+    /// Refuses every cast in `plan` that changes a value (see [`Lowering::check_cast`]).
+    /// Run on the plan as written, before the optimizer, which may drop a narrowing cast
+    /// from a comparison (`CAST(kwh AS TINYINT) > 5` would become `kwh > 5`), and again on
+    /// the plan lowered.
+    fn check_casts(&self, plan: &LogicalPlan) -> Result<(), QueryError> {
+        plan.apply(|node| {
+            for expr in node.expressions() {
+                expr.apply(|e| self.check_cast(e).map(|()| TreeNodeRecursion::Continue))?;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map(|_| ())
+        .map_err(|e| match e {
+            DataFusionError::External(inner) => match inner.downcast::<QueryError>() {
+                Ok(q) => *q,
+                Err(other) => QueryError::Sql(DataFusionError::External(other)),
+            },
+            other => QueryError::Sql(other),
+        })
+    }
+
+    /// Refuses a cast of a dataset column or a literal that changes a value: only casts
+    /// to a type that holds every value the column (or the literal) can have are lowered
+    /// (and so unwrapped); `CAST(kwh AS TINYINT) > 5` or `SUM(CAST(kwh AS TINYINT))`
+    /// would otherwise be proven as if over `kwh`.
+    fn check_cast(&self, expr: &Expr) -> Result<(), DataFusionError> {
+        let (inner, target) = match expr {
+            Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+                (expr.as_ref(), field.data_type())
+            }
+            _ => return Ok(()),
+        };
+        let mut innermost = inner;
+        while let Expr::Cast(Cast { expr, .. })
+        | Expr::TryCast(TryCast { expr, .. })
+        | Expr::Alias(Alias { expr, .. }) = innermost
+        {
+            innermost = expr.as_ref();
+        }
+        let (largest, what) = match innermost {
+            Expr::Column(c) => match self.schema.declared().iter().find(|d| d.name == c.name) {
+                Some(column) => (i128::from(max_code(column)), format!("`{}`", c.name)),
+                None => return Ok(()),
+            },
+            literal @ Expr::Literal(..) => match self.literal(literal) {
+                Some(v) => (v, v.to_string()),
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        if holds(target, largest) && holds(target, 0) {
+            return Ok(());
+        }
+        Err(DataFusionError::External(Box::new(
+            QueryError::Unsupported {
+                construct: format!(
+                    "the cast of {what} to {target}, which does not hold all of its values \
+                 (only casts that keep every value are proven)"
+                ),
+            },
+        )))
     }
 
     /// A plain column of the dataset, with casts the planner added unwrapped.
@@ -470,7 +586,10 @@ impl Lowering<'_> {
             } else if let Some(r) = self.in_list(expr) {
                 let (column, items) = r?;
                 match lists.get_mut(&column) {
-                    Some(seen) => seen.retain(|v| items.contains(v)),
+                    Some(seen) => {
+                        let items: std::collections::HashSet<u64> = items.into_iter().collect();
+                        seen.retain(|v| items.contains(v))
+                    }
                     None => {
                         lists.insert(column, items);
                     }
@@ -765,6 +884,31 @@ impl Lowering<'_> {
 
 /// The empty range.
 const EMPTY: Bounds = (1, 0);
+
+/// Whether values of `data_type` hold `value` exactly: integers within their range,
+/// floating point within its exact integers, decimals within their integer digits;
+/// anything else does not.
+fn holds(data_type: &DataType, value: i128) -> bool {
+    let range = match data_type {
+        DataType::Int8 => (i8::MIN as i128, i8::MAX as i128),
+        DataType::Int16 => (i16::MIN as i128, i16::MAX as i128),
+        DataType::Int32 => (i32::MIN as i128, i32::MAX as i128),
+        DataType::Int64 => (i64::MIN as i128, i64::MAX as i128),
+        DataType::UInt8 => (0, u8::MAX as i128),
+        DataType::UInt16 => (0, u16::MAX as i128),
+        DataType::UInt32 => (0, u32::MAX as i128),
+        DataType::UInt64 => (0, u64::MAX as i128),
+        DataType::Float32 => (-(1 << 24), 1 << 24),
+        DataType::Float64 => (-(1 << 53), 1 << 53),
+        // Integer digits p - s: every integer below 10^(p - s) in magnitude.
+        DataType::Decimal128(p, s) if *s >= 0 && *p as i8 - *s <= 38 => {
+            let largest = 10i128.pow((*p as i8 - *s) as u32) - 1;
+            (-largest, largest)
+        }
+        _ => return false,
+    };
+    range.0 <= value && value <= range.1
+}
 
 fn max_code(c: &Column) -> u64 {
     if c.width >= 64 {
