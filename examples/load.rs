@@ -71,7 +71,7 @@ async fn main() -> Result<()> {
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let node = tokio::spawn(async move {
-        server::serve(config, &data, listener, async {
+        server::serve(config, &data, listener, None, async {
             let _ = stopped.await;
         })
         .await

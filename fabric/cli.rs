@@ -35,11 +35,32 @@ struct Cli {
     /// The node's configuration file (TOML; see `zkfabric::config`).
     #[arg(long, global = true, env = "ZKFABRIC_CONFIG")]
     config: Option<PathBuf>,
-    /// Ask the node at this URL (e.g. http://127.0.0.1:50051) instead of the local data
-    /// directory: for `query`, `verify` (the node's keys), `catalog`, and with an admin
-    /// token `seal` and `setup`.
+    /// Ask the node at this URL (https://node.example:50051, or http://127.0.0.1:50051 on
+    /// loopback) instead of the local data directory: for `query`, `verify` (the node's
+    /// key), `catalog`, `donate`, `withdraw`, and with an admin token `seal` and `setup`.
     #[arg(long, global = true, env = "ZKFABRIC_REMOTE")]
     remote: Option<String>,
+    /// With an https:// --remote: the certificate authority (PEM) the node's certificate
+    /// must chain to [default: the system's trusted roots].
+    #[arg(long, global = true, env = "ZKFABRIC_CA")]
+    ca: Option<PathBuf>,
+    /// With an https:// --remote to a node that requires client certificates: this
+    /// client's certificate (PEM); give --client-key too.
+    #[arg(
+        long,
+        global = true,
+        env = "ZKFABRIC_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "ZKFABRIC_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
     /// Bearer token for `--remote` queries, seals and setups (as `zkfabric token` made it).
     #[arg(long, global = true, env = "ZKFABRIC_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -153,6 +174,10 @@ enum Command {
         /// Address to listen on [default: the configuration's, else 127.0.0.1:50051].
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Serve plaintext gRPC on a non-loopback address when no [server.tls] is
+        /// configured: tokens and donated records then cross the network in clear.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Make a bearer token for a researcher or administrator: prints the token on stderr
     /// (give it to its holder) and, on stdout, the configuration lines that let the node
@@ -363,7 +388,14 @@ fn execute(cli: Cli) -> Result<()> {
             | Command::Setup { .. }
             | Command::Donate { .. }
             | Command::Withdraw { .. },
-        ) => Some(node::connect(url, cli.token.clone())?),
+        ) => Some(node::connect(
+            url,
+            cli.token.clone(),
+            &zkfabric::remote::ClientTls {
+                ca: cli.ca.clone(),
+                identity: cli.client_cert.clone().zip(cli.client_key.clone()),
+            },
+        )?),
         (Some(_), _) => {
             bail!("--remote is for query, verify, catalog, seal, setup, donate and withdraw")
         }
@@ -444,7 +476,7 @@ fn execute(cli: Cli) -> Result<()> {
             Some(remote) => node::seal(&remote, &dataset),
             None => seal(data_dir, &dataset),
         },
-        Command::Serve { listen } => node::serve(config, data_dir, listen),
+        Command::Serve { listen, insecure } => node::serve(config, data_dir, listen, insecure),
         Command::Token { name, role } => node::token(&name, &role),
         Command::Withdraw {
             receipt,

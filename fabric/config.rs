@@ -24,6 +24,11 @@
 //! donations_per_minute = 30            # per client address
 //! setup_missing_keys = false           # make development keys for researchers' queries
 //!
+//! [server.tls]                         # serve gRPC over TLS (required beyond loopback)
+//! cert = "node.crt"                    # PEM certificate chain
+//! key = "node.key.pem"                 # PEM private key
+//! client_ca = "clients.crt"            # optional: require client certificates (mTLS)
+//!
 //! [keys]
 //! mode = "development"                 # "ceremony": prove only with imported ceremony keys
 //!
@@ -164,6 +169,22 @@ pub struct ServerConfig {
     pub setup_missing_keys: bool,
     /// Bearer tokens of researchers and administrators.
     pub tokens: Vec<Token>,
+    /// TLS for the gRPC services; without it the node serves plaintext, which it does
+    /// only on a loopback address unless told `--insecure`.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The `[server.tls]` table: PEM files (paths relative to the working directory).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The node's certificate chain.
+    pub cert: PathBuf,
+    /// The certificate's private key.
+    pub key: PathBuf,
+    /// Certificate authorities whose client certificates the node requires (mutual
+    /// TLS); without it, clients are not asked for one.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -179,6 +200,7 @@ impl Default for ServerConfig {
             donations_per_minute: 30,
             setup_missing_keys: false,
             tokens: Vec::new(),
+            tls: None,
         }
     }
 }

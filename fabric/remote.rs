@@ -6,7 +6,7 @@ use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use prost::Message;
 use tonic::{
     metadata::MetadataValue,
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
     Request, Status,
 };
 use zkfabric_proto::v1::{
@@ -39,6 +39,13 @@ pub enum RemoteError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// A certificate or key file for TLS is unreadable.
+    #[error("{file}: {source}", file = file.display())]
+    TlsFile {
+        file: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The node answered with an error status.
     #[error("the node answered {}: {}", .0.code(), .0.message())]
     Status(#[from] Status),
@@ -60,18 +67,54 @@ pub struct Remote {
     token: Option<String>,
 }
 
+/// How a client authenticates a node served over TLS (`https://` URLs), and itself when
+/// the node asks for client certificates.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTls {
+    /// A PEM file of the certificate authority the node's certificate must chain to;
+    /// without it, the system's trusted roots.
+    pub ca: Option<std::path::PathBuf>,
+    /// This client's certificate and key (PEM), for a node that requires client
+    /// certificates (mutual TLS).
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+fn read_pem(file: &std::path::Path) -> Result<Vec<u8>, RemoteError> {
+    std::fs::read(file).map_err(|source| RemoteError::TlsFile {
+        file: file.to_path_buf(),
+        source,
+    })
+}
+
 impl Remote {
-    /// Connects to `url` (for example `http://127.0.0.1:50051`).
+    /// Connects to `url`: `http://127.0.0.1:50051` in plaintext (loopback), or
+    /// `https://node.example:50051` over TLS checked against the system's roots.
     pub async fn connect(url: &str, token: Option<String>) -> Result<Self, RemoteError> {
+        Self::connect_with(url, token, &ClientTls::default()).await
+    }
+
+    /// Connects to `url` with `tls` for `https://` URLs (ignored for `http://`).
+    pub async fn connect_with(
+        url: &str,
+        token: Option<String>,
+        tls: &ClientTls,
+    ) -> Result<Self, RemoteError> {
         let connect = |source| RemoteError::Connect {
             url: url.to_string(),
             source,
         };
-        let channel = Endpoint::from_shared(url.to_string())
-            .map_err(connect)?
-            .connect()
-            .await
-            .map_err(connect)?;
+        let mut endpoint = Endpoint::from_shared(url.to_string()).map_err(connect)?;
+        if url.starts_with("https://") {
+            let mut config = ClientTlsConfig::new().with_native_roots();
+            if let Some(ca) = &tls.ca {
+                config = config.ca_certificate(Certificate::from_pem(read_pem(ca)?));
+            }
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(Identity::from_pem(read_pem(cert)?, read_pem(key)?));
+            }
+            endpoint = endpoint.tls_config(config).map_err(connect)?;
+        }
+        let channel = endpoint.connect().await.map_err(connect)?;
         Ok(Self { channel, token })
     }
 

@@ -631,3 +631,193 @@ fn a_full_queue_a_donor_limit_withdrawal_and_shutdown_during_a_proof() {
         .verify(None)
         .unwrap();
 }
+
+/// A certificate authority, and certificates it signs, as PEM files under `dir`.
+struct Pki {
+    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &std::path::Path) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "zkfabric test CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
+        Self {
+            ca: rcgen::Issuer::new(params, key),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The CA's certificate file.
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// A certificate for `names` signed by the CA: (certificate file, key file).
+    fn issue(&self, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let (c, k) = (
+            self.dir.join(format!("{name}.pem")),
+            self.dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+}
+
+#[test]
+fn the_node_serves_tls_and_refuses_plaintext_beyond_loopback() {
+    use zkfabric::remote::ClientTls;
+    let tmp = TempDir::new().unwrap();
+    let pki = Pki::new(tmp.path());
+    let (cert, key) = pki.issue("node", &["localhost", "127.0.0.1"]);
+    let tls = format!("[server.tls]\ncert = {cert:?}\nkey = {key:?}\n");
+    let node = Node::new(0, &tls);
+    let server = node.serve("");
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let rt = runtime();
+    let trusting = ClientTls {
+        ca: Some(pki.ca()),
+        identity: None,
+    };
+    // A TLS client that trusts the CA lists the datasets.
+    let client = rt
+        .block_on(Remote::connect_with(&server.url, None, &trusting))
+        .unwrap();
+    rt.block_on(client.datasets()).unwrap();
+    // A TLS client that does not trust it fails the handshake; a plaintext client gets
+    // no answer from the TLS port.
+    let untrusting = rt.block_on(async {
+        Remote::connect_with(&server.url, None, &ClientTls::default())
+            .await?
+            .datasets()
+            .await
+    });
+    assert!(untrusting.is_err(), "an unknown CA was accepted");
+    let plain = server.url.replace("https://", "http://");
+    let plaintext = rt.block_on(async { Remote::connect(&plain, None).await?.datasets().await });
+    assert!(plaintext.is_err(), "a plaintext call was answered");
+    // The CLI reaches it with --ca.
+    let listed = ok(node.cli(&[
+        "--remote",
+        &server.url,
+        "--ca",
+        pki.ca().to_str().unwrap(),
+        "catalog",
+    ]));
+    assert!(listed.starts_with("node key"), "{listed}");
+    drop(server);
+
+    // Mutual TLS: with [server.tls] client_ca, only clients holding a certificate the
+    // CA signed are served.
+    let (client_cert, client_key) = pki.issue("client", &["researcher"]);
+    let mtls = format!("{tls}client_ca = {:?}\n", pki.ca());
+    let node = Node::new(0, &mtls);
+    let server = node.serve("");
+    let anonymous = rt.block_on(async {
+        Remote::connect_with(&server.url, None, &trusting)
+            .await?
+            .datasets()
+            .await
+    });
+    assert!(
+        anonymous.is_err(),
+        "a client without a certificate was served"
+    );
+    let identified = ClientTls {
+        ca: Some(pki.ca()),
+        identity: Some((client_cert, client_key)),
+    };
+    let client = rt
+        .block_on(Remote::connect_with(&server.url, None, &identified))
+        .unwrap();
+    rt.block_on(client.datasets()).unwrap();
+    drop(server);
+
+    // Plaintext beyond loopback is refused before anything listens, unless --insecure.
+    let node = Node::new(0, "");
+    let refused = node.cli(&["serve", "--listen", "0.0.0.0:0"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("refusing to serve plaintext") && err.contains("--insecure"),
+        "{err}"
+    );
+}
+
+#[test]
+fn reflection_answers_in_v1_and_v1alpha() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let node = Node::new(0, "");
+    let server = node.serve("");
+    let rt = runtime();
+    let services = rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut alpha =
+            v1alpha::server_reflection_client::ServerReflectionClient::new(channel.clone());
+        let request = v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        };
+        let mut stream = alpha
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = stream.message().await.unwrap().unwrap();
+        let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            response.message_response
+        else {
+            panic!("no service list")
+        };
+        let mut v1 = v1::server_reflection_client::ServerReflectionClient::new(channel);
+        let request = v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
+        };
+        let answered = v1
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner()
+            .message()
+            .await
+            .unwrap()
+            .is_some();
+        assert!(answered, "v1 answers too");
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<HashSet<_>>()
+    });
+    for service in [
+        "zkfabric.v1.Catalog",
+        "zkfabric.v1.Query",
+        "zkfabric.v1.Donor",
+    ] {
+        assert!(services.contains(service), "{services:?}");
+    }
+}

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use ed25519_dalek::VerifyingKey;
 use zkfabric::{
     config::Config,
-    remote::{Remote, RemoteError},
+    remote::{ClientTls, Remote, RemoteError},
     server::{self, auth},
     store::sha256_hex,
 };
@@ -20,16 +20,30 @@ use super::{
     print_catalog, print_manifest,
 };
 
-/// `zkfabric serve`: serves until SIGTERM or Ctrl-C.
-pub fn serve(config: Config, data_dir: &Path, listen: Option<SocketAddr>) -> Result<()> {
+/// `zkfabric serve`: serves until SIGTERM or Ctrl-C, over TLS when `[server.tls]` is
+/// configured, and in plaintext only on loopback unless `insecure`.
+pub fn serve(
+    config: Config,
+    data_dir: &Path,
+    listen: Option<SocketAddr>,
+    insecure: bool,
+) -> Result<()> {
     let address = listen.unwrap_or(config.server.listen);
+    let tls = server::transport_security(&config.server, address, insecure)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if tls.is_none() && !address.ip().is_loopback() {
+        eprintln!(
+            "warning: --insecure: serving plaintext gRPC on {address}; tokens and donated \
+             records cross the network in clear"
+        );
+    }
     block_on(async move {
         let listener = server::bind(address)
             .await
             .with_context(|| format!("listening on {address}"))?;
         let bound = listener.local_addr()?;
         println!(
-            "zkfabric node listening on http://{bound} (data {}); SIGTERM or Ctrl-C stops it",
+            "zkfabric node listening on {scheme}://{bound} (data {}); SIGTERM or Ctrl-C stops it",
             data_dir.display()
         );
         std::io::stdout().flush()?;
@@ -39,7 +53,7 @@ pub fn serve(config: Config, data_dir: &Path, listen: Option<SocketAddr>) -> Res
                  can be used (`zkfabric token` makes one)"
             );
         }
-        server::serve(config, data_dir, listener, server::termination()).await?;
+        server::serve(config, data_dir, listener, tls, server::termination()).await?;
         println!("zkfabric node stopped");
         Ok(())
     })?
@@ -63,9 +77,9 @@ pub fn token(name: &str, role: &str) -> Result<()> {
     Ok(())
 }
 
-/// Connects to the node at `url`.
-pub fn connect(url: &str, token: Option<String>) -> Result<Remote> {
-    Ok(block_on(Remote::connect(url, token))??)
+/// Connects to the node at `url`, with `tls` for an https:// URL.
+pub fn connect(url: &str, token: Option<String>, tls: &ClientTls) -> Result<Remote> {
+    Ok(block_on(Remote::connect_with(url, token, tls))??)
 }
 
 /// The key the node says it signs manifests with.

@@ -31,7 +31,10 @@ use tokio::{
     sync::{watch, Mutex, OwnedMutexGuard},
 };
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{transport::Server, Request, Status};
+use tonic::{
+    transport::{Certificate, Identity, Server, ServerTlsConfig},
+    Request, Status,
+};
 use zkfabric_proto::v1::{
     admin_server::AdminServer, catalog_server::CatalogServer, donor_server::DonorServer,
     query_server::QueryServer,
@@ -73,6 +76,44 @@ pub enum ServerError {
     /// The reflection service could not be built.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// A TLS certificate or key file is unreadable.
+    #[error("[server.tls] {file}: {source}", file = file.display())]
+    TlsFile {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Plaintext beyond loopback, which was not asked for.
+    #[error("refusing to serve plaintext gRPC on {0}, which is not a loopback address: bearer tokens and donated records would cross the network in clear. Configure [server.tls] cert and key, or pass --insecure")]
+    Plaintext(SocketAddr),
+}
+
+/// The TLS the node serves with (`[server.tls]`), after checking that plaintext, when no
+/// TLS is configured, is allowed on `address`: on a loopback address, or with
+/// `insecure`.
+pub fn transport_security(
+    config: &crate::config::ServerConfig,
+    address: SocketAddr,
+    insecure: bool,
+) -> Result<Option<ServerTlsConfig>, ServerError> {
+    let read = |file: &Path| {
+        std::fs::read(file).map_err(|source| ServerError::TlsFile {
+            file: file.to_path_buf(),
+            source,
+        })
+    };
+    let Some(tls) = &config.tls else {
+        if !address.ip().is_loopback() && !insecure {
+            return Err(ServerError::Plaintext(address));
+        }
+        return Ok(None);
+    };
+    let mut server =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+    if let Some(ca) = &tls.client_ca {
+        server = server.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(server))
 }
 
 /// What every service shares: the store, the keys, the configuration and the queue.
@@ -171,12 +212,14 @@ impl Node {
     }
 }
 
-/// Serves the node on `listener` until `shutdown` resolves, then cancels running proofs
-/// and waits for the workers to stop.
+/// Serves the node on `listener`, over `tls` when given (see [`transport_security`]),
+/// until `shutdown` resolves, then cancels running proofs and waits for the workers to
+/// stop.
 pub async fn serve(
     config: Config,
     data_dir: &Path,
     listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let mut store = Store::open(data_dir)?;
@@ -226,10 +269,15 @@ pub async fn serve(
     health
         .set_serving::<AdminServer<admin::AdminService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(zkfabric_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both versions: v1, and v1alpha, which stock clients such as Python's
+    // grpcio-reflection still speak.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(zkfabric_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     node.keys
         .check_mode()
@@ -260,10 +308,15 @@ pub async fn serve(
     };
     // Deadlines: a client's grpc-timeout is honoured; the node bounds how long a call
     // waits for the store (`with_store`), not how long Admin calls or Run's stream take.
-    Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .concurrency_limit_per_connection(server.max_concurrent_requests)
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(catalog)
         .add_service(query)
         .add_service(donor)

@@ -35,7 +35,7 @@ pub fn ok(out: Output) -> String {
 /// A `zkfabric serve` process on a free loopback port.
 pub struct Server {
     child: Child,
-    /// Its address, `http://127.0.0.1:PORT`.
+    /// Its address, `http://127.0.0.1:PORT` (`https://` when it serves TLS).
     pub url: String,
     stdout: BufReader<ChildStdout>,
 }
@@ -57,7 +57,7 @@ impl Server {
         stdout.read_line(&mut line).unwrap();
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
         Self { child, url, stdout }
