@@ -338,6 +338,16 @@ enum CatalogCommand {
         #[arg(long)]
         epoch: Option<u64>,
     },
+    /// Write every signed manifest of a dataset, in epoch order (JSON), for verifiers who
+    /// check offline that a bundle's epoch lies on the chain ending at the latest
+    /// (`verify --manifest-head HASH --manifest-chain FILE`).
+    Chain {
+        /// The dataset.
+        dataset: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Parses the command line, runs the command, and reports errors on stderr.
@@ -433,6 +443,8 @@ fn execute(cli: Cli) -> Result<()> {
                     expected_purpose: purpose.clone(),
                     expected_min_group_size: None,
                     expected_epoch: epoch,
+                    manifest_head: None,
+                    manifest_chain: None,
                 };
                 let request = zkfabric_proto::v1::QueryRequest {
                     sql,
@@ -454,10 +466,7 @@ fn execute(cli: Cli) -> Result<()> {
                 }
             }
         },
-        Command::Verify { bundle, args } => {
-            let node_key = remote.map(|r| node::node_key(&r)).transpose()?;
-            verify(&bundle, &args, node_key)
-        }
+        Command::Verify { bundle, args } => verify(&bundle, &args, remote.as_ref()),
         Command::Setup { sql, purpose } => match remote {
             Some(remote) => node::setup(&remote, &sql, purpose),
             None => setup(data_dir, &config, &sql, purpose),
@@ -546,6 +555,32 @@ fn execute(cli: Cli) -> Result<()> {
                 print_manifest(&signed, &store.epochs(&dataset)?, &store.node_key())
             }
         },
+        Command::Catalog {
+            show: Some(CatalogCommand::Chain { dataset, out }),
+        } => {
+            let chain = match remote {
+                Some(remote) => answer::block_on(remote.manifests_after(&dataset, 0))??,
+                None => {
+                    let store = open(data_dir)?;
+                    store
+                        .epochs(&dataset)?
+                        .into_iter()
+                        .map(|e| store.manifest(&dataset, Some(e)))
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+            };
+            let head = chain.last().context("the dataset has no epoch yet")?;
+            let text = serde_json::to_vec_pretty(&chain)?;
+            records::write_bytes_atomically(&out, &text)?;
+            println!(
+                "wrote {} manifests of {dataset} to {}; the head (epoch {}) is {}",
+                chain.len(),
+                out.display(),
+                head.manifest.epoch,
+                head.manifest.hash()
+            );
+            Ok(())
+        }
     }
 }
 

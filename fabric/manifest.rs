@@ -1,7 +1,9 @@
 //! Epoch manifests: what a node publishes about a dataset's sealed chunks, signed with the
 //! node's Ed25519 key. A manifest lists every chunk of the epoch (index, commitment, row
-//! count), the schema hash, the verifying-key fingerprints it is proven
-//! under, and the hash of the previous epoch's manifest, so epochs form a chain.
+//! count), the schema hash and the hash of the previous epoch's manifest, so epochs form a
+//! chain. Keys are not listed: they are made or imported after an epoch is sealed, and a
+//! verifier pins them itself (see [`crate::verify::KeyPins`]). A verifier that learned the
+//! latest manifest's hash (its head) checks that a bundle's epoch lies on that chain.
 
 use ark_ff::{BigInteger, PrimeField};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -37,8 +39,6 @@ pub struct Manifest {
     pub chunk_rows: usize,
     /// Every chunk of the epoch, in index order.
     pub chunks: Vec<ChunkEntry>,
-    /// Fingerprints of the verifying keys answers are proven under, when known.
-    pub verifying_keys: Vec<String>,
     /// Hash of the previous epoch's manifest.
     pub previous: Option<String>,
 }
@@ -164,7 +164,6 @@ mod tests {
                 commitment: fr_to_hex(&Fr::from(5u8)),
                 rows: 8,
             }],
-            verifying_keys: vec![],
             previous: Some("sha256:11".into()),
         }
     }

@@ -190,6 +190,24 @@ impl Remote {
         Ok(manifest)
     }
 
+    /// The signed manifests of `dataset` after epoch `after`, up to the latest: the chain
+    /// a verifier follows from a bundle's epoch to the head it pinned.
+    pub async fn manifests_after(
+        &self,
+        dataset: &str,
+        after: u64,
+    ) -> Result<Vec<SignedManifest>, RemoteError> {
+        let latest = self.manifest(dataset, None).await?;
+        let mut out = Vec::new();
+        for epoch in after.saturating_add(1)..latest.manifest.epoch {
+            out.push(self.manifest(dataset, Some(epoch)).await?);
+        }
+        if latest.manifest.epoch > after {
+            out.push(latest);
+        }
+        Ok(out)
+    }
+
     /// The node's public key.
     pub async fn node_key(&self) -> Result<VerifyingKey, RemoteError> {
         let key = self

@@ -766,7 +766,6 @@ fn publish_epoch(
         schema_hash: schema.hash(),
         chunk_rows: schema.chunk_rows,
         chunks,
-        verifying_keys: Vec::new(),
         previous: previous_hash,
     }
     .sign(key);

@@ -29,6 +29,7 @@ use zkfabric_proto::v1 as pb;
 use crate::{
     bundle::{self, fr_from_bytes, Bundle, BundleError, FORMAT},
     manifest::fr_from_hex,
+    manifest::SignedManifest,
     query::{Aggregand, OutputKind, ProvableQuery},
     schema::Schema,
 };
@@ -65,6 +66,21 @@ pub struct Expected {
     pub purpose: Option<String>,
     /// The minimum group size the researcher accepts (the bundle's must equal it).
     pub min_group_size: Option<u64>,
+    /// The latest manifest the verifier knows of, and the manifests leading to it: the
+    /// bundle's epoch must lie on that chain (not on a fork), and the report says how
+    /// many epochs behind it is.
+    pub head: Option<ManifestHead>,
+}
+
+/// The head of a dataset's manifest chain as a verifier learned it (for example from
+/// `zkfabric catalog show`), with the signed manifests after the bundle's epoch up to it.
+#[derive(Clone, Debug)]
+pub struct ManifestHead {
+    /// `sha256:...` of the latest manifest.
+    pub hash: String,
+    /// Manifests of later epochs than the bundle's, up to the head, in any order; more
+    /// are ignored.
+    pub later: Vec<SignedManifest>,
 }
 
 /// Which verifying keys a verifier accepts.
@@ -160,6 +176,9 @@ pub struct Report {
     pub keys_pinned: bool,
     /// The minimum group size the combine proofs enforced.
     pub min_group_size: u64,
+    /// Epochs between the bundle's and the pinned head (0: the bundle's is the head);
+    /// `None` when no head was given.
+    pub epochs_behind: Option<u64>,
     /// The query as verified.
     pub query: ProvableQuery,
     /// The schema.
@@ -199,6 +218,12 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         .verify(trust.node_key.as_ref())
         .map_err(|e| VerifyError::Manifest(e.to_string()))?;
     let manifest = &signed.manifest;
+    let epochs_behind = trust
+        .expected
+        .head
+        .as_ref()
+        .map(|head| epochs_behind(&signed, head))
+        .transpose()?;
     if manifest.dataset != bundle.dataset || manifest.epoch != bundle.epoch {
         return failed(format!(
             "the bundle is about {} epoch {}, its manifest about {} epoch {}",
@@ -436,9 +461,60 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         proofs,
         keys_pinned: matches!(trust.keys, KeyPins::Pinned(_)),
         min_group_size: limits.min_group_size,
+        epochs_behind,
         query,
         schema,
     })
+}
+
+/// How many epochs `signed` (already verified) lies behind `head`, following each later
+/// manifest's `previous` link from it: they must be signed by the same node key, of the
+/// same dataset, one epoch apart, and end at the head's hash. A bundle whose manifest is
+/// not on that chain (a fork: two manifests for one epoch) is refused.
+fn epochs_behind(signed: &SignedManifest, head: &ManifestHead) -> Result<u64, VerifyError> {
+    let mut current = signed.manifest.hash();
+    let mut epoch = signed.manifest.epoch;
+    let mut behind = 0;
+    while current != head.hash {
+        let following = epoch
+            .checked_add(1)
+            .ok_or_else(|| VerifyError::Failed("manifest head: no epoch follows".into()))?;
+        let next = head
+            .later
+            .iter()
+            .find(|m| {
+                m.manifest.dataset == signed.manifest.dataset && m.manifest.epoch == following
+            })
+            .ok_or_else(|| {
+                VerifyError::Failed(format!(
+                    "manifest head: the chain from the bundle's epoch {} to the head {} lacks \
+                     epoch {} (fetch the manifests with --remote, or pass --manifest-chain)",
+                    signed.manifest.epoch, head.hash, following
+                ))
+            })?;
+        if next.node_key != signed.node_key {
+            return failed(format!(
+                "manifest head: epoch {} is signed by another node key",
+                following
+            ));
+        }
+        next.verify(None)
+            .map_err(|e| VerifyError::Manifest(format!("epoch {}: {e}", following)))?;
+        if next.manifest.previous.as_deref() != Some(current.as_str()) {
+            return failed(format!(
+                "manifest head: the bundle's epoch-{} manifest {} is not on the chain that \
+                 ends at {} (epoch {} follows another manifest: a fork)",
+                signed.manifest.epoch,
+                signed.manifest.hash(),
+                head.hash,
+                following
+            ));
+        }
+        current = next.manifest.hash();
+        epoch = following;
+        behind += 1;
+    }
+    Ok(behind)
 }
 
 /// The bundle answers what was asked: epoch, purpose and k as the researcher expects.

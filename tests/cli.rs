@@ -339,6 +339,53 @@ fn query_verify_and_tampering_from_the_command_line() {
             "2",
         ],
     ));
+    // The head of the manifest chain, pinned from `catalog show`, checked offline
+    // against the chain `catalog chain` wrote.
+    let shown = ok(zkfabric(&data, &["catalog", "show", "consumption"]));
+    let head = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("manifest     "))
+        .unwrap()
+        .to_string();
+    let chain = tmp.path().join("chain.json");
+    let c = chain.to_str().unwrap();
+    let wrote = ok(zkfabric(
+        &data,
+        &["catalog", "chain", "consumption", "--out", c],
+    ));
+    assert!(wrote.contains(&head), "{wrote}");
+    let fresh = ok(zkfabric(
+        &nowhere,
+        &[
+            "verify",
+            a,
+            "--trusted-keys",
+            t,
+            "--manifest-head",
+            &head,
+            "--manifest-chain",
+            c,
+        ],
+    ));
+    assert!(fresh.contains("the latest"), "{fresh}");
+    let other_head = format!("sha256:{}", "0".repeat(64));
+    let out = zkfabric(
+        &nowhere,
+        &[
+            "verify",
+            a,
+            "--trusted-keys",
+            t,
+            "--manifest-head",
+            &other_head,
+            "--manifest-chain",
+            c,
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "a bundle off the pinned chain verified"
+    );
     // Without pinned keys, verify refuses unless told to use the bundle's own keys, and
     // then says first that the answer is unverified.
     let out = zkfabric(&nowhere, &["verify", a]);

@@ -408,6 +408,7 @@ fn a_bundle_must_answer_what_the_researcher_asked() {
             epoch: Some(1),
             purpose: Some("public-health".into()),
             min_group_size: Some(3),
+            head: None,
         }),
     )
     .unwrap();
@@ -1001,4 +1002,51 @@ fn a_bundle_carries_nothing_beside_what_is_verified() {
     );
     let err = lower(&long).unwrap_err().to_string();
     assert!(err.contains("at most 65536"), "{err}");
+}
+
+#[test]
+fn a_stale_or_forked_epoch_is_told_apart_from_the_head() {
+    let mut node = node(16);
+    let sql = "SELECT COUNT(*) FROM consumption";
+    let first = answer(&node, sql, "public-health");
+    // A second epoch: eight more rows.
+    let schema = tiny();
+    let more: Vec<Vec<u64>> = random_rows(&schema, 24)
+        .into_iter()
+        .map(|c| c[16..].to_vec())
+        .collect();
+    let file = node._tmp.path().join("more.parquet");
+    records::write_file(
+        &file,
+        records::arrow_schema(&schema),
+        [records::to_batch(&schema, &more, 0..8)],
+    )
+    .unwrap();
+    node.store.ingest("consumption", &[file]).unwrap();
+    node.store.seal("consumption").unwrap();
+    let second = node.store.manifest("consumption", Some(2)).unwrap();
+    let head = |later: Vec<zkfabric::manifest::SignedManifest>| Trust {
+        expected: Expected {
+            head: Some(verify::ManifestHead {
+                hash: second.manifest.hash(),
+                later,
+            }),
+            ..Expected::default()
+        },
+        ..pinned(&node, &[&first])
+    };
+    // Epoch 1 is one behind the head, through epoch 2's link to it.
+    let report = verify::verify(&first, &head(vec![second.clone()])).unwrap();
+    assert_eq!(report.epochs_behind, Some(1));
+    // Without the manifests in between, the chain cannot be followed.
+    let err = verify::verify(&first, &head(Vec::new())).unwrap_err();
+    assert!(err.to_string().contains("lacks epoch 2"), "{err}");
+    // A second, conflicting epoch-1 manifest, signed by the node: not on the chain.
+    let forked = resigned(&node, &first, |m| m.chunks.swap(0, 1));
+    let err = verify::verify(&forked, &head(vec![second.clone()])).unwrap_err();
+    assert!(err.to_string().contains("a fork"), "{err}");
+    // The head itself is the latest.
+    let latest = answer(&node, sql, "public-health");
+    let report = verify::verify(&latest, &head(Vec::new())).unwrap();
+    assert_eq!(report.epochs_behind, Some(0));
 }

@@ -12,7 +12,6 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context, Result};
-use ed25519_dalek::VerifyingKey;
 use indicatif::{ProgressBar, ProgressStyle};
 use zkfabric::{
     bundle::{self, Bundle},
@@ -23,8 +22,9 @@ use zkfabric::{
     prove::{self, Progress, Request},
     query::{sql, Aggregand, CircuitQuery, OutputKind, ProvableQuery},
     records,
+    remote::Remote,
     schema::Schema,
-    verify::{self, Expected, KeyPins, PinnedKey, Report, Trust},
+    verify::{self, Expected, KeyPins, ManifestHead, PinnedKey, Report, Trust},
 };
 use zkfabric_proto::v1 as pb;
 
@@ -292,6 +292,15 @@ pub struct VerifyArgs {
     /// The epoch asked about.
     #[arg(long = "epoch")]
     pub expected_epoch: Option<u64>,
+    /// The latest manifest hash of the bundle's dataset you know of (`zkfabric catalog
+    /// show` prints it): the bundle's epoch must lie on the chain that ends there, and the
+    /// report says how many epochs behind it is (rows withdrawn since still count in it).
+    #[arg(long)]
+    pub manifest_head: Option<String>,
+    /// The manifests after the bundle's epoch up to --manifest-head, as `zkfabric catalog
+    /// chain` writes them, to check offline; with --remote they are fetched from the node.
+    #[arg(long, requires = "manifest_head")]
+    pub manifest_chain: Option<PathBuf>,
 }
 
 /// Reads a trusted-keys file, or every file of a directory.
@@ -321,12 +330,12 @@ fn trusted_keys(path: &Path) -> Result<HashSet<PinnedKey>> {
 }
 
 /// `zkfabric verify`: exits 0 only if every check holds. The manifest must be signed by
-/// `--node-key` and by `remote_node_key` (the key a `--remote` node reports) when given.
-pub fn verify(path: &Path, args: &VerifyArgs, remote_node_key: Option<VerifyingKey>) -> Result<()> {
+/// `--node-key` and by the key a `remote` node reports when given.
+pub fn verify(path: &Path, args: &VerifyArgs, remote: Option<&Remote>) -> Result<()> {
     let started = Instant::now();
     let bundle = bundle::read(path)?;
-    let report = verified(&bundle, args, remote_node_key)
-        .with_context(|| format!("{}: REJECTED", path.display()))?;
+    let report =
+        verified(&bundle, args, remote).with_context(|| format!("{}: REJECTED", path.display()))?;
     print_report(&report, &bundle, started.elapsed().as_secs_f64(), args);
     Ok(())
 }
@@ -351,12 +360,36 @@ pub fn export_snarkjs(path: &Path, out: &Path, args: &VerifyArgs) -> Result<()> 
 
 /// The report on `bundle` once every check holds: the verifier's, then (with the SQL
 /// planner) that the bundle's SQL text, and the researcher's when given, mean the query
-/// the proofs are about.
-pub fn verified(
-    bundle: &Bundle,
-    args: &VerifyArgs,
-    remote_node_key: Option<VerifyingKey>,
-) -> Result<Report> {
+/// the proofs are about. A `remote` node gives its key and the manifests after the
+/// bundle's epoch.
+pub fn verified(bundle: &Bundle, args: &VerifyArgs, remote: Option<&Remote>) -> Result<Report> {
+    let remote_node_key = remote
+        .map(|r| block_on(r.node_key()))
+        .transpose()?
+        .transpose()?;
+    let head = match &args.manifest_head {
+        None => None,
+        Some(hash) => {
+            let later = match (&args.manifest_chain, remote) {
+                (Some(file), _) => {
+                    let text = std::fs::read(file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    serde_json::from_slice(&text).with_context(|| {
+                        format!(
+                            "{}: not a manifest chain (`zkfabric catalog chain`)",
+                            file.display()
+                        )
+                    })?
+                }
+                (None, Some(r)) => block_on(r.manifests_after(&bundle.dataset, bundle.epoch))??,
+                (None, None) => Vec::new(),
+            };
+            Some(ManifestHead {
+                hash: hash.clone(),
+                later,
+            })
+        }
+    };
     let given = args
         .node_key
         .as_deref()
@@ -385,6 +418,7 @@ pub fn verified(
             epoch: args.expected_epoch,
             purpose: args.expected_purpose.clone(),
             min_group_size: args.expected_min_group_size,
+            head,
         },
     };
     let report = verify::verify(bundle, &trust)?;
@@ -449,6 +483,17 @@ fn print_report(report: &Report, bundle: &Bundle, secs: f64, args: &VerifyArgs) 
             "not checked: pass it to compare"
         }
     };
+    match report.epochs_behind {
+        Some(0) => println!("epoch        the latest: its manifest is the head you pinned"),
+        Some(n) => println!(
+            "epoch        {n} epoch(s) behind the head you pinned: rows withdrawn since may \
+             still count in this answer"
+        ),
+        None => println!(
+            "epoch        freshness not checked: pass --manifest-head (`zkfabric catalog \
+             show` prints the latest manifest's hash) to refuse a stale or forked epoch"
+        ),
+    }
     println!(
         "asked        sql {}; purpose {} {}; k = {} {}; epoch {}",
         checked(args.expected_sql.is_some()),

@@ -4,7 +4,6 @@
 use std::{io::Write, net::SocketAddr, path::Path, time::Instant};
 
 use anyhow::{bail, Context, Result};
-use ed25519_dalek::VerifyingKey;
 use zkfabric::{
     config::Config,
     remote::{ClientTls, Remote, RemoteError},
@@ -82,11 +81,6 @@ pub fn connect(url: &str, token: Option<String>, tls: &ClientTls) -> Result<Remo
     Ok(block_on(Remote::connect_with(url, token, tls))??)
 }
 
-/// The key the node says it signs manifests with.
-pub fn node_key(remote: &Remote) -> Result<VerifyingKey> {
-    Ok(block_on(remote.node_key())??)
-}
-
 /// `zkfabric query --explain --remote`.
 pub fn explain(remote: &Remote, request: pb::QueryRequest) -> Result<()> {
     let explanation = block_on(async {
@@ -131,7 +125,7 @@ pub fn query(
     bar.finish_and_clear();
     let (id, bundle) = answer?;
     let seconds = started.elapsed().as_secs_f64();
-    let report = verified(&bundle, verify, Some(node_key(remote)?))
+    let report = verified(&bundle, verify, Some(remote))
         .context("the node's answer does not verify against the request: REJECTED")?;
     if !report.keys_pinned {
         println!(
