@@ -1050,3 +1050,81 @@ fn a_stale_or_forked_epoch_is_told_apart_from_the_head() {
     let report = verify::verify(&latest, &head(Vec::new())).unwrap();
     assert_eq!(report.epochs_behind, Some(0));
 }
+
+#[test]
+fn a_range_on_a_second_time_column_counts_every_chunk() {
+    // Trips with a start and a finish time: start rises through the rows, finish falls,
+    // so chunks' start windows say nothing about finish. Every chunk is proven, and the
+    // count over finish is exact.
+    let tmp = TempDir::new().unwrap();
+    let schema = Schema::parse(
+        "trips.toml",
+        r#"
+name = "trips"
+id = 9
+chunk_rows = 8
+
+[[columns]]
+name = "start"
+kind = "time"
+width = 32
+
+[[columns]]
+name = "finish"
+kind = "time"
+width = 32
+
+[[columns]]
+name = "consent"
+kind = "consent"
+purposes = ["research"]
+
+[[columns]]
+name = "distance"
+kind = "measure"
+width = 16
+"#,
+    )
+    .unwrap();
+    let rows = 16;
+    let mut columns = vec![Vec::new(); schema.declared().len()];
+    for row in 0..rows {
+        for (c, column) in schema.declared().iter().enumerate() {
+            columns[c].push(match column.name.as_str() {
+                "start" => 100 * row as u64,
+                "finish" => 100 * (rows - row) as u64 + 50,
+                "consent" => 1,
+                _ => 7,
+            });
+        }
+    }
+    let file = tmp.path().join("trips.parquet");
+    records::write_file(
+        &file,
+        records::arrow_schema(&schema),
+        [records::to_batch(&schema, &columns, 0..rows)],
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let mut store = Store::open(&data).unwrap();
+    store.register(&schema).unwrap();
+    store.ingest("trips", &[file]).unwrap();
+    store.seal("trips").unwrap();
+    let bundle = block_on(prove::answer(
+        &store,
+        &KeyCache::new(&data),
+        &ProofCache::open(&data, 0).unwrap(),
+        &request(
+            "SELECT COUNT(*) FROM trips WHERE finish >= 1000",
+            "research",
+        ),
+        |_| (),
+    ))
+    .unwrap();
+    verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned)).unwrap();
+    let finish = &columns[schema.column("finish").unwrap().0];
+    let expected = finish.iter().filter(|f| **f >= 1000).count() as u64;
+    assert_eq!(expected, 7);
+    assert_eq!(bundle.chunk_proofs.len(), 2);
+    assert_eq!(bundle.result.as_ref().unwrap().rows[0].count, expected);
+}
