@@ -601,6 +601,7 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
             expected_purpose: Some(q.purpose.into()),
             expected_min_group_size: Some(config.query.min_group_size),
             expected_epoch: Some(manifest.manifest.epoch),
+            manifest_head: Some(manifest.manifest.hash()),
             ..VerifyArgs::default()
         };
         verify(&out, &args, None)?;
