@@ -6,8 +6,8 @@
 #   2. phase 2, per circuit shape the query needs (chunk and root combine): the shape's
 #      constraint system exported by `zkfabric keys export-r1cs`, two contributions, a
 #      beacon, and `snarkjs zkey verify` of the final key against the .r1cs and phase 1;
-#   3. `zkfabric keys import` of each final key (refusing a key made for another shape, or
-#      for a constraint system with one coefficient changed);
+#   3. `zkfabric keys import` of each final key (refusing a key made for another shape, for
+#      a constraint system with one coefficient changed, or without a phase-2 contribution);
 #   4. the query proven by a node in `keys.mode = "ceremony"` (refused before the import),
 #      verified by `zkfabric verify --trusted-keys` against the ceremony's fingerprints
 #      (which reject the same query proven with development keys), and every proof
@@ -108,8 +108,11 @@ for role in chunk root; do
 done
 "${ZK[@]}" keys list
 
-step "keys for another shape, or for a changed constraint, are refused"
+step "keys for another shape, for a changed constraint, or without a phase-2 contribution are refused"
 refused 'another constraint system' "${ZK[@]}" keys import "$WORK/root_final.zkey" --shape "$(shape chunk)"
+# snarkjs' `groth16 setup` output (delta = gamma = the generator): whoever holds it knows
+# delta and could prove anything with it.
+refused 'delta equals gamma' "${ZK[@]}" keys import "$WORK/chunk_0.zkey" --shape "$(shape chunk)"
 # One A coefficient equal to 1 becomes 2: the same circuit but for one constraint.
 node - "$WORK/chunk.r1cs" "$WORK/changed.r1cs" <<'JS'
 const fs = require("fs");
