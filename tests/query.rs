@@ -329,21 +329,14 @@ fn every_chunk_is_proven_and_a_dishonest_node_cannot_narrow_coverage() {
     let err = verify::verify(&doubled, &trust).unwrap_err();
     assert!(err.to_string().contains("listed twice"), "{err}");
 
-    // A re-signed manifest that lists a chunk under another index, or with another row
-    // count, or under another dataset id: the commitment binds all three, so the proofs
-    // fail against the statements the verifier recomputes.
-    let edits: Vec<(&str, Box<dyn Fn(&mut zkfabric::manifest::Manifest)>)> = vec![
-        ("index", Box::new(|m| m.chunks[5].index = 9)),
-        ("rows", Box::new(|m| m.chunks[1].rows -= 1)),
-    ];
-    for (what, edit) in edits {
-        let mut moved = resigned(&node, &bundle, edit);
-        for p in &mut moved.chunk_proofs {
-            if p.chunk == 5 && what == "index" {
-                p.chunk = 9;
-            }
-        }
-        let err = verify::verify(&moved, &trust).unwrap_err();
+    // A re-signed manifest that lists a chunk under another index (its proof moved along),
+    // or with another row count: the commitment binds both (and the dataset id), so the
+    // proofs fail against the statements the verifier recomputes.
+    let mut moved = resigned(&node, &bundle, |m| m.chunks[5].index = 9);
+    moved.chunk_proofs[5].chunk = 9;
+    let recounted = resigned(&node, &bundle, |m| m.chunks[1].rows -= 1);
+    for (what, forged) in [("index", moved), ("rows", recounted)] {
+        let err = verify::verify(&forged, &trust).unwrap_err();
         assert!(
             matches!(err, verify::VerifyError::Proofs(_)),
             "{what}: {err}"

@@ -71,7 +71,10 @@ pub enum ZkeyError {
 
 impl From<ZkeyError> for CircuitError {
     fn from(e: ZkeyError) -> Self {
-        CircuitError::KeyMismatch(e.to_string())
+        match e {
+            ZkeyError::Unfinished(_) => CircuitError::Degenerate(e.to_string()),
+            _ => CircuitError::KeyMismatch(e.to_string()),
+        }
     }
 }
 
