@@ -89,6 +89,24 @@ fn node(rows: usize) -> Node {
     }
 }
 
+/// Seals eight more random rows (those after the first `rows`) into a new epoch.
+fn seal_eight_more(node: &mut Node, rows: usize) {
+    let schema = tiny();
+    let more: Vec<Vec<u64>> = random_rows(&schema, rows + 8)
+        .into_iter()
+        .map(|c| c[rows..].to_vec())
+        .collect();
+    let file = node._tmp.path().join("more.parquet");
+    records::write_file(
+        &file,
+        records::arrow_schema(&schema),
+        [records::to_batch(&schema, &more, 0..8)],
+    )
+    .unwrap();
+    node.store.ingest("consumption", &[file]).unwrap();
+    node.store.seal("consumption").unwrap();
+}
+
 fn limits() -> Limits {
     Limits {
         in_list: 4,
@@ -854,20 +872,7 @@ fn chunk_proofs_are_reused_across_queries_epochs_and_restarts_and_checked_first(
     assert_eq!(reused, 0);
 
     // A new epoch with one more chunk: the three unchanged chunks reuse their proofs.
-    let schema = tiny();
-    let more: Vec<Vec<u64>> = random_rows(&schema, 32)
-        .into_iter()
-        .map(|c| c[24..].to_vec())
-        .collect();
-    let file = node._tmp.path().join("more.parquet");
-    records::write_file(
-        &file,
-        records::arrow_schema(&schema),
-        [records::to_batch(&schema, &more, 0..8)],
-    )
-    .unwrap();
-    node.store.ingest("consumption", &[file]).unwrap();
-    node.store.seal("consumption").unwrap();
+    seal_eight_more(&mut node, 24);
     let (later, reused) = answer_with(&node, &node.proofs, sql, "public-health");
     assert_eq!((later.chunk_proofs.len(), reused), (4, 3));
     verified(&later);
@@ -1003,20 +1008,7 @@ fn a_stale_or_forked_epoch_is_told_apart_from_the_head() {
     let sql = "SELECT COUNT(*) FROM consumption";
     let first = answer(&node, sql, "public-health");
     // A second epoch: eight more rows.
-    let schema = tiny();
-    let more: Vec<Vec<u64>> = random_rows(&schema, 24)
-        .into_iter()
-        .map(|c| c[16..].to_vec())
-        .collect();
-    let file = node._tmp.path().join("more.parquet");
-    records::write_file(
-        &file,
-        records::arrow_schema(&schema),
-        [records::to_batch(&schema, &more, 0..8)],
-    )
-    .unwrap();
-    node.store.ingest("consumption", &[file]).unwrap();
-    node.store.seal("consumption").unwrap();
+    seal_eight_more(&mut node, 16);
     let second = node.store.manifest("consumption", Some(2)).unwrap();
     let head = |later: Vec<zkfabric::manifest::SignedManifest>| Trust {
         expected: Expected {
