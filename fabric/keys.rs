@@ -545,7 +545,7 @@ mod tests {
     #[test]
     fn other_text_is_refused_naming_what_is_wrong() {
         for (text, expected) in [
-            ("aggregate/v3 rows=8", "is not a circuit"),
+            ("aggregate/v2 rows=8", "is not a circuit"),
             ("combine/v2 inputs=8 groups=1", "no output="),
             (
                 "combine/v2 inputs=eight groups=1 output=release",
