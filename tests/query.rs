@@ -65,21 +65,27 @@ fn random_rows(schema: &Schema, rows: usize) -> Vec<Vec<u64>> {
 
 /// A node holding `rows` random rows, sealed in one epoch.
 fn node(rows: usize) -> Node {
-    let tmp = TempDir::new().unwrap();
     let schema = tiny();
     let columns = random_rows(&schema, rows);
+    node_of(&schema, columns)
+}
+
+/// A node holding `columns` of `schema`'s dataset, sealed in one epoch.
+fn node_of(schema: &Schema, columns: Vec<Vec<u64>>) -> Node {
+    let tmp = TempDir::new().unwrap();
+    let rows = columns[0].len();
     let file = tmp.path().join("rows.parquet");
     records::write_file(
         &file,
-        records::arrow_schema(&schema),
-        [records::to_batch(&schema, &columns, 0..rows)],
+        records::arrow_schema(schema),
+        [records::to_batch(schema, &columns, 0..rows)],
     )
     .unwrap();
     let data = tmp.path().join("data");
     let mut store = Store::open(&data).unwrap();
-    store.register(&schema).unwrap();
-    store.ingest("consumption", &[file]).unwrap();
-    store.seal("consumption").unwrap();
+    store.register(schema).unwrap();
+    store.ingest(&schema.name, &[file]).unwrap();
+    store.seal(&schema.name).unwrap();
     Node {
         keys: KeyCache::new(&data),
         proofs: ProofCache::open(&data, 64).unwrap(),
@@ -1041,7 +1047,6 @@ fn a_range_on_a_second_time_column_counts_every_chunk() {
     // Trips with a start and a finish time: start rises through the rows, finish falls,
     // so chunks' start windows say nothing about finish. Every chunk is proven, and the
     // count over finish is exact.
-    let tmp = TempDir::new().unwrap();
     let schema = Schema::parse(
         "trips.toml",
         r#"
@@ -1083,31 +1088,14 @@ width = 16
             });
         }
     }
-    let file = tmp.path().join("trips.parquet");
-    records::write_file(
-        &file,
-        records::arrow_schema(&schema),
-        [records::to_batch(&schema, &columns, 0..rows)],
-    )
-    .unwrap();
-    let data = tmp.path().join("data");
-    let mut store = Store::open(&data).unwrap();
-    store.register(&schema).unwrap();
-    store.ingest("trips", &[file]).unwrap();
-    store.seal("trips").unwrap();
-    let bundle = block_on(prove::answer(
-        &store,
-        &KeyCache::new(&data),
-        &ProofCache::open(&data, 0).unwrap(),
-        &request(
-            "SELECT COUNT(*) FROM trips WHERE finish >= 1000",
-            "research",
-        ),
-        |_| (),
-    ))
-    .unwrap();
+    let node = node_of(&schema, columns);
+    let bundle = answer(
+        &node,
+        "SELECT COUNT(*) FROM trips WHERE finish >= 1000",
+        "research",
+    );
     verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned)).unwrap();
-    let finish = &columns[schema.column("finish").unwrap().0];
+    let finish = &node.columns[schema.column("finish").unwrap().0];
     let expected = finish.iter().filter(|f| **f >= 1000).count() as u64;
     assert_eq!(expected, 7);
     assert_eq!(bundle.chunk_proofs.len(), 2);
