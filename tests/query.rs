@@ -1036,6 +1036,11 @@ fn a_stale_or_forked_epoch_is_told_apart_from_the_head() {
     let forked = resigned(&node, &first, |m| m.chunks.swap(0, 1));
     let err = verify::verify(&forked, &head(vec![second.clone()])).unwrap_err();
     assert!(err.to_string().contains("a fork"), "{err}");
+    // A chain whose next manifest another key signed (a third party's "epoch 2").
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let impostor = second.manifest.clone().sign(&stranger);
+    let err = verify::verify(&first, &head(vec![impostor])).unwrap_err();
+    assert!(err.to_string().contains("another node key"), "{err}");
     // The head itself is the latest.
     let latest = answer(&node, sql, "public-health");
     let report = verify::verify(&latest, &head(Vec::new())).unwrap();
