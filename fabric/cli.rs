@@ -130,6 +130,10 @@ enum Command {
         /// With --remote: the node key its manifests must be signed with (hex).
         #[arg(long)]
         node_key: Option<String>,
+        /// With --remote: the minimum group size (k) you accept; an answer suppressing
+        /// below another k is refused.
+        #[arg(long)]
+        min_group_size: Option<u64>,
     },
     /// Verify an answer bundle offline: no network, no data directory.
     Verify {
@@ -432,6 +436,7 @@ fn execute(cli: Cli) -> Result<()> {
             trusted_keys,
             allow_unpinned_keys,
             node_key,
+            min_group_size,
         } => match remote {
             Some(remote) => {
                 // What the node's answer must be about: what was asked.
@@ -441,7 +446,7 @@ fn execute(cli: Cli) -> Result<()> {
                     node_key,
                     expected_sql: Some(sql.clone()),
                     expected_purpose: purpose.clone(),
-                    expected_min_group_size: None,
+                    expected_min_group_size: min_group_size,
                     expected_epoch: epoch,
                     manifest_head: None,
                     manifest_chain: None,
@@ -458,6 +463,17 @@ fn execute(cli: Cli) -> Result<()> {
                 }
             }
             None => {
+                if trusted_keys.is_some()
+                    || allow_unpinned_keys
+                    || node_key.is_some()
+                    || min_group_size.is_some()
+                {
+                    bail!(
+                        "--trusted-keys, --allow-unpinned-keys, --node-key and --min-group-size \
+                         check a --remote node's answer; a local query is proven here (its k is \
+                         [query] min_group_size), and `zkfabric verify` checks the bundle"
+                    );
+                }
                 let request = zkfabric::prove::Request::new(&config, sql, purpose, epoch, true);
                 if explain {
                     explain_query(data_dir, &request)

@@ -379,6 +379,8 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
                 "--out",
                 out,
                 "--allow-unpinned-keys",
+                "--min-group-size",
+                "2",
             ],
         ]
         .concat(),
@@ -389,6 +391,28 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
             && text.starts_with("UNVERIFIED"),
         "{text}"
     );
+    // A k other than the one the researcher accepts: refused, nothing written.
+    let elsewhere = node.tmp.path().join("other-k.zkf");
+    let other_k = node.cli(
+        &[
+            &remote[..],
+            &[
+                "--token",
+                RESEARCHER,
+                "query",
+                SUM,
+                "--out",
+                elsewhere.to_str().unwrap(),
+                "--allow-unpinned-keys",
+                "--min-group-size",
+                "5",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(!other_k.status.success());
+    assert!(String::from_utf8_lossy(&other_k.stderr).contains("min_group_size:"));
+    assert!(!elsewhere.exists());
     let text = ok(node.cli(&[&remote[..], &["--token", ADMIN, "seal", "consumption"]].concat()));
     assert!(text.contains("nothing to seal"), "{text}");
     let text = ok(node.cli(
