@@ -351,13 +351,11 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
     assert!(text.contains("signature    valid"), "{text}");
     // The node's answer is verified against the request before anything is written:
     // without pinned keys, only when the user accepts the node's own keys, and says so.
-    let unpinned = node.cli(
-        &[
-            &remote[..],
-            &["--token", RESEARCHER, "query", SUM, "--out", out],
-        ]
-        .concat(),
-    );
+    let remote_query = |out: &str, checks: &[&str]| {
+        let head = ["--token", RESEARCHER, "query", SUM, "--out", out];
+        node.cli(&[&remote[..], &head[..], checks].concat())
+    };
+    let unpinned = remote_query(out, &[]);
     assert!(!unpinned.status.success());
     assert!(
         String::from_utf8_lossy(&unpinned.stderr).contains("no verifying keys are pinned"),
@@ -368,22 +366,9 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
         !out_file.exists(),
         "nothing written before the answer verified"
     );
-    let text = ok(node.cli(
-        &[
-            &remote[..],
-            &[
-                "--token",
-                RESEARCHER,
-                "query",
-                SUM,
-                "--out",
-                out,
-                "--allow-unpinned-keys",
-                "--min-group-size",
-                "2",
-            ],
-        ]
-        .concat(),
+    let text = ok(remote_query(
+        out,
+        &["--allow-unpinned-keys", "--min-group-size", "2"],
     ));
     assert!(
         text.contains("the node proved 8 chunk(s)")
@@ -393,22 +378,9 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
     );
     // A k other than the one the researcher accepts: refused, nothing written.
     let elsewhere = node.tmp.path().join("other-k.zkf");
-    let other_k = node.cli(
-        &[
-            &remote[..],
-            &[
-                "--token",
-                RESEARCHER,
-                "query",
-                SUM,
-                "--out",
-                elsewhere.to_str().unwrap(),
-                "--allow-unpinned-keys",
-                "--min-group-size",
-                "5",
-            ],
-        ]
-        .concat(),
+    let other_k = remote_query(
+        elsewhere.to_str().unwrap(),
+        &["--allow-unpinned-keys", "--min-group-size", "5"],
     );
     assert!(!other_k.status.success());
     assert!(String::from_utf8_lossy(&other_k.stderr).contains("min_group_size:"));
