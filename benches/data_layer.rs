@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::rngs::OsRng;
 use rayon::prelude::*;
-use zkfabric::{circuits::commitment::Chunk, records, schema::Schema, store::Store, synth};
+use zkfabric::{
+    circuits::commitment::Chunk, node::store::Store, shared::records, shared::synth,
+    verifier::schema::Schema,
+};
 
 fn rows() -> usize {
     std::env::var("ZKFABRIC_BENCH_ROWS")

@@ -14,12 +14,12 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use zkfabric::{
-    config::Config,
-    demo,
-    keys::KeyCache,
-    proofs::ProofCache,
-    prove::{self, Request},
-    schema::Schema,
+    clients::demo,
+    node::config::Config,
+    node::keys::KeyCache,
+    node::proofs::ProofCache,
+    node::prove::{self, Request},
+    verifier::schema::Schema,
 };
 
 /// One question of one dataset.

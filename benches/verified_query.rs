@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use datafusion::prelude::SessionContext;
 use zkfabric::{
-    config::Config,
-    demo,
-    keys::KeyCache,
-    proofs::ProofCache,
-    prove::{self, Request},
-    verify::{self, KeyPins, Trust},
+    clients::demo,
+    node::config::Config,
+    node::keys::KeyCache,
+    node::proofs::ProofCache,
+    node::prove::{self, Request},
+    verifier::verify::{self, KeyPins, Trust},
 };
 
 fn rows() -> usize {
@@ -88,11 +88,11 @@ fn verified_query(c: &mut Criterion) {
 
 /// The same SQL (labels as codes) in plain DataFusion over the same epoch: the rows of
 /// its answer.
-async fn plain(store: &zkfabric::store::Store, sql: &str) -> usize {
+async fn plain(store: &zkfabric::node::store::Store, sql: &str) -> usize {
     let ctx = SessionContext::new();
-    zkfabric::tables::register_epoch(&ctx, store, "consumption", None).expect("table");
+    zkfabric::node::tables::register_epoch(&ctx, store, "consumption", None).expect("table");
     let schema = store.schema("consumption").expect("schema");
-    let sql = zkfabric::query::sql::with_codes(&schema, sql).expect("labels");
+    let sql = zkfabric::node::sql::with_codes(&schema, sql).expect("labels");
     let batches = ctx
         .sql(&sql)
         .await

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use zkfabric::{
-    donor::{self, HolderKey, IssuerKey},
-    remote::{DonorProof, Remote, WithdrawWith},
+    clients::remote::{DonorProof, Remote, WithdrawWith},
+    node::donor::{self, HolderKey, IssuerKey},
 };
 use zkfabric_proto::v1 as pb;
 

@@ -17,10 +17,10 @@ use std::{
 use anyhow::{Context, Result};
 use tokio::sync::Mutex;
 use zkfabric::{
-    config::{Config, Role, Token},
-    remote::Remote,
-    server,
-    store::sha256_hex,
+    clients::remote::Remote,
+    node::config::{Config, Role, Token},
+    node::server,
+    node::store::sha256_hex,
 };
 use zkfabric_proto::v1 as pb;
 
@@ -64,7 +64,12 @@ async fn main() -> Result<()> {
     let schema = config
         .builtin_schema("consumption")
         .context("chunk rows must be a power of two")?;
-    drop(zkfabric::demo::prepare_with(dir.path(), &schema, rows, 7)?);
+    drop(zkfabric::clients::demo::prepare_with(
+        dir.path(),
+        &schema,
+        rows,
+        7,
+    )?);
     let data = dir.path().join("data");
 
     let listener = server::bind("127.0.0.1:0".parse()?).await?;
@@ -110,7 +115,7 @@ async fn main() -> Result<()> {
                 remote.run(request.clone(), |_| {}).await?;
                 answered.lock().await.push(started.elapsed());
             }
-            Ok::<_, zkfabric::remote::RemoteError>(())
+            Ok::<_, zkfabric::clients::remote::RemoteError>(())
         }));
     }
     let probe = Remote::connect(&url, Some(token.into())).await?;

@@ -13,8 +13,8 @@
 
 use anyhow::{bail, Context, Result};
 use zkfabric::{
-    remote::Remote,
-    verify::{verify, Expected, KeyPins, PinnedKey, Trust},
+    clients::remote::Remote,
+    verifier::verify::{verify, Expected, KeyPins, PinnedKey, Trust},
 };
 use zkfabric_proto::v1::{self as pb, run_event::Event};
 

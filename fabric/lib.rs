@@ -2,46 +2,26 @@
 //!
 //! The node holds donated records, commits to them with Poseidon, and answers SQL
 //! aggregate queries with Groth16 proofs that the answer was computed over the committed
-//! data. Its stages build on the cryptographic core, re-exported as [`circuits`]:
-//! - [`schema`]: dataset schemas (TOML) and the built-in datasets;
-//! - [`synth`]: deterministic synthetic records of the built-in datasets;
-//! - [`records`]: record files (CSV, Parquet, Arrow IPC) read, validated and written;
-//! - [`store`]: the data directory: pending rows, sealing into committed chunks, the
-//!   SQLite catalog and the node key;
-//! - [`manifest`]: signed epoch manifests over sealed chunks' commitments;
-//! - [`tables`]: an epoch's chunks as a DataFusion table for queries;
-//! - [`query`]: SQL lowered to provable queries and their circuit shapes;
-//! - [`config`]: the node configuration file;
-//! - [`keys`]: proving keys per circuit shape;
-//! - [`proofs`]: chunk proofs kept for reuse across queries and restarts;
-//! - [`prove`]: answering a query with proofs;
-//! - [`bundle`]: the answer bundle (protobuf) and its files;
-//! - [`verify`]: the offline verifier;
-//! - [`snarkjs`]: verified proofs in snarkjs' JSON formats;
-//! - [`server`]: the gRPC node (`zkfabric serve`);
-//! - [`remote`]: a client of a node, for the CLI's `--remote` and the examples;
-//! - [`donor`]: donors' credentials and eligibility proofs;
-//! - [`demo`]: the demo's data and questions.
+//! data. Data flows one way: donor -> ingest -> seal -> manifest -> query -> prove ->
+//! bundle -> verify. The crate is split by role, each layer using only those below it:
+//! - [`clients`]: the command line and the gRPC client of a node (`--remote`);
+//! - [`node`]: the node's stages in flow order: donors' admission ([`node::donor`]),
+//!   ingest and seal into the store ([`node::store`]), DataFusion tables and SQL lowering
+//!   ([`node::tables`], [`node::sql`]), keys, proofs and proving ([`node::keys`],
+//!   [`node::proofs`], [`node::prove`]), the gRPC server ([`node::server`]) and its
+//!   configuration ([`node::config`]);
+//! - [`shared`]: record files and synthetic records, which the node ingests and clients
+//!   write;
+//! - [`verifier`] (the `zkfabric-verifier` crate): what node and verifier agree on
+//!   (schemas, signed manifests, the canonical query, the bundle) and the offline
+//!   verifier itself;
+//! - [`circuits`] (the `zkfabric-circuits` crate): the cryptographic core.
 //!
 //! See `DESIGN.md` and `examples/`.
 
 pub use zkfabric_circuits as circuits;
+pub use zkfabric_verifier as verifier;
 
-pub mod bundle;
-pub mod config;
-pub mod demo;
-pub mod donor;
-pub mod keys;
-pub mod manifest;
-pub mod proofs;
-pub mod prove;
-pub mod query;
-pub mod records;
-pub mod remote;
-pub mod schema;
-pub mod server;
-pub mod snarkjs;
-pub mod store;
-pub mod synth;
-pub mod tables;
-pub mod verify;
+pub mod clients;
+pub mod node;
+pub mod shared;

@@ -1,10 +1,8 @@
-//! The `zkfabric` command line.
-
-mod cli;
+//! The `zkfabric` command line (see [`zkfabric::clients::cli`]).
 
 fn main() -> std::process::ExitCode {
     // Crash tests set FAILPOINTS to stop the process at a chosen step (see `store`). Only
     // test builds compile failpoints in (see Cargo.toml); elsewhere FAILPOINTS is ignored.
     let _failpoints = fail::has_failpoints().then(fail::FailScenario::setup);
-    cli::run()
+    zkfabric::clients::cli::run()
 }

@@ -1,5 +1,5 @@
 //! Compiles `zkfabric/v1/*.proto`: messages with prost, gRPC clients and servers with
-//! tonic, serde impls in protobuf's canonical JSON mapping with pbjson, and the file
+//! tonic (with the `grpc` feature), serde impls in protobuf's canonical JSON mapping with pbjson, and the file
 //! descriptor set that server reflection serves. protoc comes from the
 //! protoc-bin-vendored crate: nothing to install.
 
@@ -22,7 +22,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config
         .protoc_executable(protoc_bin_vendored::protoc_bin_path()?)
         .file_descriptor_set_path(&descriptors);
-    tonic_prost_build::configure().compile_with_config(config, &protos, &["."])?;
+    let grpc = env::var_os("CARGO_FEATURE_GRPC").is_some();
+    tonic_prost_build::configure()
+        .build_client(grpc)
+        .build_server(grpc)
+        .compile_with_config(config, &protos, &["."])?;
     pbjson_build::Builder::new()
         .register_descriptors(&std::fs::read(&descriptors)?)?
         .build(&[".zkfabric"])?;

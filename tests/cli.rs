@@ -9,7 +9,7 @@ use std::{
 };
 
 use tempfile::TempDir;
-use zkfabric::{manifest::fr_to_hex, schema::Schema, store::Store};
+use zkfabric::{node::store::Store, verifier::manifest::fr_to_hex, verifier::schema::Schema};
 
 mod common;
 use common::ok;

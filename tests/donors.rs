@@ -11,9 +11,9 @@ use common::{ok, runtime, status, Server};
 use tempfile::TempDir;
 use tonic::Code;
 use zkfabric::{
-    donor,
-    remote::{verify_receipt, Remote},
-    store::Store,
+    clients::remote::{verify_receipt, Remote},
+    node::donor,
+    node::store::Store,
 };
 use zkfabric_circuits::{eligibility::EligibilityCircuit, snark::ProvingKey};
 use zkfabric_proto::v1 as pb;

@@ -8,15 +8,16 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use tempfile::TempDir;
 use zkfabric::{
-    bundle::Bundle,
-    keys::KeyCache,
-    proofs::ProofCache,
-    prove::{self, Progress, Request},
-    query::{sql, Aggregand, Limits, ProvableQuery, Test},
-    records,
-    schema::Schema,
-    store::Store,
-    verify::{self, Expected, KeyPins, PinnedKey, Trust},
+    node::keys::KeyCache,
+    node::proofs::ProofCache,
+    node::prove::{self, Progress, Request},
+    node::sql,
+    node::store::Store,
+    shared::records,
+    verifier::bundle::Bundle,
+    verifier::query::{Aggregand, Limits, ProvableQuery, Test},
+    verifier::schema::Schema,
+    verifier::verify::{self, Expected, KeyPins, PinnedKey, Trust},
 };
 
 /// The built-in consumption schema with 8-row chunks, so that setup is instant.
@@ -306,16 +307,18 @@ fn pinned(node: &Node, bundles: &[&Bundle]) -> Trust {
 fn resigned(
     node: &Node,
     bundle: &Bundle,
-    edit: impl FnOnce(&mut zkfabric::manifest::Manifest),
+    edit: impl FnOnce(&mut zkfabric::verifier::manifest::Manifest),
 ) -> Bundle {
     let text = std::fs::read_to_string(node._tmp.path().join("data/node.key")).unwrap();
     let key = ed25519_dalek::SigningKey::from_bytes(
         &hex::decode(text.trim()).unwrap().try_into().unwrap(),
     );
-    let mut signed = zkfabric::bundle::manifest_from_proto(bundle.manifest.as_ref()).unwrap();
+    let mut signed =
+        zkfabric::verifier::bundle::manifest_from_proto(bundle.manifest.as_ref()).unwrap();
     edit(&mut signed.manifest);
     let mut out = bundle.clone();
-    out.manifest = Some(zkfabric::bundle::manifest_to_proto(&signed.manifest.sign(&key)).unwrap());
+    out.manifest =
+        Some(zkfabric::verifier::bundle::manifest_to_proto(&signed.manifest.sign(&key)).unwrap());
     out
 }
 
@@ -800,7 +803,7 @@ fn plain(node: &Node, sql: &str) -> std::collections::HashMap<u64, (u64, u64)> {
     };
     block_on(async {
         let ctx = datafusion::prelude::SessionContext::new();
-        zkfabric::tables::register_epoch(&ctx, &node.store, "consumption", None).unwrap();
+        zkfabric::node::tables::register_epoch(&ctx, &node.store, "consumption", None).unwrap();
         let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
         let mut out = std::collections::HashMap::new();
         for b in batches {
@@ -1016,7 +1019,7 @@ fn a_stale_or_forked_epoch_is_told_apart_from_the_head() {
     // A second epoch: eight more rows.
     seal_eight_more(&mut node, 16);
     let second = node.store.manifest("consumption", Some(2)).unwrap();
-    let head = |later: Vec<zkfabric::manifest::SignedManifest>| Trust {
+    let head = |later: Vec<zkfabric::verifier::manifest::SignedManifest>| Trust {
         expected: Expected {
             head: Some(verify::ManifestHead {
                 hash: second.manifest.hash(),

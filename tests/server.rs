@@ -8,9 +8,9 @@ use std::{collections::HashSet, path::PathBuf, process::Output};
 use tempfile::TempDir;
 use tonic::Code;
 use zkfabric::{
-    remote::{verify_receipt, Remote, RemoteError},
-    store::Store,
-    verify::{verify, KeyPins, PinnedKey, Trust},
+    clients::remote::{verify_receipt, Remote, RemoteError},
+    node::store::Store,
+    verifier::verify::{verify, KeyPins, PinnedKey, Trust},
 };
 use zkfabric_proto::v1::{self as pb, run_event::Event};
 
@@ -19,7 +19,7 @@ const ADMIN: &str = "zkf_admin-token-for-tests";
 const SUM: &str = "SELECT COUNT(*), SUM(kwh) FROM consumption WHERE hour BETWEEN 7 AND 22";
 
 fn sha256(text: &str) -> String {
-    zkfabric::store::sha256_hex(text.as_bytes())
+    zkfabric::node::store::sha256_hex(text.as_bytes())
 }
 
 mod common;
@@ -106,7 +106,10 @@ async fn setup_keys(admin: &Remote, sql: &str) -> Vec<String> {
 
 /// Verifies `bundle` offline against the node's key and the keys it publishes, pinned by
 /// fingerprint and shape (in a test, the node's setup is trusted).
-async fn verify_offline(remote: &Remote, bundle: &pb::Bundle) -> zkfabric::verify::Report {
+async fn verify_offline(
+    remote: &Remote,
+    bundle: &pb::Bundle,
+) -> zkfabric::verifier::verify::Report {
     let node_key = remote.node_key().await.unwrap();
     let keys = remote
         .catalog()
@@ -674,7 +677,7 @@ impl Pki {
 
 #[test]
 fn the_node_serves_tls_and_refuses_plaintext_beyond_loopback() {
-    use zkfabric::remote::ClientTls;
+    use zkfabric::clients::remote::ClientTls;
     let tmp = TempDir::new().unwrap();
     let pki = Pki::new(tmp.path());
     let (cert, key) = pki.issue("node", &["localhost", "127.0.0.1"]);

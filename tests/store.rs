@@ -4,11 +4,11 @@ use std::{fs, path::Path, path::PathBuf};
 
 use tempfile::TempDir;
 use zkfabric::{
-    manifest::fr_to_hex,
-    records,
-    schema::Schema,
-    store::{Store, StoreError},
-    synth,
+    node::store::{Store, StoreError},
+    shared::records,
+    shared::synth,
+    verifier::manifest::fr_to_hex,
+    verifier::schema::Schema,
 };
 
 fn consumption() -> Schema {
@@ -271,14 +271,15 @@ async fn an_epoch_is_a_datafusion_table_of_exactly_its_chunks() {
     // Ingesting sealed the first full chunk (epoch 1), sealing the rest (epoch 2): epoch 2
     // holds the first file's 1500 rows in two chunks, whatever was sealed later.
     let ctx = SessionContext::new();
-    let manifest = zkfabric::tables::register_epoch(&ctx, &store, "consumption", Some(2)).unwrap();
+    let manifest =
+        zkfabric::node::tables::register_epoch(&ctx, &store, "consumption", Some(2)).unwrap();
     assert_eq!(manifest.manifest.chunks.len(), 2);
     let epoch1 = rows(ctx.sql(sql).await.unwrap().collect().await.unwrap());
     assert_eq!(epoch1, native_sums(&first, 1500, 1024));
 
     // The latest epoch has a third chunk; `_row` numbers rows within each chunk.
     let ctx = SessionContext::new();
-    zkfabric::tables::register_epoch(&ctx, &store, "consumption", None).unwrap();
+    zkfabric::node::tables::register_epoch(&ctx, &store, "consumption", None).unwrap();
     let counts = ctx
         .sql("SELECT _chunk, COUNT(*), MAX(_row) FROM consumption GROUP BY _chunk ORDER BY _chunk")
         .await
@@ -302,5 +303,5 @@ async fn an_epoch_is_a_datafusion_table_of_exactly_its_chunks() {
         per_chunk,
         vec![(0, 1024, 1023), (1, 476, 475), (2, 700, 699)]
     );
-    assert!(zkfabric::tables::register_epoch(&ctx, &store, "consumption", Some(9)).is_err());
+    assert!(zkfabric::node::tables::register_epoch(&ctx, &store, "consumption", Some(9)).is_err());
 }

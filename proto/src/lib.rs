@@ -2,9 +2,10 @@
 //! `proto/zkfabric/v1/*.proto`.
 //!
 //! [`v1::Bundle`] is the answer bundle a node returns for a verified query and an
-//! offline verifier checks. The services ([`v1::catalog_server`], [`v1::query_server`],
-//! [`v1::donor_server`], [`v1::admin_server`] and their clients) are what `zkfabric serve`
-//! runs. Every message also (de)serializes as protobuf's canonical JSON through serde.
+//! offline verifier checks. The services (`v1::catalog_server`, `v1::query_server`,
+//! `v1::donor_server`, `v1::admin_server` and their clients, with the `grpc` feature) are
+//! what `zkfabric serve` runs; the messages alone need no network stack. Every message
+//! also (de)serializes as protobuf's canonical JSON through serde.
 
 /// Version 1 of the zkfabric protocol.
 pub mod v1 {

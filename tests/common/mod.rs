@@ -9,7 +9,7 @@ use std::{
     process::{Child, ChildStdout, Command, Output, Stdio},
 };
 
-use zkfabric::remote::Remote;
+use zkfabric::clients::remote::Remote;
 
 /// Runs `zkfabric` with a global `option` naming `path`, then `args`.
 pub fn zkfabric_with(option: &str, path: &Path, args: &[&str]) -> Output {

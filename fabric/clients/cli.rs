@@ -1,0 +1,771 @@
+//! Commands of the `zkfabric` binary; each maps errors to a message and a non-zero exit.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Instant,
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use ed25519_dalek::VerifyingKey;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::{
+    node::config::Config,
+    node::store::{DatasetSummary, Store},
+    shared::records,
+    shared::synth,
+    verifier::command::{error_message, VerifyArgs},
+    verifier::files,
+    verifier::manifest::SignedManifest,
+    verifier::schema::Schema,
+};
+
+mod answer;
+mod donor;
+mod keys;
+mod node;
+use answer::{demo, explain_query, export_snarkjs, query, setup, verify};
+
+/// A privacy-preserving data fabric: committed records, verified aggregate answers.
+#[derive(Parser)]
+#[command(name = "zkfabric", version, about)]
+struct Cli {
+    /// The node's data directory [default: the configuration's, else zkfabric-data].
+    #[arg(long, global = true, env = "ZKFABRIC_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The node's configuration file (TOML; see `zkfabric::node::config`).
+    #[arg(long, global = true, env = "ZKFABRIC_CONFIG")]
+    config: Option<PathBuf>,
+    /// Ask the node at this URL (https://node.example:50051, or http://127.0.0.1:50051 on
+    /// loopback) instead of the local data directory: for `query`, `verify` (the node's
+    /// key), `catalog`, `donate`, `withdraw`, and with an admin token `seal` and `setup`.
+    #[arg(long, global = true, env = "ZKFABRIC_REMOTE")]
+    remote: Option<String>,
+    /// With an https:// --remote: the certificate authority (PEM) the node's certificate
+    /// must chain to [default: the system's trusted roots].
+    #[arg(long, global = true, env = "ZKFABRIC_CA")]
+    ca: Option<PathBuf>,
+    /// With an https:// --remote to a node that requires client certificates: this
+    /// client's certificate (PEM); give --client-key too.
+    #[arg(
+        long,
+        global = true,
+        env = "ZKFABRIC_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "ZKFABRIC_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
+    /// Bearer token for `--remote` queries, seals and setups (as `zkfabric token` made it).
+    #[arg(long, global = true, env = "ZKFABRIC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate realistic synthetic records of a built-in dataset.
+    Generate {
+        /// consumption, movement or signal.
+        dataset: String,
+        /// Number of rows.
+        #[arg(long)]
+        rows: usize,
+        /// Seed: the same seed gives the same file.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output file: .csv, .parquet or .arrow.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Validate record files (CSV, Parquet, Arrow IPC) and store their rows until sealed;
+    /// if any file is refused, nothing is stored.
+    Ingest {
+        /// The dataset (a built-in one is registered on first use).
+        dataset: String,
+        /// Files to ingest.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Register the dataset from this schema file (TOML) instead of a built-in one.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+    },
+    /// Seal every pending row into committed chunks and publish a signed epoch.
+    Seal {
+        /// The dataset.
+        dataset: String,
+    },
+    /// Answer a SQL aggregate query with proofs, print the answer and write the bundle.
+    Query {
+        /// The SQL, over one dataset table.
+        sql: String,
+        /// Consent purpose: only rows consented to it count (default: the configuration's).
+        #[arg(long)]
+        purpose: Option<String>,
+        /// The epoch (default: the latest).
+        #[arg(long)]
+        epoch: Option<u64>,
+        /// Where to write the answer bundle.
+        #[arg(long, default_value = "answer.zkf")]
+        out: PathBuf,
+        /// Also write the bundle as JSON (OUT.json).
+        #[arg(long)]
+        json: bool,
+        /// Only show the provable plan and the circuits it needs; prove nothing.
+        #[arg(long)]
+        explain: bool,
+        /// With --remote: trusted verifying keys, as for `verify`. A node's answer is
+        /// verified against the request before anything is printed or written.
+        #[arg(long)]
+        trusted_keys: Option<PathBuf>,
+        /// With --remote: accept the node's answer checked against its own keys.
+        #[arg(long)]
+        allow_unpinned_keys: bool,
+        /// With --remote: the node key its manifests must be signed with (hex).
+        #[arg(long)]
+        node_key: Option<String>,
+        /// With --remote: the minimum group size (k) you accept; an answer suppressing
+        /// below another k is refused.
+        #[arg(long)]
+        min_group_size: Option<u64>,
+    },
+    /// Verify an answer bundle offline: no network, no data directory.
+    Verify {
+        /// The bundle (.zkf, or its .json form).
+        bundle: PathBuf,
+        #[command(flatten)]
+        args: VerifyArgs,
+    },
+    /// Make and cache the proving keys the given queries need (single-party setup: for
+    /// development only), and print their fingerprints for a trusted-keys file.
+    Setup {
+        /// SQL queries whose circuit shapes need keys.
+        #[arg(required = true)]
+        sql: Vec<String>,
+        /// Consent purpose (default: the configuration's).
+        #[arg(long)]
+        purpose: Option<String>,
+    },
+    /// Proving keys: those held, the shapes queries need, and a multi-party ceremony's two
+    /// ends (export a shape's constraint system, import the final key).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Write a bundle's proofs in another tool's format, after verifying it.
+    Export {
+        #[command(subcommand)]
+        format: ExportFormat,
+    },
+    /// Run everything end to end in a temporary data directory: generate household
+    /// readings, ingest, seal, answer two queries with proofs, verify the bundles.
+    Demo {
+        /// Rows of generated consumption readings.
+        #[arg(long, default_value_t = 4096)]
+        rows: usize,
+        /// Keep the demo's data directory at this path instead of a temporary one.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+    /// Serve the node over gRPC until SIGTERM or Ctrl-C.
+    Serve {
+        /// Address to listen on [default: the configuration's, else 127.0.0.1:50051].
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Serve plaintext gRPC on a non-loopback address when no [server.tls] is
+        /// configured: tokens and donated records then cross the network in clear.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Make a bearer token for a researcher or administrator: prints the token on stderr
+    /// (give it to its holder) and, on stdout, the configuration lines that let the node
+    /// accept it (only its hash).
+    Token {
+        /// Who will hold it.
+        #[arg(long)]
+        name: String,
+        /// researcher or admin.
+        #[arg(long, default_value = "researcher")]
+        role: String,
+    },
+    /// Credentials: keys for issuers and holders, and issuing a credential.
+    Credential {
+        #[command(subcommand)]
+        command: CredentialCommand,
+    },
+    /// Donate a record file to a dataset under consent purposes, proving eligibility with
+    /// a credential when the dataset requires it; prints the receipt.
+    Donate {
+        /// The record file (CSV, Parquet or Arrow IPC); the consent column may be left out.
+        file: PathBuf,
+        /// The dataset.
+        #[arg(long)]
+        dataset: String,
+        /// Purposes consented to, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        purposes: Vec<String>,
+        /// The credential file an issuer gave you.
+        #[arg(long, requires = "holder_key")]
+        credential: Option<PathBuf>,
+        /// Your holder key file (`credential keygen --holder`).
+        #[arg(long)]
+        holder_key: Option<PathBuf>,
+        /// An organisation's key file: sign this bulk donation instead of proving
+        /// eligibility.
+        #[arg(long, conflicts_with = "credential")]
+        org_key: Option<PathBuf>,
+    },
+    /// Withdraw a donation: pending rows are dropped, sealed rows leave the next epoch
+    /// (the chunks holding them are sealed again); earlier epochs still verify.
+    Withdraw {
+        /// The receipt id.
+        receipt: String,
+        /// The withdrawal secret the receipt came with.
+        #[arg(
+            long,
+            required_unless_present = "holder_key",
+            conflicts_with = "holder_key"
+        )]
+        secret: Option<String>,
+        /// Or your holder key: prove the secret behind the donation's nullifier.
+        #[arg(long)]
+        holder_key: Option<PathBuf>,
+    },
+    /// List datasets and epochs, or show one dataset's signed manifest.
+    Catalog {
+        #[command(subcommand)]
+        show: Option<CatalogCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CredentialCommand {
+    /// Make a key: an issuer's signing key, or a holder's secret (prints what to share).
+    #[command(group(clap::ArgGroup::new("kind").required(true).args(["issuer", "holder", "organisation"])))]
+    Keygen {
+        /// An issuer's key (nodes list its public part as an accepted issuer).
+        #[arg(long)]
+        issuer: bool,
+        /// A holder's key (its `holder` commitment goes to the issuer).
+        #[arg(long)]
+        holder: bool,
+        /// An organisation's Ed25519 key, for signed bulk donations.
+        #[arg(long)]
+        organisation: bool,
+        /// Where to write the key (owner-only).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue a credential: sign a holder's birth date and district.
+    Issue {
+        /// The issuer's key file.
+        #[arg(long)]
+        issuer_key: PathBuf,
+        /// Birth date, YYYY-MM-DD.
+        #[arg(long)]
+        birth_date: String,
+        /// Residence district code.
+        #[arg(long)]
+        district: u64,
+        /// The holder's commitment (from their `credential keygen --holder`).
+        #[arg(long)]
+        holder: String,
+        /// Where to write the credential.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the keys the node holds: fingerprint, origin, constraints, shape.
+    List,
+    /// Print the circuit shapes the given queries can need: role, key held, shape.
+    Shapes {
+        /// SQL queries.
+        #[arg(required = true)]
+        sql: Vec<String>,
+        /// Consent purpose (default: the configuration's).
+        #[arg(long)]
+        purpose: Option<String>,
+    },
+    /// Write a shape's constraint system as an iden3 .r1cs file, for a snarkjs ceremony.
+    #[command(name = "export-r1cs")]
+    ExportR1cs {
+        /// The shape's description, as `keys shapes` or `query --explain` print it.
+        #[arg(long)]
+        shape: String,
+        /// The .r1cs file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Install a ceremony's final .zkey as a shape's key, once checked against the shape;
+    /// prints its trusted-keys line.
+    Import {
+        /// The final .zkey of the ceremony.
+        zkey: PathBuf,
+        /// The shape it was made for.
+        #[arg(long)]
+        shape: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportFormat {
+    /// For each proof of a verified bundle, snarkjs' verification_key.json, proof.json and
+    /// public.json in OUT/<proof>/.
+    Snarkjs {
+        /// The bundle.
+        bundle: PathBuf,
+        /// The folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        args: VerifyArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Print an epoch's chunks, commitments and row counts, and check the
+    /// manifest's signature against the node key.
+    Show {
+        /// The dataset.
+        dataset: String,
+        /// The epoch (default: the latest).
+        #[arg(long)]
+        epoch: Option<u64>,
+    },
+    /// Write every signed manifest of a dataset, in epoch order (JSON), for verifiers who
+    /// check offline that a bundle's epoch lies on the chain ending at the latest
+    /// (`verify --manifest-head HASH --manifest-chain FILE`).
+    Chain {
+        /// The dataset.
+        dataset: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Parses the command line, runs the command, and reports errors on stderr.
+pub fn run() -> ExitCode {
+    // Logs go to stderr, warnings only unless RUST_LOG asks for more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match execute(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_message(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .or_else(|| config.server.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("zkfabric-data"));
+    let data_dir = data_dir.as_path();
+    let remote = match (&cli.remote, &cli.command) {
+        (None, _) => None,
+        (
+            Some(url),
+            Command::Query { .. }
+            | Command::Verify { .. }
+            | Command::Catalog { .. }
+            | Command::Seal { .. }
+            | Command::Setup { .. }
+            | Command::Donate { .. }
+            | Command::Withdraw { .. },
+        ) => Some(node::connect(
+            url,
+            cli.token.clone(),
+            &crate::clients::remote::ClientTls {
+                ca: cli.ca.clone(),
+                identity: cli.client_cert.clone().zip(cli.client_key.clone()),
+            },
+        )?),
+        (Some(_), _) => {
+            bail!("--remote is for query, verify, catalog, seal, setup, donate and withdraw")
+        }
+    };
+    match cli.command {
+        Command::Generate {
+            dataset,
+            rows,
+            seed,
+            out,
+        } => generate(&dataset, rows, seed, &out),
+        Command::Ingest {
+            dataset,
+            files,
+            schema,
+        } => ingest(data_dir, &config, &dataset, &files, schema.as_deref()),
+        Command::Query {
+            sql,
+            purpose,
+            epoch,
+            out,
+            json,
+            explain,
+            trusted_keys,
+            allow_unpinned_keys,
+            node_key,
+            min_group_size,
+        } => match remote {
+            Some(remote) => {
+                // What the node's answer must be about: what was asked.
+                let verify = VerifyArgs {
+                    trusted_keys,
+                    allow_unpinned_keys,
+                    node_key,
+                    expected_sql: Some(sql.clone()),
+                    expected_purpose: purpose.clone(),
+                    expected_min_group_size: min_group_size,
+                    expected_epoch: epoch,
+                    manifest_head: None,
+                    manifest_chain: None,
+                };
+                let request = zkfabric_proto::v1::QueryRequest {
+                    sql,
+                    purpose: purpose.unwrap_or_default(),
+                    epoch,
+                };
+                if explain {
+                    node::explain(&remote, request)
+                } else {
+                    node::query(&remote, request, &out, json, &verify)
+                }
+            }
+            None => {
+                if trusted_keys.is_some()
+                    || allow_unpinned_keys
+                    || node_key.is_some()
+                    || min_group_size.is_some()
+                {
+                    bail!(
+                        "--trusted-keys, --allow-unpinned-keys, --node-key and --min-group-size \
+                         check a --remote node's answer; a local query is proven here (its k is \
+                         [query] min_group_size), and `zkfabric verify` checks the bundle"
+                    );
+                }
+                let request = crate::node::prove::Request::new(&config, sql, purpose, epoch, true);
+                if explain {
+                    explain_query(data_dir, &request)
+                } else {
+                    query(data_dir, &config, &request, &out, json).map(|_| ())
+                }
+            }
+        },
+        Command::Verify { bundle, args } => verify(&bundle, &args, remote.as_ref()),
+        Command::Setup { sql, purpose } => match remote {
+            Some(remote) => node::setup(&remote, &sql, purpose),
+            None => setup(data_dir, &config, &sql, purpose),
+        },
+        Command::Keys { command } => match command {
+            KeysCommand::List => keys::list(data_dir),
+            KeysCommand::Shapes { sql, purpose } => keys::shapes(data_dir, &config, &sql, purpose),
+            KeysCommand::ExportR1cs { shape, out } => keys::export_r1cs(&shape, &out),
+            KeysCommand::Import { zkey, shape } => keys::import(data_dir, &zkey, &shape),
+        },
+        Command::Export {
+            format: ExportFormat::Snarkjs { bundle, out, args },
+        } => export_snarkjs(&bundle, &out, &args),
+        Command::Demo { rows, keep } => demo(rows, keep),
+        Command::Seal { dataset } => match remote {
+            Some(remote) => node::seal(&remote, &dataset),
+            None => seal(data_dir, &dataset),
+        },
+        Command::Serve { listen, insecure } => node::serve(config, data_dir, listen, insecure),
+        Command::Token { name, role } => node::token(&name, &role),
+        Command::Withdraw {
+            receipt,
+            secret,
+            holder_key,
+        } => donor::withdraw(data_dir, remote.as_ref(), &receipt, secret, holder_key),
+        Command::Credential {
+            command:
+                CredentialCommand::Keygen {
+                    issuer,
+                    organisation,
+                    out,
+                    ..
+                },
+        } => donor::keygen(issuer, organisation, &out),
+        Command::Credential {
+            command:
+                CredentialCommand::Issue {
+                    issuer_key,
+                    birth_date,
+                    district,
+                    holder,
+                    out,
+                },
+        } => donor::issue(&issuer_key, &birth_date, district, &holder, &out),
+        Command::Donate {
+            file,
+            dataset,
+            purposes,
+            credential,
+            holder_key,
+            org_key,
+        } => {
+            let proof = match (&credential, &holder_key, &org_key) {
+                (Some(credential), Some(holder), _) => {
+                    donor::ProofFiles::Credential { credential, holder }
+                }
+                (_, _, Some(key)) => donor::ProofFiles::Organisation(key),
+                _ => donor::ProofFiles::None,
+            };
+            let donation = donor::Donation {
+                file: &file,
+                dataset: &dataset,
+                purposes,
+                proof,
+            };
+            match remote {
+                Some(remote) => donor::donate_remote(&remote, donation),
+                None => donor::donate_local(data_dir, &config, donation),
+            }
+        }
+        Command::Catalog { show: None } => match remote {
+            Some(remote) => node::catalog(&remote),
+            None => {
+                let store = open(data_dir)?;
+                print_catalog(&store.node_key(), &store.datasets()?);
+                Ok(())
+            }
+        },
+        Command::Catalog {
+            show: Some(CatalogCommand::Show { dataset, epoch }),
+        } => match remote {
+            Some(remote) => node::catalog_show(&remote, &dataset, epoch),
+            None => {
+                let store = open(data_dir)?;
+                let signed = store.manifest(&dataset, epoch)?;
+                print_manifest(&signed, &store.epochs(&dataset)?, &store.node_key())
+            }
+        },
+        Command::Catalog {
+            show: Some(CatalogCommand::Chain { dataset, out }),
+        } => {
+            let chain = match remote {
+                Some(remote) => answer::block_on(remote.manifests_after(&dataset, 0))??,
+                None => {
+                    let store = open(data_dir)?;
+                    store
+                        .epochs(&dataset)?
+                        .into_iter()
+                        .map(|e| store.manifest(&dataset, Some(e)))
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+            };
+            let head = chain.last().context("the dataset has no epoch yet")?;
+            let text = serde_json::to_vec_pretty(&chain)?;
+            files::write_bytes_atomically(&out, &text)?;
+            println!(
+                "wrote {} manifests of {dataset} to {}; the head (epoch {}) is {}",
+                chain.len(),
+                out.display(),
+                head.manifest.epoch,
+                head.manifest.hash()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn builtin(dataset: &str) -> Result<Schema> {
+    Schema::builtin(dataset).ok_or_else(|| {
+        anyhow!(
+            "unknown dataset `{dataset}`; built-in: {}",
+            Schema::builtin_names().collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:30}}] {{human_pos}}/{{human_len}} rows, {{per_sec}}, {{eta}} left"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+fn generate(dataset: &str, rows: usize, seed: u64, out: &Path) -> Result<()> {
+    let schema = builtin(dataset)?;
+    records::Format::of(out)?;
+    let started = Instant::now();
+    let bar = progress_bar(rows as u64 * 2, "generating");
+    let columns = synth::generate(&schema, rows, seed, |done| bar.set_position(done as u64))
+        .map_err(|e| anyhow!(e))?;
+    let batch_rows = 65_536;
+    let batches = (0..rows).step_by(batch_rows).map(|start| {
+        let end = (start + batch_rows).min(rows);
+        bar.set_position((rows + end) as u64);
+        records::to_batch(&schema, &columns, start..end)
+    });
+    records::write_file(out, records::arrow_schema(&schema), batches)
+        .with_context(|| format!("writing {}", out.display()))?;
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "wrote {rows} {dataset} rows to {} in {secs:.2} s ({:.0} rows/s, seed {seed})",
+        out.display(),
+        rows as f64 / secs
+    );
+    Ok(())
+}
+
+fn open(data_dir: &Path) -> Result<Store> {
+    Store::open(data_dir).with_context(|| format!("opening {}", data_dir.display()))
+}
+
+/// Opens the store with `dataset` registered: from `schema_file` when given, else the
+/// built-in dataset of that name (if it is one) as the configuration sizes it.
+fn open_with(
+    data_dir: &Path,
+    config: &Config,
+    dataset: &str,
+    schema_file: Option<&Path>,
+) -> Result<Store> {
+    let mut store = open(data_dir)?;
+    match schema_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let schema = Schema::parse(&path.display().to_string(), &text)?;
+            if schema.name != dataset {
+                return Err(anyhow!(
+                    "{} declares dataset `{}`, not `{dataset}`",
+                    path.display(),
+                    schema.name
+                ));
+            }
+            store.register(&schema)?;
+        }
+        None => store.register_on_first_use(dataset, |d| config.builtin_schema(d))?,
+    }
+    Ok(store)
+}
+
+fn ingest(
+    data_dir: &Path,
+    config: &Config,
+    dataset: &str,
+    files: &[PathBuf],
+    schema: Option<&Path>,
+) -> Result<()> {
+    let mut store = open_with(data_dir, config, dataset, schema)?;
+    let started = Instant::now();
+    let spinner =
+        ProgressBar::new_spinner().with_message(format!("ingesting {} file(s)", files.len()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let result = store.ingest(dataset, files);
+    spinner.finish_and_clear();
+    let (report, sealed) = result.context("nothing was ingested")?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "ingested {} rows into {dataset} in {secs:.2} s ({:.0} rows/s); {} rows pending",
+        report.rows,
+        report.rows as f64 / secs.max(1e-9),
+        report.pending
+    );
+    if let Some(s) = sealed {
+        println!(
+            "sealed {} full chunk(s), {} rows: epoch {} published",
+            s.chunks, s.rows, s.epoch
+        );
+    }
+    Ok(())
+}
+
+fn seal(data_dir: &Path, dataset: &str) -> Result<()> {
+    let mut store = open(data_dir)?;
+    let started = Instant::now();
+    let spinner = ProgressBar::new_spinner().with_message(format!("sealing {dataset}"));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let result = store.seal(dataset);
+    spinner.finish_and_clear();
+    match result? {
+        None => println!("nothing to seal: {dataset} has no pending rows"),
+        Some(s) => {
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "sealed {} rows into {} chunk(s) in {secs:.2} s ({:.0} rows/s): epoch {} published",
+                s.rows,
+                s.chunks,
+                s.rows as f64 / secs.max(1e-9),
+                s.epoch
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Prints the node key and every dataset's line.
+fn print_catalog(node_key: &VerifyingKey, datasets: &[DatasetSummary]) {
+    println!("node key {}", hex::encode(node_key.to_bytes()));
+    if datasets.is_empty() {
+        println!("no datasets yet: `zkfabric ingest <dataset> FILE` registers a built-in one");
+    }
+    println!(
+        "{:<14} {:>6} {:>8} {:>12} {:>10}",
+        "dataset", "epoch", "chunks", "rows", "pending"
+    );
+    for d in datasets {
+        let epoch = d.latest_epoch.map_or("-".to_string(), |e| e.to_string());
+        println!(
+            "{:<14} {epoch:>6} {:>8} {:>12} {:>10}",
+            d.name, d.chunks, d.rows, d.pending
+        );
+    }
+}
+
+/// Prints an epoch's manifest and checks its signature against `node_key`.
+fn print_manifest(signed: &SignedManifest, epochs: &[u64], node_key: &VerifyingKey) -> Result<()> {
+    let m = &signed.manifest;
+    println!("dataset      {} (id {})", m.dataset, m.dataset_id);
+    println!("epoch        {} of {epochs:?}", m.epoch);
+    println!("schema       {}", m.schema_hash);
+    println!(
+        "previous     {}",
+        m.previous.as_deref().unwrap_or("none (first epoch)")
+    );
+    println!("manifest     {}", m.hash());
+    println!("chunk rows   {}", m.chunk_rows);
+    println!("{:>6} {:>6} commitment", "chunk", "rows");
+    for c in &m.chunks {
+        println!("{:>6} {:>6} {}", c.index, c.rows, c.commitment);
+    }
+    let rows: u64 = m.chunks.iter().map(|c| c.rows).sum();
+    println!("total        {} chunks, {rows} rows", m.chunks.len());
+    match signed.verify(Some(node_key)) {
+        Ok(()) => {
+            println!("signature    valid, node key {}", signed.node_key);
+            Ok(())
+        }
+        Err(e) => Err(anyhow!("signature check failed: {e}")),
+    }
+}

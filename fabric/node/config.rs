@@ -1,0 +1,376 @@
+//! The node's configuration file (TOML). Every field has a default, so a node runs
+//! without one.
+//!
+//! ```toml
+//! [store]
+//! chunk_rows = 1024                    # rows per chunk of built-in datasets (power of two)
+//!
+//! [query]
+//! default_purpose = "energy-research"  # used when a query names none
+//! min_group_size = 10                  # k: smaller groups are suppressed
+//! in_list_slots = 8                    # L: longest IN list
+//! max_groups = 32                      # G: most codes of a GROUP BY column
+//! combine_inputs = 8                   # K: partials one combine proof opens
+//! proof_cache_entries = 4096           # chunk proofs kept for reuse (0: none)
+//!
+//! [server]
+//! listen = "127.0.0.1:50051"
+//! data_dir = "zkfabric-data"           # --data-dir and ZKFABRIC_DATA_DIR take precedence
+//! max_message_bytes = 16777216         # largest request or response
+//! request_timeout_secs = 30            # longest wait for the store (admin calls wait on)
+//! proving_workers = 1                  # queries proven at once (each uses every core)
+//! queue_capacity = 8                   # queries waiting; more get RESOURCE_EXHAUSTED
+//! max_concurrent_requests = 64         # calls in progress per connection
+//! donations_per_minute = 30            # per client address
+//! setup_missing_keys = false           # make development keys for researchers' queries
+//!
+//! [server.tls]                         # serve gRPC over TLS (required beyond loopback)
+//! cert = "node.crt"                    # PEM certificate chain
+//! key = "node.key.pem"                 # PEM private key
+//! client_ca = "clients.crt"            # optional: require client certificates (mTLS)
+//!
+//! [keys]
+//! mode = "development"                 # "ceremony": prove only with imported ceremony keys
+//!
+//! [[server.tokens]]                    # bearer tokens, stored hashed
+//! name = "alice"
+//! role = "researcher"                  # researcher or admin
+//! sha256 = "..."                       # `zkfabric token --role researcher` makes one
+//!
+//! [donors.consumption]                 # donations to `consumption` need a credential
+//! issuers = ["..."]                    # `zkfabric credential keygen --issuer` prints one
+//! organisations = ["..."]              # `credential keygen --organisation`: bulk donors
+//! districts = [4, 6]                   # allowed residence district codes (up to 16)
+//! min_age = 18
+//! donations_per_donor = 1
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+use crate::{node::keys::KeyMode, verifier::query::Limits, verifier::schema::Schema};
+
+/// The configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How records are stored.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// How queries are answered.
+    #[serde(default)]
+    pub query: QueryConfig,
+    /// How `zkfabric serve` serves.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Per dataset, what donations must prove (`[donors.<dataset>]`).
+    #[serde(default)]
+    pub donors: BTreeMap<String, DonorPolicy>,
+    /// Which proving keys the node uses.
+    #[serde(default)]
+    pub keys: KeysConfig,
+}
+
+/// The `[keys]` table.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// `"development"` (default) or `"ceremony"`: ceremony keys only, for production.
+    pub mode: KeyMode,
+}
+
+/// A `[donors.<dataset>]` table: donations to the dataset must carry an eligibility proof
+/// from a credential of one of `issuers`, for an adult resident of one of `districts`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DonorPolicy {
+    /// Accepted credential issuers: BabyJubJub public keys, 64 hex digits each.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Organisations whose signed bulk donations are accepted: Ed25519 public keys.
+    #[serde(default)]
+    pub organisations: Vec<String>,
+    /// Allowed residence district codes (1 to 16).
+    pub districts: Vec<u64>,
+    /// Minimum age on the donation date.
+    #[serde(default = "adult")]
+    pub min_age: u32,
+    /// Donations one donor (one nullifier) may make to the dataset.
+    #[serde(default = "one")]
+    pub donations_per_donor: u32,
+}
+
+fn adult() -> u32 {
+    18
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The `[store]` table.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Rows per chunk of built-in datasets registered by this node (their schema's own
+    /// value when absent).
+    pub chunk_rows: Option<usize>,
+}
+
+/// A bearer token's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Runs and explains queries.
+    Researcher,
+    /// Everything a researcher does, and seals datasets and makes keys.
+    Admin,
+}
+
+/// A configured bearer token: only its hash is kept.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    /// Who holds it (for logs).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+}
+
+/// The `[server]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory, when the command line and environment name none.
+    pub data_dir: Option<PathBuf>,
+    /// Largest request or response message.
+    pub max_message_bytes: usize,
+    /// Longest a call waits for the store before DEADLINE_EXCEEDED (administrators'
+    /// calls wait as long as it takes).
+    pub request_timeout_secs: u64,
+    /// Queries proven at once.
+    pub proving_workers: usize,
+    /// Queries waiting for a worker beyond those being proven.
+    pub queue_capacity: usize,
+    /// Calls in progress per connection.
+    pub max_concurrent_requests: usize,
+    /// Donor calls per client address per minute.
+    pub donations_per_minute: u32,
+    /// Whether researchers' queries may make missing keys by single-party setup.
+    pub setup_missing_keys: bool,
+    /// Bearer tokens of researchers and administrators.
+    pub tokens: Vec<Token>,
+    /// TLS for the gRPC services; without it the node serves plaintext, which it does
+    /// only on a loopback address unless told `--insecure`.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The `[server.tls]` table: PEM files (paths relative to the working directory).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The node's certificate chain.
+    pub cert: PathBuf,
+    /// The certificate's private key.
+    pub key: PathBuf,
+    /// Certificate authorities whose client certificates the node requires (mutual
+    /// TLS); without it, clients are not asked for one.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: None,
+            max_message_bytes: 16 << 20,
+            request_timeout_secs: 30,
+            proving_workers: 1,
+            queue_capacity: 8,
+            max_concurrent_requests: 64,
+            donations_per_minute: 30,
+            setup_missing_keys: false,
+            tokens: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+/// The `[query]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Purpose of queries that name none.
+    pub default_purpose: Option<String>,
+    /// Minimum group size k.
+    pub min_group_size: u64,
+    /// IN-list slots L.
+    pub in_list_slots: usize,
+    /// Most group slots G.
+    pub max_groups: usize,
+    /// Combine fan-in K.
+    pub combine_inputs: usize,
+    /// Chunk proofs kept for reuse (`DATA_DIR/proofs.sqlite`); 0 turns the cache off.
+    pub proof_cache_entries: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Self {
+            default_purpose: None,
+            min_group_size: limits.min_group_size,
+            in_list_slots: limits.in_list,
+            max_groups: limits.max_groups,
+            combine_inputs: limits.combine_inputs,
+            proof_cache_entries: 4096,
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: {source}", file = file.display())]
+    Io {
+        file: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid configuration; the message names line and field.
+    #[error("{file}: {message}", file = file.display())]
+    Invalid {
+        file: std::path::PathBuf,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads `path`, or the defaults when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.check().map_err(|message| ConfigError::Invalid {
+            file: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let q = &self.query;
+        if q.combine_inputs < 2 || q.in_list_slots == 0 || q.max_groups == 0 {
+            return Err(
+                "[query]: combine_inputs must be at least 2, in_list_slots and \
+                        max_groups at least 1"
+                    .into(),
+            );
+        }
+        if q.min_group_size == 0 {
+            return Err(
+                "[query]: min_group_size (k) must be at least 1: with k = 0 an empty \
+                        group would be released, and a predicate over no rows be true"
+                    .into(),
+            );
+        }
+        if let Some(rows) = self.store.chunk_rows {
+            if !rows.is_power_of_two() || !(2..=1 << 20).contains(&rows) {
+                return Err(format!(
+                    "[store]: chunk_rows = {rows} is not a power of two in 2..=1048576"
+                ));
+            }
+        }
+        let s = &self.server;
+        if s.proving_workers == 0 || s.max_concurrent_requests == 0 || s.donations_per_minute == 0 {
+            return Err("[server]: proving_workers, max_concurrent_requests and \
+                        donations_per_minute must be at least 1"
+                .into());
+        }
+        for t in &s.tokens {
+            if t.sha256.len() != 64 || hex::decode(&t.sha256).is_err() {
+                return Err(format!(
+                    "[[server.tokens]] {}: sha256 must be 64 hex digits",
+                    t.name
+                ));
+            }
+        }
+        for (dataset, policy) in &self.donors {
+            let at = format!("[donors.{dataset}]");
+            if let Some(bad) = policy
+                .issuers
+                .iter()
+                .find(|k| zkfabric_circuits::eddsa::point_from_hex(k).is_none())
+            {
+                return Err(format!(
+                    "{at}: issuer {bad:?} is not a BabyJubJub public key"
+                ));
+            }
+            if policy.issuers.is_empty() && policy.organisations.is_empty() {
+                return Err(format!("{at}: list at least one issuer or organisation"));
+            }
+            if let Some(bad) = policy
+                .organisations
+                .iter()
+                .find(|k| crate::verifier::manifest::parse_ed25519_key(k).is_err())
+            {
+                return Err(format!(
+                    "{at}: organisation {bad:?} is not an Ed25519 public key"
+                ));
+            }
+            let slots = zkfabric_circuits::eligibility::DISTRICT_BITS;
+            if policy.districts.is_empty()
+                || policy.districts.len() > crate::node::donor::SHAPE.districts
+                || policy.districts.iter().any(|d| d >> slots != 0)
+            {
+                return Err(format!(
+                    "{at}: districts must be 1 to {} codes below 2^{slots}",
+                    crate::node::donor::SHAPE.districts
+                ));
+            }
+            if policy.min_age > 150 || policy.donations_per_donor == 0 {
+                return Err(format!(
+                    "{at}: min_age at most 150, donations_per_donor at least 1"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The built-in dataset `name` as this node registers it (with its chunk capacity).
+    pub fn builtin_schema(&self, name: &str) -> Option<Schema> {
+        let schema = Schema::builtin(name)?;
+        match self.store.chunk_rows {
+            Some(rows) if rows != schema.chunk_rows => schema.with_chunk_rows(rows).ok(),
+            _ => Some(schema),
+        }
+    }
+
+    /// The shape limits and minimum group size queries run under.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            in_list: self.query.in_list_slots,
+            max_groups: self.query.max_groups,
+            combine_inputs: self.query.combine_inputs,
+            min_group_size: self.query.min_group_size,
+        }
+    }
+}

@@ -1,0 +1,762 @@
+//! Answering a query with proofs: DataFusion computes the per-chunk partials, each
+//! chunk's native twin must agree with them, the chunk proofs run in parallel, and a tree
+//! of combine proofs closes the answer into a [`Bundle`].
+
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use datafusion::{
+    arrow::{
+        array::{Array, AsArray},
+        datatypes::{Int64Type, UInt64Type},
+    },
+    functions_aggregate::expr_fn::{count, sum},
+    logical_expr::{binary_expr, col, lit, when, Expr, Operator},
+    prelude::SessionContext,
+};
+use rand::{rngs::OsRng, Rng};
+use rayon::prelude::*;
+use zkfabric_circuits::{
+    aggregate::{AggregateCircuit, AggregateInstance, Partial},
+    combine::{
+        CombineCircuit, CombineOutput, CombineResult, CombineShape, GroupAnswer, GroupRelease,
+        Opening,
+    },
+    commitment::Chunk,
+    snark::{self, ProvingKey},
+    CircuitError, Fr,
+};
+use zkfabric_proto::v1 as pb;
+
+use crate::{
+    node::config::Config,
+    node::keys::{KeyCache, KeyError, KeyInfo},
+    node::proofs::{ProofCache, ProofKey},
+    node::sql::{self, QueryError},
+    node::store::{Store, StoreError},
+    node::tables::{self, TablesError},
+    shared::records::CHUNK_COLUMN,
+    verifier::bundle::{self, fr_to_bytes, Bundle, BundleError, FORMAT},
+    verifier::manifest::{fr_from_hex, fr_to_hex, SignedManifest},
+    verifier::query::{Aggregand, CircuitQuery, Limits, ProvableQuery, ShapeError, Test},
+    verifier::schema::Schema,
+};
+
+/// Why a query could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    /// The SQL is not a provable query.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// The query does not fit the dataset's circuits.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The epoch could not be registered.
+    #[error(transparent)]
+    Tables(#[from] TablesError),
+    /// A proving key is missing or unreadable.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// DataFusion failed computing the partials.
+    #[error("computing the partials: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// A circuit refused its witness: an internal error, nothing was proven.
+    #[error("internal error, nothing proven: {0}")]
+    Circuit(#[from] CircuitError),
+    /// DataFusion and the native twin disagree on a chunk: an internal error.
+    #[error("internal error, nothing proven: chunk {chunk}'s partial from DataFusion differs from the committed rows")]
+    Mismatch { chunk: u64 },
+    /// The node is shutting down; the proofs made so far were dropped.
+    #[error("cancelled: the node is shutting down")]
+    Cancelled,
+    /// The manifest could not be put in the bundle.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+/// What to answer.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The SQL text.
+    pub sql: String,
+    /// The consent purpose.
+    pub purpose: String,
+    /// The epoch (the latest when `None`).
+    pub epoch: Option<u64>,
+    /// Shape limits and the minimum group size.
+    pub limits: Limits,
+    /// Whether missing keys may be made by a single-party setup.
+    pub setup: bool,
+}
+
+impl Request {
+    /// A request under `config`: its default purpose when `purpose` is `None` (empty when
+    /// neither names one), its shape limits and minimum group size.
+    pub fn new(
+        config: &Config,
+        sql: String,
+        purpose: Option<String>,
+        epoch: Option<u64>,
+        setup: bool,
+    ) -> Self {
+        Self {
+            sql,
+            purpose: purpose
+                .or_else(|| config.query.default_purpose.clone())
+                .unwrap_or_default(),
+            epoch,
+            limits: config.limits(),
+            setup,
+        }
+    }
+}
+
+/// Progress of an answer, for progress bars.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    /// A development key is being made for a shape.
+    Setup,
+    /// `total` chunk proofs are about to start.
+    Proving { total: usize },
+    /// One more chunk proof is done; `reused` when it came from the proof cache.
+    ChunkProven { reused: bool },
+    /// The combine proofs are running.
+    Combining,
+}
+
+/// The lowered query and the circuits it needs, before any proving: what `explain` shows.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The dataset's schema.
+    pub schema: Schema,
+    /// The provable query.
+    pub query: ProvableQuery,
+    /// Its circuits.
+    pub circuits: CircuitQuery,
+}
+
+/// Plans `sql` against the epoch of the dataset it names: registers the epoch's table,
+/// lowers the SQL and derives the circuit shapes.
+pub async fn plan(
+    ctx: &SessionContext,
+    store: &Store,
+    request: &Request,
+) -> Result<(Plan, SignedManifest), ProveError> {
+    let dataset = sql::table_of(ctx, &request.sql)?;
+    let schema = store.schema(&dataset)?;
+    let manifest = tables::register_epoch(ctx, store, &dataset, request.epoch)?;
+    let query = sql::lower(ctx, &schema, &request.sql, &request.purpose).await?;
+    let circuits = query.circuit(&schema, &request.limits)?;
+    Ok((
+        Plan {
+            schema,
+            query,
+            circuits,
+        },
+        manifest,
+    ))
+}
+
+/// A query planned and its witnesses loaded: everything proving needs from the store,
+/// so that the store is free again while the proofs run.
+pub struct Prepared {
+    ctx: SessionContext,
+    plan: Plan,
+    manifest: SignedManifest,
+    chunks: Vec<Chunk>,
+}
+
+impl Prepared {
+    /// The plan being proven.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Chunk proofs the answer needs.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
+/// Plans `request` and loads the committed rows and salts of every chunk it touches,
+/// which must still open the commitments the manifest published.
+pub async fn prepare(store: &Store, request: &Request) -> Result<Prepared, ProveError> {
+    let ctx = SessionContext::new();
+    let (plan, manifest) = plan(&ctx, store, request).await?;
+    let layout = &plan.circuits.chunk_shape.layout;
+    let chunks = manifest
+        .manifest
+        .chunks
+        .iter()
+        .map(|published| {
+            let chunk = store.chunk(&plan.schema.name, published.index)?;
+            if published.commitment != fr_to_hex(&chunk.commitment(layout)) {
+                return Err(ProveError::Store(StoreError::Corrupt(format!(
+                    "chunk {} no longer opens its published commitment",
+                    published.index
+                ))));
+            }
+            Ok(chunk)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Prepared {
+        ctx,
+        plan,
+        manifest,
+        chunks,
+    })
+}
+
+/// Answers `request` over `store` with proofs, using (and, with `request.setup`, making)
+/// keys in `keys`, and reusing chunk proofs kept in `proofs`.
+pub async fn answer(
+    store: &Store,
+    keys: &KeyCache,
+    proofs: &ProofCache,
+    request: &Request,
+    progress: impl Fn(Progress) + Sync,
+) -> Result<Bundle, ProveError> {
+    let prepared = prepare(store, request).await?;
+    prove(
+        prepared,
+        keys,
+        proofs,
+        request,
+        progress,
+        &AtomicBool::new(false),
+    )
+    .await
+}
+
+/// Proves a prepared query: DataFusion's partials, chunk proofs in parallel (reused from
+/// `proofs` where a cached one verifies, and kept there when new), the combine tree.
+/// Setting `cancel` stops it between proofs with [`ProveError::Cancelled`]. Each
+/// chunk proof starts at the failpoint `prove-chunk` (`FAILPOINTS=prove-chunk=sleep(500)`
+/// slows proving down, for tests of queueing and shutdown).
+pub async fn prove(
+    prepared: Prepared,
+    keys: &KeyCache,
+    proofs: &ProofCache,
+    request: &Request,
+    progress: impl Fn(Progress) + Sync,
+    cancel: &AtomicBool,
+) -> Result<Bundle, ProveError> {
+    let Prepared {
+        ctx,
+        plan,
+        manifest,
+        chunks,
+    } = prepared;
+    let Plan {
+        schema,
+        query,
+        circuits,
+    } = &plan;
+    let check_cancel = || {
+        if cancel.load(Ordering::Relaxed) {
+            Err(ProveError::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
+    let expected = partials(&ctx, schema, query, circuits).await?;
+
+    let on_setup = |_: &str| progress(Progress::Setup);
+    let chunk_description = circuits.chunk_shape.description();
+    let chunk_pk = keys.get::<AggregateCircuit>(
+        &circuits.chunk_shape,
+        &chunk_description,
+        request.setup,
+        on_setup,
+    )?;
+
+    progress(Progress::Proving {
+        total: chunks.len(),
+    });
+    let chunk_fingerprint = snark::fingerprint(chunk_pk.verifying_key());
+    let chunk_vk = snark::prepare(chunk_pk.verifying_key());
+    let parameters = format!("{:?}", circuits.chunk_query);
+    let commitments: HashMap<u64, Fr> = manifest
+        .manifest
+        .chunks
+        .iter()
+        .filter_map(|c| Some((c.index, fr_from_hex(&c.commitment)?)))
+        .collect();
+    let proven: Vec<(u64, Opening, Fr, snark::Proof)> = in_waves(chunks, |chunk| {
+        fail::fail_point!("prove-chunk");
+        check_cancel()?;
+        let index = chunk.index;
+        let partial = expected_partial(&expected, index, circuits);
+        let chunk_commitment = *commitments.get(&index).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "chunk {index}'s published commitment is unreadable"
+            ))
+        })?;
+        let cache_key = ProofKey::new(
+            &chunk_fingerprint,
+            &chunk_description,
+            &parameters,
+            &chunk_commitment,
+        );
+        if let Some(cached) = proofs.get(&cache_key) {
+            let partial_commitment = partial.commit(cached.blind);
+            let instance = AggregateInstance {
+                chunk_commitment,
+                chunk: chunk.id(&circuits.chunk_shape.layout),
+                query: circuits.chunk_query.clone(),
+                partial_commitment,
+            };
+            let inputs = instance.public_inputs(&circuits.chunk_shape)?;
+            if snark::verify_prepared(&chunk_vk, &inputs, &cached.proof)? {
+                progress(Progress::ChunkProven { reused: true });
+                let opening = Opening {
+                    partial,
+                    blind: cached.blind,
+                };
+                return Ok((index, opening, partial_commitment, cached.proof));
+            }
+            tracing::warn!("a cached proof of chunk {index} does not verify: proving again");
+        }
+        let blind = Fr::from(OsRng.gen::<u128>());
+        let circuit = AggregateCircuit::new(
+            circuits.chunk_shape.clone(),
+            circuits.chunk_query.clone(),
+            chunk,
+            blind,
+        )?;
+        if circuit.partial != partial {
+            return Err(ProveError::Mismatch { chunk: index });
+        }
+        let commitment = circuit.instance.partial_commitment;
+        let proof = snark::prove(&chunk_pk, circuit, &mut OsRng)?;
+        proofs.put(&cache_key, blind, &proof);
+        progress(Progress::ChunkProven { reused: false });
+        Ok((index, Opening { partial, blind }, commitment, proof))
+    })?;
+
+    progress(Progress::Combining);
+    let fan_in = request.limits.combine_inputs;
+    let subtotal_shape = CombineShape {
+        output: CombineOutput::Subtotal,
+        ..circuits.root_shape
+    };
+    let mut combine_proofs = Vec::new();
+    let mut level: Vec<Opening> = proven.iter().map(|(_, o, _, _)| o.clone()).collect();
+    let mut subtotal_key = None;
+    while level.len() > fan_in {
+        if subtotal_key.is_none() {
+            let d = subtotal_shape.description();
+            subtotal_key =
+                Some(keys.get::<CombineCircuit>(&subtotal_shape, &d, request.setup, on_setup)?);
+        }
+        let pk = subtotal_key.as_ref().expect("just made");
+        let groups: Vec<&[Opening]> = level.chunks(fan_in).collect();
+        let next: Vec<(Opening, pb::CombineProof)> = in_waves(groups, |openings| {
+            check_cancel()?;
+            let blind = Fr::from(OsRng.gen::<u128>());
+            let circuit = CombineCircuit::new(
+                subtotal_shape,
+                circuits.combine_params,
+                openings.to_vec(),
+                blind,
+            )?;
+            let CombineResult::Subtotal { commitment } = circuit.instance.result else {
+                unreachable!("a subtotal shape outputs a subtotal")
+            };
+            let total = circuit.total.clone();
+            let proof = snark::prove(pk, circuit, &mut OsRng)?;
+            Ok::<_, ProveError>((
+                Opening {
+                    partial: total,
+                    blind,
+                },
+                pb::CombineProof {
+                    subtotal: fr_to_bytes(&commitment),
+                    proof: snark::proof_to_bytes(&proof),
+                },
+            ))
+        })?;
+        let (openings, proofs): (Vec<_>, Vec<_>) = next.into_iter().unzip();
+        combine_proofs.extend(proofs);
+        level = openings;
+    }
+    check_cancel()?;
+    let root_description = circuits.root_shape.description();
+    let root_pk = keys.get::<CombineCircuit>(
+        &circuits.root_shape,
+        &root_description,
+        request.setup,
+        on_setup,
+    )?;
+    let root = CombineCircuit::new(
+        circuits.root_shape,
+        circuits.combine_params,
+        level,
+        Fr::from(0u8),
+    )?;
+    let result = result_table(schema, query, circuits, &root.instance.result);
+    let root_proof = snark::prove(&root_pk, root, &mut OsRng)?;
+    combine_proofs.push(pb::CombineProof {
+        subtotal: Vec::new(),
+        proof: snark::proof_to_bytes(&root_proof),
+    });
+
+    let mut verifying_keys = vec![verifying_key(&chunk_pk, chunk_description)];
+    if let Some(pk) = &subtotal_key {
+        verifying_keys.push(verifying_key(pk, subtotal_shape.description()));
+    }
+    verifying_keys.push(verifying_key(&root_pk, root_description));
+    Ok(Bundle {
+        format: FORMAT,
+        dataset: schema.name.clone(),
+        epoch: manifest.manifest.epoch,
+        manifest: Some(bundle::manifest_to_proto(&manifest)?),
+        schema: schema.source.clone(),
+        sql: sql::canonical(&request.sql)?,
+        query: Some(bundle::query_to_proto(query, &request.limits)),
+        result: Some(result),
+        chunk_proofs: proven
+            .iter()
+            .map(|(index, _, commitment, proof)| pb::ChunkProof {
+                chunk: *index,
+                partial_commitment: fr_to_bytes(commitment),
+                proof: snark::proof_to_bytes(proof),
+            })
+            .collect(),
+        combine_proofs,
+        verifying_keys,
+    })
+}
+
+/// Runs `prove` over `items` in parallel, one wave of as many items as rayon has threads
+/// at a time. Each proof parallelizes inside (MSMs, FFTs); while a thread waits there,
+/// rayon's work stealing may start another pending item on the same stack, so one
+/// parallel iterator over a thousand proofs nests proofs until the stack overflows (seen
+/// at 977 chunks). A wave bounds that nesting by the number of threads.
+fn in_waves<T: Send, U: Send>(
+    items: Vec<T>,
+    prove: impl Fn(T) -> Result<U, ProveError> + Sync + Send,
+) -> Result<Vec<U>, ProveError> {
+    let wave = rayon::current_num_threads().max(1);
+    let mut done = Vec::with_capacity(items.len());
+    let mut pending = items.into_iter().peekable();
+    while pending.peek().is_some() {
+        let batch: Vec<T> = pending.by_ref().take(wave).collect();
+        done.extend(
+            batch
+                .into_par_iter()
+                .map(&prove)
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+    }
+    Ok(done)
+}
+
+/// Seconds per proven constraint on this machine, for estimates before a node has
+/// measured its own rate: the 2-core figure of `benches/README.md` (about 60
+/// core-microseconds a constraint), divided among the cores here.
+pub fn assumed_seconds_per_constraint() -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    6.0e-5 / cores as f64
+}
+
+/// One circuit an answer proves with, as `explain` shows it.
+#[derive(Clone, Debug)]
+pub struct PlannedCircuit {
+    /// `chunk`, `subtotal` or `root`.
+    pub role: &'static str,
+    /// The canonical shape description.
+    pub shape: String,
+    /// Proofs of this circuit the answer needs.
+    pub proofs: u64,
+    /// The node's key for the shape, if it has one.
+    pub key: Option<KeyInfo>,
+}
+
+/// A query's plan and what answering it would prove: `zkfabric query --explain` and the
+/// Explain RPC.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    /// The lowered query and its circuits.
+    pub plan: Plan,
+    /// The epoch planned over.
+    pub epoch: u64,
+    /// Chunks the query can touch (one proof each), and all chunks of the epoch.
+    pub chunks: (u64, u64),
+    /// The circuits, chunk first, root last.
+    pub circuits: Vec<PlannedCircuit>,
+    /// The limits the shapes were derived under.
+    pub limits: Limits,
+}
+
+impl Explanation {
+    /// The protobuf form (the Explain RPC's answer); `seconds_per_constraint` is the
+    /// proving rate the time estimate assumes.
+    pub fn to_proto(&self, seconds_per_constraint: f64) -> pb::ExplainResponse {
+        let constraints = self.constraints();
+        pb::ExplainResponse {
+            dataset: self.plan.schema.name.clone(),
+            epoch: self.epoch,
+            query: Some(bundle::query_to_proto(&self.plan.query, &self.limits)),
+            circuits: self
+                .circuits
+                .iter()
+                .map(|c| pb::PlannedCircuit {
+                    role: c.role.to_string(),
+                    shape: c.shape.clone(),
+                    proofs: c.proofs,
+                    key_present: c.key.is_some(),
+                    constraints: c.key.as_ref().map(|k| k.constraints),
+                })
+                .collect(),
+            chunks_touched: self.chunks.0,
+            chunks_total: self.chunks.1,
+            estimated_constraints: constraints,
+            estimated_seconds: constraints.map(|n| n as f64 * seconds_per_constraint),
+        }
+    }
+
+    /// Constraints over every proof, when every key (so every circuit's size) is known.
+    pub fn constraints(&self) -> Option<u64> {
+        self.circuits
+            .iter()
+            .map(|c| c.key.as_ref().map(|k| k.constraints * c.proofs))
+            .sum()
+    }
+}
+
+/// Plans `request` and lists the proofs answering it would need, with the node's keys.
+pub async fn explain(
+    store: &Store,
+    keys: &KeyCache,
+    request: &Request,
+) -> Result<Explanation, ProveError> {
+    let ctx = SessionContext::new();
+    let (plan, manifest) = plan(&ctx, store, request).await?;
+    let all = &manifest.manifest.chunks;
+    // Every chunk is proven: no unproven metadata (a time window) may excuse one.
+    let touched = all.len() as u64;
+    let fan_in = request.limits.combine_inputs.max(2) as u64;
+    let (mut level, mut subtotals) = (touched, 0);
+    while level > fan_in {
+        level = level.div_ceil(fan_in);
+        subtotals += level;
+    }
+    let circuit = |role, shape: String, proofs| PlannedCircuit {
+        role,
+        key: keys.info(&shape),
+        shape,
+        proofs,
+    };
+    let mut circuits = vec![circuit(
+        "chunk",
+        plan.circuits.chunk_shape.description(),
+        touched,
+    )];
+    if subtotals > 0 {
+        let shape = CombineShape {
+            output: CombineOutput::Subtotal,
+            ..plan.circuits.root_shape
+        };
+        circuits.push(circuit("subtotal", shape.description(), subtotals));
+    }
+    circuits.push(circuit("root", plan.circuits.root_shape.description(), 1));
+    Ok(Explanation {
+        epoch: manifest.manifest.epoch,
+        chunks: (touched, all.len() as u64),
+        circuits,
+        plan,
+        limits: request.limits,
+    })
+}
+
+/// The shapes of every key `circuits` can need, by role: `chunk`, `root` and `subtotal`
+/// (the subtotal combine only proves answers over more chunks than one combine opens).
+pub fn key_shapes(circuits: &CircuitQuery) -> [(&'static str, String); 3] {
+    let subtotal = CombineShape {
+        output: CombineOutput::Subtotal,
+        ..circuits.root_shape
+    };
+    [
+        ("chunk", circuits.chunk_shape.description()),
+        ("root", circuits.root_shape.description()),
+        ("subtotal", subtotal.description()),
+    ]
+}
+
+/// Makes (or loads) every key `circuits` can need: the chunk circuit's, the root
+/// combine's and the subtotal combine's. Returns `fingerprint shape` lines, the format
+/// of a trusted-keys file.
+pub fn setup_keys(keys: &KeyCache, circuits: &CircuitQuery) -> Result<Vec<String>, ProveError> {
+    let chunk = circuits.chunk_shape.description();
+    let chunk_pk = keys.get::<AggregateCircuit>(&circuits.chunk_shape, &chunk, true, |_| ())?;
+    let mut lines = vec![format!(
+        "{} {chunk}",
+        snark::fingerprint(chunk_pk.verifying_key())
+    )];
+    let subtotal = CombineShape {
+        output: CombineOutput::Subtotal,
+        ..circuits.root_shape
+    };
+    for shape in [circuits.root_shape, subtotal] {
+        let d = shape.description();
+        let pk = keys.get::<CombineCircuit>(&shape, &d, true, |_| ())?;
+        lines.push(format!("{} {d}", snark::fingerprint(pk.verifying_key())));
+    }
+    Ok(lines)
+}
+
+fn verifying_key(pk: &ProvingKey, shape: String) -> pb::VerifyingKey {
+    pb::VerifyingKey {
+        fingerprint: snark::fingerprint(pk.verifying_key()),
+        shape,
+        key: snark::verifying_key_to_bytes(pk.verifying_key()),
+    }
+}
+
+/// Per chunk and group key, DataFusion's COUNT and SUM of the aggregand.
+type Partials = HashMap<(u64, u64), (u64, u128)>;
+
+/// The query's predicate over the table: the consent bit, then every filter.
+fn predicate(schema: &Schema, query: &ProvableQuery, purpose_bit: u32) -> Expr {
+    let consent = &schema.columns[schema.consent()].name;
+    let mut conjuncts = vec![binary_expr(
+        col(consent.as_str()),
+        Operator::BitwiseAnd,
+        lit(1u64 << purpose_bit),
+    )
+    .not_eq(lit(0u64))];
+    for f in &query.filters {
+        let c = col(f.column.as_str());
+        conjuncts.push(match &f.test {
+            Test::Range { lo, hi } => c.between(lit(*lo), lit(*hi)),
+            Test::In(items) => c.in_list(items.iter().map(|v| lit(*v)).collect(), false),
+        });
+    }
+    conjuncts
+        .into_iter()
+        .reduce(Expr::and)
+        .expect("the consent test is always there")
+}
+
+/// DataFusion's per-chunk, per-group partials of the canonical query, in one pass.
+async fn partials(
+    ctx: &SessionContext,
+    schema: &Schema,
+    query: &ProvableQuery,
+    circuits: &CircuitQuery,
+) -> Result<Partials, ProveError> {
+    let addend = match &query.aggregand {
+        Aggregand::CountOnly => lit(0u64),
+        Aggregand::Sum(m) => col(m.as_str()),
+        Aggregand::CountWhere { column, lo, hi, .. } => {
+            when(col(column.as_str()).between(lit(*lo), lit(*hi)), lit(1u64))
+                .otherwise(lit(0u64))?
+        }
+    };
+    let mut group = vec![col(CHUNK_COLUMN)];
+    if let Some(g) = &query.group_by {
+        group.push(col(g.as_str()));
+    }
+    let batches = ctx
+        .table(schema.name.as_str())
+        .await?
+        .filter(predicate(schema, query, circuits.chunk_query.purpose))?
+        .aggregate(group, vec![count(lit(1u64)), sum(addend)])?
+        .collect()
+        .await?;
+    let keyed = query.group_by.is_some();
+    let mut out = Partials::new();
+    for b in &batches {
+        let chunk = b.column(0).as_primitive::<UInt64Type>();
+        let key = keyed.then(|| b.column(1).as_primitive::<UInt64Type>());
+        let counts = b.column(b.num_columns() - 2).as_primitive::<Int64Type>();
+        let sums = b.column(b.num_columns() - 1);
+        for r in 0..b.num_rows() {
+            let sum = match sums.as_primitive_opt::<UInt64Type>() {
+                Some(s) if s.is_valid(r) => u128::from(s.value(r)),
+                _ => 0,
+            };
+            out.insert(
+                (chunk.value(r), key.map_or(0, |k| k.value(r))),
+                (counts.value(r) as u64, sum),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The partial DataFusion computed for `chunk`, in the circuit's group-slot order.
+fn expected_partial(partials: &Partials, chunk: u64, circuits: &CircuitQuery) -> Partial {
+    let keys = &circuits.chunk_query.group_keys;
+    let slots: Vec<u64> = if keys.is_empty() {
+        vec![0]
+    } else {
+        keys.clone()
+    };
+    let mut partial = Partial::zero(circuits.chunk_shape.groups);
+    for (slot, key) in slots.iter().enumerate() {
+        if let Some((count, sum)) = partials.get(&(chunk, *key)) {
+            partial.counts[slot] = *count;
+            partial.sums[slot] = *sum;
+        }
+    }
+    partial
+}
+
+/// The answer table from the root combine's result.
+pub fn result_table(
+    schema: &Schema,
+    query: &ProvableQuery,
+    circuits: &CircuitQuery,
+    result: &CombineResult,
+) -> pb::ResultTable {
+    let keys = &circuits.chunk_query.group_keys;
+    let slots: Vec<u64> = if keys.is_empty() {
+        vec![0]
+    } else {
+        keys.clone()
+    };
+    let label = |key: u64| {
+        query
+            .group_by
+            .as_deref()
+            .and_then(|g| schema.column(g))
+            .and_then(|(_, c)| c.label_of(key))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let negate = matches!(query.aggregand, Aggregand::CountWhere { negate: true, .. });
+    let rows = slots
+        .iter()
+        .enumerate()
+        .map(|(slot, &key)| {
+            let mut row = pb::ResultRow {
+                key,
+                label: label(key),
+                ..Default::default()
+            };
+            match result {
+                CombineResult::Release { groups, .. } => match groups[slot] {
+                    GroupRelease::Released { count, sum } => {
+                        row.count = count;
+                        row.sum = sum.to_string();
+                    }
+                    GroupRelease::Suppressed => row.suppressed = true,
+                },
+                CombineResult::Predicate { groups, .. } => match groups[slot] {
+                    GroupAnswer::Holds(holds) => row.holds = holds != negate,
+                    GroupAnswer::Suppressed => row.suppressed = true,
+                },
+                CombineResult::Subtotal { .. } => unreachable!("the root releases"),
+            }
+            row
+        })
+        .collect();
+    pb::ResultTable { rows }
+}

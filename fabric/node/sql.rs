@@ -1,0 +1,970 @@
+//! From SQL to a [`ProvableQuery`]: DataFusion parses and plans the SQL over the epoch's
+//! table, and the optimized logical plan is lowered into the canonical provable form, or
+//! refused with the construct named.
+//!
+//! Dictionary labels are replaced by their codes in the SQL's syntax tree before
+//! planning (`district = 'Daan'` becomes `district = 3`), so DataFusion only ever compares
+//! integers. The optimizer may rewrite a short IN list as ORed equalities on one column;
+//! such an OR is read back as the IN list it is, any other OR is refused.
+
+use std::{collections::BTreeMap, ops::ControlFlow, sync::Arc};
+
+use datafusion::{
+    arrow::datatypes::DataType,
+    common::tree_node::{TreeNode, TreeNodeRecursion},
+    common::{Column as PlanColumn, ScalarValue},
+    datasource::MemTable,
+    error::DataFusionError,
+    logical_expr::{
+        expr::{AggregateFunction, Alias, InList},
+        utils::split_conjunction,
+        Aggregate, Between, BinaryExpr, Cast, Expr, Filter as PlanFilter, LogicalPlan, Operator,
+        Projection, TableScan, TryCast,
+    },
+    prelude::SessionContext,
+    sql::{
+        parser::Statement,
+        sqlparser::ast::{self as sqlast, visit_expressions_mut, Value, ValueWithSpan},
+    },
+};
+
+use crate::verifier::query::{Aggregand, Filter, Output, OutputKind, ProvableQuery, Test};
+use crate::{
+    shared::records,
+    verifier::schema::{Column, ColumnKind, Schema},
+};
+
+/// What a provable query may contain, for error messages.
+pub const SUPPORTED: &str = "a provable query is SELECT of COUNT(*), SUM(measure), \
+    AVG(measure), or one bool_and/bool_or(column <op> literal), optionally with the grouping \
+    column, FROM one dataset table, WHERE an AND of =, <, <=, >, >=, BETWEEN and IN between \
+    a column and literals, GROUP BY at most one dimension column";
+
+/// The longest SQL text a query, a request or a bundle may carry: 64 KiB. Longer text
+/// is refused before it is parsed, so no request or bundle costs more than that.
+pub const MAX_SQL_BYTES: usize = 64 * 1024;
+
+/// `sql` in canonical form: parsed and printed again, so that comments, spacing and
+/// letter case of keywords are gone. A bundle carries its SQL in this form, and a
+/// verifier refuses any other: text beside the proven query could carry anything.
+pub fn canonical(sql: &str) -> Result<String, QueryError> {
+    check_length(sql)?;
+    let statements = datafusion::sql::parser::DFParser::parse_sql(sql)?;
+    match statements.len() {
+        1 => Ok(statements[0].to_string()),
+        n => unsupported(format!("{n} statements (a query is one)")),
+    }
+}
+
+fn check_length(sql: &str) -> Result<(), QueryError> {
+    if sql.len() > MAX_SQL_BYTES {
+        return Err(QueryError::Invalid(format!(
+            "the SQL is {} bytes; a query has at most {MAX_SQL_BYTES}",
+            sql.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Why a query cannot be proven.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The SQL does not parse or plan.
+    #[error("SQL: {0}")]
+    Sql(#[from] DataFusionError),
+    /// A construct outside what the circuits prove.
+    #[error("{construct} is not supported; {SUPPORTED}")]
+    Unsupported {
+        /// The construct, as the user wrote it or DataFusion planned it.
+        construct: String,
+    },
+    /// A label not in the column's dictionary.
+    #[error("`{column}` has no label {label:?} (labels: {labels})")]
+    UnknownLabel {
+        column: String,
+        label: String,
+        labels: String,
+    },
+    /// Something the dataset does not have, or a purpose it does not know.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn unsupported<T>(construct: impl Into<String>) -> Result<T, QueryError> {
+    Err(QueryError::Unsupported {
+        construct: construct.into(),
+    })
+}
+
+/// The one dataset table `sql` reads.
+pub fn table_of(ctx: &SessionContext, sql: &str) -> Result<String, QueryError> {
+    check_length(sql)?;
+    let state = ctx.state();
+    let statement = state.sql_to_statement(sql, &Default::default())?;
+    let tables = state.resolve_table_references(&statement)?;
+    match tables.as_slice() {
+        [table] => Ok(table.table().to_string()),
+        [] => unsupported("a query that reads no dataset table"),
+        _ => unsupported("a join or a query over several tables"),
+    }
+}
+
+/// Plans `sql` with `ctx` (where the dataset's epoch table is registered, see
+/// [`crate::node::tables`]) and lowers it to a provable query for `purpose`.
+pub async fn lower(
+    ctx: &SessionContext,
+    schema: &Schema,
+    sql: &str,
+    purpose: &str,
+) -> Result<ProvableQuery, QueryError> {
+    check_length(sql)?;
+    let consent = &schema.columns[schema.consent()];
+    if !consent.purposes.iter().any(|p| p == purpose) {
+        return Err(QueryError::Invalid(format!(
+            "dataset {} has no purpose `{purpose}` (purposes: {})",
+            schema.name,
+            consent.purposes.join(", ")
+        )));
+    }
+    let state = ctx.state();
+    let mut statement = state.sql_to_statement(sql, &Default::default())?;
+    let Statement::Statement(ast) = &mut statement else {
+        return unsupported("a statement other than SELECT");
+    };
+    if !matches!(**ast, sqlast::Statement::Query(_)) {
+        return unsupported(format!("`{}`", first_words(&ast.to_string())));
+    }
+    replace_labels(ast, schema)?;
+    let plan = state.statement_to_plan(statement).await?;
+    let lowering = Lowering { schema };
+    lowering.check_casts(&plan)?;
+    let plan = state.optimize(&plan)?;
+    lowering.plan(&plan, purpose)
+}
+
+/// Lowers `sql` over an empty table of `schema`: what a verifier does to check that a
+/// bundle's SQL text means the query its proofs are about.
+pub async fn lower_without_data(
+    schema: &Schema,
+    sql: &str,
+    purpose: &str,
+) -> Result<ProvableQuery, QueryError> {
+    let ctx = SessionContext::new();
+    let table = MemTable::try_new(records::stored_schema(schema, true), vec![Vec::new()])?;
+    ctx.register_table(schema.name.as_str(), Arc::new(table))?;
+    lower(&ctx, schema, sql, purpose).await
+}
+
+/// `sql` with dictionary labels replaced by their codes: the same question for plain
+/// DataFusion over the stored codes.
+pub fn with_codes(schema: &Schema, sql: &str) -> Result<String, QueryError> {
+    let ctx = SessionContext::new();
+    let mut statement = ctx.state().sql_to_statement(sql, &Default::default())?;
+    if let Statement::Statement(ast) = &mut statement {
+        replace_labels(ast, schema)?;
+    }
+    Ok(statement.to_string())
+}
+
+fn first_words(text: &str) -> String {
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Replaces string literals compared with a labelled column by their codes.
+fn replace_labels(ast: &mut sqlast::Statement, schema: &Schema) -> Result<(), QueryError> {
+    let labelled = |e: &sqlast::Expr| -> Option<&Column> {
+        let name = match e {
+            sqlast::Expr::Identifier(i) => &i.value,
+            sqlast::Expr::CompoundIdentifier(parts) => &parts.last()?.value,
+            _ => return None,
+        };
+        schema
+            .columns
+            .iter()
+            .find(|c| c.name == *name && !c.labels.is_empty())
+    };
+    let code = |column: &Column, e: &mut sqlast::Expr| -> Result<(), QueryError> {
+        let mut literal = &*e;
+        while let sqlast::Expr::UnaryOp { expr, .. } | sqlast::Expr::Nested(expr) = literal {
+            literal = expr;
+        }
+        if let sqlast::Expr::Value(ValueWithSpan {
+            value: Value::Number(number, _),
+            ..
+        }) = literal
+        {
+            return Err(QueryError::Invalid(format!(
+                "`{}` is labelled: compare it with its labels ({}), not the number {number}",
+                column.name,
+                column
+                    .labels
+                    .iter()
+                    .map(|l| format!("'{l}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        if let sqlast::Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(label),
+            span,
+        }) = e
+        {
+            let code = column
+                .code_of(label)
+                .ok_or_else(|| QueryError::UnknownLabel {
+                    column: column.name.clone(),
+                    label: label.clone(),
+                    labels: column.labels.join(", "),
+                })?;
+            *e = sqlast::Expr::Value(ValueWithSpan {
+                value: Value::Number(code.to_string(), false),
+                span: *span,
+            });
+        }
+        Ok(())
+    };
+    let flow = visit_expressions_mut(ast, |e| {
+        let result = match e {
+            sqlast::Expr::BinaryOp { left, right, .. } => match (labelled(left), labelled(right)) {
+                (Some(c), _) => code(c, right),
+                (_, Some(c)) => code(c, left),
+                _ => Ok(()),
+            },
+            sqlast::Expr::InList { expr, list, .. } => match labelled(expr) {
+                Some(c) => list.iter_mut().try_for_each(|item| code(c, item)),
+                None => Ok(()),
+            },
+            sqlast::Expr::Between {
+                expr, low, high, ..
+            } => match labelled(expr) {
+                Some(c) => code(c, low).and_then(|()| code(c, high)),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        };
+        match result {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }
+    });
+    match flow {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// An inclusive range of codes, possibly empty (`lo > hi`).
+type Bounds = (u64, u64);
+
+struct Lowering<'a> {
+    schema: &'a Schema,
+}
+
+impl Lowering<'_> {
+    fn plan(&self, plan: &LogicalPlan, purpose: &str) -> Result<ProvableQuery, QueryError> {
+        // Projection (optional) over Aggregate over Filter(s) over TableScan.
+        let (projection, aggregate) = match plan {
+            LogicalPlan::Projection(p) => match p.input.as_ref() {
+                LogicalPlan::Aggregate(a) => (Some(p), a),
+                other => return self.refuse_node(other),
+            },
+            LogicalPlan::Aggregate(a) => (None, a),
+            other => return self.refuse_node(other),
+        };
+        self.check_casts(plan)?;
+        let mut conjuncts = Vec::new();
+        self.collect_filters(&aggregate.input, &mut conjuncts)?;
+        let filters = self.filters(&conjuncts)?;
+        let group_by = self.group_by(aggregate)?;
+        let (aggregand, kinds) = self.aggregates(aggregate)?;
+        let outputs = self.outputs(projection, aggregate, group_by.as_deref(), &kinds)?;
+        Ok(ProvableQuery {
+            purpose: purpose.to_string(),
+            filters,
+            group_by,
+            aggregand,
+            outputs,
+        })
+    }
+
+    fn refuse_node<T>(&self, plan: &LogicalPlan) -> Result<T, QueryError> {
+        let construct = match plan {
+            LogicalPlan::Join(_) => "a join or subquery".to_string(),
+            LogicalPlan::Sort(_) => "ORDER BY (answers come in group-key order)".to_string(),
+            LogicalPlan::Limit(_) => "LIMIT".to_string(),
+            LogicalPlan::Subquery(_) | LogicalPlan::SubqueryAlias(_) => "a subquery".to_string(),
+            LogicalPlan::Union(_) => "UNION".to_string(),
+            LogicalPlan::Distinct(_) => "DISTINCT".to_string(),
+            LogicalPlan::Aggregate(_) => "COUNT(DISTINCT ...) or a nested aggregate".to_string(),
+            LogicalPlan::Window(_) => "a window function".to_string(),
+            LogicalPlan::Projection(_) | LogicalPlan::TableScan(_) | LogicalPlan::Filter(_) => {
+                "a query without an aggregate (raw rows are never returned)".to_string()
+            }
+            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
+                "a query that reads no dataset table".to_string()
+            }
+            other => format!("the plan step `{}`", other.display()),
+        };
+        unsupported(construct)
+    }
+
+    /// The conjuncts of every filter between the aggregate and the table scan.
+    fn collect_filters<'p>(
+        &self,
+        plan: &'p LogicalPlan,
+        out: &mut Vec<&'p Expr>,
+    ) -> Result<(), QueryError> {
+        match plan {
+            LogicalPlan::Filter(PlanFilter {
+                predicate, input, ..
+            }) => {
+                out.extend(split_conjunction(predicate));
+                self.collect_filters(input, out)
+            }
+            // Plain column selections the optimizer inserts are transparent.
+            LogicalPlan::Projection(Projection { expr, input, .. })
+                if expr.iter().all(|e| matches!(e, Expr::Column(_))) =>
+            {
+                self.collect_filters(input, out)
+            }
+            LogicalPlan::TableScan(TableScan {
+                table_name,
+                filters,
+                fetch,
+                ..
+            }) => {
+                if table_name.table() != self.schema.name {
+                    return Err(QueryError::Invalid(format!(
+                        "unknown table `{table_name}`; this query runs over `{}`",
+                        self.schema.name
+                    )));
+                }
+                if fetch.is_some() {
+                    return unsupported("LIMIT");
+                }
+                for f in filters {
+                    out.extend(split_conjunction(f));
+                }
+                Ok(())
+            }
+            other => self.refuse_node(other),
+        }
+    }
+
+    /// Refuses every cast in `plan` that changes a value (see [`Lowering::check_cast`]).
+    /// Run on the plan as written, before the optimizer, which may drop a narrowing cast
+    /// from a comparison (`CAST(kwh AS TINYINT) > 5` would become `kwh > 5`), and again on
+    /// the plan lowered.
+    fn check_casts(&self, plan: &LogicalPlan) -> Result<(), QueryError> {
+        plan.apply(|node| {
+            for expr in node.expressions() {
+                expr.apply(|e| self.check_cast(e).map(|()| TreeNodeRecursion::Continue))?;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map(|_| ())
+        .map_err(|e| match e {
+            DataFusionError::External(inner) => match inner.downcast::<QueryError>() {
+                Ok(q) => *q,
+                Err(other) => QueryError::Sql(DataFusionError::External(other)),
+            },
+            other => QueryError::Sql(other),
+        })
+    }
+
+    /// Refuses a cast of a dataset column or a literal that changes a value: only casts
+    /// to a type that holds every value the column (or the literal) can have are lowered
+    /// (and so unwrapped); `CAST(kwh AS TINYINT) > 5` or `SUM(CAST(kwh AS TINYINT))`
+    /// would otherwise be proven as if over `kwh`.
+    fn check_cast(&self, expr: &Expr) -> Result<(), DataFusionError> {
+        let (inner, target) = match expr {
+            Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+                (expr.as_ref(), field.data_type())
+            }
+            _ => return Ok(()),
+        };
+        let mut innermost = inner;
+        while let Expr::Cast(Cast { expr, .. })
+        | Expr::TryCast(TryCast { expr, .. })
+        | Expr::Alias(Alias { expr, .. }) = innermost
+        {
+            innermost = expr.as_ref();
+        }
+        let (largest, what) = match innermost {
+            Expr::Column(c) => match self.schema.declared().iter().find(|d| d.name == c.name) {
+                Some(column) => (i128::from(max_code(column)), format!("`{}`", c.name)),
+                None => return Ok(()),
+            },
+            literal @ Expr::Literal(..) => match self.literal(literal) {
+                Some(v) => (v, v.to_string()),
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        if holds(target, largest) && holds(target, 0) {
+            return Ok(());
+        }
+        Err(DataFusionError::External(Box::new(
+            QueryError::Unsupported {
+                construct: format!(
+                    "the cast of {what} to {target}, which does not hold all of its values \
+                 (only casts that keep every value are proven)"
+                ),
+            },
+        )))
+    }
+
+    /// A plain column of the dataset, with casts the planner added unwrapped.
+    fn column<'e>(&self, expr: &'e Expr) -> Option<&'e PlanColumn> {
+        match expr {
+            Expr::Column(c) => Some(c),
+            Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }) => {
+                self.column(expr)
+            }
+            Expr::Alias(Alias { expr, .. }) => self.column(expr),
+            _ => None,
+        }
+    }
+
+    /// The dataset column `c` names, refusing position and consent columns.
+    fn dataset_column(&self, c: &PlanColumn, role: &str) -> Result<&Column, QueryError> {
+        let column = self
+            .schema
+            .declared()
+            .iter()
+            .find(|d| d.name == c.name)
+            .ok_or_else(|| {
+                QueryError::Invalid(format!(
+                    "{role} on `{}`: not a column of {} (its columns: {})",
+                    c.name,
+                    self.schema.name,
+                    self.schema
+                        .declared()
+                        .iter()
+                        .map(|d| d.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        if column.kind == ColumnKind::Consent {
+            return Err(QueryError::Invalid(format!(
+                "{role} on the consent column `{}`: the purpose is chosen with --purpose",
+                c.name
+            )));
+        }
+        Ok(column)
+    }
+
+    /// An integer literal, unwrapping casts the planner added.
+    fn literal(&self, expr: &Expr) -> Option<i128> {
+        match expr {
+            Expr::Literal(value, _) => match value {
+                ScalarValue::Int8(Some(v)) => Some(*v as i128),
+                ScalarValue::Int16(Some(v)) => Some(*v as i128),
+                ScalarValue::Int32(Some(v)) => Some(*v as i128),
+                ScalarValue::Int64(Some(v)) => Some(*v as i128),
+                ScalarValue::UInt8(Some(v)) => Some(*v as i128),
+                ScalarValue::UInt16(Some(v)) => Some(*v as i128),
+                ScalarValue::UInt32(Some(v)) => Some(*v as i128),
+                ScalarValue::UInt64(Some(v)) => Some(*v as i128),
+                _ => None,
+            },
+            Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }) => {
+                self.literal(expr)
+            }
+            _ => None,
+        }
+    }
+
+    /// `column <op> literal` (either way round) as the column and the range it allows.
+    fn comparison(&self, expr: &Expr) -> Option<Result<(String, Bounds), QueryError>> {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+            return None;
+        };
+        let (column, op, value) = match (self.column(left), self.column(right)) {
+            (Some(c), None) => (c, *op, self.literal(right)?),
+            (None, Some(c)) => (c, op.swap()?, self.literal(left)?),
+            _ => return None,
+        };
+        Some(
+            self.dataset_column(column, "a filter")
+                .map(|c| {
+                    let max = max_code(c) as i128;
+                    let clamp = |v: i128| v.clamp(0, max) as u64;
+                    let bounds = match op {
+                        Operator::Eq if (0..=max).contains(&value) => (value as u64, value as u64),
+                        Operator::Eq => EMPTY,
+                        Operator::Lt if value <= 0 => EMPTY,
+                        Operator::Lt => (0, clamp(value - 1)),
+                        Operator::LtEq if value < 0 => EMPTY,
+                        Operator::LtEq => (0, clamp(value)),
+                        Operator::Gt if value >= max => EMPTY,
+                        Operator::Gt => (clamp(value + 1), max as u64),
+                        Operator::GtEq if value > max => EMPTY,
+                        Operator::GtEq => (clamp(value), max as u64),
+                        _ => return Err(()),
+                    };
+                    Ok((c.name.clone(), bounds))
+                })
+                .and_then(|r| {
+                    r.or_else(|()| match op {
+                        Operator::NotEq => unsupported("!= or NOT IN (use IN or ranges)"),
+                        op => unsupported(format!("the operator `{op}`")),
+                    })
+                }),
+        )
+    }
+
+    /// Column name and IN-list items of an IN list, or of ORed equalities on one column.
+    fn in_list(&self, expr: &Expr) -> Option<Result<(String, Vec<u64>), QueryError>> {
+        let (column, values): (&PlanColumn, Vec<i128>) = match expr {
+            Expr::InList(InList {
+                expr,
+                list,
+                negated: false,
+            }) => (
+                self.column(expr)?,
+                list.iter()
+                    .map(|e| self.literal(e))
+                    .collect::<Option<_>>()?,
+            ),
+            Expr::BinaryExpr(BinaryExpr {
+                op: Operator::Or, ..
+            }) => {
+                let mut column = None;
+                let mut values = Vec::new();
+                for disjunct in disjuncts(expr) {
+                    let Expr::BinaryExpr(BinaryExpr {
+                        left,
+                        op: Operator::Eq,
+                        right,
+                    }) = disjunct
+                    else {
+                        return None;
+                    };
+                    let (c, v) = match (self.column(left), self.column(right)) {
+                        (Some(c), None) => (c, self.literal(right)?),
+                        (None, Some(c)) => (c, self.literal(left)?),
+                        _ => return None,
+                    };
+                    if column.is_some_and(|seen: &PlanColumn| seen.name != c.name) {
+                        return None;
+                    }
+                    column = Some(c);
+                    values.push(v);
+                }
+                (column?, values)
+            }
+            _ => return None,
+        };
+        Some(self.dataset_column(column, "a filter").map(|c| {
+            let max = max_code(c) as i128;
+            let mut items: Vec<u64> = values
+                .into_iter()
+                .filter(|v| (0..=max).contains(v))
+                .map(|v| v as u64)
+                .collect();
+            items.sort_unstable();
+            items.dedup();
+            (c.name.clone(), items)
+        }))
+    }
+
+    /// Canonical filters: per column one range (the intersection of every bound on it)
+    /// or one IN list (the intersection of its lists, restricted to the range).
+    fn filters(&self, conjuncts: &[&Expr]) -> Result<Vec<Filter>, QueryError> {
+        let mut ranges: BTreeMap<String, Bounds> = BTreeMap::new();
+        let mut lists: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for expr in conjuncts {
+            if let Some(r) = self.comparison(expr) {
+                let (column, (lo, hi)) = r?;
+                let entry = ranges.entry(column).or_insert((0, u64::MAX));
+                *entry = (entry.0.max(lo), entry.1.min(hi));
+            } else if let Some(r) = self.in_list(expr) {
+                let (column, items) = r?;
+                match lists.get_mut(&column) {
+                    Some(seen) => {
+                        let items: std::collections::HashSet<u64> = items.into_iter().collect();
+                        seen.retain(|v| items.contains(v))
+                    }
+                    None => {
+                        lists.insert(column, items);
+                    }
+                }
+            } else if let Some((column, bounds)) = self.between(expr)? {
+                let entry = ranges.entry(column).or_insert((0, u64::MAX));
+                *entry = (entry.0.max(bounds.0), entry.1.min(bounds.1));
+            } else if !matches!(expr, Expr::Literal(ScalarValue::Boolean(Some(true)), _)) {
+                return unsupported(describe(expr));
+            }
+        }
+        let mut filters: Vec<(usize, Filter)> = Vec::new();
+        for (column, items) in lists {
+            let range = ranges.remove(&column).unwrap_or((0, u64::MAX));
+            let items: Vec<u64> = items
+                .into_iter()
+                .filter(|v| range.0 <= *v && *v <= range.1)
+                .collect();
+            let test = if items.is_empty() {
+                Test::Range {
+                    lo: EMPTY.0,
+                    hi: EMPTY.1,
+                }
+            } else {
+                Test::In(items)
+            };
+            filters.push((self.position(&column), Filter { column, test }));
+        }
+        for (column, (lo, hi)) in ranges {
+            let c = self.schema.column(&column).map(|(_, c)| c);
+            let full = c.is_some_and(|c| lo == 0 && hi >= max_code(c));
+            if !full {
+                let (lo, hi) = if lo > hi { EMPTY } else { (lo, hi) };
+                filters.push((
+                    self.position(&column),
+                    Filter {
+                        column,
+                        test: Test::Range { lo, hi },
+                    },
+                ));
+            }
+        }
+        filters.sort_by_key(|(position, f)| (*position, matches!(f.test, Test::In(_))));
+        Ok(filters.into_iter().map(|(_, f)| f).collect())
+    }
+
+    fn position(&self, column: &str) -> usize {
+        self.schema.column(column).map_or(usize::MAX, |(i, _)| i)
+    }
+
+    fn between(&self, expr: &Expr) -> Result<Option<(String, Bounds)>, QueryError> {
+        let Expr::Between(Between {
+            expr,
+            negated,
+            low,
+            high,
+        }) = expr
+        else {
+            return Ok(None);
+        };
+        if *negated {
+            return unsupported("NOT BETWEEN");
+        }
+        let (Some(column), Some(lo), Some(hi)) =
+            (self.column(expr), self.literal(low), self.literal(high))
+        else {
+            return unsupported(format!(
+                "`{}`: BETWEEN takes a column and two integer literals",
+                describe(expr)
+            ));
+        };
+        let c = self.dataset_column(column, "a filter")?;
+        let max = max_code(c) as i128;
+        if hi < 0 || lo > max || lo > hi {
+            return Ok(Some((c.name.clone(), EMPTY)));
+        }
+        Ok(Some((
+            c.name.clone(),
+            (lo.clamp(0, max) as u64, hi.clamp(0, max) as u64),
+        )))
+    }
+
+    fn group_by(&self, aggregate: &Aggregate) -> Result<Option<String>, QueryError> {
+        match aggregate.group_expr.as_slice() {
+            [] => Ok(None),
+            [expr] => {
+                let Some(column) = self.column(expr) else {
+                    return unsupported(format!("GROUP BY `{}`", describe(expr)));
+                };
+                let c = self.dataset_column(column, "GROUP BY")?;
+                if c.kind != ColumnKind::Dimension {
+                    return unsupported(format!(
+                        "GROUP BY `{}` (a {} column; group by a dimension)",
+                        c.name, c.kind
+                    ));
+                }
+                Ok(Some(c.name.clone()))
+            }
+            _ => unsupported("GROUP BY of more than one column"),
+        }
+    }
+
+    /// The aggregand all aggregates share, and each aggregate's output kind.
+    fn aggregates(
+        &self,
+        aggregate: &Aggregate,
+    ) -> Result<(Aggregand, Vec<OutputKind>), QueryError> {
+        let mut aggregand = Aggregand::CountOnly;
+        let mut kinds = Vec::new();
+        let mut set = |new: Aggregand, what: &str| -> Result<(), QueryError> {
+            match (&aggregand, &new) {
+                (Aggregand::CountOnly, _) => {
+                    aggregand = new;
+                    Ok(())
+                }
+                (a, b) if a == b => Ok(()),
+                _ => unsupported(format!(
+                    "{what} beside another measure or predicate (one per query)"
+                )),
+            }
+        };
+        for expr in &aggregate.aggr_expr {
+            let inner = match expr {
+                Expr::Alias(Alias { expr, .. }) => expr.as_ref(),
+                e => e,
+            };
+            let Expr::AggregateFunction(AggregateFunction { func, params }) = inner else {
+                return unsupported(format!("`{}`", describe(expr)));
+            };
+            let name = func.name().to_ascii_lowercase();
+            if params.distinct {
+                return unsupported(format!("{}(DISTINCT ...)", name.to_uppercase()));
+            }
+            if params.filter.is_some() || !params.order_by.is_empty() {
+                return unsupported(format!("FILTER or ORDER BY inside {name}(...)"));
+            }
+            let measure = |args: &[Expr]| -> Result<String, QueryError> {
+                match args {
+                    [arg] => {
+                        let Some(column) = self.column(arg) else {
+                            return unsupported(format!(
+                                "{name}({}): arithmetic on columns",
+                                describe(arg)
+                            ));
+                        };
+                        let c = self.dataset_column(column, &name.to_uppercase())?;
+                        if c.kind != ColumnKind::Measure {
+                            return unsupported(format!(
+                                "{}({}) of a {} column (sum a measure)",
+                                name.to_uppercase(),
+                                c.name,
+                                c.kind
+                            ));
+                        }
+                        Ok(c.name.clone())
+                    }
+                    _ => unsupported(format!("{name} of {} arguments", args.len())),
+                }
+            };
+            let kind = match name.as_str() {
+                "count" => {
+                    if let [arg] = params.args.as_slice() {
+                        if self.literal(arg).is_none() {
+                            // COUNT(column) counts every row: columns have no nulls.
+                            if let Some(c) = self.column(arg) {
+                                self.dataset_column(c, "COUNT")?;
+                            } else {
+                                return unsupported(format!("COUNT({})", describe(arg)));
+                            }
+                        }
+                    }
+                    OutputKind::Count
+                }
+                "sum" => {
+                    set(Aggregand::Sum(measure(&params.args)?), "SUM")?;
+                    OutputKind::Sum
+                }
+                "avg" => {
+                    set(Aggregand::Sum(measure(&params.args)?), "AVG")?;
+                    OutputKind::Avg
+                }
+                "bool_and" | "bool_or" => {
+                    let negate = name == "bool_and";
+                    let [arg] = params.args.as_slice() else {
+                        return unsupported(format!("{name} of several arguments"));
+                    };
+                    let Some(cmp) = self.comparison(arg) else {
+                        return unsupported(format!(
+                            "{name}({}): it takes one comparison of a column with a literal",
+                            describe(arg)
+                        ));
+                    };
+                    let (column, (lo, hi)) = cmp?;
+                    let max = self.schema.column(&column).map_or(0, |(_, c)| max_code(c));
+                    // bool_and(cmp) holds when no selected row meets NOT cmp.
+                    let (lo, hi) = if !negate {
+                        (lo, hi)
+                    } else if lo > hi {
+                        (0, max)
+                    } else if lo == 0 && hi == max {
+                        EMPTY
+                    } else if lo == 0 {
+                        (hi + 1, max)
+                    } else if hi == max {
+                        (0, lo - 1)
+                    } else {
+                        return unsupported(format!(
+                            "bool_and({}): its negation is two ranges; use bool_or, or a one-sided comparison",
+                            describe(arg)
+                        ));
+                    };
+                    set(
+                        Aggregand::CountWhere {
+                            column,
+                            lo,
+                            hi,
+                            negate,
+                        },
+                        &name,
+                    )?;
+                    OutputKind::Predicate
+                }
+                other => return unsupported(format!("the aggregate function {other}")),
+            };
+            kinds.push(kind);
+        }
+        let predicate = kinds.contains(&OutputKind::Predicate);
+        if predicate && kinds.iter().any(|k| *k != OutputKind::Predicate) {
+            return unsupported("a predicate beside COUNT, SUM or AVG (ask them separately)");
+        }
+        Ok((aggregand, kinds))
+    }
+
+    fn outputs(
+        &self,
+        projection: Option<&Projection>,
+        aggregate: &Aggregate,
+        group_by: Option<&str>,
+        kinds: &[OutputKind],
+    ) -> Result<Vec<Output>, QueryError> {
+        let groups = aggregate.group_expr.len();
+        let kind_of = |i: usize| {
+            if i < groups {
+                OutputKind::GroupKey
+            } else {
+                kinds[i - groups]
+            }
+        };
+        let Some(projection) = projection else {
+            return Ok((0..aggregate.schema.fields().len())
+                .map(|i| Output {
+                    name: if i < groups {
+                        group_by.unwrap_or_default().to_string()
+                    } else {
+                        aggregate.schema.field(i).name().clone()
+                    },
+                    kind: kind_of(i),
+                })
+                .collect());
+        };
+        projection
+            .expr
+            .iter()
+            .map(|expr| {
+                let (name, mut inner) = match expr {
+                    Expr::Alias(Alias { expr, name, .. }) => (name.clone(), expr.as_ref()),
+                    e => (e.schema_name().to_string(), e),
+                };
+                while let Expr::Alias(Alias { expr, .. }) = inner {
+                    inner = expr;
+                }
+                let Expr::Column(c) = inner else {
+                    return unsupported(format!(
+                        "`{}` in SELECT: arithmetic or functions on aggregates",
+                        describe(expr)
+                    ));
+                };
+                let i = aggregate.schema.index_of_column(c)?;
+                let name = if i < groups && !matches!(expr, Expr::Alias(_)) {
+                    c.name.clone()
+                } else {
+                    name
+                };
+                Ok(Output {
+                    name,
+                    kind: kind_of(i),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The empty range.
+const EMPTY: Bounds = (1, 0);
+
+/// Whether values of `data_type` hold `value` exactly: integers within their range,
+/// floating point within its exact integers, decimals within their integer digits;
+/// anything else does not.
+fn holds(data_type: &DataType, value: i128) -> bool {
+    let range = match data_type {
+        DataType::Int8 => (i8::MIN as i128, i8::MAX as i128),
+        DataType::Int16 => (i16::MIN as i128, i16::MAX as i128),
+        DataType::Int32 => (i32::MIN as i128, i32::MAX as i128),
+        DataType::Int64 => (i64::MIN as i128, i64::MAX as i128),
+        DataType::UInt8 => (0, u8::MAX as i128),
+        DataType::UInt16 => (0, u16::MAX as i128),
+        DataType::UInt32 => (0, u32::MAX as i128),
+        DataType::UInt64 => (0, u64::MAX as i128),
+        DataType::Float32 => (-(1 << 24), 1 << 24),
+        DataType::Float64 => (-(1 << 53), 1 << 53),
+        // Integer digits p - s: every integer below 10^(p - s) in magnitude.
+        DataType::Decimal128(p, s) if *s >= 0 && *p as i8 - *s <= 38 => {
+            let largest = 10i128.pow((*p as i8 - *s) as u32) - 1;
+            (-largest, largest)
+        }
+        _ => return false,
+    };
+    range.0 <= value && value <= range.1
+}
+
+fn max_code(c: &Column) -> u64 {
+    if c.width >= 64 {
+        u64::MAX
+    } else {
+        (1 << c.width) - 1
+    }
+}
+
+fn disjuncts(expr: &Expr) -> Vec<&Expr> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let mut out = disjuncts(left);
+            out.extend(disjuncts(right));
+            out
+        }
+        e => vec![e],
+    }
+}
+
+fn has_arithmetic(expr: &Expr) -> bool {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            op.is_numerical_operators() || has_arithmetic(left) || has_arithmetic(right)
+        }
+        Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }) => has_arithmetic(expr),
+        _ => false,
+    }
+}
+
+/// A filter expression named the way a user would recognise it.
+fn describe(expr: &Expr) -> String {
+    let what = match expr {
+        e if has_arithmetic(e) => "arithmetic on columns",
+        Expr::BinaryExpr(BinaryExpr {
+            op: Operator::Or, ..
+        }) => "OR",
+        Expr::Not(_) => "NOT",
+        Expr::InList(InList { negated: true, .. }) => "NOT IN",
+        Expr::IsNull(_) | Expr::IsNotNull(_) => "IS [NOT] NULL",
+        Expr::Like(_) | Expr::SimilarTo(_) => "LIKE",
+        Expr::ScalarFunction(f) => return format!("the function {}(...)", f.name()),
+        Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => "a subquery",
+        Expr::BinaryExpr(BinaryExpr {
+            op: Operator::NotEq,
+            ..
+        }) => "!= (use IN or ranges)",
+        _ => "",
+    };
+    if what.is_empty() {
+        format!("`{expr}`")
+    } else {
+        format!("{what} (in `{expr}`)")
+    }
+}

@@ -1,0 +1,818 @@
+//! The embedded store under a data directory: pending and sealed records as Parquet
+//! files, and a SQLite catalog of datasets, pending batches, chunks (commitments and
+//! salts) and signed epoch manifests.
+//!
+//! ```text
+//! DATA_DIR/catalog.sqlite          the catalog
+//! DATA_DIR/node.key                the node's Ed25519 secret key (owner-only)
+//! DATA_DIR/DATASET/pending/B.parquet   ingested rows waiting to be sealed
+//! DATA_DIR/DATASET/chunks/I.parquet    sealed chunk I, with `_chunk` and `_row` columns
+//! ```
+//!
+//! Durability: every file is written to a temporary name, synced and renamed, and only
+//! then referenced by a catalog transaction; the commit is the acknowledgement. Opening a
+//! store removes files no transaction references (left by a crash before its commit).
+//! Sealing writes the chunk files, then in one transaction records the chunks, drops the
+//! pending batches and publishes the epoch, and only then deletes the pending files. A
+//! crash at any point leaves either the old state or the new one.
+//!
+//! Withdrawing a sealed donation writes the chunks that held its rows again without
+//! them (fresh salts, new indexes), then in one transaction records them, retires the old
+//! chunks from a new epoch on and publishes it; older epochs keep their chunks.
+//!
+//! Each step boundary is a named failpoint (the `fail` crate: `ingest-files-written`,
+//! `ingest-before-commit`, `ingest-committed`, `seal-chunk-written`,
+//! `seal-chunks-written`, `seal-before-commit`, `seal-committed`,
+//! `withdraw-files-written`, `withdraw-before-commit`); setting for example
+//! `FAILPOINTS=seal-before-commit=panic` for the `zkfabric` binary crashes it there, which
+//! is how the crash tests reach every step. Failpoints are compiled only into test builds
+//! (the `fail` dev-dependency's feature); a shipped binary ignores `FAILPOINTS`.
+
+use std::{
+    collections::HashSet,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use fail::fail_point;
+use rand::rngs::OsRng;
+use rayon::prelude::*;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use zkfabric_circuits::{commitment::Chunk, CircuitError, Fr};
+
+mod donations;
+pub use donations::{sha256_hex, Admission, Donation, DonationStatus, Eligible, Withdrawal};
+
+use crate::verifier::files;
+use crate::{
+    shared::records::{self, RecordsError},
+    verifier::manifest::{fr_to_hex, ChunkEntry, Manifest, SignedManifest},
+    verifier::schema::Schema,
+};
+
+/// Why a store operation failed; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The catalog database failed.
+    #[error("catalog: {0}")]
+    Catalog(#[from] rusqlite::Error),
+    /// A record file was refused or could not be written.
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+    /// A file of the store could not be read or written.
+    #[error("{path}: {source}", path = path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// No dataset of that name is registered.
+    #[error("unknown dataset `{0}`")]
+    UnknownDataset(String),
+    /// No such epoch.
+    #[error("dataset `{dataset}` has no epoch {epoch}")]
+    UnknownEpoch { dataset: String, epoch: u64 },
+    /// The dataset is registered under another schema.
+    #[error("dataset `{0}` is registered with another schema; published epochs never change")]
+    SchemaChanged(String),
+    /// The node key file is unreadable.
+    #[error("node key {path}: {message}", path = path.display())]
+    NodeKey { path: PathBuf, message: String },
+    /// Committing a chunk failed.
+    #[error(transparent)]
+    Commitment(#[from] CircuitError),
+    /// Another process (a running `zkfabric serve`, say) has the data directory open.
+    #[error("{path} is in use by another zkfabric process (a running node? ask it with --remote)", path = .0.display())]
+    Busy(PathBuf),
+    /// A donation was refused: the message says why; nothing was stored.
+    #[error("donation refused: {0}")]
+    Donation(String),
+    /// A replayed eligibility proof, or a donor beyond the dataset's per-donor limit.
+    #[error("donation refused: {0}")]
+    Duplicate(String),
+    /// No donation has that receipt id.
+    #[error("no donation has receipt id `{0}`")]
+    UnknownDonation(String),
+    /// The withdrawal secret does not match the donation's.
+    #[error("the withdrawal secret does not match receipt `{0}`")]
+    WrongSecret(String),
+    /// The donation can no longer be withdrawn; the message says why.
+    #[error("receipt `{id}` cannot be withdrawn: {reason}")]
+    NotWithdrawable { id: String, reason: String },
+    /// Stored data do not match the catalog (the store was altered outside zkfabric).
+    #[error("store is inconsistent: {0}")]
+    Corrupt(String),
+    /// The data directory's chunks were sealed in a format this version cannot prove.
+    #[error("{path} holds chunks sealed in format {found}, but this zkfabric seals and proves format {COMMITMENT_FORMAT}: ingest the source files into a new data directory", path = path.display())]
+    Format { path: PathBuf, found: i64 },
+}
+
+/// The sealed format (the catalog's `user_version`): 2 since wide columns pack several
+/// values per field element; 3 since manifests list no time windows (nothing unproven is
+/// signed) and are read strictly. Chunks of another format cannot be proven.
+pub const COMMITMENT_FORMAT: i64 = 3;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What an ingest stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Rows accepted from the file.
+    pub rows: u64,
+    /// Rows now waiting to be sealed.
+    pub pending: u64,
+}
+
+/// What a seal published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealReport {
+    /// The new epoch.
+    pub epoch: u64,
+    /// Chunks added by this seal.
+    pub chunks: u64,
+    /// Rows sealed.
+    pub rows: u64,
+}
+
+/// A catalog line about one dataset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatasetSummary {
+    /// Dataset name.
+    pub name: String,
+    /// Latest epoch, if any was sealed.
+    pub latest_epoch: Option<u64>,
+    /// Sealed chunks.
+    pub chunks: u64,
+    /// Sealed rows.
+    pub rows: u64,
+    /// Rows waiting to be sealed.
+    pub pending: u64,
+}
+
+/// A chunk sealed and written, waiting for the transaction that publishes it.
+struct SealedChunk {
+    index: u64,
+    file: String,
+    rows: u64,
+    commitment: String,
+    salts: Vec<u8>,
+}
+
+/// An open data directory, locked against other processes while open.
+pub struct Store {
+    dir: PathBuf,
+    db: Connection,
+    key: SigningKey,
+    /// Holds the exclusive lock on `DATA_DIR/lock`.
+    _lock: fs::File,
+}
+
+const CATALOG: &str = "
+CREATE TABLE IF NOT EXISTS datasets (
+    name TEXT PRIMARY KEY, id INTEGER NOT NULL, schema TEXT NOT NULL, schema_hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (
+    batch INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL REFERENCES datasets(name),
+    file TEXT NOT NULL, rows INTEGER NOT NULL, source TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    dataset TEXT NOT NULL REFERENCES datasets(name), idx INTEGER NOT NULL, file TEXT NOT NULL,
+    rows INTEGER NOT NULL, commitment TEXT NOT NULL, salts BLOB NOT NULL,
+    retired_in INTEGER, PRIMARY KEY (dataset, idx));
+CREATE TABLE IF NOT EXISTS donations (
+    id TEXT PRIMARY KEY, dataset TEXT NOT NULL REFERENCES datasets(name),
+    batch INTEGER, records_sha256 TEXT NOT NULL,
+    rows INTEGER NOT NULL, purposes TEXT NOT NULL, donated_at INTEGER NOT NULL,
+    secret_sha256 TEXT NOT NULL, epoch INTEGER, withdrawn_at INTEGER,
+    nullifier TEXT, proof_sha256 TEXT UNIQUE, organisation TEXT,
+    batch_offset INTEGER NOT NULL DEFAULT 0, pending_rows INTEGER NOT NULL DEFAULT 0,
+    excluded_from INTEGER);
+CREATE TABLE IF NOT EXISTS donation_rows (
+    donation TEXT NOT NULL REFERENCES donations(id), dataset TEXT NOT NULL,
+    chunk INTEGER NOT NULL, first INTEGER NOT NULL, rows INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS epochs (
+    dataset TEXT NOT NULL REFERENCES datasets(name), epoch INTEGER NOT NULL,
+    manifest TEXT NOT NULL, PRIMARY KEY (dataset, epoch));
+";
+
+/// How long opening waits for the data directory's lock before answering `Busy`. A
+/// process that has just ended may still hold it for a moment: a child forked by another
+/// thread shares the lock's file until it executes its program.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes an exclusive lock on `file`, retrying until `grace` has passed.
+fn lock_within(file: &fs::File, grace: std::time::Duration) -> Result<(), fs::TryLockError> {
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        match file.try_lock() {
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store under `dir`, creating the node key on first start and
+    /// removing files that no committed transaction references.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        // Absolute, so that chunk files can be handed to DataFusion as URLs.
+        let dir = &dir.canonicalize().map_err(io(dir))?;
+        // One process at a time: opening removes files no transaction references, which
+        // would race with another process's ingest.
+        let lock_path = dir.join("lock");
+        let lock = fs::File::create(&lock_path).map_err(io(&lock_path))?;
+        lock_within(&lock, LOCK_GRACE).map_err(|e| match e {
+            fs::TryLockError::WouldBlock => StoreError::Busy(dir.to_path_buf()),
+            fs::TryLockError::Error(e) => io(&lock_path)(e),
+        })?;
+        let db = Connection::open(dir.join("catalog.sqlite"))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.execute_batch(CATALOG)?;
+        // Catalogs from before withdrawals lack the column that retires chunks.
+        let retired: bool = db.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('chunks') WHERE name = 'retired_in'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !retired {
+            db.execute_batch("ALTER TABLE chunks ADD COLUMN retired_in INTEGER")?;
+        }
+        let format: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if format != COMMITMENT_FORMAT {
+            let sealed: bool = db.query_row("SELECT COUNT(*) > 0 FROM chunks", [], |r| r.get(0))?;
+            if sealed {
+                return Err(StoreError::Format {
+                    path: dir.to_path_buf(),
+                    found: format.max(1),
+                });
+            }
+            db.pragma_update(None, "user_version", COMMITMENT_FORMAT)?;
+        }
+        let key = node_key(&dir.join("node.key"))?;
+        let store = Self {
+            dir: dir.to_path_buf(),
+            db,
+            key,
+            _lock: lock,
+        };
+        store.remove_unreferenced_files()?;
+        Ok(store)
+    }
+
+    /// The node's public key, which verifiers trust manifests by.
+    pub fn node_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// Signs `message` with the node key (receipts; manifests sign themselves at sealing).
+    pub fn sign(&self, message: &[u8]) -> ed25519_dalek::Signature {
+        use ed25519_dalek::Signer;
+        self.key.sign(message)
+    }
+
+    /// Registers `schema` if its dataset is new; refuses a changed schema.
+    pub fn register(&mut self, schema: &Schema) -> Result<(), StoreError> {
+        let known: Option<String> = self
+            .db
+            .query_row(
+                "SELECT schema_hash FROM datasets WHERE name = ?1",
+                [&schema.name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match known {
+            Some(hash) if hash == schema.hash() => Ok(()),
+            Some(_) => Err(StoreError::SchemaChanged(schema.name.clone())),
+            None => {
+                self.db.execute(
+                    "INSERT INTO datasets (name, id, schema, schema_hash) VALUES (?1, ?2, ?3, ?4)",
+                    params![schema.name, schema.id as i64, schema.source, schema.hash()],
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Registers the schema `builtin` gives when `dataset` is not registered yet: built-in
+    /// datasets are registered on first use.
+    pub fn register_on_first_use(
+        &mut self,
+        dataset: &str,
+        builtin: impl FnOnce(&str) -> Option<Schema>,
+    ) -> Result<(), StoreError> {
+        match self.schema(dataset) {
+            Err(StoreError::UnknownDataset(_)) => match builtin(dataset) {
+                Some(schema) => self.register(&schema),
+                None => Err(StoreError::UnknownDataset(dataset.to_string())),
+            },
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// The schema of a registered dataset.
+    pub fn schema(&self, dataset: &str) -> Result<Schema, StoreError> {
+        let text: String = self
+            .db
+            .query_row(
+                "SELECT schema FROM datasets WHERE name = ?1",
+                [dataset],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::UnknownDataset(dataset.to_string()))?;
+        Schema::parse(&format!("{dataset} (catalog)"), &text)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// Every registered dataset with its counts.
+    pub fn datasets(&self) -> Result<Vec<DatasetSummary>, StoreError> {
+        let mut stmt = self.db.prepare(
+            "SELECT d.name,
+                    (SELECT MAX(epoch) FROM epochs e WHERE e.dataset = d.name),
+                    (SELECT COUNT(*) FROM chunks c WHERE c.dataset = d.name AND retired_in IS NULL),
+                    (SELECT COALESCE(SUM(rows), 0) FROM chunks c
+                     WHERE c.dataset = d.name AND retired_in IS NULL),
+                    (SELECT COALESCE(SUM(rows), 0) FROM pending p WHERE p.dataset = d.name)
+             FROM datasets d ORDER BY d.name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DatasetSummary {
+                name: r.get(0)?,
+                latest_epoch: r.get::<_, Option<i64>>(1)?.map(|e| e as u64),
+                chunks: r.get::<_, i64>(2)? as u64,
+                rows: r.get::<_, i64>(3)? as u64,
+                pending: r.get::<_, i64>(4)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Validates every file against the dataset's schema, then stores all their rows as
+    /// pending in one transaction: if any file is refused, nothing is stored. Full chunks
+    /// are sealed at once.
+    pub fn ingest(
+        &mut self,
+        dataset: &str,
+        files: &[PathBuf],
+    ) -> Result<(IngestReport, Option<SealReport>), StoreError> {
+        let schema = self.schema(dataset)?;
+        let parsed = files
+            .iter()
+            .map(|f| Ok((f.display().to_string(), records::read_file(&schema, f)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.add_pending(&schema, parsed, |_, _| Ok(()))
+    }
+
+    /// Stores parsed files as pending batches in one transaction, calls `within` with the
+    /// transaction and the new batch ids before committing (so that a donation is recorded
+    /// atomically with its rows), then seals full chunks.
+    fn add_pending(
+        &mut self,
+        schema: &Schema,
+        parsed: Vec<(String, Vec<Vec<u64>>)>,
+        within: impl FnOnce(&rusqlite::Transaction, &[i64]) -> Result<(), StoreError>,
+    ) -> Result<(IngestReport, Option<SealReport>), StoreError> {
+        let dataset = schema.name.as_str();
+        let pending_dir = self.dir.join(dataset).join("pending");
+        fs::create_dir_all(&pending_dir).map_err(io(&pending_dir))?;
+        let next: i64 =
+            self.db
+                .query_row("SELECT COALESCE(MAX(batch), 0) + 1 FROM pending", [], |r| {
+                    r.get(0)
+                })?;
+        let mut written = Vec::new();
+        let mut rows = 0u64;
+        for (i, (source, columns)) in parsed.iter().enumerate() {
+            let count = columns.first().map_or(0, Vec::len) as u64;
+            if count == 0 {
+                continue;
+            }
+            // Unique across processes and threads: a random suffix.
+            let name = format!(
+                "{}-{}-{:08x}.parquet",
+                next + i as i64,
+                std::process::id(),
+                rand::random::<u32>()
+            );
+            let batch = records::to_stored_batch(schema, columns, None);
+            records::write_file(&pending_dir.join(&name), batch.schema(), [batch])?;
+            written.push((name, count, source));
+            rows += count;
+        }
+        fail_point!("ingest-files-written");
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut batches = Vec::new();
+        for (name, count, source) in &written {
+            tx.execute(
+                "INSERT INTO pending (dataset, file, rows, source) VALUES (?1, ?2, ?3, ?4)",
+                params![dataset, name, *count as i64, source],
+            )?;
+            batches.push(tx.last_insert_rowid());
+        }
+        let recorded = within(&tx, &batches);
+        if let Err(e) = recorded {
+            drop(tx);
+            for (name, _, _) in &written {
+                let _ = fs::remove_file(pending_dir.join(name));
+            }
+            return Err(e);
+        }
+        fail_point!("ingest-before-commit");
+        tx.commit()?;
+        fail_point!("ingest-committed");
+        let sealed = if self.pending_rows(dataset)? >= schema.chunk_rows as u64 {
+            self.seal_rows(schema, false)?
+        } else {
+            None
+        };
+        let pending = self.pending_rows(dataset)?;
+        tracing::info!(dataset, files = parsed.len(), rows, pending, "ingested");
+        Ok((IngestReport { rows, pending }, sealed))
+    }
+
+    /// Rows of `dataset` waiting to be sealed.
+    pub fn pending_rows(&self, dataset: &str) -> Result<u64, StoreError> {
+        let rows: i64 = self.db.query_row(
+            "SELECT COALESCE(SUM(rows), 0) FROM pending WHERE dataset = ?1",
+            [dataset],
+            |r| r.get(0),
+        )?;
+        Ok(rows as u64)
+    }
+
+    /// Seals every pending row of `dataset` (the last chunk may be partly filled) and
+    /// publishes a new epoch; `None` when nothing is pending.
+    pub fn seal(&mut self, dataset: &str) -> Result<Option<SealReport>, StoreError> {
+        let schema = self.schema(dataset)?;
+        self.seal_rows(&schema, true)
+    }
+
+    fn seal_rows(
+        &mut self,
+        schema: &Schema,
+        partial_last: bool,
+    ) -> Result<Option<SealReport>, StoreError> {
+        let dataset = &schema.name;
+        let capacity = schema.chunk_rows;
+        let batches: Vec<(i64, String, u64)> = {
+            let mut stmt = self.db.prepare(
+                "SELECT batch, file, rows FROM pending WHERE dataset = ?1 ORDER BY batch",
+            )?;
+            let rows = stmt.query_map([dataset], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut columns: Vec<Vec<u64>> = vec![Vec::new(); schema.declared().len()];
+        for (_, file, _) in &batches {
+            let path = self.dir.join(dataset).join("pending").join(file);
+            for (all, part) in columns
+                .iter_mut()
+                .zip(records::read_stored_file(schema, &path)?)
+            {
+                all.extend(part);
+            }
+        }
+        let total = columns.first().map_or(0, Vec::len);
+        let sealed_rows = if partial_last {
+            total
+        } else {
+            total - total % capacity
+        };
+        if sealed_rows == 0 {
+            return Ok(None);
+        }
+        let first_index: i64 = self.db.query_row(
+            "SELECT COALESCE(MAX(idx) + 1, 0) FROM chunks WHERE dataset = ?1",
+            [dataset],
+            |r| r.get(0),
+        )?;
+        let chunk_dir = self.dir.join(dataset).join("chunks");
+        fs::create_dir_all(&chunk_dir).map_err(io(&chunk_dir))?;
+        // Chunks are committed (hashing dominates) and written in parallel.
+        let starts: Vec<usize> = (0..sealed_rows).step_by(capacity).collect();
+        let new_chunks = starts
+            .par_iter()
+            .enumerate()
+            .map(|(n, &start)| {
+                let end = (start + capacity).min(sealed_rows);
+                let stored = columns.iter().map(|c| c[start..end].to_vec()).collect();
+                seal_chunk(schema, &chunk_dir, first_index as u64 + n as u64, stored)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        fail_point!("seal-chunks-written");
+
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for c in &new_chunks {
+            insert_chunk(&tx, dataset, c)?;
+        }
+        // The remainder of a partly sealed set of batches goes back as one new batch.
+        let remainder: Vec<Vec<u64>> = columns.iter().map(|c| c[sealed_rows..].to_vec()).collect();
+        let mut remainder_batch = None;
+        if sealed_rows < total {
+            let name = format!("rest-{first_index}-{}.parquet", std::process::id());
+            let path = self.dir.join(dataset).join("pending").join(&name);
+            let batch = records::to_stored_batch(schema, &remainder, None);
+            records::write_file(&path, batch.schema(), [batch])?;
+            tx.execute(
+                "INSERT INTO pending (dataset, file, rows, source) VALUES (?1, ?2, ?3, 'remainder of a seal')",
+                params![dataset, name, (total - sealed_rows) as i64],
+            )?;
+            remainder_batch = Some(tx.last_insert_rowid());
+        }
+        for (batch, _, _) in &batches {
+            tx.execute("DELETE FROM pending WHERE batch = ?1", [batch])?;
+        }
+        let epoch = publish_epoch(&tx, schema, &self.key)?;
+        donations::sealed(
+            &tx,
+            &batches,
+            sealed_rows as u64,
+            remainder_batch,
+            epoch,
+            (first_index as u64, capacity as u64),
+        )?;
+        fail_point!("seal-before-commit");
+        tx.commit()?;
+        fail_point!("seal-committed");
+        // The pending files are no longer referenced; a crash here leaves them for the
+        // next open to remove.
+        for (_, file, _) in &batches {
+            let _ = fs::remove_file(self.dir.join(dataset).join("pending").join(file));
+        }
+        tracing::info!(
+            dataset,
+            epoch,
+            chunks = new_chunks.len(),
+            rows = sealed_rows,
+            "sealed and published an epoch"
+        );
+        Ok(Some(SealReport {
+            epoch,
+            chunks: new_chunks.len() as u64,
+            rows: sealed_rows as u64,
+        }))
+    }
+
+    /// Published epochs of `dataset`, oldest first.
+    pub fn epochs(&self, dataset: &str) -> Result<Vec<u64>, StoreError> {
+        self.schema(dataset)?;
+        let mut stmt = self
+            .db
+            .prepare("SELECT epoch FROM epochs WHERE dataset = ?1 ORDER BY epoch")?;
+        let rows = stmt.query_map([dataset], |r| r.get::<_, i64>(0))?;
+        Ok(rows
+            .map(|e| e.map(|e| e as u64))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The signed manifest of an epoch (the latest when `None`).
+    pub fn manifest(
+        &self,
+        dataset: &str,
+        epoch: Option<u64>,
+    ) -> Result<SignedManifest, StoreError> {
+        let epochs = self.epochs(dataset)?;
+        let epoch = match epoch.or(epochs.last().copied()) {
+            Some(e) if epochs.contains(&e) => e,
+            e => {
+                return Err(StoreError::UnknownEpoch {
+                    dataset: dataset.to_string(),
+                    epoch: e.unwrap_or(1),
+                })
+            }
+        };
+        let text: String = self.db.query_row(
+            "SELECT manifest FROM epochs WHERE dataset = ?1 AND epoch = ?2",
+            params![dataset, epoch as i64],
+            |r| r.get(0),
+        )?;
+        serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("manifest of epoch {epoch}: {e}")))
+    }
+
+    /// A sealed chunk with its rows and salts, padded to capacity: the prover's witness.
+    pub fn chunk(&self, dataset: &str, index: u64) -> Result<Chunk, StoreError> {
+        let schema = self.schema(dataset)?;
+        let path = self.chunk_file(dataset, index)?;
+        let salts: Vec<u8> = self.db.query_row(
+            "SELECT salts FROM chunks WHERE dataset = ?1 AND idx = ?2",
+            params![dataset, index as i64],
+            |r| r.get(0),
+        )?;
+        let mut columns = records::read_stored_file(&schema, &path)?;
+        let rows = columns.first().map_or(0, Vec::len);
+        columns.push(vec![1; rows]);
+        for c in &mut columns {
+            c.resize(schema.chunk_rows, 0);
+        }
+        let salts = Vec::<Fr>::deserialize_compressed(&salts[..])
+            .map_err(|e| StoreError::Corrupt(format!("salts of chunk {index}: {e}")))?;
+        Ok(Chunk {
+            dataset_id: schema.id,
+            index,
+            columns,
+            salts,
+        })
+    }
+
+    /// Path of sealed chunk `index`'s Parquet file.
+    pub fn chunk_file(&self, dataset: &str, index: u64) -> Result<PathBuf, StoreError> {
+        let file: String = self
+            .db
+            .query_row(
+                "SELECT file FROM chunks WHERE dataset = ?1 AND idx = ?2",
+                params![dataset, index as i64],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::Corrupt(format!("{dataset} has no chunk {index}")))?;
+        Ok(self.dir.join(dataset).join("chunks").join(file))
+    }
+
+    /// Deletes pending and chunk files that no committed transaction references.
+    fn remove_unreferenced_files(&self) -> Result<(), StoreError> {
+        let referenced: HashSet<(String, String)> = {
+            let mut stmt = self.db.prepare(
+                "SELECT dataset, 'pending/' || file FROM pending UNION ALL SELECT dataset, 'chunks/' || file FROM chunks",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut stmt = self.db.prepare("SELECT name FROM datasets")?;
+        let datasets: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for dataset in datasets {
+            for sub in ["pending", "chunks"] {
+                let dir = self.dir.join(&dataset).join(sub);
+                let Ok(entries) = fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in entries {
+                    let entry = entry.map_err(io(&dir))?;
+                    let name = format!("{sub}/{}", entry.file_name().to_string_lossy());
+                    if !referenced.contains(&(dataset.clone(), name)) {
+                        fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Commits `stored` (a chunk's rows, column-major, without the `present` column) as chunk
+/// `index` with fresh salts and writes its file.
+fn seal_chunk(
+    schema: &Schema,
+    chunk_dir: &Path,
+    index: u64,
+    stored: Vec<Vec<u64>>,
+) -> Result<SealedChunk, StoreError> {
+    let layout = schema.layout()?;
+    let rows = stored.first().map_or(0, Vec::len);
+    let mut with_present = stored.clone();
+    with_present.push(vec![1; rows]);
+    let chunk = Chunk::seal(&layout, schema.id, index, with_present, &mut OsRng)?;
+    let file = format!("{index}.parquet");
+    let batch = records::to_stored_batch(schema, &stored, Some(index));
+    records::write_file(&chunk_dir.join(&file), batch.schema(), [batch])?;
+    fail_point!("seal-chunk-written");
+    let mut salts = Vec::new();
+    chunk
+        .salts
+        .serialize_compressed(&mut salts)
+        .expect("serializing into a Vec cannot fail");
+    Ok(SealedChunk {
+        index,
+        file,
+        rows: rows as u64,
+        commitment: fr_to_hex(&chunk.commitment(&layout)),
+        salts,
+    })
+}
+
+fn insert_chunk(
+    tx: &rusqlite::Transaction,
+    dataset: &str,
+    c: &SealedChunk,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO chunks (dataset, idx, file, rows, commitment, salts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            dataset,
+            c.index as i64,
+            c.file,
+            c.rows as i64,
+            c.commitment,
+            c.salts
+        ],
+    )?;
+    Ok(())
+}
+
+/// Signs and records the next epoch of `schema`'s dataset over its live chunks (those
+/// no later epoch retired), chained to the previous manifest; returns the epoch.
+fn publish_epoch(
+    tx: &rusqlite::Transaction,
+    schema: &Schema,
+    key: &SigningKey,
+) -> Result<u64, StoreError> {
+    let dataset = &schema.name;
+    let previous: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT epoch, manifest FROM epochs WHERE dataset = ?1 ORDER BY epoch DESC LIMIT 1",
+            [dataset],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let epoch = previous.as_ref().map_or(1, |(e, _)| *e as u64 + 1);
+    let previous_hash = previous
+        .map(|(_, text)| serde_json::from_str::<SignedManifest>(&text).map(|m| m.manifest.hash()))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("previous manifest: {e}")))?;
+    let chunks = {
+        let mut stmt = tx.prepare(
+            "SELECT idx, commitment, rows FROM chunks
+             WHERE dataset = ?1 AND retired_in IS NULL ORDER BY idx",
+        )?;
+        let rows = stmt.query_map([dataset], |r| {
+            Ok(ChunkEntry {
+                index: r.get::<_, i64>(0)? as u64,
+                commitment: r.get(1)?,
+                rows: r.get::<_, i64>(2)? as u64,
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    let manifest = Manifest {
+        dataset: dataset.clone(),
+        dataset_id: schema.id,
+        epoch,
+        schema_hash: schema.hash(),
+        chunk_rows: schema.chunk_rows,
+        chunks,
+        previous: previous_hash,
+    }
+    .sign(key);
+    tx.execute(
+        "INSERT INTO epochs (dataset, epoch, manifest) VALUES (?1, ?2, ?3)",
+        params![
+            dataset,
+            epoch as i64,
+            serde_json::to_string(&manifest).expect("serializable")
+        ],
+    )?;
+    Ok(epoch)
+}
+
+/// Loads the node key, or creates one readable by the owner only.
+fn node_key(path: &Path) -> Result<SigningKey, StoreError> {
+    let bad = |message: String| StoreError::NodeKey {
+        path: path.to_path_buf(),
+        message,
+    };
+    if path.exists() {
+        let text = fs::read_to_string(path).map_err(io(path))?;
+        let bytes: [u8; 32] = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| bad("not 64 hex digits".into()))?;
+        return Ok(SigningKey::from_bytes(&bytes));
+    }
+    let key = SigningKey::generate(&mut OsRng);
+    files::write_atomically(path, |file| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(0o600))
+                .map_err(|source| RecordsError::Io {
+                    file: path.to_path_buf(),
+                    source,
+                })?;
+        }
+        use std::io::Write;
+        let mut f = file;
+        f.write_all(hex::encode(key.to_bytes()).as_bytes())
+            .map_err(|source| RecordsError::Io {
+                file: path.to_path_buf(),
+                source,
+            })
+    })?;
+    Ok(key)
+}

@@ -1,0 +1,278 @@
+//! Answer bundles: the protobuf message ([`Bundle`]) a verified query produces, with the
+//! conversions between its parts and the node's types, and reading and writing `.zkf`
+//! files (protobuf) and their JSON form.
+
+use std::path::Path;
+
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+use prost::Message;
+use zkfabric_proto::v1 as pb;
+pub use zkfabric_proto::v1::Bundle;
+
+use crate::{
+    files::{self, FileError},
+    manifest::{Manifest, SignedManifest},
+    query::{Aggregand, Filter, Limits, Output, OutputKind, ProvableQuery, Test},
+};
+use zkfabric_circuits::Fr;
+
+/// The bundle format this version writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// Most slots (K, L or G) a bundle's circuits may have: a bound on what a verifier
+/// allocates for a bundle it has not checked yet.
+pub const MAX_SLOTS: usize = 1024;
+
+/// Why a bundle is malformed: the field at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("bundle field `{field}`: {message}")]
+pub struct BundleError {
+    /// The field, as a path into the message.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+fn malformed(field: impl Into<String>, message: impl Into<String>) -> BundleError {
+    BundleError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A field element as the 32 bytes of its canonical compressed encoding.
+pub fn fr_to_bytes(x: &Fr) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    x.serialize_compressed(&mut out)
+        .expect("serializing into a Vec cannot fail");
+    out
+}
+
+/// Reads a field element written by [`fr_to_bytes`], refusing non-canonical encodings.
+pub fn fr_from_bytes(bytes: &[u8], field: &str) -> Result<Fr, BundleError> {
+    if bytes.len() != 32 {
+        return Err(malformed(
+            field,
+            format!("{} bytes, expected 32", bytes.len()),
+        ));
+    }
+    Fr::deserialize_compressed(bytes).map_err(|e| malformed(field, e.to_string()))
+}
+
+/// The signed manifest as the bundle carries it.
+pub fn manifest_to_proto(signed: &SignedManifest) -> Result<pb::SignedManifest, BundleError> {
+    let bytes = |hex_text: &str, field: &str| {
+        hex::decode(hex_text).map_err(|e| malformed(field, e.to_string()))
+    };
+    Ok(pb::SignedManifest {
+        manifest: signed.manifest.canonical_bytes(),
+        signature: bytes(&signed.signature, "manifest.signature")?,
+        node_key: bytes(&signed.node_key, "manifest.node_key")?,
+    })
+}
+
+/// The signed manifest of a bundle (its signature is checked by the verifier). Only the
+/// canonical bytes the node signs are accepted: no unknown field, no other spacing or
+/// order, so the bytes the signature covers are exactly the manifest read, and nothing
+/// unread rides along.
+pub fn manifest_from_proto(m: Option<&pb::SignedManifest>) -> Result<SignedManifest, BundleError> {
+    let m = m.ok_or_else(|| malformed("manifest", "missing"))?;
+    let manifest: Manifest = serde_json::from_slice(&m.manifest)
+        .map_err(|e| malformed("manifest.manifest", e.to_string()))?;
+    if manifest.canonical_bytes() != m.manifest {
+        return Err(malformed(
+            "manifest.manifest",
+            "not the canonical bytes of the manifest it holds",
+        ));
+    }
+    Ok(SignedManifest {
+        manifest,
+        signature: hex::encode(&m.signature),
+        node_key: hex::encode(&m.node_key),
+    })
+}
+
+/// The provable query and the limits that fix its shapes, as the bundle carries them.
+pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::ProvableQuery {
+    let filters = q
+        .filters
+        .iter()
+        .map(|f| pb::Filter {
+            column: f.column.clone(),
+            test: Some(match &f.test {
+                Test::Range { lo, hi } => pb::filter::Test::Range(pb::Range { lo: *lo, hi: *hi }),
+                Test::In(items) => pb::filter::Test::InList(pb::InList {
+                    values: items.clone(),
+                    slots: limits.in_list as u32,
+                }),
+            }),
+        })
+        .collect();
+    let kind = match &q.aggregand {
+        Aggregand::CountOnly => pb::aggregand::Kind::CountOnly(pb::CountOnly {}),
+        Aggregand::Sum(m) => pb::aggregand::Kind::Sum(m.clone()),
+        Aggregand::CountWhere {
+            column,
+            lo,
+            hi,
+            negate,
+        } => pb::aggregand::Kind::CountWhere(pb::CountWhere {
+            column: column.clone(),
+            range: Some(pb::Range { lo: *lo, hi: *hi }),
+            negate: *negate,
+        }),
+    };
+    let outputs = q
+        .outputs
+        .iter()
+        .map(|o| pb::Output {
+            name: o.name.clone(),
+            kind: Some(match o.kind {
+                OutputKind::GroupKey => pb::output::Kind::GroupKey(pb::Empty {}),
+                OutputKind::Count => pb::output::Kind::Count(pb::Empty {}),
+                OutputKind::Sum => pb::output::Kind::Sum(pb::Empty {}),
+                OutputKind::Avg => pb::output::Kind::Avg(pb::Empty {}),
+                OutputKind::Predicate => pb::output::Kind::Predicate(pb::Empty {}),
+            }),
+        })
+        .collect();
+    pb::ProvableQuery {
+        purpose: q.purpose.clone(),
+        filters,
+        group_by: q.group_by.clone().unwrap_or_default(),
+        aggregand: Some(pb::Aggregand { kind: Some(kind) }),
+        min_group_size: limits.min_group_size,
+        outputs,
+        combine_inputs: limits.combine_inputs as u32,
+    }
+}
+
+/// The provable query of a bundle, with the limits its shapes were made under (a
+/// bundle's group slots are the grouping column's codes, so any number of them is
+/// accepted here).
+pub fn query_from_proto(
+    q: Option<&pb::ProvableQuery>,
+) -> Result<(ProvableQuery, Limits), BundleError> {
+    let q = q.ok_or_else(|| malformed("query", "missing"))?;
+    let mut slots = None;
+    for (i, f) in q.filters.iter().enumerate() {
+        if let Some(pb::filter::Test::InList(l)) = &f.test {
+            if slots.is_some_and(|s| s != l.slots) {
+                return Err(malformed(
+                    format!("query.filters[{i}].in_list.slots"),
+                    "IN filters of one query share one slot count",
+                ));
+            }
+            slots = Some(l.slots);
+        }
+    }
+    let filters = q
+        .filters
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let test = match &f.test {
+                Some(pb::filter::Test::Range(r)) => Test::Range { lo: r.lo, hi: r.hi },
+                Some(pb::filter::Test::InList(l)) => Test::In(l.values.clone()),
+                None => return Err(malformed(format!("query.filters[{i}].test"), "missing")),
+            };
+            Ok(Filter {
+                column: f.column.clone(),
+                test,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let aggregand = match q.aggregand.as_ref().and_then(|a| a.kind.as_ref()) {
+        Some(pb::aggregand::Kind::CountOnly(_)) => Aggregand::CountOnly,
+        Some(pb::aggregand::Kind::Sum(m)) => Aggregand::Sum(m.clone()),
+        Some(pb::aggregand::Kind::CountWhere(c)) => {
+            let r = c
+                .range
+                .as_ref()
+                .ok_or_else(|| malformed("query.aggregand.count_where.range", "missing"))?;
+            Aggregand::CountWhere {
+                column: c.column.clone(),
+                lo: r.lo,
+                hi: r.hi,
+                negate: c.negate,
+            }
+        }
+        None => return Err(malformed("query.aggregand", "missing")),
+    };
+    let outputs = q
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let kind = match o.kind {
+                Some(pb::output::Kind::GroupKey(_)) => OutputKind::GroupKey,
+                Some(pb::output::Kind::Count(_)) => OutputKind::Count,
+                Some(pb::output::Kind::Sum(_)) => OutputKind::Sum,
+                Some(pb::output::Kind::Avg(_)) => OutputKind::Avg,
+                Some(pb::output::Kind::Predicate(_)) => OutputKind::Predicate,
+                None => return Err(malformed(format!("query.outputs[{i}].kind"), "missing")),
+            };
+            Ok(Output {
+                name: o.name.clone(),
+                kind,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let query = ProvableQuery {
+        purpose: q.purpose.clone(),
+        filters,
+        group_by: (!q.group_by.is_empty()).then(|| q.group_by.clone()),
+        aggregand,
+        outputs,
+    };
+    let limits = Limits {
+        in_list: slots.map_or(Limits::default().in_list, |s| s as usize),
+        max_groups: MAX_SLOTS,
+        combine_inputs: q.combine_inputs as usize,
+        min_group_size: q.min_group_size,
+    };
+    if !(2..=MAX_SLOTS).contains(&limits.combine_inputs) {
+        return Err(malformed(
+            "query.combine_inputs",
+            format!("a combine opens 2 to {MAX_SLOTS} partials"),
+        ));
+    }
+    if limits.min_group_size == 0 {
+        return Err(malformed(
+            "query.min_group_size",
+            "k is at least 1: a bundle with k = 0 could release empty groups",
+        ));
+    }
+    if !(1..=MAX_SLOTS).contains(&limits.in_list) {
+        return Err(malformed(
+            "query.filters",
+            format!("an IN filter has 1 to {MAX_SLOTS} slots"),
+        ));
+    }
+    Ok((query, limits))
+}
+
+/// Writes `bundle` to `path` as protobuf, atomically; with `json`, also writes
+/// `path.json` in protobuf's canonical JSON mapping.
+pub fn write(bundle: &Bundle, path: &Path, json: bool) -> Result<(), FileError> {
+    let bytes = bundle.encode_to_vec();
+    files::write_bytes_atomically(path, &bytes)?;
+    if json {
+        let json_path = path.with_extension("zkf.json");
+        let text = serde_json::to_vec_pretty(bundle).expect("a bundle always serializes");
+        files::write_bytes_atomically(&json_path, &text)?;
+    }
+    Ok(())
+}
+
+/// Reads a bundle from a `.zkf` file (protobuf) or its `.json` form.
+pub fn read(path: &Path) -> Result<Bundle, BundleError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| malformed(path.display().to_string(), e.to_string()))?;
+    if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| malformed(path.display().to_string(), e.to_string()))
+    } else {
+        Bundle::decode(&bytes[..]).map_err(|e| malformed(path.display().to_string(), e.to_string()))
+    }
+}

@@ -1,0 +1,332 @@
+//! The verifier's command line: the flags that say what to trust and what was asked, the
+//! [`Trust`] they pin, and the printed report. The small `zkfabric-verify` binary and
+//! `zkfabric verify` share all of it; the full CLI adds the SQL planner's check that the
+//! bundle's SQL text (and the researcher's `--sql`) means the query the proofs are about.
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ed25519_dalek::VerifyingKey as NodeKey;
+use zkfabric_proto::v1 as pb;
+
+use crate::{
+    bundle::Bundle,
+    manifest::{parse_ed25519_key, SignedManifest},
+    query::{Aggregand, OutputKind, ProvableQuery},
+    schema::Schema,
+    verify::{Expected, KeyPins, ManifestHead, PinnedKey, Report, Trust},
+};
+
+/// How a verifier is told what to trust and what was asked.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct VerifyArgs {
+    /// Trusted verifying keys: a file, or a directory of files, with one `sha256:...
+    /// SHAPE` line per key (as `zkfabric setup` and `zkfabric keys import` print them). A
+    /// key verifies only statements of the shape it is listed with.
+    #[arg(long)]
+    pub trusted_keys: Option<PathBuf>,
+    /// Verify with the bundle's own verifying keys when none are pinned. Whoever made
+    /// them can prove anything: the answer is then UNVERIFIED, and the report says so
+    /// first.
+    #[arg(long)]
+    pub allow_unpinned_keys: bool,
+    /// The node's Ed25519 public key (hex) the manifest must be signed with.
+    #[arg(long)]
+    pub node_key: Option<String>,
+    /// The SQL asked: the bundle must answer exactly this query (needs the SQL planner:
+    /// `zkfabric verify` checks it, `zkfabric-verify` refuses it).
+    #[arg(long = "sql")]
+    pub expected_sql: Option<String>,
+    /// The consent purpose asked for.
+    #[arg(long = "purpose")]
+    pub expected_purpose: Option<String>,
+    /// The minimum group size (k) accepted: the bundle's must be this.
+    #[arg(long = "min-group-size")]
+    pub expected_min_group_size: Option<u64>,
+    /// The epoch asked about.
+    #[arg(long = "epoch")]
+    pub expected_epoch: Option<u64>,
+    /// The latest manifest hash of the bundle's dataset you know of (`zkfabric catalog
+    /// show` prints it): the bundle's epoch must lie on the chain that ends there, and the
+    /// report says how many epochs behind it is (rows withdrawn since still count in it).
+    #[arg(long)]
+    pub manifest_head: Option<String>,
+    /// The manifests after the bundle's epoch up to --manifest-head, as `zkfabric catalog
+    /// chain` writes them, to check offline; with `zkfabric verify --remote` they are
+    /// fetched from the node.
+    #[arg(long, requires = "manifest_head")]
+    pub manifest_chain: Option<PathBuf>,
+}
+
+impl VerifyArgs {
+    /// The trust these flags pin. `reported_key` is the key a node reached over the
+    /// network reports (it must equal `--node-key` when both are given); `fetch_later`
+    /// fetches the manifests after the bundle's epoch from that node, and is called only
+    /// when `--manifest-head` is given without `--manifest-chain`.
+    pub fn trust(
+        &self,
+        reported_key: Option<NodeKey>,
+        fetch_later: impl FnOnce() -> Result<Vec<SignedManifest>>,
+    ) -> Result<Trust> {
+        let head = match &self.manifest_head {
+            None => None,
+            Some(hash) => {
+                let later = match &self.manifest_chain {
+                    Some(file) => manifest_chain(file)?,
+                    None => fetch_later()?,
+                };
+                Some(ManifestHead {
+                    hash: hash.clone(),
+                    later,
+                })
+            }
+        };
+        let given = self
+            .node_key
+            .as_deref()
+            .map(|hex_key| parse_ed25519_key(hex_key).map_err(|e| anyhow!("--node-key: {e}")))
+            .transpose()?;
+        let node_key = match (given, reported_key) {
+            (Some(a), Some(b)) if a != b => {
+                bail!("--node-key differs from the key the --remote node reports")
+            }
+            (a, b) => a.or(b),
+        };
+        let keys = match (&self.trusted_keys, self.allow_unpinned_keys) {
+            (Some(file), _) => KeyPins::Pinned(trusted_keys(file)?),
+            (None, true) => KeyPins::Unpinned,
+            (None, false) => bail!(
+                "keys: no verifying keys are pinned. Pass --trusted-keys FILE (the `sha256:... \
+                 SHAPE` lines `zkfabric setup` or `keys import` printed for keys you trust), \
+                 or --allow-unpinned-keys to check the proofs against the bundle's own keys, \
+                 which proves nothing about the answer"
+            ),
+        };
+        Ok(Trust {
+            node_key,
+            keys,
+            expected: Expected {
+                epoch: self.expected_epoch,
+                purpose: self.expected_purpose.clone(),
+                min_group_size: self.expected_min_group_size,
+                head,
+            },
+        })
+    }
+}
+
+/// Reads a manifest chain file (`zkfabric catalog chain`).
+fn manifest_chain(file: &Path) -> Result<Vec<SignedManifest>> {
+    let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    serde_json::from_slice(&text).with_context(|| {
+        format!(
+            "{}: not a manifest chain (`zkfabric catalog chain`)",
+            file.display()
+        )
+    })
+}
+
+/// Reads a trusted-keys file, or every file of a directory.
+fn trusted_keys(path: &Path) -> Result<HashSet<PinnedKey>> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut out = HashSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        out.extend(
+            PinnedKey::parse_all(&text, &file.display().to_string()).map_err(|e| anyhow!(e))?,
+        );
+    }
+    if out.is_empty() {
+        bail!("--trusted-keys {}: no keys listed", path.display());
+    }
+    Ok(out)
+}
+
+/// What was established about the bundle's SQL text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqlCheck {
+    /// The SQL planner lowered the bundle's text (and `--sql`, when given) to the query
+    /// the proofs are about.
+    Replanned,
+    /// No planner ran: the proofs are about the canonical query the report prints in
+    /// words, whatever the SQL text says.
+    NotReplanned,
+}
+
+/// Prints the report on a verified bundle: what was checked, against what, and the
+/// answer. Its first line is UNVERIFIED when no keys were pinned.
+pub fn print_report(report: &Report, bundle: &Bundle, secs: f64, args: &VerifyArgs, sql: SqlCheck) {
+    if !report.keys_pinned {
+        println!(
+            "UNVERIFIED   keys not pinned (--allow-unpinned-keys): the proofs were checked \
+             against the bundle's own keys, and whoever made those can prove any answer"
+        );
+    }
+    println!("verified     {} epoch {}", report.dataset, report.epoch);
+    match sql {
+        SqlCheck::Replanned => println!("sql          {}", bundle.sql),
+        SqlCheck::NotReplanned => {
+            println!(
+                "sql          {} (not re-planned: this verifier has no SQL planner)",
+                bundle.sql
+            );
+            println!(
+                "query        the proofs are about {}",
+                report.query.in_words(&report.schema)
+            );
+        }
+    }
+    println!(
+        "node key     {} (manifest signature valid)",
+        report.node_key
+    );
+    println!(
+        "coverage     all {} chunks of the epoch proven, each under the index and row \
+         count the manifest lists",
+        report.chunks
+    );
+    println!(
+        "proofs       {} verified in {:.1} ms",
+        report.proofs,
+        secs * 1000.0
+    );
+    if let Some(file) = args.trusted_keys.as_ref().filter(|_| report.keys_pinned) {
+        println!(
+            "keys         pinned by {}: each proof's key is listed there for its shape",
+            file.display()
+        );
+    }
+    let checked = |given: bool| {
+        if given {
+            "as asked"
+        } else {
+            "not checked: pass it to compare"
+        }
+    };
+    match report.epochs_behind {
+        Some(0) => println!("epoch        the latest: its manifest is the head you pinned"),
+        Some(n) => println!(
+            "epoch        {n} epoch(s) behind the head you pinned: rows withdrawn since may \
+             still count in this answer"
+        ),
+        None => println!(
+            "epoch        freshness not checked: pass --manifest-head (`zkfabric catalog \
+             show` prints the latest manifest's hash) to refuse a stale or forked epoch"
+        ),
+    }
+    let sql_asked = match sql {
+        SqlCheck::Replanned => checked(args.expected_sql.is_some()),
+        SqlCheck::NotReplanned => {
+            "not checked: compare the query above with what you asked, or run `zkfabric \
+             verify --sql`"
+        }
+    };
+    println!(
+        "asked        sql {}; purpose {} {}; k = {} {}; epoch {}",
+        sql_asked,
+        report.query.purpose,
+        checked(args.expected_purpose.is_some()),
+        report.min_group_size,
+        checked(args.expected_min_group_size.is_some()),
+        checked(args.expected_epoch.is_some()),
+    );
+    println!();
+    print_answer(&report.schema, &report.query, bundle);
+}
+
+/// Prints the result table as the query's output columns, in the units the data are
+/// stored in (as plain DataFusion would print them).
+pub fn print_answer(schema: &Schema, query: &ProvableQuery, bundle: &Bundle) {
+    let Some(result) = &bundle.result else {
+        return;
+    };
+    let width = query
+        .outputs
+        .iter()
+        .map(|o| o.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(12)
+        + 2;
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .map(|c| format!("{c:>width$}"))
+            .collect::<String>()
+    };
+    println!(
+        "{}",
+        line(query.outputs.iter().map(|o| o.name.clone()).collect())
+    );
+    for row in &result.rows {
+        println!(
+            "{}",
+            line(query.outputs.iter().map(|o| cell(o.kind, row)).collect())
+        );
+    }
+    let mut notes = vec![format!(
+        "purpose {}; groups of fewer than {} rows are suppressed",
+        query.purpose,
+        bundle.query.as_ref().map_or(0, |q| q.min_group_size)
+    )];
+    if let Aggregand::Sum(m) = &query.aggregand {
+        if let Some((_, c)) = schema.column(m) {
+            if let (Some(scale), Some(unit)) = (c.scale, &c.unit) {
+                notes.push(format!("{m} is in {unit} x {scale}"));
+            }
+        }
+    }
+    println!("({})", notes.join("; "));
+}
+
+fn cell(kind: OutputKind, row: &pb::ResultRow) -> String {
+    if kind == OutputKind::GroupKey {
+        return if row.label.is_empty() {
+            row.key.to_string()
+        } else {
+            row.label.clone()
+        };
+    }
+    if row.suppressed {
+        return "suppressed".into();
+    }
+    match kind {
+        OutputKind::Count => row.count.to_string(),
+        OutputKind::Sum => row.sum.clone(),
+        OutputKind::Avg => match row.sum.parse::<f64>() {
+            Ok(sum) if row.count > 0 => (sum / row.count as f64).to_string(),
+            _ => "-".into(),
+        },
+        OutputKind::Predicate => row.holds.to_string(),
+        OutputKind::GroupKey => unreachable!("handled above"),
+    }
+}
+
+/// An error for the command line: its chain of causes, each once (many errors already
+/// print their source).
+pub fn error_message(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    message
+}

@@ -1,0 +1,345 @@
+//! Provable queries: what a SQL aggregate is lowered to, and the circuit shapes and
+//! public parameters it means.
+//!
+//! A [`ProvableQuery`] is canonical: filters are merged per column and sorted, labels are
+//! codes, and the group keys are every code the grouping column can hold, so the same
+//! question always gives the same statement. The node lowers SQL to it (with DataFusion,
+//! in the `zkfabric` crate); a verifier rebuilds the circuits' view of it from the bundle
+//! with [`ProvableQuery::circuit`], and reads it to a person with
+//! [`ProvableQuery::in_words`].
+
+use zkfabric_circuits::{
+    aggregate::{
+        Aggregand as CircuitAggregand, AggregateQuery, AggregateShape, FilterParams, FilterShape,
+    },
+    combine::{CombineOutput, CombineParams, CombineShape},
+};
+
+use crate::schema::{ColumnKind, Schema};
+
+/// One filter on one column, ANDed with the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    /// The filtered column.
+    pub column: String,
+    /// Its test.
+    pub test: Test,
+}
+
+/// What a filter asks of a column's value (codes, not labels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Test {
+    /// `lo <= value <= hi` (`lo > hi` selects nothing).
+    Range { lo: u64, hi: u64 },
+    /// `value IN (items)`, 1 to L distinct items in ascending order.
+    In(Vec<u64>),
+}
+
+/// What each selected row adds to its group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Aggregand {
+    /// Nothing: only COUNT(*) is asked.
+    CountOnly,
+    /// SUM (and AVG) of this measure column.
+    Sum(String),
+    /// The number of selected rows with `lo <= column <= hi`: `bool_or(cmp)` is "at least
+    /// one", `bool_and(cmp)` is "none meets the negated comparison" (`negate`).
+    CountWhere {
+        column: String,
+        lo: u64,
+        hi: u64,
+        negate: bool,
+    },
+}
+
+/// What an output column of the answer shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    /// The group key (its label when the column has a dictionary).
+    GroupKey,
+    /// COUNT(*).
+    Count,
+    /// SUM(measure).
+    Sum,
+    /// AVG(measure): SUM divided by COUNT, by whoever reads the answer.
+    Avg,
+    /// bool_and / bool_or.
+    Predicate,
+}
+
+/// One output column, in SELECT order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// The name SQL gives it (its alias, or the expression).
+    pub name: String,
+    /// What it shows.
+    pub kind: OutputKind,
+}
+
+/// A query the circuits can prove, in canonical form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvableQuery {
+    /// The consent purpose every counted row must have.
+    pub purpose: String,
+    /// Filters, one per column and kind, sorted by column position.
+    pub filters: Vec<Filter>,
+    /// The grouping column.
+    pub group_by: Option<String>,
+    /// What is added up.
+    pub aggregand: Aggregand,
+    /// Output columns in SELECT order.
+    pub outputs: Vec<Output>,
+}
+
+/// Sizes that fix the circuit shapes, and so the keys; a node's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Slots `L` of an IN list.
+    pub in_list: usize,
+    /// Most group slots `G`: GROUP BY takes a column with at most this many codes.
+    pub max_groups: usize,
+    /// Partial slots `K` of a combine.
+    pub combine_inputs: usize,
+    /// Minimum group size `k`: smaller groups are suppressed.
+    pub min_group_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            in_list: 8,
+            max_groups: 32,
+            combine_inputs: 8,
+            min_group_size: 10,
+        }
+    }
+}
+
+/// Why a provable query does not fit a dataset (a bundle naming unknown columns, say).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ShapeError(pub String);
+
+/// The circuits' view of a query over one dataset: the chunk circuit's shape and public
+/// parameters, and the root combine's shape and parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CircuitQuery {
+    /// Shape of every chunk proof.
+    pub chunk_shape: AggregateShape,
+    /// Public parameters of every chunk proof.
+    pub chunk_query: AggregateQuery,
+    /// Shape of the root combine (Release or Predicate); inner combines are the same
+    /// shape with a Subtotal output.
+    pub root_shape: CombineShape,
+    /// Public parameters of the root combine.
+    pub combine_params: CombineParams,
+}
+
+impl ProvableQuery {
+    /// The query in words, with labels for codes, so that a verifier without the SQL
+    /// planner can see what the proofs are about: the outputs, the rows counted (purpose
+    /// and filters) and the grouping.
+    pub fn in_words(&self, schema: &Schema) -> String {
+        let value = |column: &str, code: u64| {
+            schema
+                .column(column)
+                .and_then(|(_, c)| c.label_of(code))
+                .map_or_else(|| code.to_string(), |label| format!("'{label}'"))
+        };
+        let outputs: Vec<String> = self
+            .outputs
+            .iter()
+            .map(|o| match (o.kind, &self.aggregand) {
+                (OutputKind::GroupKey, _) => format!("the {} of each group", o.name),
+                (OutputKind::Count, _) => "the number of rows".to_string(),
+                (OutputKind::Sum, Aggregand::Sum(m)) => format!("the sum of {m}"),
+                (OutputKind::Avg, Aggregand::Sum(m)) => format!("the average of {m}"),
+                (
+                    OutputKind::Predicate,
+                    Aggregand::CountWhere {
+                        column,
+                        lo,
+                        hi,
+                        negate,
+                    },
+                ) => format!(
+                    "whether {} row has {} <= {column} <= {}",
+                    if *negate { "no" } else { "at least one" },
+                    value(column, *lo),
+                    value(column, *hi)
+                ),
+                _ => format!("`{}` (which does not fit the aggregand)", o.name),
+            })
+            .collect();
+        let mut text = format!(
+            "{} over the rows consented to {:?}",
+            outputs.join(", "),
+            self.purpose
+        );
+        for (n, f) in self.filters.iter().enumerate() {
+            text.push_str(if n == 0 { " with " } else { " and " });
+            text.push_str(&match &f.test {
+                Test::Range { lo, hi } if lo > hi => format!("{} in no range (no row)", f.column),
+                Test::Range { lo, hi } => format!(
+                    "{} <= {} <= {}",
+                    value(&f.column, *lo),
+                    f.column,
+                    value(&f.column, *hi)
+                ),
+                Test::In(items) => format!(
+                    "{} in ({})",
+                    f.column,
+                    items
+                        .iter()
+                        .map(|c| value(&f.column, *c))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        if let Some(g) = &self.group_by {
+            text.push_str(&format!(", grouped by {g}"));
+        }
+        text
+    }
+
+    /// The codes a GROUP BY on `column` has slots for: every value the column can hold;
+    /// `None` when there are more than `max`.
+    pub fn group_keys(schema: &Schema, column: &str, max: usize) -> Option<Vec<u64>> {
+        let (_, c) = schema.column(column)?;
+        let count = if c.labels.is_empty() {
+            1u64.checked_shl(c.width)?
+        } else {
+            c.labels.len() as u64
+        };
+        (count <= max as u64).then(|| (0..count).collect())
+    }
+
+    /// The circuit shapes and public parameters of this query over `schema`, under
+    /// `limits`.
+    pub fn circuit(&self, schema: &Schema, limits: &Limits) -> Result<CircuitQuery, ShapeError> {
+        let bad = |m: String| ShapeError(m);
+        let index = |name: &str| {
+            schema
+                .column(name)
+                .filter(|(i, _)| *i < schema.declared().len())
+                .map(|(i, _)| i)
+                .ok_or_else(|| bad(format!("dataset {} has no column `{name}`", schema.name)))
+        };
+        let consent = &schema.columns[schema.consent()];
+        let purpose = consent
+            .purposes
+            .iter()
+            .position(|p| *p == self.purpose)
+            .ok_or_else(|| {
+                bad(format!(
+                    "dataset {} has no purpose `{}` (purposes: {})",
+                    schema.name,
+                    self.purpose,
+                    consent.purposes.join(", ")
+                ))
+            })? as u32;
+        let mut filters = Vec::new();
+        let mut params = Vec::new();
+        for f in &self.filters {
+            let column = index(&f.column)?;
+            match &f.test {
+                Test::Range { lo, hi } => {
+                    filters.push(FilterShape::Range { column });
+                    params.push(FilterParams::Range { lo: *lo, hi: *hi });
+                }
+                Test::In(items) => {
+                    if items.len() > limits.in_list {
+                        return Err(bad(format!(
+                            "IN list on `{}` has {} values; at most {}",
+                            f.column,
+                            items.len(),
+                            limits.in_list
+                        )));
+                    }
+                    filters.push(FilterShape::In {
+                        column,
+                        len: limits.in_list,
+                    });
+                    params.push(FilterParams::In(items.clone()));
+                }
+            }
+        }
+        let (group_by, group_keys) = match &self.group_by {
+            None => (None, Vec::new()),
+            Some(name) => {
+                let keys = Self::group_keys(schema, name, limits.max_groups).ok_or_else(|| {
+                    bad(format!(
+                        "GROUP BY `{name}`: a grouping column has at most {} codes",
+                        limits.max_groups
+                    ))
+                })?;
+                (Some(index(name)?), keys)
+            }
+        };
+        if limits.min_group_size == 0 {
+            return Err(bad(
+                "minimum group size 0: k is at least 1, so that no group of zero rows is \
+                 released and no predicate over zero rows holds"
+                    .into(),
+            ));
+        }
+        let groups = group_keys.len().max(1);
+        let (aggregand, condition, output, threshold) = match &self.aggregand {
+            Aggregand::CountOnly => (CircuitAggregand::CountOnly, None, CombineOutput::Release, 0),
+            Aggregand::Sum(m) => {
+                let column = index(m)?;
+                if schema.columns[column].kind != ColumnKind::Measure {
+                    return Err(bad(format!("SUM({m}): `{m}` is not a measure")));
+                }
+                (
+                    CircuitAggregand::Sum { column },
+                    None,
+                    CombineOutput::Release,
+                    0,
+                )
+            }
+            Aggregand::CountWhere { column, lo, hi, .. } => (
+                CircuitAggregand::CountWhere {
+                    column: index(column)?,
+                },
+                Some((*lo, *hi)),
+                CombineOutput::Predicate,
+                1,
+            ),
+        };
+        let layout = schema
+            .layout()
+            .map_err(|e| bad(format!("dataset {}: {e}", schema.name)))?;
+        let chunk_shape = AggregateShape {
+            layout,
+            consent: schema.consent(),
+            filters,
+            group_by,
+            groups,
+            aggregand,
+        };
+        let chunk_query = AggregateQuery {
+            purpose,
+            filters: params,
+            group_keys,
+            condition,
+        };
+        chunk_query
+            .validate(&chunk_shape)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(CircuitQuery {
+            chunk_shape,
+            chunk_query,
+            root_shape: CombineShape {
+                inputs: limits.combine_inputs,
+                groups,
+                output,
+            },
+            combine_params: CombineParams {
+                min_group_size: limits.min_group_size,
+                threshold,
+            },
+        })
+    }
+}
