@@ -53,7 +53,10 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::{node::keys::KeyMode, verifier::query::Limits, verifier::schema::Schema};
+use crate::{
+    node::{donor::DonorPolicy, keys::KeyMode},
+    verifier::{query::Limits, schema::Schema},
+};
 
 /// The configuration.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -82,35 +85,6 @@ pub struct Config {
 pub struct KeysConfig {
     /// `"development"` (default) or `"ceremony"`: ceremony keys only, for production.
     pub mode: KeyMode,
-}
-
-/// A `[donors.<dataset>]` table: donations to the dataset must carry an eligibility proof
-/// from a credential of one of `issuers`, for an adult resident of one of `districts`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DonorPolicy {
-    /// Accepted credential issuers: BabyJubJub public keys, 64 hex digits each.
-    #[serde(default)]
-    pub issuers: Vec<String>,
-    /// Organisations whose signed bulk donations are accepted: Ed25519 public keys.
-    #[serde(default)]
-    pub organisations: Vec<String>,
-    /// Allowed residence district codes (1 to 16).
-    pub districts: Vec<u64>,
-    /// Minimum age on the donation date.
-    #[serde(default = "adult")]
-    pub min_age: u32,
-    /// Donations one donor (one nullifier) may make to the dataset.
-    #[serde(default = "one")]
-    pub donations_per_donor: u32,
-}
-
-fn adult() -> u32 {
-    18
-}
-
-fn one() -> u32 {
-    1
 }
 
 /// The `[store]` table.
@@ -314,43 +288,9 @@ impl Config {
             }
         }
         for (dataset, policy) in &self.donors {
-            let at = format!("[donors.{dataset}]");
-            if let Some(bad) = policy
-                .issuers
-                .iter()
-                .find(|k| zkfabric_circuits::eddsa::point_from_hex(k).is_none())
-            {
-                return Err(format!(
-                    "{at}: issuer {bad:?} is not a BabyJubJub public key"
-                ));
-            }
-            if policy.issuers.is_empty() && policy.organisations.is_empty() {
-                return Err(format!("{at}: list at least one issuer or organisation"));
-            }
-            if let Some(bad) = policy
-                .organisations
-                .iter()
-                .find(|k| crate::verifier::manifest::parse_ed25519_key(k).is_err())
-            {
-                return Err(format!(
-                    "{at}: organisation {bad:?} is not an Ed25519 public key"
-                ));
-            }
-            let slots = zkfabric_circuits::eligibility::DISTRICT_BITS;
-            if policy.districts.is_empty()
-                || policy.districts.len() > crate::node::donor::SHAPE.districts
-                || policy.districts.iter().any(|d| d >> slots != 0)
-            {
-                return Err(format!(
-                    "{at}: districts must be 1 to {} codes below 2^{slots}",
-                    crate::node::donor::SHAPE.districts
-                ));
-            }
-            if policy.min_age > 150 || policy.donations_per_donor == 0 {
-                return Err(format!(
-                    "{at}: min_age at most 150, donations_per_donor at least 1"
-                ));
-            }
+            policy
+                .check()
+                .map_err(|e| format!("[donors.{dataset}]: {e}"))?;
         }
         Ok(())
     }

@@ -28,11 +28,10 @@ use zkfabric_circuits::{
 };
 use zkfabric_proto::v1 as pb;
 
-use crate::verifier::files;
 use crate::{
-    node::config::DonorPolicy,
     node::store::{sha256_hex, Admission, Donation, DonationStatus, Eligible},
     shared::records,
+    verifier::{files, manifest::parse_ed25519_key},
 };
 
 /// The eligibility circuit every node uses: up to 16 allowed districts.
@@ -45,6 +44,73 @@ pub fn describe_shape() -> String {
 
 /// The canonical description of the withdrawal circuit (its key's name).
 pub const WITHDRAWAL_SHAPE: &str = crate::node::keys::WITHDRAWAL_DESCRIPTION;
+
+/// A dataset's donor policy (`[donors.<dataset>]` in the node configuration): donations
+/// to the dataset must carry an eligibility proof from a credential of one of `issuers`,
+/// for an adult resident of one of `districts`, or an organisation's signature.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DonorPolicy {
+    /// Accepted credential issuers: BabyJubJub public keys, 64 hex digits each.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Organisations whose signed bulk donations are accepted: Ed25519 public keys.
+    #[serde(default)]
+    pub organisations: Vec<String>,
+    /// Allowed residence district codes (1 to 16).
+    pub districts: Vec<u64>,
+    /// Minimum age on the donation date.
+    #[serde(default = "adult")]
+    pub min_age: u32,
+    /// Donations one donor (one nullifier) may make to the dataset.
+    #[serde(default = "one")]
+    pub donations_per_donor: u32,
+}
+
+fn adult() -> u32 {
+    18
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl DonorPolicy {
+    /// Checks the keys and bounds a node relies on: the message names the field at fault.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(bad) = self
+            .issuers
+            .iter()
+            .find(|k| eddsa::point_from_hex(k).is_none())
+        {
+            return Err(format!("issuer {bad:?} is not a BabyJubJub public key"));
+        }
+        if self.issuers.is_empty() && self.organisations.is_empty() {
+            return Err("list at least one issuer or organisation".into());
+        }
+        if let Some(bad) = self
+            .organisations
+            .iter()
+            .find(|k| parse_ed25519_key(k).is_err())
+        {
+            return Err(format!("organisation {bad:?} is not an Ed25519 public key"));
+        }
+        let slots = eligibility::DISTRICT_BITS;
+        if self.districts.is_empty()
+            || self.districts.len() > SHAPE.districts
+            || self.districts.iter().any(|d| d >> slots != 0)
+        {
+            return Err(format!(
+                "districts must be 1 to {} codes below 2^{slots}",
+                SHAPE.districts
+            ));
+        }
+        if self.min_age > 150 || self.donations_per_donor == 0 {
+            return Err("min_age at most 150, donations_per_donor at least 1".into());
+        }
+        Ok(())
+    }
+}
 
 /// What a withdrawal proof is bound to: the receipt id it withdraws.
 pub fn withdrawal_binding(id: &str) -> Fr {
@@ -602,7 +668,7 @@ fn check_organisation(
             signature.key, donation.dataset
         ));
     }
-    let key = crate::verifier::manifest::parse_ed25519_key(&signature.key)
+    let key = parse_ed25519_key(&signature.key)
         .map_err(DonorError::Refused)?;
     let valid = ed25519_dalek::Signature::from_slice(&signature.signature)
         .map(|s| {
