@@ -668,8 +668,7 @@ fn check_organisation(
             signature.key, donation.dataset
         ));
     }
-    let key = parse_ed25519_key(&signature.key)
-        .map_err(DonorError::Refused)?;
+    let key = parse_ed25519_key(&signature.key).map_err(DonorError::Refused)?;
     let valid = ed25519_dalek::Signature::from_slice(&signature.signature)
         .map(|s| {
             key.verify(
