@@ -1,6 +1,9 @@
 //! The embedded store under a data directory: pending and sealed records as Parquet
 //! files, and a SQLite catalog of datasets, pending batches, chunks (commitments and
-//! salts) and signed epoch manifests.
+//! salts) and signed epoch manifests. This file opens the store and reads it; the
+//! writing stages are `store/ingest.rs` (files to pending rows), `store/seal.rs` (pending
+//! rows to committed chunks and a signed epoch) and `store/donations.rs` (donations,
+//! receipts and withdrawals).
 //!
 //! ```text
 //! DATA_DIR/catalog.sqlite          the catalog
@@ -34,21 +37,23 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+use ark_serialize::CanonicalDeserialize;
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use fail::fail_point;
 use rand::rngs::OsRng;
-use rayon::prelude::*;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use zkfabric_circuits::{commitment::Chunk, CircuitError, Fr};
 
 mod donations;
+mod ingest;
+mod seal;
 pub use donations::{sha256_hex, Admission, Donation, DonationStatus, Eligible, Withdrawal};
+pub use ingest::IngestReport;
+pub use seal::SealReport;
 
 use crate::verifier::files;
 use crate::{
     shared::records::{self, RecordsError},
-    verifier::manifest::{fr_to_hex, ChunkEntry, Manifest, SignedManifest},
+    verifier::manifest::SignedManifest,
     verifier::schema::Schema,
 };
 
@@ -121,26 +126,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
-/// What an ingest stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IngestReport {
-    /// Rows accepted from the file.
-    pub rows: u64,
-    /// Rows now waiting to be sealed.
-    pub pending: u64,
-}
-
-/// What a seal published.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SealReport {
-    /// The new epoch.
-    pub epoch: u64,
-    /// Chunks added by this seal.
-    pub chunks: u64,
-    /// Rows sealed.
-    pub rows: u64,
-}
-
 /// A catalog line about one dataset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatasetSummary {
@@ -154,15 +139,6 @@ pub struct DatasetSummary {
     pub rows: u64,
     /// Rows waiting to be sealed.
     pub pending: u64,
-}
-
-/// A chunk sealed and written, waiting for the transaction that publishes it.
-struct SealedChunk {
-    index: u64,
-    file: String,
-    rows: u64,
-    commitment: String,
-    salts: Vec<u8>,
 }
 
 /// An open data directory, locked against other processes while open.
@@ -356,217 +332,6 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Validates every file against the dataset's schema, then stores all their rows as
-    /// pending in one transaction: if any file is refused, nothing is stored. Full chunks
-    /// are sealed at once.
-    pub fn ingest(
-        &mut self,
-        dataset: &str,
-        files: &[PathBuf],
-    ) -> Result<(IngestReport, Option<SealReport>), StoreError> {
-        let schema = self.schema(dataset)?;
-        let parsed = files
-            .iter()
-            .map(|f| Ok((f.display().to_string(), records::read_file(&schema, f)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.add_pending(&schema, parsed, |_, _| Ok(()))
-    }
-
-    /// Stores parsed files as pending batches in one transaction, calls `within` with the
-    /// transaction and the new batch ids before committing (so that a donation is recorded
-    /// atomically with its rows), then seals full chunks.
-    fn add_pending(
-        &mut self,
-        schema: &Schema,
-        parsed: Vec<(String, Vec<Vec<u64>>)>,
-        within: impl FnOnce(&rusqlite::Transaction, &[i64]) -> Result<(), StoreError>,
-    ) -> Result<(IngestReport, Option<SealReport>), StoreError> {
-        let dataset = schema.name.as_str();
-        let pending_dir = self.dir.join(dataset).join("pending");
-        fs::create_dir_all(&pending_dir).map_err(io(&pending_dir))?;
-        let next: i64 =
-            self.db
-                .query_row("SELECT COALESCE(MAX(batch), 0) + 1 FROM pending", [], |r| {
-                    r.get(0)
-                })?;
-        let mut written = Vec::new();
-        let mut rows = 0u64;
-        for (i, (source, columns)) in parsed.iter().enumerate() {
-            let count = columns.first().map_or(0, Vec::len) as u64;
-            if count == 0 {
-                continue;
-            }
-            // Unique across processes and threads: a random suffix.
-            let name = format!(
-                "{}-{}-{:08x}.parquet",
-                next + i as i64,
-                std::process::id(),
-                rand::random::<u32>()
-            );
-            let batch = records::to_stored_batch(schema, columns, None);
-            records::write_file(&pending_dir.join(&name), batch.schema(), [batch])?;
-            written.push((name, count, source));
-            rows += count;
-        }
-        fail_point!("ingest-files-written");
-        let tx = self
-            .db
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut batches = Vec::new();
-        for (name, count, source) in &written {
-            tx.execute(
-                "INSERT INTO pending (dataset, file, rows, source) VALUES (?1, ?2, ?3, ?4)",
-                params![dataset, name, *count as i64, source],
-            )?;
-            batches.push(tx.last_insert_rowid());
-        }
-        let recorded = within(&tx, &batches);
-        if let Err(e) = recorded {
-            drop(tx);
-            for (name, _, _) in &written {
-                let _ = fs::remove_file(pending_dir.join(name));
-            }
-            return Err(e);
-        }
-        fail_point!("ingest-before-commit");
-        tx.commit()?;
-        fail_point!("ingest-committed");
-        let sealed = if self.pending_rows(dataset)? >= schema.chunk_rows as u64 {
-            self.seal_rows(schema, false)?
-        } else {
-            None
-        };
-        let pending = self.pending_rows(dataset)?;
-        tracing::info!(dataset, files = parsed.len(), rows, pending, "ingested");
-        Ok((IngestReport { rows, pending }, sealed))
-    }
-
-    /// Rows of `dataset` waiting to be sealed.
-    pub fn pending_rows(&self, dataset: &str) -> Result<u64, StoreError> {
-        let rows: i64 = self.db.query_row(
-            "SELECT COALESCE(SUM(rows), 0) FROM pending WHERE dataset = ?1",
-            [dataset],
-            |r| r.get(0),
-        )?;
-        Ok(rows as u64)
-    }
-
-    /// Seals every pending row of `dataset` (the last chunk may be partly filled) and
-    /// publishes a new epoch; `None` when nothing is pending.
-    pub fn seal(&mut self, dataset: &str) -> Result<Option<SealReport>, StoreError> {
-        let schema = self.schema(dataset)?;
-        self.seal_rows(&schema, true)
-    }
-
-    fn seal_rows(
-        &mut self,
-        schema: &Schema,
-        partial_last: bool,
-    ) -> Result<Option<SealReport>, StoreError> {
-        let dataset = &schema.name;
-        let capacity = schema.chunk_rows;
-        let batches: Vec<(i64, String, u64)> = {
-            let mut stmt = self.db.prepare(
-                "SELECT batch, file, rows FROM pending WHERE dataset = ?1 ORDER BY batch",
-            )?;
-            let rows = stmt.query_map([dataset], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
-        let mut columns: Vec<Vec<u64>> = vec![Vec::new(); schema.declared().len()];
-        for (_, file, _) in &batches {
-            let path = self.dir.join(dataset).join("pending").join(file);
-            for (all, part) in columns
-                .iter_mut()
-                .zip(records::read_stored_file(schema, &path)?)
-            {
-                all.extend(part);
-            }
-        }
-        let total = columns.first().map_or(0, Vec::len);
-        let sealed_rows = if partial_last {
-            total
-        } else {
-            total - total % capacity
-        };
-        if sealed_rows == 0 {
-            return Ok(None);
-        }
-        let first_index: i64 = self.db.query_row(
-            "SELECT COALESCE(MAX(idx) + 1, 0) FROM chunks WHERE dataset = ?1",
-            [dataset],
-            |r| r.get(0),
-        )?;
-        let chunk_dir = self.dir.join(dataset).join("chunks");
-        fs::create_dir_all(&chunk_dir).map_err(io(&chunk_dir))?;
-        // Chunks are committed (hashing dominates) and written in parallel.
-        let starts: Vec<usize> = (0..sealed_rows).step_by(capacity).collect();
-        let new_chunks = starts
-            .par_iter()
-            .enumerate()
-            .map(|(n, &start)| {
-                let end = (start + capacity).min(sealed_rows);
-                let stored = columns.iter().map(|c| c[start..end].to_vec()).collect();
-                seal_chunk(schema, &chunk_dir, first_index as u64 + n as u64, stored)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        fail_point!("seal-chunks-written");
-
-        let tx = self
-            .db
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for c in &new_chunks {
-            insert_chunk(&tx, dataset, c)?;
-        }
-        // The remainder of a partly sealed set of batches goes back as one new batch.
-        let remainder: Vec<Vec<u64>> = columns.iter().map(|c| c[sealed_rows..].to_vec()).collect();
-        let mut remainder_batch = None;
-        if sealed_rows < total {
-            let name = format!("rest-{first_index}-{}.parquet", std::process::id());
-            let path = self.dir.join(dataset).join("pending").join(&name);
-            let batch = records::to_stored_batch(schema, &remainder, None);
-            records::write_file(&path, batch.schema(), [batch])?;
-            tx.execute(
-                "INSERT INTO pending (dataset, file, rows, source) VALUES (?1, ?2, ?3, 'remainder of a seal')",
-                params![dataset, name, (total - sealed_rows) as i64],
-            )?;
-            remainder_batch = Some(tx.last_insert_rowid());
-        }
-        for (batch, _, _) in &batches {
-            tx.execute("DELETE FROM pending WHERE batch = ?1", [batch])?;
-        }
-        let epoch = publish_epoch(&tx, schema, &self.key)?;
-        donations::sealed(
-            &tx,
-            &batches,
-            sealed_rows as u64,
-            remainder_batch,
-            epoch,
-            (first_index as u64, capacity as u64),
-        )?;
-        fail_point!("seal-before-commit");
-        tx.commit()?;
-        fail_point!("seal-committed");
-        // The pending files are no longer referenced; a crash here leaves them for the
-        // next open to remove.
-        for (_, file, _) in &batches {
-            let _ = fs::remove_file(self.dir.join(dataset).join("pending").join(file));
-        }
-        tracing::info!(
-            dataset,
-            epoch,
-            chunks = new_chunks.len(),
-            rows = sealed_rows,
-            "sealed and published an epoch"
-        );
-        Ok(Some(SealReport {
-            epoch,
-            chunks: new_chunks.len() as u64,
-            rows: sealed_rows as u64,
-        }))
-    }
-
     /// Published epochs of `dataset`, oldest first.
     pub fn epochs(&self, dataset: &str) -> Result<Vec<u64>, StoreError> {
         self.schema(dataset)?;
@@ -673,112 +438,6 @@ impl Store {
         }
         Ok(())
     }
-}
-
-/// Commits `stored` (a chunk's rows, column-major, without the `present` column) as chunk
-/// `index` with fresh salts and writes its file.
-fn seal_chunk(
-    schema: &Schema,
-    chunk_dir: &Path,
-    index: u64,
-    stored: Vec<Vec<u64>>,
-) -> Result<SealedChunk, StoreError> {
-    let layout = schema.layout()?;
-    let rows = stored.first().map_or(0, Vec::len);
-    let mut with_present = stored.clone();
-    with_present.push(vec![1; rows]);
-    let chunk = Chunk::seal(&layout, schema.id, index, with_present, &mut OsRng)?;
-    let file = format!("{index}.parquet");
-    let batch = records::to_stored_batch(schema, &stored, Some(index));
-    records::write_file(&chunk_dir.join(&file), batch.schema(), [batch])?;
-    fail_point!("seal-chunk-written");
-    let mut salts = Vec::new();
-    chunk
-        .salts
-        .serialize_compressed(&mut salts)
-        .expect("serializing into a Vec cannot fail");
-    Ok(SealedChunk {
-        index,
-        file,
-        rows: rows as u64,
-        commitment: fr_to_hex(&chunk.commitment(&layout)),
-        salts,
-    })
-}
-
-fn insert_chunk(
-    tx: &rusqlite::Transaction,
-    dataset: &str,
-    c: &SealedChunk,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO chunks (dataset, idx, file, rows, commitment, salts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            dataset,
-            c.index as i64,
-            c.file,
-            c.rows as i64,
-            c.commitment,
-            c.salts
-        ],
-    )?;
-    Ok(())
-}
-
-/// Signs and records the next epoch of `schema`'s dataset over its live chunks (those
-/// no later epoch retired), chained to the previous manifest; returns the epoch.
-fn publish_epoch(
-    tx: &rusqlite::Transaction,
-    schema: &Schema,
-    key: &SigningKey,
-) -> Result<u64, StoreError> {
-    let dataset = &schema.name;
-    let previous: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT epoch, manifest FROM epochs WHERE dataset = ?1 ORDER BY epoch DESC LIMIT 1",
-            [dataset],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let epoch = previous.as_ref().map_or(1, |(e, _)| *e as u64 + 1);
-    let previous_hash = previous
-        .map(|(_, text)| serde_json::from_str::<SignedManifest>(&text).map(|m| m.manifest.hash()))
-        .transpose()
-        .map_err(|e| StoreError::Corrupt(format!("previous manifest: {e}")))?;
-    let chunks = {
-        let mut stmt = tx.prepare(
-            "SELECT idx, commitment, rows FROM chunks
-             WHERE dataset = ?1 AND retired_in IS NULL ORDER BY idx",
-        )?;
-        let rows = stmt.query_map([dataset], |r| {
-            Ok(ChunkEntry {
-                index: r.get::<_, i64>(0)? as u64,
-                commitment: r.get(1)?,
-                rows: r.get::<_, i64>(2)? as u64,
-            })
-        })?;
-        rows.collect::<Result<Vec<_>, _>>()?
-    };
-    let manifest = Manifest {
-        dataset: dataset.clone(),
-        dataset_id: schema.id,
-        epoch,
-        schema_hash: schema.hash(),
-        chunk_rows: schema.chunk_rows,
-        chunks,
-        previous: previous_hash,
-    }
-    .sign(key);
-    tx.execute(
-        "INSERT INTO epochs (dataset, epoch, manifest) VALUES (?1, ?2, ?3)",
-        params![
-            dataset,
-            epoch as i64,
-            serde_json::to_string(&manifest).expect("serializable")
-        ],
-    )?;
-    Ok(epoch)
 }
 
 /// Loads the node key, or creates one readable by the owner only.

@@ -317,7 +317,7 @@ impl Store {
             let columns = records::read_stored_file(&schema, &self.chunk_file(&dataset, chunk)?)?;
             let kept = without(&columns, &cut);
             let replacement = if kept.first().is_some_and(|c| !c.is_empty()) {
-                let sealed = super::seal_chunk(&schema, &chunk_dir, next as u64, kept)?;
+                let sealed = super::seal::seal_chunk(&schema, &chunk_dir, next as u64, kept)?;
                 next += 1;
                 Some(sealed)
             } else {
@@ -359,11 +359,11 @@ impl Store {
                     params![dataset, *chunk as i64, epoch as i64],
                 )?;
                 if let Some(c) = replacement {
-                    super::insert_chunk(&tx, &dataset, c)?;
+                    super::seal::insert_chunk(&tx, &dataset, c)?;
                 }
                 move_rows(&tx, id, *chunk, cut, replacement.as_ref().map(|c| c.index))?;
             }
-            let published = super::publish_epoch(&tx, &schema, &self.key)?;
+            let published = super::seal::publish_epoch(&tx, &schema, &self.key)?;
             debug_assert_eq!(published, epoch);
             Some(epoch)
         };
