@@ -41,7 +41,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a node with `config`, and `failpoints` set (see `fabric/store.rs`).
+    /// Starts a node with `config`, and `failpoints` set (see `fabric/node/store.rs`).
     pub fn start(config: &Path, failpoints: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_zkfabric"))
             .arg("--config")
