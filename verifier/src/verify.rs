@@ -488,7 +488,8 @@ fn epochs_behind(signed: &SignedManifest, head: &ManifestHead) -> Result<u64, Ve
             .ok_or_else(|| {
                 VerifyError::Failed(format!(
                     "manifest head: the chain from the bundle's epoch {} to the head {} lacks \
-                     epoch {} (fetch the manifests with --remote, or pass --manifest-chain)",
+                     epoch {} (pass the manifests in between with --manifest-chain FILE, as \
+                     `zkfabric catalog chain` writes them, or use `zkfabric verify --remote`)",
                     signed.manifest.epoch, head.hash, following
                 ))
             })?;
