@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use zkfabric::{
     clients::remote::{DonorProof, Remote, WithdrawWith},
-    node::donor::{self, HolderKey, IssuerKey},
+    shared::credentials::{self, HolderKey, IssuerKey},
 };
 use zkfabric_proto::v1 as pb;
 
@@ -66,10 +66,10 @@ async fn main() -> Result<()> {
 
     // The municipality's key, made once; the node's operator lists its public part.
     let issuer: IssuerKey = if issuer_file.exists() {
-        donor::read_json(&issuer_file)?
+        credentials::read_json(&issuer_file)?
     } else {
         let key = IssuerKey::generate();
-        donor::write_json(&issuer_file, &key)?;
+        credentials::write_json(&issuer_file, &key)?;
         key
     };
     let Some(url) = url else {

@@ -10,8 +10,8 @@
 //!   ([`node::tables`], [`node::sql`]), keys, proofs and proving ([`node::keys`],
 //!   [`node::proofs`], [`node::prove`]), the gRPC server ([`node::server`]) and its
 //!   configuration ([`node::config`]);
-//! - [`shared`]: record files and synthetic records, which the node ingests and clients
-//!   write;
+//! - [`shared`]: donors' credentials and proofs, record files and synthetic records:
+//!   what donors and clients make and the node checks or ingests;
 //! - [`verifier`] (the `zkfabric-verifier` crate): what node and verifier agree on
 //!   (schemas, signed manifests, the canonical query, the bundle) and the offline
 //!   verifier itself;

@@ -12,8 +12,8 @@ use tempfile::TempDir;
 use tonic::Code;
 use zkfabric::{
     clients::remote::{verify_receipt, Remote},
-    node::donor,
     node::store::Store,
+    shared::credentials,
 };
 use zkfabric_circuits::{eligibility::EligibilityCircuit, snark::ProvingKey};
 use zkfabric_proto::v1 as pb;
@@ -119,8 +119,8 @@ impl Donors {
 
 /// A birth date `years` years before today, YYYY-MM-DD.
 fn born_years_ago(years: u32) -> String {
-    let today = donor::today();
-    let cut = donor::cutoff(today, years);
+    let today = credentials::today();
+    let cut = credentials::cutoff(today, years);
     format!("{}-{:02}-{:02}", cut / 10_000, cut / 100 % 100, cut % 100)
 }
 
@@ -233,7 +233,7 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
             .donor_policy
             .expect("the dataset has a donor policy");
         assert_eq!(policy.issuers, vec![issuer]);
-        assert_eq!(policy.cutoff, donor::cutoff(donor::today(), 18));
+        assert_eq!(policy.cutoff, credentials::cutoff(credentials::today(), 18));
         let key = remote
             .catalog()
             .get_proving_key(pb::GetProvingKeyRequest {
@@ -242,13 +242,15 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
             .await
             .unwrap()
             .into_inner();
-        let pk = ProvingKey::from_bytes::<EligibilityCircuit>(&key.key, &donor::SHAPE).unwrap();
+        let pk =
+            ProvingKey::from_bytes::<EligibilityCircuit>(&key.key, &credentials::SHAPE).unwrap();
         let records = std::fs::read(d.path("rows.csv")).unwrap();
         let prove = |files: &(String, String), policy: &pb::DonorPolicy, records: &[u8]| {
-            let holder = donor::read_json(std::path::Path::new(&files.1)).unwrap();
-            let credential = donor::read_json(std::path::Path::new(&files.0)).unwrap();
-            let (holding, issuer) = donor::holding(&holder, &credential, "credential").unwrap();
-            donor::prove(
+            let holder = credentials::read_json(std::path::Path::new(&files.1)).unwrap();
+            let credential = credentials::read_json(std::path::Path::new(&files.0)).unwrap();
+            let (holding, issuer) =
+                credentials::holding(&holder, &credential, "credential").unwrap();
+            credentials::prove(
                 &pk,
                 policy,
                 &node_key,
@@ -316,9 +318,10 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
 
         // An issuer the node does not accept.
         let mut trusting = policy.clone();
-        let rogue_public = donor::read_json::<donor::IssuerKey>(std::path::Path::new(&rogue_key))
-            .unwrap()
-            .public;
+        let rogue_public =
+            credentials::read_json::<credentials::IssuerKey>(std::path::Path::new(&rogue_key))
+                .unwrap()
+                .public;
         trusting.issuers.push(rogue_public);
         let (c, m) = status(
             remote
@@ -330,8 +333,8 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
         assert!(m.contains("not accepted"), "{m}");
 
         // An organisation's signature over other purposes than the request's.
-        let org: donor::OrganisationKey =
-            donor::read_json(std::path::Path::new(&d.path("org.json"))).unwrap();
+        let org: credentials::OrganisationKey =
+            credentials::read_json(std::path::Path::new(&d.path("org.json"))).unwrap();
         let mut signed = request(&records, pb::EligibilityProof::default());
         signed.eligibility = None;
         signed.organisation = Some(

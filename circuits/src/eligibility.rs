@@ -53,6 +53,13 @@ pub struct EligibilityShape {
     pub districts: usize,
 }
 
+impl EligibilityShape {
+    /// The shape's canonical text (its key's name), as for the query circuits' shapes.
+    pub fn description(&self) -> String {
+        format!("eligibility/v2 districts={}", self.districts)
+    }
+}
+
 /// What an issuer attests of a holder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Credential {
@@ -332,6 +339,11 @@ impl ConstraintSynthesizer<Fr> for EligibilityCircuit {
 /// The withdrawal circuit's shape (it has no parameters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct WithdrawalShape;
+
+impl WithdrawalShape {
+    /// The shape's canonical text (its key's name).
+    pub const DESCRIPTION: &'static str = "withdrawal/v1";
+}
 
 /// A donor proves they know the secret behind a nullifier, to withdraw that donor's
 /// donations: public scope, nullifier and `binding` (the hash of the withdrawal request,

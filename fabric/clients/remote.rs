@@ -20,8 +20,8 @@ use zkfabric_circuits::{
 };
 
 use crate::{
-    node::donor::{self, CredentialFile, HolderKey, OrganisationKey},
     node::store::DatasetSummary,
+    shared::credentials::{self, CredentialFile, HolderKey, OrganisationKey},
     verifier::bundle::{self, BundleError},
     verifier::manifest::{parse_ed25519_key, SignedManifest},
 };
@@ -273,7 +273,7 @@ impl Remote {
         purposes: Vec<String>,
         proof: DonorProof<'_>,
     ) -> Result<(pb::ReceiptBody, String), RemoteError> {
-        let invalid = |e: donor::DonorError| RemoteError::Invalid(e.to_string());
+        let invalid = |e: credentials::DonorError| RemoteError::Invalid(e.to_string());
         let node_key = self.node_key().await?;
         let (eligibility, organisation) = match proof {
             DonorProof::None => (None, None),
@@ -300,12 +300,13 @@ impl Remote {
                     })
                     .await?
                     .into_inner();
-                let pk = ProvingKey::from_bytes::<EligibilityCircuit>(&key.key, &donor::SHAPE)
-                    .map_err(|e| RemoteError::Invalid(format!("eligibility key: {e}")))?;
+                let pk =
+                    ProvingKey::from_bytes::<EligibilityCircuit>(&key.key, &credentials::SHAPE)
+                        .map_err(|e| RemoteError::Invalid(format!("eligibility key: {e}")))?;
                 let (holding, issuer) =
-                    donor::holding(holder, credential, "credential").map_err(invalid)?;
+                    credentials::holding(holder, credential, "credential").map_err(invalid)?;
                 let proof =
-                    donor::prove(&pk, &policy, &node_key, dataset, &records, holding, issuer)
+                    credentials::prove(&pk, &policy, &node_key, dataset, &records, holding, issuer)
                         .map_err(invalid)?;
                 (Some(proof), None)
             }
@@ -363,16 +364,16 @@ impl Remote {
                 let key = self
                     .catalog()
                     .get_proving_key(pb::GetProvingKeyRequest {
-                        shape: donor::WITHDRAWAL_SHAPE.into(),
+                        shape: credentials::WITHDRAWAL_SHAPE.into(),
                     })
                     .await?
                     .into_inner();
                 let pk = ProvingKey::from_bytes::<WithdrawalCircuit>(&key.key, &WithdrawalShape)
                     .map_err(|e| RemoteError::Invalid(format!("withdrawal key: {e}")))?;
-                let secret = donor::fr_from_hex(&holder.secret)
+                let secret = credentials::fr_from_hex(&holder.secret)
                     .ok_or_else(|| RemoteError::Invalid("the holder key's secret".into()))?;
                 request.nullifier_proof =
-                    donor::prove_withdrawal(&pk, secret, &node_key, &dataset, id)
+                    credentials::prove_withdrawal(&pk, secret, &node_key, &dataset, id)
                         .map_err(|e| RemoteError::Invalid(e.to_string()))?;
             }
         }

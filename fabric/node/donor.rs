@@ -1,49 +1,27 @@
-//! Donors' credentials and eligibility proofs: the files issuers and holders keep, proving
-//! eligibility for a donation, and the node's check of such a proof against a dataset's
-//! [`DonorPolicy`].
-//!
-//! An issuer (a municipality, say) signs a credential for a holder's commitment: birth
-//! date and residence district. The holder proves, for one donation to one dataset, that
-//! an accepted issuer signed their credential, that they were born on or before today's
-//! cutoff (`min_age` years ago) and live in an allowed district; the node learns only the
-//! dataset nullifier, which limits donations per donor without identifying anyone.
-
-use std::{
-    path::Path,
-    time::{SystemTime, UNIX_EPOCH},
-};
+//! The node's side of a donation: a dataset's donor policy, and the checks a donation
+//! passes before its rows are stored: an eligibility proof from an accepted issuer's
+//! credential (or an accepted organisation's signature) against the policy, and a
+//! withdrawal proof against the donation's nullifier; and the receipts the node signs.
+//! What donors keep and prove is [`crate::shared::credentials`].
 
 use ark_ff::{BigInteger, PrimeField};
 use ed25519_dalek::VerifyingKey as NodeKey;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde::Deserialize;
 use zkfabric_circuits::{
-    eddsa::{self, Point, Scalar, SecretKey, Signature},
-    eligibility::{
-        self, Credential, EligibilityCircuit, EligibilityInstance, EligibilityShape, Holding,
-        Requirement, WithdrawalCircuit,
-    },
-    snark::{self, ProvingKey},
-    Fr,
+    eddsa,
+    eligibility::{self, EligibilityInstance, WithdrawalCircuit},
+    snark, Fr,
 };
 use zkfabric_proto::v1 as pb;
 
 use crate::{
     node::store::{sha256_hex, Admission, Donation, DonationStatus, Eligible},
-    shared::records,
-    verifier::{files, manifest::parse_ed25519_key},
+    shared::credentials::{
+        bulk_message, cutoff, describe_shape, fr_from_hex, fr_to_hex, records_hash, refused, scope,
+        withdrawal_binding, DonorError, SHAPE,
+    },
+    verifier::manifest::parse_ed25519_key,
 };
-
-/// The eligibility circuit every node uses: up to 16 allowed districts.
-pub const SHAPE: EligibilityShape = EligibilityShape { districts: 16 };
-
-/// The canonical description of [`SHAPE`] (its key's name).
-pub fn describe_shape() -> String {
-    crate::node::keys::describe_eligibility(&SHAPE)
-}
-
-/// The canonical description of the withdrawal circuit (its key's name).
-pub const WITHDRAWAL_SHAPE: &str = crate::node::keys::WITHDRAWAL_DESCRIPTION;
 
 /// A dataset's donor policy (`[donors.<dataset>]` in the node configuration): donations
 /// to the dataset must carry an eligibility proof from a credential of one of `issuers`,
@@ -112,25 +90,6 @@ impl DonorPolicy {
     }
 }
 
-/// What a withdrawal proof is bound to: the receipt id it withdraws.
-pub fn withdrawal_binding(id: &str) -> Fr {
-    Fr::from_be_bytes_mod_order(&Sha256::digest(format!("zkfabric withdrawal {id}")))
-}
-
-/// Proves knowledge of the secret behind the holder's nullifier in `dataset`, to withdraw
-/// the donation with receipt `id`.
-pub fn prove_withdrawal(
-    pk: &ProvingKey,
-    secret: Fr,
-    node_key: &NodeKey,
-    dataset: &str,
-    id: &str,
-) -> Result<Vec<u8>, DonorError> {
-    let circuit = WithdrawalCircuit::new(secret, scope(node_key, dataset), withdrawal_binding(id));
-    let proof = snark::prove(pk, circuit, &mut rand::rngs::OsRng)?;
-    Ok(snark::proof_to_bytes(&proof))
-}
-
 /// Checks a withdrawal proof for the donation with receipt `id` to `dataset`, whose
 /// donor's nullifier is `nullifier` (hex).
 pub fn check_withdrawal(
@@ -156,253 +115,6 @@ pub fn check_withdrawal(
     Ok(())
 }
 
-/// Why a credential file, a proof or a donation was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum DonorError {
-    /// A key or credential file is unreadable or malformed.
-    #[error("{file}: {message}")]
-    File { file: String, message: String },
-    /// A proof is missing where the dataset needs one, or sent where it takes none.
-    #[error("eligibility: {0}")]
-    Missing(String),
-    /// The donation's eligibility proof is refused; the message says why.
-    #[error("eligibility: {0}")]
-    Refused(String),
-    /// The holder is not eligible, or proving failed.
-    #[error("eligibility: {0}")]
-    Circuit(#[from] zkfabric_circuits::CircuitError),
-}
-
-fn refused<T>(message: impl Into<String>) -> Result<T, DonorError> {
-    Err(DonorError::Refused(message.into()))
-}
-
-/// An issuer's key file.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct IssuerKey {
-    /// The secret scalar, 64 hex digits.
-    pub secret: String,
-    /// The public key nodes list in `[donors.<dataset>] issuers`.
-    pub public: String,
-}
-
-/// A holder's key file: the secret stays with the holder; `holder` goes to the issuer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct HolderKey {
-    /// The secret, 64 hex digits (a field element, big-endian).
-    pub secret: String,
-    /// The commitment an issuer signs for.
-    pub holder: String,
-}
-
-/// A credential file, as an issuer hands it to a holder.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CredentialFile {
-    /// The issuer's public key.
-    pub issuer: String,
-    /// The holder's commitment.
-    pub holder: String,
-    /// Birth date, YYYYMMDD.
-    pub birth_date: u32,
-    /// Residence district code.
-    pub district: u64,
-    /// The signature's `R8` (compressed point) and `S` (scalar), hex.
-    pub r8: String,
-    /// See `r8`.
-    pub s: String,
-}
-
-/// A field element as 64 hex digits, big-endian.
-pub fn fr_to_hex(x: &Fr) -> String {
-    hex::encode(x.into_bigint().to_bytes_be())
-}
-
-/// A field element from [`fr_to_hex`]'s form; `None` unless canonical.
-pub fn fr_from_hex(text: &str) -> Option<Fr> {
-    let bytes = hex::decode(text.trim()).ok()?;
-    let x = Fr::from_be_bytes_mod_order(&bytes);
-    (bytes.len() == 32 && x.into_bigint().to_bytes_be() == bytes).then_some(x)
-}
-
-impl IssuerKey {
-    /// A new random issuer key.
-    pub fn generate() -> Self {
-        let secret = SecretKey(Scalar::from_le_bytes_mod_order(&random_bytes()));
-        Self {
-            secret: eddsa::scalar_to_hex(&secret.0),
-            public: eddsa::point_to_hex(&secret.public_key()),
-        }
-    }
-
-    fn secret_key(&self, file: &str) -> Result<SecretKey, DonorError> {
-        let key = eddsa::scalar_from_hex(&self.secret)
-            .map(SecretKey)
-            .ok_or_else(|| bad(file, "secret is not a BabyJubJub scalar"))?;
-        if eddsa::point_to_hex(&key.public_key()) != self.public {
-            return Err(bad(file, "public key does not match the secret"));
-        }
-        Ok(key)
-    }
-
-    /// Issues a credential for `holder` (a holder's commitment, hex).
-    pub fn issue(
-        &self,
-        file: &str,
-        holder: &str,
-        birth_date: u32,
-        district: u64,
-    ) -> Result<CredentialFile, DonorError> {
-        let key = self.secret_key(file)?;
-        let holder_fr = fr_from_hex(holder)
-            .ok_or_else(|| bad("--holder", "not a holder commitment (64 hex digits)"))?;
-        if district >> eligibility::DISTRICT_BITS != 0 {
-            return Err(bad("--district", "a district code is below 65536"));
-        }
-        let credential = Credential {
-            holder: holder_fr,
-            birth_date,
-            district,
-        };
-        let signature = credential.sign(&key);
-        Ok(CredentialFile {
-            issuer: self.public.clone(),
-            holder: holder.to_string(),
-            birth_date,
-            district,
-            r8: eddsa::point_to_hex(&signature.r8),
-            s: eddsa::scalar_to_hex(&signature.s),
-        })
-    }
-}
-
-impl HolderKey {
-    /// A new random holder secret.
-    pub fn generate() -> Self {
-        let secret = Fr::from_le_bytes_mod_order(&random_bytes());
-        Self {
-            secret: fr_to_hex(&secret),
-            holder: fr_to_hex(&eligibility::holder(secret)),
-        }
-    }
-}
-
-/// 64 random bytes: reduced modulo a 254-bit order, uniform to within 2^-256.
-fn random_bytes() -> Vec<u8> {
-    [rand::random::<[u8; 32]>(), rand::random::<[u8; 32]>()].concat()
-}
-
-fn bad(file: &str, message: &str) -> DonorError {
-    DonorError::File {
-        file: file.to_string(),
-        message: message.to_string(),
-    }
-}
-
-/// Reads a JSON key or credential file.
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, DonorError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| bad(&file, &e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| bad(&file, &e.to_string()))
-}
-
-/// Writes a JSON key or credential file atomically, readable by the owner only.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DonorError> {
-    let text = serde_json::to_string_pretty(value).expect("serializable");
-    files::write_atomically(path, |mut file| {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
-        }
-        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|source| {
-            records::RecordsError::Io {
-                file: path.to_path_buf(),
-                source,
-            }
-        })
-    })
-    .map_err(|e| bad(&path.display().to_string(), &e.to_string()))
-}
-
-/// The holder's witness from their key and credential files.
-pub fn holding(
-    key: &HolderKey,
-    credential: &CredentialFile,
-    credential_file: &str,
-) -> Result<(Holding, Point), DonorError> {
-    let secret = fr_from_hex(&key.secret).ok_or_else(|| bad("holder key", "bad secret"))?;
-    if fr_to_hex(&eligibility::holder(secret)) != credential.holder {
-        return Err(bad(
-            credential_file,
-            "the credential was issued for another holder key",
-        ));
-    }
-    let issuer = eddsa::point_from_hex(&credential.issuer)
-        .ok_or_else(|| bad(credential_file, "issuer is not a BabyJubJub key"))?;
-    let signature = Signature {
-        r8: eddsa::point_from_hex(&credential.r8)
-            .ok_or_else(|| bad(credential_file, "r8 is not a curve point"))?,
-        s: eddsa::scalar_from_hex(&credential.s)
-            .ok_or_else(|| bad(credential_file, "s is not a scalar"))?,
-    };
-    let holding = Holding {
-        credential: Credential {
-            holder: eligibility::holder(secret),
-            birth_date: credential.birth_date,
-            district: credential.district,
-        },
-        signature,
-        secret,
-    };
-    if !eddsa::verify(&issuer, holding.credential.message(), &signature) {
-        return Err(bad(
-            credential_file,
-            "the issuer's signature does not verify",
-        ));
-    }
-    Ok((holding, issuer))
-}
-
-/// The nullifier scope of a dataset on one node: the node's key and the dataset's name.
-/// A donor's nullifier is the same for every donation to this dataset on this node (the
-/// per-donor limit rests on that), and unlinkable to their nullifiers on other nodes
-/// hosting a dataset of the same name, or in other datasets.
-pub fn scope(node_key: &NodeKey, dataset: &str) -> Fr {
-    let mut hash = Sha256::new();
-    hash.update(b"zkfabric donor scope v2\0");
-    hash.update(node_key.as_bytes());
-    hash.update(dataset.as_bytes());
-    Fr::from_be_bytes_mod_order(&hash.finalize())
-}
-
-/// The field element a proof binds donated records to: their SHA-256, reduced.
-pub fn records_hash(records: &[u8]) -> Fr {
-    Fr::from_be_bytes_mod_order(&Sha256::digest(records))
-}
-
-/// Today's date (UTC) as YYYYMMDD.
-pub fn today() -> u32 {
-    let days = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year * 10_000 + month * 100 + day) as u32
-}
-
-/// The latest birth date (YYYYMMDD) of someone at least `min_age` on `date`.
-pub fn cutoff(date: u32, min_age: u32) -> u32 {
-    date - min_age * 10_000
-}
-
 /// The protobuf form of a policy, with today's cutoff.
 pub fn policy_to_proto(policy: &DonorPolicy, today: u32) -> pb::DonorPolicy {
     pb::DonorPolicy {
@@ -414,44 +126,6 @@ pub fn policy_to_proto(policy: &DonorPolicy, today: u32) -> pb::DonorPolicy {
         shape: describe_shape(),
         organisations: policy.organisations.clone(),
     }
-}
-
-/// Proves that `holding` (issued by `issuer`) makes its holder eligible under `policy`
-/// (as a node published it) for donating `records` to `dataset`.
-pub fn prove(
-    pk: &ProvingKey,
-    policy: &pb::DonorPolicy,
-    node_key: &NodeKey,
-    dataset: &str,
-    records: &[u8],
-    holding: Holding,
-    issuer: Point,
-) -> Result<pb::EligibilityProof, DonorError> {
-    if !policy.issuers.contains(&eddsa::point_to_hex(&issuer)) {
-        return refused(format!(
-            "the credential's issuer is not accepted for {dataset}"
-        ));
-    }
-    let requirement = Requirement {
-        issuer,
-        cutoff: policy.cutoff,
-        districts: policy.districts.clone(),
-    };
-    let circuit = EligibilityCircuit::new(
-        SHAPE,
-        &requirement,
-        scope(node_key, dataset),
-        records_hash(records),
-        holding,
-    )?;
-    let nullifier = circuit.instance.nullifier;
-    let proof = snark::prove(pk, circuit, &mut rand::rngs::OsRng)?;
-    Ok(pb::EligibilityProof {
-        issuer: eddsa::point_to_hex(&issuer),
-        cutoff: policy.cutoff,
-        nullifier: nullifier.into_bigint().to_bytes_be(),
-        proof: snark::proof_to_bytes(&proof),
-    })
 }
 
 /// Checks a donation's eligibility proof against `policy` on `today`: an accepted issuer,
@@ -594,68 +268,6 @@ pub struct Submitted<'a> {
     pub organisation: Option<&'a pb::OrganisationSignature>,
 }
 
-/// What an organisation signs for a bulk donation: the dataset, the records' SHA-256 and
-/// the purposes (sorted), so the signature covers exactly this file for these purposes.
-pub fn bulk_message(dataset: &str, records: &[u8], purposes: &[String]) -> Vec<u8> {
-    let mut purposes = purposes.to_vec();
-    purposes.sort();
-    purposes.dedup();
-    format!(
-        "zkfabric bulk donation v1\n{dataset}\n{}\n{}",
-        sha256_hex(records),
-        purposes.join("\n")
-    )
-    .into_bytes()
-}
-
-/// An organisation's Ed25519 key file.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct OrganisationKey {
-    /// The secret key, 64 hex digits.
-    pub secret: String,
-    /// The public key nodes list in `[donors.<dataset>] organisations`.
-    pub public: String,
-}
-
-impl OrganisationKey {
-    /// A new random organisation key.
-    pub fn generate() -> Self {
-        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-        Self {
-            secret: hex::encode(key.to_bytes()),
-            public: hex::encode(key.verifying_key().to_bytes()),
-        }
-    }
-
-    /// Signs a bulk donation of `records` to `dataset` for `purposes`.
-    pub fn sign(
-        &self,
-        dataset: &str,
-        records: &[u8],
-        purposes: &[String],
-    ) -> Result<pb::OrganisationSignature, DonorError> {
-        use ed25519_dalek::Signer;
-        let bytes: [u8; 32] = hex::decode(&self.secret)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| bad("organisation key", "secret is not 64 hex digits"))?;
-        let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
-        if hex::encode(key.verifying_key().to_bytes()) != self.public {
-            return Err(bad(
-                "organisation key",
-                "public key does not match the secret",
-            ));
-        }
-        Ok(pb::OrganisationSignature {
-            key: self.public.clone(),
-            signature: key
-                .sign(&bulk_message(dataset, records, purposes))
-                .to_bytes()
-                .to_vec(),
-        })
-    }
-}
-
 fn check_organisation(
     policy: &DonorPolicy,
     donation: &Submitted,
@@ -685,39 +297,4 @@ fn check_organisation(
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_donor_is_unlinkable_across_nodes_hosting_the_same_dataset() {
-        // Two nodes both host `consumption`; one holder donates to both. The scope, and
-        // so the nullifier each node learns, differs; within one node it is stable.
-        let node_a = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
-        let node_b = ed25519_dalek::SigningKey::from_bytes(&[2; 32]).verifying_key();
-        let secret = Fr::from(1234u64);
-        let on = |node: &NodeKey, dataset| {
-            zkfabric_circuits::eligibility::nullifier(secret, scope(node, dataset))
-        };
-        assert_ne!(on(&node_a, "consumption"), on(&node_b, "consumption"));
-        assert_ne!(on(&node_a, "consumption"), on(&node_a, "movement"));
-        assert_eq!(on(&node_a, "consumption"), on(&node_a, "consumption"));
-    }
-
-    #[test]
-    fn cutoffs_follow_the_calendar() {
-        assert_eq!(cutoff(20261123, 18), 20081123);
-        let today = today();
-        assert!((20260101..21000101).contains(&today), "{today}");
-        assert!((1..=12).contains(&(today / 100 % 100)) && (1..=31).contains(&(today % 100)));
-    }
-
-    #[test]
-    fn field_elements_round_trip_through_hex() {
-        let x = Fr::from(123_456u64);
-        assert_eq!(fr_from_hex(&fr_to_hex(&x)), Some(x));
-        assert_eq!(fr_from_hex(&"ff".repeat(32)), None, "not canonical");
-    }
 }

@@ -1,7 +1,7 @@
 //! Proving keys per circuit shape, cached under the data directory.
 //!
 //! Every shape has a canonical text ([`AggregateShape::description`],
-//! [`CombineShape::description`], [`describe_eligibility`], [`WITHDRAWAL_DESCRIPTION`]) that a verifier recomputes from a
+//! [`CombineShape::description`], [`EligibilityShape::description`], [`WithdrawalShape::DESCRIPTION`]) that a verifier recomputes from a
 //! bundle and [`Shape::parse`] reads back; its SHA-256 names the key file
 //! (`DATA_DIR/keys/<hash>.pk`). A key comes from one of two places:
 //! - development: a single-party setup made here on demand; whoever ran it could forge
@@ -92,14 +92,6 @@ pub enum KeyOrigin {
     /// A multi-party ceremony's `.zkey`, imported.
     Ceremony,
 }
-
-/// The canonical text of an eligibility circuit's shape.
-pub fn describe_eligibility(shape: &EligibilityShape) -> String {
-    format!("eligibility/v2 districts={}", shape.districts)
-}
-
-/// The canonical text of the withdrawal circuit's shape (it has no parameters).
-pub const WITHDRAWAL_DESCRIPTION: &str = "withdrawal/v1";
 
 /// A circuit shape, as its canonical description names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,7 +195,7 @@ impl Shape {
             "eligibility/v2" => Shape::Eligibility(EligibilityShape {
                 districts: number(field("districts")?)?,
             }),
-            WITHDRAWAL_DESCRIPTION => Shape::Withdrawal,
+            WithdrawalShape::DESCRIPTION => Shape::Withdrawal,
             other => {
                 return Err(bad(format!(
                     "{other:?} is not a circuit (aggregate/v3, combine/v2, eligibility/v2, withdrawal/v1)"
@@ -224,8 +216,8 @@ impl Shape {
         match self {
             Shape::Aggregate(s) => s.description(),
             Shape::Combine(s) => s.description(),
-            Shape::Eligibility(s) => describe_eligibility(s),
-            Shape::Withdrawal => WITHDRAWAL_DESCRIPTION.to_string(),
+            Shape::Eligibility(s) => s.description(),
+            Shape::Withdrawal => WithdrawalShape::DESCRIPTION.to_string(),
         }
     }
 
@@ -532,7 +524,7 @@ mod tests {
             "combine/v2 inputs=8 groups=1 output=release",
             "combine/v2 inputs=4 groups=8 output=subtotal",
             "eligibility/v2 districts=16",
-            WITHDRAWAL_DESCRIPTION,
+            WithdrawalShape::DESCRIPTION,
         ] {
             let shape = Shape::parse(description).unwrap();
             assert_eq!(shape.description(), description);

@@ -1,6 +1,6 @@
 //! The node, stage by stage in the order data flows through it:
-//! - [`donor`]: donors' credentials and eligibility proofs, and the node's admission of a
-//!   donation against a dataset's policy;
+//! - [`donor`]: a dataset's donor policy and the node's admission of a donation against
+//!   it (eligibility or organisation proofs, withdrawals, receipts);
 //! - [`store`]: the data directory: ingest into pending rows, sealing into committed
 //!   chunks and signed manifests, the SQLite catalog and the node key;
 //! - [`tables`]: an epoch's chunks as a DataFusion table;

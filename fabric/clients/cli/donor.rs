@@ -5,8 +5,9 @@ use std::path::Path;
 use crate::{
     clients::remote::{DonorProof, Remote, WithdrawWith},
     node::config::Config,
-    node::donor::{self, CredentialFile, HolderKey, IssuerKey, OrganisationKey},
+    node::donor,
     node::store::{sha256_hex, Withdrawal},
+    shared::credentials::{self, CredentialFile, HolderKey, IssuerKey, OrganisationKey},
     shared::records::Format,
 };
 use anyhow::{anyhow, bail, Context, Result};
@@ -23,7 +24,7 @@ pub fn keygen(issuer: bool, organisation: bool, out: &Path) -> Result<()> {
     }
     if organisation {
         let key = OrganisationKey::generate();
-        donor::write_json(out, &key)?;
+        credentials::write_json(out, &key)?;
         println!(
             "organisation key written to {} (keep it secret)",
             out.display()
@@ -34,7 +35,7 @@ pub fn keygen(issuer: bool, organisation: bool, out: &Path) -> Result<()> {
         );
     } else if issuer {
         let key = IssuerKey::generate();
-        donor::write_json(out, &key)?;
+        credentials::write_json(out, &key)?;
         println!("issuer key written to {} (keep it secret)", out.display());
         println!(
             "public key, for nodes' [donors.<dataset>] issuers: {}",
@@ -42,7 +43,7 @@ pub fn keygen(issuer: bool, organisation: bool, out: &Path) -> Result<()> {
         );
     } else {
         let key = HolderKey::generate();
-        donor::write_json(out, &key)?;
+        credentials::write_json(out, &key)?;
         println!("holder key written to {} (keep it secret)", out.display());
         println!(
             "holder commitment, for the issuer's --holder: {}",
@@ -79,14 +80,14 @@ pub fn issue(
     holder: &str,
     out: &Path,
 ) -> Result<()> {
-    let key: IssuerKey = donor::read_json(issuer_key)?;
+    let key: IssuerKey = credentials::read_json(issuer_key)?;
     let credential = key.issue(
         &issuer_key.display().to_string(),
         holder.trim(),
         parse_date(birth_date)?,
         district,
     )?;
-    donor::write_json(out, &credential)?;
+    credentials::write_json(out, &credential)?;
     println!(
         "credential for holder {}... written to {}: born {birth_date}, district {district}, \
          signed by {}",
@@ -135,10 +136,11 @@ impl Proof {
     fn read(files: &ProofFiles) -> Result<Self> {
         Ok(match files {
             ProofFiles::None => Self::None,
-            ProofFiles::Credential { credential, holder } => {
-                Self::Credential(donor::read_json(credential)?, donor::read_json(holder)?)
-            }
-            ProofFiles::Organisation(key) => Self::Organisation(donor::read_json(key)?),
+            ProofFiles::Credential { credential, holder } => Self::Credential(
+                credentials::read_json(credential)?,
+                credentials::read_json(holder)?,
+            ),
+            ProofFiles::Organisation(key) => Self::Organisation(credentials::read_json(key)?),
         })
     }
 
@@ -219,11 +221,14 @@ pub fn donate_local(data_dir: &Path, config: &Config, donation: Donation) -> Res
     let mut store = open_with(data_dir, config, donation.dataset, None)?;
     let keys = KeyCache::new(data_dir).with_mode(config.keys.mode);
     let key = || {
-        keys.get::<EligibilityCircuit>(&donor::SHAPE, &donor::describe_shape(), true, |_| {
-            eprintln!("warning: making a development key for eligibility proofs")
-        })
+        keys.get::<EligibilityCircuit>(
+            &credentials::SHAPE,
+            &credentials::describe_shape(),
+            true,
+            |_| eprintln!("warning: making a development key for eligibility proofs"),
+        )
     };
-    let today = donor::today();
+    let today = credentials::today();
     let policy = config.donors.get(donation.dataset);
     let (eligibility, organisation) = match Proof::read(&donation.proof)? {
         Proof::None => (None, None),
@@ -235,8 +240,8 @@ pub fn donate_local(data_dir: &Path, config: &Config, donation: Donation) -> Res
             let published = policy
                 .map(|p| donor::policy_to_proto(p, today))
                 .ok_or_else(|| anyhow!("{} takes no eligibility proof", donation.dataset))?;
-            let (holding, issuer) = donor::holding(&holder, &credential, "--credential")?;
-            let proof = donor::prove(
+            let (holding, issuer) = credentials::holding(&holder, &credential, "--credential")?;
+            let proof = credentials::prove(
                 &*key()?,
                 &published,
                 &store.node_key(),
@@ -254,7 +259,7 @@ pub fn donate_local(data_dir: &Path, config: &Config, donation: Donation) -> Res
         || {
             key()
                 .map(|k| k.verifying_key().clone())
-                .map_err(|e| donor::DonorError::Refused(e.to_string()))
+                .map_err(|e| credentials::DonorError::Refused(e.to_string()))
         },
         today,
         &store.node_key(),
@@ -287,7 +292,7 @@ pub fn withdraw(
     secret: Option<String>,
     holder_key: Option<std::path::PathBuf>,
 ) -> Result<()> {
-    let holder: Option<HolderKey> = holder_key.map(|p| donor::read_json(&p)).transpose()?;
+    let holder: Option<HolderKey> = holder_key.map(|p| credentials::read_json(&p)).transpose()?;
     let body = match remote {
         Some(remote) => {
             let with = match (&holder, &secret) {
@@ -302,13 +307,13 @@ pub fn withdraw(
             let by = match (&holder, &secret) {
                 (Some(holder), _) => {
                     let dataset = store.donation(id)?.dataset;
-                    let secret = donor::fr_from_hex(&holder.secret)
+                    let secret = credentials::fr_from_hex(&holder.secret)
                         .ok_or_else(|| anyhow!("--holder-key: not a holder key"))?;
                     let nullifier = zkfabric_circuits::eligibility::nullifier(
                         secret,
-                        donor::scope(&store.node_key(), &dataset),
+                        credentials::scope(&store.node_key(), &dataset),
                     );
-                    Withdrawal::Nullifier(donor::fr_to_hex(&nullifier))
+                    Withdrawal::Nullifier(credentials::fr_to_hex(&nullifier))
                 }
                 (None, Some(secret)) => Withdrawal::Secret(sha256_hex(secret.trim().as_bytes())),
                 (None, None) => bail!("give --secret or --holder-key"),

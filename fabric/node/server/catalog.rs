@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use zkfabric_proto::v1::{self as pb, catalog_server::Catalog};
 
 use super::{internal, store_status, Node};
-use crate::{node::donor, node::store::DatasetSummary, verifier::bundle};
+use crate::{node::donor, node::store::DatasetSummary, shared::credentials, verifier::bundle};
 
 /// Serves [`Catalog`].
 pub(crate) struct CatalogService(pub Arc<Node>);
@@ -71,7 +71,7 @@ impl Catalog for CatalogService {
                     .config
                     .donors
                     .get(&dataset)
-                    .map(|p| donor::policy_to_proto(p, donor::today()));
+                    .map(|p| donor::policy_to_proto(p, credentials::today()));
                 Ok(pb::DatasetDescription {
                     donor_policy,
                     summary: Some(summary_to_proto(&summary)),

@@ -9,8 +9,9 @@ use zkfabric_proto::v1::{self as pb, donor_server::Donor};
 
 use super::{internal, store_status, Node};
 use crate::{
-    node::donor::{self, DonorError},
+    node::donor,
     node::store::{sha256_hex, Donation, Store, Withdrawal},
+    shared::credentials::{self, DonorError},
 };
 
 /// Serves [`Donor`].
@@ -66,11 +67,11 @@ impl Donor for DonorService {
         let admission = donor::admit(
             self.0.config.donors.get(&dataset),
             || {
-                node.donor_key(&donor::describe_shape())
+                node.donor_key(&credentials::describe_shape())
                     .map(|k| k.verifying_key().clone())
                     .map_err(|s| DonorError::Refused(s.message().to_string()))
             },
-            donor::today(),
+            credentials::today(),
             &self.0.node_key,
             &donor::Submitted {
                 dataset: &dataset,
@@ -154,7 +155,7 @@ impl Donor for DonorService {
                             "this donation proved no eligibility: withdraw it with its secret",
                         )
                     })?;
-                    let key = node.donor_key(donor::WITHDRAWAL_SHAPE)?;
+                    let key = node.donor_key(credentials::WITHDRAWAL_SHAPE)?;
                     donor::check_withdrawal(
                         key.verifying_key(),
                         &store.node_key(),

@@ -174,17 +174,21 @@ impl Node {
     /// withdrawal circuit's, by shape (a development key is made on first use).
     fn donor_key(&self, shape: &str) -> Result<Arc<ProvingKey>, Status> {
         let warn = |shape: &str| tracing::warn!(shape, "making a development key for donors");
-        let key = if shape == crate::node::donor::describe_shape() {
-            self.keys
-                .get::<EligibilityCircuit>(&crate::node::donor::SHAPE, shape, true, warn)
-        } else if shape == crate::node::donor::WITHDRAWAL_SHAPE {
+        let key = if shape == crate::shared::credentials::describe_shape() {
+            self.keys.get::<EligibilityCircuit>(
+                &crate::shared::credentials::SHAPE,
+                shape,
+                true,
+                warn,
+            )
+        } else if shape == crate::shared::credentials::WITHDRAWAL_SHAPE {
             self.keys
                 .get::<WithdrawalCircuit>(&WithdrawalShape, shape, true, warn)
         } else {
             return Err(Status::not_found(format!(
                 "no proving key is published for {shape:?}; donors use {} and {}",
-                crate::node::donor::describe_shape(),
-                crate::node::donor::WITHDRAWAL_SHAPE
+                crate::shared::credentials::describe_shape(),
+                crate::shared::credentials::WITHDRAWAL_SHAPE
             )));
         };
         key.map_err(internal)
@@ -286,8 +290,8 @@ pub async fn serve(
         // Donors fetch this key to prove eligibility; make it before the first asks.
         let keys_node = node.clone();
         tokio::task::spawn_blocking(move || {
-            keys_node.donor_key(&crate::node::donor::describe_shape())?;
-            keys_node.donor_key(crate::node::donor::WITHDRAWAL_SHAPE)
+            keys_node.donor_key(&crate::shared::credentials::describe_shape())?;
+            keys_node.donor_key(crate::shared::credentials::WITHDRAWAL_SHAPE)
         })
         .await
         .map_err(|e| ServerError::Keys(e.to_string()))?
