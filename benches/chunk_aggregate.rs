@@ -179,6 +179,7 @@ fn combine(
     let params = CombineParams {
         min_group_size: 10,
         threshold: 0,
+        noise: None,
     };
     let openings = (0..shape.inputs)
         .map(|_| Opening {

@@ -92,6 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let params = CombineParams {
         min_group_size: 10,
         threshold: 0,
+        noise: None,
     };
 
     println!("zkfabric: verified aggregate over 2 chunks of {rows_per_chunk} generated household readings");

@@ -6,13 +6,19 @@
 //!   (with a [counted condition](crate::aggregate::Aggregand::CountWhere) the sum is the
 //!   number of selected rows meeting it, so `t = 1` asks "does any?"), suppressed likewise
 //!   below `k` rows;
+//! - [`CombineOutput::Noisy`]: per group the COUNT and SUM with binomial noise drawn by
+//!   [`crate::noise`] (differential privacy): each value is first divided by its public
+//!   step (its sensitivity), then the heads of `n` coins are added; a group whose noisy
+//!   count is under a public threshold is suppressed;
 //! - [`CombineOutput::Subtotal`]: a fresh commitment to the totals, which a parent combine
 //!   opens like any partial, so a tree of combines covers any number of chunks.
 //!
 //! Public inputs: the shape's digest ([`CombineShape::digest`], fixed by a constraint),
 //! the `K` partial commitments (unused slots hold [`empty_slot_commitment`]), then for
 //! Release `k` and per group `(suppressed, count, sum)`; for Predicate `k`, `t` and per
-//! group `(suppressed, holds)`; for Subtotal the output commitment. The minimum group
+//! group `(suppressed, holds)`; for Noisy the noise secret's commitment, the query hash,
+//! the nonce, the count step, the sum step, the threshold and per group `(suppressed,
+//! noisy count, noisy sum)`; for Subtotal the output commitment. The minimum group
 //! size `k` is at least 1: a group of no rows is always suppressed, so a predicate over
 //! no rows is never "true".
 
@@ -22,6 +28,7 @@ use ark_r1cs_std::{
     boolean::Boolean,
     eq::EqGadget,
     fields::{fp::FpVar, FieldVar},
+    GR1CSVar,
 };
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, SynthesisError};
 
@@ -29,6 +36,7 @@ use crate::{
     aggregate::Partial,
     commitment::PARTIAL_TAG,
     gadgets::{is_ge, to_bits},
+    noise::{noise, noise_gadget, open_secret, secret_commitment, NoiseSeed, MAX_COINS},
     poseidon::gadget::chain,
     snark, CircuitError, Fr,
 };
@@ -37,6 +45,14 @@ use crate::{
 pub const COUNT_BITS: u32 = 40;
 /// Predicate sums and thresholds are compared as 64-bit numbers.
 pub const PREDICATE_BITS: u32 = 64;
+/// Noise steps (sensitivities) lie below 2^96, so `step * quotient + remainder` never
+/// wraps the field for quotients below 2^128.
+pub const STEP_BITS: u32 = 96;
+/// Quotients of a value by its step lie below 2^128 (a `u128` sum always does).
+pub const QUOTIENT_BITS: u32 = 128;
+/// Noisy counts (a quotient below 2^40 plus at most 2^20 heads) and their threshold are
+/// compared as 41-bit numbers.
+pub const NOISY_COUNT_BITS: u32 = COUNT_BITS + 1;
 
 /// What a combine releases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,6 +61,8 @@ pub enum CombineOutput {
     Release,
     /// Per-group bit "sum >= t", small groups suppressed.
     Predicate,
+    /// Per-group SUM and COUNT with binomial noise of `coins` coins each.
+    Noisy { coins: u32 },
     /// A committed subtotal for a parent combine.
     Subtotal,
 }
@@ -65,9 +83,10 @@ impl CombineShape {
     /// [`CombineShape::digest`] hashes.
     pub fn description(&self) -> String {
         let output = match self.output {
-            CombineOutput::Release => "release",
-            CombineOutput::Predicate => "predicate",
-            CombineOutput::Subtotal => "subtotal",
+            CombineOutput::Release => "release".to_string(),
+            CombineOutput::Predicate => "predicate".to_string(),
+            CombineOutput::Noisy { coins } => format!("noisy coins={coins}"),
+            CombineOutput::Subtotal => "subtotal".to_string(),
         };
         format!(
             "combine/v2 inputs={} groups={} output={output}",
@@ -97,6 +116,31 @@ pub struct CombineParams {
     pub min_group_size: u64,
     /// The predicate holds for a group whose sum is at least this (Predicate).
     pub threshold: u64,
+    /// What the noise is drawn from and how it is scaled (Noisy).
+    pub noise: Option<NoiseParams>,
+}
+
+/// The public parameters of noisy release, and the seed (with the secret) of its noise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoiseParams {
+    /// Secret, query hash and nonce.
+    pub seed: NoiseSeed,
+    /// The count's step: a count is released as `count / step` plus noise.
+    pub count_step: u64,
+    /// The sum's step, below 2^96.
+    pub sum_step: u128,
+    /// A group whose noisy count (in steps, noise included) is below this is suppressed.
+    pub threshold: u64,
+}
+
+/// One group of a noisy answer, in steps: `value / step + heads`, where the heads of
+/// `n` fair coins have mean `n / 2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupNoisy {
+    /// The noisy count fell below the threshold.
+    Suppressed,
+    /// The noisy COUNT and SUM, in steps.
+    Released { count: u64, sum: u128 },
 }
 
 /// One group of a released answer.
@@ -130,6 +174,20 @@ pub enum CombineResult {
         min_group_size: u64,
         threshold: u64,
         groups: Vec<GroupAnswer>,
+    },
+    /// Noisy sums and counts.
+    Noisy {
+        /// The commitment to the noise secret, as the manifest published it.
+        secret_commitment: Fr,
+        /// The canonical query's hash.
+        query: Fr,
+        /// The researcher's nonce.
+        nonce: Fr,
+        /// Steps and threshold (the seed's secret is not part of the statement).
+        count_step: u64,
+        sum_step: u128,
+        threshold: u64,
+        groups: Vec<GroupNoisy>,
     },
     /// Commitment to the totals.
     Subtotal { commitment: Fr },
@@ -172,6 +230,7 @@ impl CombineInstance {
                 },
                 CombineOutput::Predicate,
             ) => (*min_group_size, groups.len()),
+            (CombineResult::Noisy { groups, .. }, CombineOutput::Noisy { .. }) => (1, groups.len()),
             (CombineResult::Subtotal { .. }, CombineOutput::Subtotal) => (0, shape.groups),
             _ => {
                 return bad(format!(
@@ -184,6 +243,15 @@ impl CombineInstance {
             return bad(format!("{groups} groups for a shape of {}", shape.groups));
         }
         check_min_group_size(k, shape.output)?;
+        if let CombineResult::Noisy {
+            count_step,
+            sum_step,
+            threshold,
+            ..
+        } = self.result
+        {
+            check_noise(shape.output, count_step, sum_step, threshold)?;
+        }
         Ok(self.assemble(shape))
     }
 
@@ -220,6 +288,32 @@ impl CombineInstance {
                     });
                 }
             }
+            CombineResult::Noisy {
+                secret_commitment,
+                query,
+                nonce,
+                count_step,
+                sum_step,
+                threshold,
+                groups,
+            } => {
+                out.extend([
+                    *secret_commitment,
+                    *query,
+                    *nonce,
+                    Fr::from(*count_step),
+                    Fr::from(*sum_step),
+                    Fr::from(*threshold),
+                ]);
+                for g in groups {
+                    out.extend(match *g {
+                        GroupNoisy::Suppressed => [flag(true), Fr::zero(), Fr::zero()],
+                        GroupNoisy::Released { count, sum } => {
+                            [flag(false), Fr::from(count), Fr::from(sum)]
+                        }
+                    });
+                }
+            }
             CombineResult::Subtotal { commitment } => out.push(*commitment),
         }
         out
@@ -237,6 +331,33 @@ fn check_min_group_size(k: u64, output: CombineOutput) -> Result<(), CircuitErro
         return Err(CircuitError::InvalidQuery(
             "minimum group size 0: k is at least 1, so that no group of zero rows is released"
                 .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Steps are at least 1 and fit [`STEP_BITS`], the threshold fits [`NOISY_COUNT_BITS`],
+/// and a value draws at most [`MAX_COINS`] coins.
+fn check_noise(
+    output: CombineOutput,
+    count_step: u64,
+    sum_step: u128,
+    threshold: u64,
+) -> Result<(), CircuitError> {
+    let bad = |msg: String| Err(CircuitError::InvalidQuery(msg));
+    if let CombineOutput::Noisy { coins } = output {
+        if coins == 0 || coins > MAX_COINS {
+            return bad(format!("{coins} coins: a noisy value draws 1..={MAX_COINS}"));
+        }
+    }
+    if count_step == 0 || sum_step == 0 || sum_step >> STEP_BITS != 0 {
+        return bad(format!(
+            "steps {count_step} and {sum_step}: a step is at least 1 and below 2^{STEP_BITS}"
+        ));
+    }
+    if threshold >> NOISY_COUNT_BITS != 0 {
+        return bad(format!(
+            "threshold {threshold} exceeds {NOISY_COUNT_BITS} bits"
         ));
     }
     Ok(())
@@ -311,6 +432,41 @@ pub fn evaluate(
                     .collect(),
             }
         }
+        CombineOutput::Noisy { coins } => {
+            let Some(noise_params) = params.noise else {
+                return Err(CircuitError::InvalidQuery(
+                    "a noisy combine needs noise parameters".into(),
+                ));
+            };
+            let NoiseParams {
+                seed,
+                count_step,
+                sum_step,
+                threshold,
+            } = noise_params;
+            check_noise(shape.output, count_step, sum_step, threshold)?;
+            let position = |g: usize, value: u64| 2 * g as u64 + value;
+            CombineResult::Noisy {
+                secret_commitment: secret_commitment(seed.secret),
+                query: seed.query,
+                nonce: seed.nonce,
+                count_step,
+                sum_step,
+                threshold,
+                groups: (0..shape.groups)
+                    .map(|g| {
+                        let count =
+                            total.counts[g] / count_step + u64::from(noise(&seed, position(g, 0), coins));
+                        let sum = total.sums[g] / sum_step
+                            + u128::from(noise(&seed, position(g, 1), coins));
+                        match count >= threshold {
+                            true => GroupNoisy::Released { count, sum },
+                            false => GroupNoisy::Suppressed,
+                        }
+                    })
+                    .collect(),
+            }
+        }
         CombineOutput::Subtotal => CombineResult::Subtotal {
             commitment: total.commit(output_blind),
         },
@@ -331,6 +487,8 @@ pub struct CombineCircuit {
     pub output_blind: Fr,
     /// The per-group totals of the openings: what a Subtotal's commitment opens to.
     pub total: Partial,
+    /// The noise secret (Noisy; zero otherwise).
+    pub noise_secret: Fr,
 }
 
 impl CombineCircuit {
@@ -359,6 +517,7 @@ impl CombineCircuit {
             openings,
             output_blind,
             total,
+            noise_secret: params.noise.map_or(Fr::zero(), |n| n.seed.secret),
         })
     }
 }
@@ -370,6 +529,16 @@ impl snark::Circuit for CombineCircuit {
         let params = CombineParams {
             min_group_size: 1,
             threshold: 0,
+            noise: Some(NoiseParams {
+                seed: NoiseSeed {
+                    secret: Fr::zero(),
+                    query: Fr::zero(),
+                    nonce: Fr::zero(),
+                },
+                count_step: 1,
+                sum_step: 1,
+                threshold: 0,
+            }),
         };
         Self::new(*shape, params, Vec::new(), Fr::zero())
     }
@@ -387,7 +556,8 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
             instance,
             openings,
             output_blind,
-            total: _,
+            total,
+            noise_secret,
         } = self;
         let witness = |v: Fr| FpVar::new_witness(cs.clone(), || Ok(v));
         let inputs = instance
@@ -462,6 +632,39 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
                     FpVar::from(&holds & &large[g]).enforce_equal(&answer[1])?;
                 }
             }
+            CombineOutput::Noisy { coins } => {
+                let [commitment, query, nonce, count_step, sum_step, threshold] = &outputs[..6]
+                else {
+                    unreachable!("a noisy statement starts with six parameters")
+                };
+                let secret = witness(noise_secret)?;
+                open_secret(&secret, commitment)?;
+                for step in [count_step, sum_step] {
+                    to_bits(step, STEP_BITS)?;
+                    to_bits(&(step - Fr::from(1u8)), STEP_BITS)?;
+                }
+                to_bits(threshold, NOISY_COUNT_BITS)?;
+                let native_steps = step_values(&instance.result);
+                for (g, released) in outputs[6..].chunks(3).enumerate() {
+                    to_bits(&counts[g], COUNT_BITS)?;
+                    let heads = |value: u64| {
+                        noise_gadget(&secret, query, nonce, 2 * g as u64 + value, coins)
+                    };
+                    let count = quotient(
+                        &counts[g],
+                        u128::from(total.counts[g]),
+                        count_step,
+                        native_steps.0,
+                    )? + heads(0)?;
+                    let sum = quotient(&sums[g], total.sums[g], sum_step, native_steps.1)?
+                        + heads(1)?;
+                    let large = is_ge(&count, threshold, NOISY_COUNT_BITS)?;
+                    let shown = FpVar::from(large.clone());
+                    FpVar::from(!&large).enforce_equal(&released[0])?;
+                    (&count * &shown).enforce_equal(&released[1])?;
+                    (&sum * &shown).enforce_equal(&released[2])?;
+                }
+            }
             CombineOutput::Subtotal => {
                 let mut preimage = vec![
                     FpVar::constant(Fr::from(PARTIAL_TAG)),
@@ -474,4 +677,35 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
         }
         Ok(())
     }
+}
+
+/// The count and sum steps of a noisy result (1 and 1 otherwise), for witness values.
+fn step_values(result: &CombineResult) -> (u128, u128) {
+    match result {
+        CombineResult::Noisy {
+            count_step,
+            sum_step,
+            ..
+        } => (u128::from(*count_step).max(1), (*sum_step).max(1)),
+        _ => (1, 1),
+    }
+}
+
+/// `value / step`, rounded down, as a witness the constraints pin: `value = step * q + r`
+/// with `q < 2^128` and `0 <= r < step` (so `r` and `step - 1 - r` fit [`STEP_BITS`]).
+/// `step` is already known to lie in `[1, 2^96)`, so nothing wraps the field.
+fn quotient(
+    value: &FpVar<Fr>,
+    native: u128,
+    step: &FpVar<Fr>,
+    native_step: u128,
+) -> Result<FpVar<Fr>, SynthesisError> {
+    let cs = value.cs().or(step.cs());
+    let q = FpVar::new_witness(cs.clone(), || Ok(Fr::from(native / native_step)))?;
+    let r = FpVar::new_witness(cs, || Ok(Fr::from(native % native_step)))?;
+    to_bits(&q, QUOTIENT_BITS)?;
+    to_bits(&r, STEP_BITS)?;
+    to_bits(&(step - Fr::from(1u8) - &r), STEP_BITS)?;
+    (&q * step + &r).enforce_equal(value)?;
+    Ok(q)
 }

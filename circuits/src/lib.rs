@@ -11,6 +11,7 @@
 //!   per-chunk partials, suppresses small groups, answers predicates), [`attribute`]
 //!   (a committed value lies in a range) and [`eligibility`] (a signed credential makes
 //!   its holder an adult resident, with a per-dataset nullifier);
+//! - [`noise`]: binomial noise from a committed secret and a researcher's nonce;
 //! - [`snark`]: Groth16 setup, proving from cached constraint matrices, verification,
 //!   batch verification, key (de)serialization and fingerprints.
 
@@ -23,6 +24,7 @@ pub mod eddsa;
 pub mod eligibility;
 mod error;
 pub mod gadgets;
+pub mod noise;
 pub mod poseidon;
 pub mod snark;
 

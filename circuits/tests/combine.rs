@@ -36,6 +36,7 @@ fn params(k: u64, t: u64) -> CombineParams {
     CombineParams {
         min_group_size: k,
         threshold: t,
+        noise: None,
     }
 }
 

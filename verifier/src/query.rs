@@ -339,6 +339,7 @@ impl ProvableQuery {
             combine_params: CombineParams {
                 min_group_size: limits.min_group_size,
                 threshold,
+                noise: None,
             },
         })
     }
