@@ -30,10 +30,13 @@ async fn main() -> Result<()> {
     let purpose = args.next().unwrap_or_else(|| "energy-research".into());
     let token = std::env::var("ZKFABRIC_TOKEN").context("set ZKFABRIC_TOKEN to your token")?;
     let node = Remote::connect(&url, Some(token)).await?;
+    // A fresh nonce keys the public half of the noise on a dp dataset: the node cannot
+    // choose the noise, and asking again with this nonce costs no more budget.
     let request = pb::QueryRequest {
         sql: sql.clone(),
         purpose: purpose.clone(),
-        epoch: None,
+        nonce: zkfabric::verifier::privacy::fresh_nonce(),
+        ..Default::default()
     };
 
     let plan = node

@@ -40,7 +40,7 @@ impl Donors {
         std::fs::write(
             &d.config,
             format!(
-                "[store]\nchunk_rows = 8\n\n[server]\ndata_dir = {:?}\n\n[donors.consumption]\n\
+                "[store]\nchunk_rows = 8\n\n[privacy]\nthreshold_only = [\"consumption\"]\n\n[server]\ndata_dir = {:?}\n\n[donors.consumption]\n\
                  issuers = [\"{public}\"]\norganisations = [\"{organisation}\"]\n\
                  districts = [4, 6]\nmin_age = 18\ndonations_per_donor = 1\n",
                 d.tmp.path().join("data")

@@ -20,7 +20,9 @@ use zkfabric::{
     verifier::verify::{self, KeyPins, PinnedKey, Trust},
 };
 
-/// The built-in consumption schema with 8-row chunks, so that setup is instant.
+/// The built-in consumption schema with 8-row chunks, so that setup is instant, answered
+/// exactly (threshold-only): these tests compare answers with an independent engine.
+/// Noisy answers are `tests/privacy.rs`'.
 fn tiny() -> Schema {
     let builtin = Schema::builtin("consumption").unwrap();
     Schema::parse(
@@ -29,6 +31,8 @@ fn tiny() -> Schema {
             .source
             .replace("chunk_rows = 1024", "chunk_rows = 8"),
     )
+    .unwrap()
+    .threshold_only()
     .unwrap()
 }
 
@@ -130,6 +134,9 @@ fn request(sql: &str, purpose: &str) -> Request {
         epoch: None,
         limits: limits(),
         setup: true,
+        cost: None,
+        nonce: None,
+        privacy: Default::default(),
     }
 }
 

@@ -40,7 +40,8 @@ impl Node {
         std::fs::write(
             &config,
             format!(
-                "[store]\nchunk_rows = 8\n\n[query]\ndefault_purpose = \"energy-research\"\n\
+                "[store]\nchunk_rows = 8\n\n[privacy]\nthreshold_only = [\"consumption\"]\n\n\
+                 [query]\ndefault_purpose = \"energy-research\"\n\
                  min_group_size = 2\nin_list_slots = 2\n\n[server]\ndata_dir = {data:?}\n{server}\n\n\
                  [[server.tokens]]\nname = \"rita\"\nrole = \"researcher\"\nsha256 = \"{}\"\n\n\
                  [[server.tokens]]\nname = \"adam\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
@@ -77,8 +78,7 @@ impl Node {
 fn query(sql: &str) -> pb::QueryRequest {
     pb::QueryRequest {
         sql: sql.into(),
-        purpose: String::new(),
-        epoch: None,
+        ..Default::default()
     }
 }
 

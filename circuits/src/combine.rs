@@ -347,7 +347,9 @@ fn check_noise(
     let bad = |msg: String| Err(CircuitError::InvalidQuery(msg));
     if let CombineOutput::Noisy { coins } = output {
         if coins == 0 || coins > MAX_COINS {
-            return bad(format!("{coins} coins: a noisy value draws 1..={MAX_COINS}"));
+            return bad(format!(
+                "{coins} coins: a noisy value draws 1..={MAX_COINS}"
+            ));
         }
     }
     if count_step == 0 || sum_step == 0 || sum_step >> STEP_BITS != 0 {
@@ -455,8 +457,8 @@ pub fn evaluate(
                 threshold,
                 groups: (0..shape.groups)
                     .map(|g| {
-                        let count =
-                            total.counts[g] / count_step + u64::from(noise(&seed, position(g, 0), coins));
+                        let count = total.counts[g] / count_step
+                            + u64::from(noise(&seed, position(g, 0), coins));
                         let sum = total.sums[g] / sum_step
                             + u128::from(noise(&seed, position(g, 1), coins));
                         match count >= threshold {
@@ -656,8 +658,8 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
                         count_step,
                         native_steps.0,
                     )? + heads(0)?;
-                    let sum = quotient(&sums[g], total.sums[g], sum_step, native_steps.1)?
-                        + heads(1)?;
+                    let sum =
+                        quotient(&sums[g], total.sums[g], sum_step, native_steps.1)? + heads(1)?;
                     let large = is_ge(&count, threshold, NOISY_COUNT_BITS)?;
                     let shown = FpVar::from(large.clone());
                     FpVar::from(!&large).enforce_equal(&released[0])?;

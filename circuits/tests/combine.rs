@@ -276,6 +276,7 @@ fn altered(result: &CombineResult) -> CombineResult {
                 GroupAnswer::Holds(h) => GroupAnswer::Holds(!h),
             }
         }
+        CombineResult::Noisy { .. } => unreachable!("noisy combines: tests/noise.rs"),
         CombineResult::Subtotal { commitment } => *commitment += Fr::one(),
     }
     result

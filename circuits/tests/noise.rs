@@ -57,7 +57,10 @@ fn heads_follow_the_binomial_distribution() {
     // The 99.9% quantile of chi-squared with 10 degrees of freedom is 29.59; the test is
     // deterministic (fixed seeds), so it cannot flake.
     assert_eq!(df, 10);
-    assert!(chi2 < 29.59, "chi-squared {chi2:.2} over {df} degrees of freedom");
+    assert!(
+        chi2 < 29.59,
+        "chi-squared {chi2:.2} over {df} degrees of freedom"
+    );
 
     // Across word boundaries (201 coins take two words) the mean and variance are those
     // of Binomial(201, 1/2), within four standard errors.
@@ -85,7 +88,10 @@ fn each_party_alone_changes_the_noise() {
     assert_ne!(base, renonced);
     assert_ne!(base, resecreted);
     // The same seed draws the same coins: an answer repeated is the same answer.
-    assert_eq!(base, (0..32).map(|p| noise(&seed(1), p, 64)).collect::<Vec<_>>());
+    assert_eq!(
+        base,
+        (0..32).map(|p| noise(&seed(1), p, 64)).collect::<Vec<_>>()
+    );
 }
 
 fn shape(coins: u32) -> CombineShape {

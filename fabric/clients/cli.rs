@@ -137,6 +137,18 @@ enum Command {
         /// below another k is refused.
         #[arg(long)]
         min_group_size: Option<u64>,
+        /// The privacy cost to spend on a dp dataset (default: the node's [privacy]
+        /// epsilon). `--explain` shows what the query would cost.
+        #[arg(long)]
+        epsilon: Option<f64>,
+        /// The delta to spend (default: the node's [privacy] delta).
+        #[arg(long)]
+        delta: Option<f64>,
+        /// The nonce (64 hex digits) keying the public half of the noise; a fresh random
+        /// one by default. Repeating a query with its nonce gets the same answer again
+        /// at no further cost.
+        #[arg(long)]
+        nonce: Option<String>,
     },
     /// Verify an answer bundle offline: no network, no data directory.
     Verify {
@@ -244,6 +256,16 @@ enum Command {
     Catalog {
         #[command(subcommand)]
         show: Option<CatalogCommand>,
+    },
+    /// A dp dataset's privacy ledger: every charge (signed by the node, chained by
+    /// hash, checked here), the budget spent and what is left. Without a dataset, every
+    /// dataset's totals.
+    Ledger {
+        /// The dataset.
+        dataset: Option<String>,
+        /// Print the ledger as JSON instead.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -390,6 +412,7 @@ fn execute(cli: Cli) -> Result<()> {
             Command::Query { .. }
             | Command::Verify { .. }
             | Command::Catalog { .. }
+            | Command::Ledger { .. }
             | Command::Seal { .. }
             | Command::Setup { .. }
             | Command::Donate { .. }
@@ -429,8 +452,12 @@ fn execute(cli: Cli) -> Result<()> {
             allow_unpinned_keys,
             node_key,
             min_group_size,
+            epsilon,
+            delta,
+            nonce,
         } => match remote {
             Some(remote) => {
+                let nonce = research_nonce(nonce.as_deref())?;
                 // What the node's answer must be about: what was asked.
                 let verify = VerifyArgs {
                     trusted_keys,
@@ -440,6 +467,8 @@ fn execute(cli: Cli) -> Result<()> {
                     expected_purpose: purpose.clone(),
                     expected_min_group_size: min_group_size,
                     expected_epoch: epoch,
+                    expected_epsilon: epsilon.or(delta.map(|_| config.privacy.epsilon)),
+                    expected_delta: delta.or(epsilon.map(|_| config.privacy.delta)),
                     manifest_head: None,
                     manifest_chain: None,
                 };
@@ -447,6 +476,9 @@ fn execute(cli: Cli) -> Result<()> {
                     sql,
                     purpose: purpose.unwrap_or_default(),
                     epoch,
+                    epsilon,
+                    delta,
+                    nonce,
                 };
                 if explain {
                     node::explain(&remote, request)
@@ -466,7 +498,8 @@ fn execute(cli: Cli) -> Result<()> {
                          [query] min_group_size), and `zkfabric verify` checks the bundle"
                     );
                 }
-                let request = crate::node::prove::Request::new(&config, sql, purpose, epoch, true);
+                let request = crate::node::prove::Request::new(&config, sql, purpose, epoch, true)
+                    .with_privacy(epsilon, delta, Some(research_nonce(nonce.as_deref())?))?;
                 if explain {
                     explain_query(data_dir, &request)
                 } else {
@@ -544,6 +577,24 @@ fn execute(cli: Cli) -> Result<()> {
                 Some(remote) => donor::donate_remote(&remote, donation),
                 None => donor::donate_local(data_dir, &config, donation),
             }
+        }
+        Command::Ledger { dataset, json } => {
+            let (key, ledgers) = match remote {
+                Some(remote) => node::ledgers(&remote, dataset.as_deref())?,
+                None => {
+                    let store = open(data_dir)?;
+                    let names = match dataset {
+                        Some(d) => vec![d],
+                        None => store.datasets()?.into_iter().map(|d| d.name).collect(),
+                    };
+                    let ledgers = names
+                        .iter()
+                        .map(|d| Ok(store.ledger(d)?.to_proto(d, config.privacy.budget())))
+                        .collect::<Result<Vec<_>>>()?;
+                    (store.node_key(), ledgers)
+                }
+            };
+            print_ledgers(&ledgers, &key, json)
         }
         Command::Catalog { show: None } => match remote {
             Some(remote) => node::catalog(&remote),
@@ -743,6 +794,54 @@ fn print_catalog(node_key: &VerifyingKey, datasets: &[DatasetSummary]) {
     }
 }
 
+/// Checks each ledger's chain against `node_key` and prints it: with one ledger every
+/// entry, with several each one's totals; as JSON with `json`. Fails on a ledger that
+/// does not check.
+fn print_ledgers(
+    ledgers: &[zkfabric_proto::v1::Ledger],
+    node_key: &VerifyingKey,
+    json: bool,
+) -> Result<()> {
+    for l in ledgers {
+        crate::verifier::ledger::check_chain(&l.dataset, &l.entries, node_key)
+            .with_context(|| format!("the privacy ledger of {} does not check", l.dataset))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(ledgers)?);
+        return Ok(());
+    }
+    println!(
+        "node key     {} (every entry's signature and chain link checked)",
+        hex::encode(node_key.to_bytes())
+    );
+    for l in ledgers {
+        println!(
+            "{:<12} {} charge(s): spent epsilon {} and delta {:e} of {} and {:e}; left {} and {:e}",
+            l.dataset,
+            l.entries.len(),
+            l.spent_epsilon,
+            l.spent_delta,
+            l.budget_epsilon,
+            l.budget_delta,
+            l.budget_epsilon - l.spent_epsilon,
+            l.budget_delta - l.spent_delta
+        );
+    }
+    if let [l] = ledgers {
+        println!(
+            "{:>5} {:>11} {:>6} {:>8} {:>8}  {:<20} query hash",
+            "seq", "time", "epoch", "epsilon", "delta", "purpose"
+        );
+        for e in &l.entries {
+            println!(
+                "{:>5} {:>11} {:>6} {:>8} {:>8.1e}  {:<20} {}",
+                e.seq, e.time, e.epoch, e.epsilon, e.delta, e.purpose, e.query_hash
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Prints an epoch's manifest and checks its signature against `node_key`.
 fn print_manifest(signed: &SignedManifest, epochs: &[u64], node_key: &VerifyingKey) -> Result<()> {
     let m = &signed.manifest;
@@ -767,5 +866,23 @@ fn print_manifest(signed: &SignedManifest, epochs: &[u64], node_key: &VerifyingK
             Ok(())
         }
         Err(e) => Err(anyhow!("signature check failed: {e}")),
+    }
+}
+
+/// The nonce a researcher's query carries: `--nonce` (64 hex digits) to repeat an
+/// answer, or 32 fresh random bytes.
+fn research_nonce(given: Option<&str>) -> Result<Vec<u8>> {
+    match given {
+        Some(text) => {
+            let bytes = hex::decode(text).context("--nonce: not hex")?;
+            if bytes.len() != crate::verifier::privacy::NONCE_BYTES {
+                bail!(
+                    "--nonce: 64 hex digits (32 bytes), got {} bytes",
+                    bytes.len()
+                );
+            }
+            Ok(bytes)
+        }
+        None => Ok(crate::verifier::privacy::fresh_nonce()),
     }
 }

@@ -13,6 +13,14 @@
 //! combine_inputs = 8                   # K: partials one combine proof opens
 //! proof_cache_entries = 4096           # chunk proofs kept for reuse (0: none)
 //!
+//! [privacy]                           # differential privacy of dp datasets' answers
+//! epsilon = 1.0                        # what a query spends unless it says (--epsilon)
+//! delta = 1e-7                         # likewise (--delta)
+//! budget_epsilon = 10.0                # each dataset's total; then queries are refused
+//! budget_delta = 1e-5
+//! threshold_only = []                  # built-in datasets answered exactly, with k (data
+//!                                      # about no one); their schema then says so
+//!
 //! [server]
 //! listen = "127.0.0.1:50051"
 //! data_dir = "zkfabric-data"           # --data-dir and ZKFABRIC_DATA_DIR take precedence
@@ -55,7 +63,7 @@ use serde::Deserialize;
 
 use crate::{
     node::{donor::DonorPolicy, keys::KeyMode},
-    verifier::{query::Limits, schema::Schema},
+    verifier::{privacy::Cost, query::Limits, schema::Schema},
 };
 
 /// The configuration.
@@ -77,6 +85,53 @@ pub struct Config {
     /// Which proving keys the node uses.
     #[serde(default)]
     pub keys: KeysConfig,
+    /// Differential privacy: default costs and budgets.
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+/// The `[privacy]` table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Epsilon a query spends unless it names one.
+    pub epsilon: f64,
+    /// Delta a query spends unless it names one.
+    pub delta: f64,
+    /// Each dp dataset's total epsilon: a query that would exceed it is refused.
+    pub budget_epsilon: f64,
+    /// Each dp dataset's total delta.
+    pub budget_delta: f64,
+    /// Built-in datasets this node answers exactly (threshold-only), for data about no
+    /// one; their registered schema states it.
+    pub threshold_only: Vec<String>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            epsilon: 1.0,
+            delta: 1e-7,
+            budget_epsilon: 10.0,
+            budget_delta: 1e-5,
+            threshold_only: Vec::new(),
+        }
+    }
+}
+
+impl PrivacyConfig {
+    /// The default cost of a query.
+    pub fn default_cost(&self) -> Result<Cost, String> {
+        Cost::new(self.epsilon, self.delta).map_err(|e| format!("[privacy]: {e}"))
+    }
+
+    /// Each dataset's budget.
+    pub fn budget(&self) -> Cost {
+        Cost {
+            epsilon: self.budget_epsilon,
+            delta: self.budget_delta,
+        }
+    }
 }
 
 /// The `[keys]` table.
@@ -287,6 +342,23 @@ impl Config {
                 ));
             }
         }
+        let p = &self.privacy;
+        p.default_cost()?;
+        if !(p.budget_epsilon >= p.epsilon && p.budget_delta >= p.delta) {
+            return Err(format!(
+                "[privacy]: the budget ({}, {:e}) is smaller than one default query ({}, {:e})",
+                p.budget_epsilon, p.budget_delta, p.epsilon, p.delta
+            ));
+        }
+        if let Some(d) = p
+            .threshold_only
+            .iter()
+            .find(|d| Schema::builtin(d).is_none())
+        {
+            return Err(format!(
+                "[privacy]: threshold_only names {d:?}, which is not a built-in dataset"
+            ));
+        }
         for (dataset, policy) in &self.donors {
             policy
                 .check()
@@ -295,13 +367,17 @@ impl Config {
         Ok(())
     }
 
-    /// The built-in dataset `name` as this node registers it (with its chunk capacity).
+    /// The built-in dataset `name` as this node registers it (with its chunk capacity,
+    /// and threshold-only when `[privacy] threshold_only` names it).
     pub fn builtin_schema(&self, name: &str) -> Option<Schema> {
-        let schema = Schema::builtin(name)?;
-        match self.store.chunk_rows {
-            Some(rows) if rows != schema.chunk_rows => schema.with_chunk_rows(rows).ok(),
-            _ => Some(schema),
+        let mut schema = Schema::builtin(name)?;
+        if let Some(rows) = self.store.chunk_rows.filter(|r| *r != schema.chunk_rows) {
+            schema = schema.with_chunk_rows(rows).ok()?;
         }
+        if self.privacy.threshold_only.iter().any(|d| d == name) {
+            schema = schema.threshold_only().ok()?;
+        }
+        Some(schema)
     }
 
     /// The shape limits and minimum group size queries run under.

@@ -21,27 +21,30 @@ use rayon::prelude::*;
 use zkfabric_circuits::{
     aggregate::{AggregateCircuit, AggregateInstance, Partial},
     combine::{
-        CombineCircuit, CombineOutput, CombineResult, CombineShape, GroupAnswer, GroupRelease,
-        Opening,
+        CombineCircuit, CombineOutput, CombineResult, CombineShape, GroupAnswer, GroupNoisy,
+        GroupRelease, NoiseParams, Opening,
     },
     commitment::Chunk,
+    noise::NoiseSeed,
     snark::{self, ProvingKey},
     CircuitError, Fr,
 };
 use zkfabric_proto::v1 as pb;
 
 use crate::{
-    node::config::Config,
+    node::config::{Config, PrivacyConfig},
     node::keys::{KeyCache, KeyError, KeyInfo},
     node::proofs::{ProofCache, ProofKey},
     node::sql::{self, QueryError},
-    node::store::{Store, StoreError},
+    node::store::{ChargeRequest, Store, StoreError},
     node::tables::{self, TablesError},
     shared::records::CHUNK_COLUMN,
     verifier::bundle::{self, fr_to_bytes, Bundle, BundleError, FORMAT},
     verifier::manifest::{fr_from_hex, fr_to_hex, SignedManifest},
+    verifier::privacy::{nonce_element, query_hash, Cost},
     verifier::query::{Aggregand, CircuitQuery, Limits, ProvableQuery, ShapeError, Test},
-    verifier::schema::Schema,
+    verifier::schema::{Privacy, Schema},
+    verifier::verify::estimate,
 };
 
 /// Why a query could not be answered.
@@ -77,6 +80,10 @@ pub enum ProveError {
     /// The manifest could not be put in the bundle.
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    /// The query's privacy terms are unusable (no nonce, a malformed one, a bad default
+    /// cost): the message says which.
+    #[error("privacy: {0}")]
+    Privacy(String),
 }
 
 /// What to answer.
@@ -92,6 +99,12 @@ pub struct Request {
     pub limits: Limits,
     /// Whether missing keys may be made by a single-party setup.
     pub setup: bool,
+    /// The privacy cost asked for, on a dp dataset (the node's default when `None`).
+    pub cost: Option<Cost>,
+    /// The researcher's nonce, 32 bytes, on a dp dataset.
+    pub nonce: Option<Vec<u8>>,
+    /// The node's default cost and each dataset's budget.
+    pub privacy: PrivacyConfig,
 }
 
 impl Request {
@@ -112,6 +125,45 @@ impl Request {
             epoch,
             limits: config.limits(),
             setup,
+            cost: None,
+            nonce: None,
+            privacy: config.privacy.clone(),
+        }
+    }
+
+    /// The request with the privacy terms a researcher gave: epsilon and delta (either
+    /// alone takes the node's default for the other) and the nonce.
+    pub fn with_privacy(
+        mut self,
+        epsilon: Option<f64>,
+        delta: Option<f64>,
+        nonce: Option<Vec<u8>>,
+    ) -> Result<Self, ProveError> {
+        self.cost = match (epsilon, delta) {
+            (None, None) => None,
+            (e, d) => Some(
+                Cost::new(
+                    e.unwrap_or(self.privacy.epsilon),
+                    d.unwrap_or(self.privacy.delta),
+                )
+                .map_err(|e| ProveError::Privacy(e.0))?,
+            ),
+        };
+        self.nonce = nonce;
+        Ok(self)
+    }
+
+    /// The cost answering over `schema`'s dataset spends: the one asked for or the
+    /// node's default on a dp dataset; `None` on a threshold-only one (asking for a cost
+    /// there is refused by the planner).
+    pub fn cost_for(&self, schema: &Schema) -> Result<Option<Cost>, ProveError> {
+        match (&schema.privacy, self.cost) {
+            (Privacy::Dp(_), None) => self
+                .privacy
+                .default_cost()
+                .map(Some)
+                .map_err(ProveError::Privacy),
+            (_, cost) => Ok(cost),
         }
     }
 }
@@ -151,7 +203,7 @@ pub async fn plan(
     let schema = store.schema(&dataset)?;
     let manifest = tables::register_epoch(ctx, store, &dataset, request.epoch)?;
     let query = sql::lower(ctx, &schema, &request.sql, &request.purpose).await?;
-    let circuits = query.circuit(&schema, &request.limits)?;
+    let circuits = query.circuit(&schema, &request.limits, request.cost_for(&schema)?)?;
     Ok((
         Plan {
             schema,
@@ -169,6 +221,14 @@ pub struct Prepared {
     plan: Plan,
     manifest: SignedManifest,
     chunks: Vec<Chunk>,
+    noise: Option<PreparedNoise>,
+}
+
+/// A dp answer's noise seed and its charge, fixed before proving.
+struct PreparedNoise {
+    seed: NoiseSeed,
+    nonce: Vec<u8>,
+    charge: pb::LedgerEntry,
 }
 
 impl Prepared {
@@ -204,11 +264,54 @@ pub async fn prepare(store: &Store, request: &Request) -> Result<Prepared, Prove
             Ok(chunk)
         })
         .collect::<Result<_, _>>()?;
+    let noise = match &plan.circuits.noise {
+        None => None,
+        Some(noise_plan) => {
+            let nonce = request.nonce.clone().ok_or_else(|| {
+                ProveError::Privacy(
+                    "a differentially private query needs the researcher's nonce (32 fresh \
+                     random bytes)"
+                        .into(),
+                )
+            })?;
+            let nonce_fr = nonce_element(&nonce).map_err(|e| ProveError::Privacy(e.0))?;
+            let epoch = manifest.manifest.epoch;
+            let dataset = &plan.schema.name;
+            let query = query_hash(
+                dataset,
+                epoch,
+                &bundle::query_to_proto(&plan.query, &request.limits),
+                noise_plan.cost,
+            );
+            let secret = store.noise_secret(dataset, epoch)?;
+            // Charged before anything is proven: an answer that fails later stays paid
+            // for, and asking again with the same nonce costs nothing more.
+            let charge = store.charge(&ChargeRequest {
+                dataset: dataset.clone(),
+                epoch,
+                query_hash: fr_to_hex(&query),
+                nonce: nonce.clone(),
+                cost: noise_plan.cost,
+                purpose: plan.query.purpose.clone(),
+                budget: request.privacy.budget(),
+            })?;
+            Some(PreparedNoise {
+                seed: NoiseSeed {
+                    secret,
+                    query,
+                    nonce: nonce_fr,
+                },
+                nonce,
+                charge: charge.entry,
+            })
+        }
+    };
     Ok(Prepared {
         ctx,
         plan,
         manifest,
         chunks,
+        noise,
     })
 }
 
@@ -251,6 +354,7 @@ pub async fn prove(
         plan,
         manifest,
         chunks,
+        noise,
     } = prepared;
     let Plan {
         schema,
@@ -393,12 +497,16 @@ pub async fn prove(
         request.setup,
         on_setup,
     )?;
-    let root = CombineCircuit::new(
-        circuits.root_shape,
-        circuits.combine_params,
-        level,
-        Fr::from(0u8),
-    )?;
+    let mut root_params = circuits.combine_params;
+    if let (Some(plan), Some(n)) = (&circuits.noise, &noise) {
+        root_params.noise = Some(NoiseParams {
+            seed: n.seed,
+            count_step: plan.count_step,
+            sum_step: plan.sum_step,
+            threshold: plan.threshold,
+        });
+    }
+    let root = CombineCircuit::new(circuits.root_shape, root_params, level, Fr::from(0u8))?;
     let result = result_table(schema, query, circuits, &root.instance.result);
     let root_proof = snark::prove(&root_pk, root, &mut OsRng)?;
     combine_proofs.push(pb::CombineProof {
@@ -430,7 +538,33 @@ pub async fn prove(
             .collect(),
         combine_proofs,
         verifying_keys,
+        privacy: Some(privacy_terms(schema, circuits, noise)),
     })
+}
+
+/// A bundle's privacy terms: the mode and, for a dp answer, its cost, noise and charge.
+fn privacy_terms(
+    schema: &Schema,
+    circuits: &CircuitQuery,
+    noise: Option<PreparedNoise>,
+) -> pb::Privacy {
+    let mut terms = pb::Privacy {
+        mode: schema.privacy.mode().to_string(),
+        ..Default::default()
+    };
+    if let Some(plan) = &circuits.noise {
+        terms.epsilon = plan.cost.epsilon;
+        terms.delta = plan.cost.delta;
+        terms.coins = plan.coins;
+        terms.count_step = plan.count_step;
+        terms.sum_step = plan.sum_step.to_string();
+        terms.threshold = plan.threshold;
+    }
+    if let Some(n) = noise {
+        terms.nonce = n.nonce;
+        terms.charge = Some(n.charge);
+    }
+    terms
 }
 
 /// Runs `prove` over `items` in parallel, one wave of as many items as rayon has threads
@@ -492,6 +626,8 @@ pub struct Explanation {
     pub circuits: Vec<PlannedCircuit>,
     /// The limits the shapes were derived under.
     pub limits: Limits,
+    /// A dp dataset's budget left before this query.
+    pub remaining: Option<Cost>,
 }
 
 impl Explanation {
@@ -518,6 +654,9 @@ impl Explanation {
             chunks_total: self.chunks.1,
             estimated_constraints: constraints,
             estimated_seconds: constraints.map(|n| n as f64 * seconds_per_constraint),
+            privacy: Some(privacy_terms(&self.plan.schema, &self.plan.circuits, None)),
+            remaining_epsilon: self.remaining.map(|c| c.epsilon),
+            remaining_delta: self.remaining.map(|c| c.delta),
         }
     }
 
@@ -566,7 +705,19 @@ pub async fn explain(
         circuits.push(circuit("subtotal", shape.description(), subtotals));
     }
     circuits.push(circuit("root", plan.circuits.root_shape.description(), 1));
+    let remaining = match &plan.circuits.noise {
+        Some(_) => {
+            let spent = store.ledger(&plan.schema.name)?.spent;
+            let budget = request.privacy.budget();
+            Some(Cost {
+                epsilon: budget.epsilon - spent.epsilon,
+                delta: budget.delta - spent.delta,
+            })
+        }
+        None => None,
+    };
     Ok(Explanation {
+        remaining,
         epoch: manifest.manifest.epoch,
         chunks: (touched, all.len() as u64),
         circuits,
@@ -752,6 +903,19 @@ pub fn result_table(
                 CombineResult::Predicate { groups, .. } => match groups[slot] {
                     GroupAnswer::Holds(holds) => row.holds = holds != negate,
                     GroupAnswer::Suppressed => row.suppressed = true,
+                },
+                CombineResult::Noisy { groups, .. } => match (groups[slot], &circuits.noise) {
+                    (GroupNoisy::Released { count, sum }, Some(plan)) => {
+                        row.count = count;
+                        row.sum = sum.to_string();
+                        row.count_estimate = Some(estimate(
+                            plan,
+                            u128::from(count),
+                            u128::from(plan.count_step),
+                        ));
+                        row.sum_estimate = Some(estimate(plan, sum, plan.sum_step));
+                    }
+                    _ => row.suppressed = true,
                 },
                 CombineResult::Subtotal { .. } => unreachable!("the root releases"),
             }

@@ -45,9 +45,11 @@ use zkfabric_circuits::{commitment::Chunk, CircuitError, Fr};
 
 mod donations;
 mod ingest;
+mod ledger;
 mod seal;
 pub use donations::{sha256_hex, Admission, Donation, DonationStatus, Eligible, Withdrawal};
 pub use ingest::IngestReport;
+pub use ledger::{Charge, ChargeRequest, LedgerSummary};
 pub use seal::SealReport;
 
 use crate::verifier::files;
@@ -106,6 +108,18 @@ pub enum StoreError {
     /// The donation can no longer be withdrawn; the message says why.
     #[error("receipt `{id}` cannot be withdrawn: {reason}")]
     NotWithdrawable { id: String, reason: String },
+    /// The charge would take the dataset beyond its privacy budget; nothing was charged.
+    #[error(
+        "privacy budget of `{dataset}` exhausted: spent epsilon {} and delta {:e} of {} and \
+         {:e}; this query asks for {} and {:e} more",
+        spent.0, spent.1, budget.0, budget.1, asked.0, asked.1
+    )]
+    BudgetExhausted {
+        dataset: String,
+        spent: (f64, f64),
+        asked: (f64, f64),
+        budget: (f64, f64),
+    },
     /// Stored data do not match the catalog (the store was altered outside zkfabric).
     #[error("store is inconsistent: {0}")]
     Corrupt(String),
@@ -116,8 +130,9 @@ pub enum StoreError {
 
 /// The sealed format (the catalog's `user_version`): 2 since wide columns pack several
 /// values per field element; 3 since manifests list no time windows (nothing unproven is
-/// signed) and are read strictly. Chunks of another format cannot be proven.
-pub const COMMITMENT_FORMAT: i64 = 3;
+/// signed) and are read strictly; 4 since each epoch commits to a noise secret and
+/// manifests state the privacy mode. Chunks of another format cannot be proven.
+pub const COMMITMENT_FORMAT: i64 = 4;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
@@ -173,7 +188,11 @@ CREATE TABLE IF NOT EXISTS donation_rows (
     chunk INTEGER NOT NULL, first INTEGER NOT NULL, rows INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS epochs (
     dataset TEXT NOT NULL REFERENCES datasets(name), epoch INTEGER NOT NULL,
-    manifest TEXT NOT NULL, PRIMARY KEY (dataset, epoch));
+    manifest TEXT NOT NULL, noise_secret BLOB, PRIMARY KEY (dataset, epoch));
+CREATE TABLE IF NOT EXISTS ledger (
+    dataset TEXT NOT NULL REFERENCES datasets(name), seq INTEGER NOT NULL,
+    query_hash TEXT NOT NULL, nonce BLOB NOT NULL, entry BLOB NOT NULL,
+    PRIMARY KEY (dataset, seq), UNIQUE (dataset, query_hash, nonce));
 ";
 
 /// How long opening waits for the data directory's lock before answering `Busy`. A
@@ -367,6 +386,27 @@ impl Store {
         )?;
         serde_json::from_str(&text)
             .map_err(|e| StoreError::Corrupt(format!("manifest of epoch {epoch}: {e}")))
+    }
+
+    /// The noise secret of an epoch whose manifest committed to one (a `dp` epoch): the
+    /// witness of every noisy answer over it. Never leaves the node.
+    pub fn noise_secret(&self, dataset: &str, epoch: u64) -> Result<Fr, StoreError> {
+        let bytes: Option<Vec<u8>> = self
+            .db
+            .query_row(
+                "SELECT noise_secret FROM epochs WHERE dataset = ?1 AND epoch = ?2",
+                params![dataset, epoch as i64],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let bytes = bytes.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{dataset} epoch {epoch} has no noise secret: it was sealed threshold-only"
+            ))
+        })?;
+        Fr::deserialize_compressed(bytes.as_slice())
+            .map_err(|e| StoreError::Corrupt(format!("noise secret of epoch {epoch}: {e}")))
     }
 
     /// A sealed chunk with its rows and salts, padded to capacity: the prover's witness.

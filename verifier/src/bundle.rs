@@ -16,8 +16,9 @@ use crate::{
 };
 use zkfabric_circuits::Fr;
 
-/// The bundle format this version writes and reads.
-pub const FORMAT: u32 = 1;
+/// The bundle format this version writes and reads: 2 since bundles state their privacy
+/// mode and dp answers are noisy.
+pub const FORMAT: u32 = 2;
 
 /// Most slots (K, L or G) a bundle's circuits may have: a bound on what a verifier
 /// allocates for a bundle it has not checked yet.

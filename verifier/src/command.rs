@@ -15,6 +15,7 @@ use zkfabric_proto::v1 as pb;
 use crate::{
     bundle::Bundle,
     manifest::{parse_ed25519_key, SignedManifest},
+    privacy::Cost,
     query::{Aggregand, OutputKind, ProvableQuery},
     schema::Schema,
     verify::{Expected, KeyPins, ManifestHead, PinnedKey, Report, Trust},
@@ -49,6 +50,13 @@ pub struct VerifyArgs {
     /// The epoch asked about.
     #[arg(long = "epoch")]
     pub expected_epoch: Option<u64>,
+    /// The epsilon the researcher asked to spend: a dp bundle must spend exactly this
+    /// (with --delta).
+    #[arg(long = "epsilon", requires = "expected_delta")]
+    pub expected_epsilon: Option<f64>,
+    /// The delta the researcher asked to spend (with --epsilon).
+    #[arg(long = "delta", requires = "expected_epsilon")]
+    pub expected_delta: Option<f64>,
     /// The latest manifest hash of the bundle's dataset you know of (`zkfabric catalog
     /// show` prints it): the bundle's epoch must lie on the chain that ends there, and the
     /// report says how many epochs behind it is (rows withdrawn since still count in it).
@@ -112,6 +120,12 @@ impl VerifyArgs {
                 epoch: self.expected_epoch,
                 purpose: self.expected_purpose.clone(),
                 min_group_size: self.expected_min_group_size,
+                cost: match (self.expected_epsilon, self.expected_delta) {
+                    (Some(epsilon), Some(delta)) => Some(
+                        Cost::new(epsilon, delta).map_err(|e| anyhow!("--epsilon/--delta: {e}"))?,
+                    ),
+                    _ => None,
+                },
                 head,
             },
         })
@@ -176,6 +190,25 @@ pub fn print_report(report: &Report, bundle: &Bundle, secs: f64, args: &VerifyAr
         );
     }
     println!("verified     {} epoch {}", report.dataset, report.epoch);
+    match &report.noise {
+        Some((plan, charge)) => println!(
+            "privacy      dp: every number is noisy (epsilon {}, delta {:e}, Binomial({}, 1/2) \
+             noise per value, proven drawn from the committed secret and the nonce); charged \
+             as ledger entry {}, spent ({}, {:e}) of the budget ({}, {:e})",
+            plan.cost.epsilon,
+            plan.cost.delta,
+            plan.coins,
+            charge.seq,
+            charge.spent_epsilon,
+            charge.spent_delta,
+            charge.budget_epsilon,
+            charge.budget_delta
+        ),
+        None => println!(
+            "privacy      {}: exact answers, groups under k = {} rows suppressed",
+            report.mode, report.min_group_size
+        ),
+    }
     match sql {
         SqlCheck::Replanned => println!("sql          {}", bundle.sql),
         SqlCheck::NotReplanned => {
@@ -234,13 +267,24 @@ pub fn print_report(report: &Report, bundle: &Bundle, secs: f64, args: &VerifyAr
              verify --sql`"
         }
     };
+    let protection = match &report.noise {
+        Some((plan, _)) => format!(
+            "epsilon {} and delta {:e} {}",
+            plan.cost.epsilon,
+            plan.cost.delta,
+            checked(args.expected_epsilon.is_some())
+        ),
+        None => format!(
+            "k = {} {}",
+            report.min_group_size,
+            checked(args.expected_min_group_size.is_some())
+        ),
+    };
     println!(
-        "asked        sql {}; purpose {} {}; k = {} {}; epoch {}",
+        "asked        sql {}; purpose {} {}; {protection}; epoch {}",
         sql_asked,
         report.query.purpose,
         checked(args.expected_purpose.is_some()),
-        report.min_group_size,
-        checked(args.expected_min_group_size.is_some()),
         checked(args.expected_epoch.is_some()),
     );
     println!();
@@ -277,11 +321,18 @@ pub fn print_answer(schema: &Schema, query: &ProvableQuery, bundle: &Bundle) {
             line(query.outputs.iter().map(|o| cell(o.kind, row)).collect())
         );
     }
-    let mut notes = vec![format!(
-        "purpose {}; groups of fewer than {} rows are suppressed",
-        query.purpose,
-        bundle.query.as_ref().map_or(0, |q| q.min_group_size)
-    )];
+    let mut notes = vec![match bundle.privacy.as_ref().filter(|p| p.mode == "dp") {
+        Some(p) => format!(
+            "purpose {}; differentially private: each number is an estimate with its 95% \
+             interval, and groups whose noisy count falls under {} steps are suppressed",
+            query.purpose, p.threshold
+        ),
+        None => format!(
+            "purpose {}; groups of fewer than {} rows are suppressed",
+            query.purpose,
+            bundle.query.as_ref().map_or(0, |q| q.min_group_size)
+        ),
+    }];
     if let Aggregand::Sum(m) = &query.aggregand {
         if let Some((_, c)) = schema.column(m) {
             if let (Some(scale), Some(unit)) = (c.scale, &c.unit) {
@@ -302,6 +353,18 @@ fn cell(kind: OutputKind, row: &pb::ResultRow) -> String {
     }
     if row.suppressed {
         return "suppressed".into();
+    }
+    let noisy = |e: &pb::NoisyEstimate| format!("{} [{}, {}]", e.estimate, e.low, e.high);
+    if let (Some(count), Some(sum)) = (&row.count_estimate, &row.sum_estimate) {
+        return match kind {
+            OutputKind::Count => noisy(count),
+            OutputKind::Sum => noisy(sum),
+            OutputKind::Avg => match (sum.estimate.parse::<f64>(), count.estimate.parse::<f64>()) {
+                (Ok(sum), Ok(count)) if count > 0.0 => format!("{:.3}", sum / count),
+                _ => "-".into(),
+            },
+            _ => "-".into(),
+        };
     }
     match kind {
         OutputKind::Count => row.count.to_string(),

@@ -6,6 +6,8 @@
 //! - [`schema`]: dataset schemas (TOML), which the bundle carries and the manifest hashes;
 //! - [`manifest`]: the node's signed epoch manifests over its chunks' commitments;
 //! - [`query`]: the canonical provable query and the circuit shapes it means;
+//! - [`privacy`]: differential privacy's costs, noise parameters and intervals;
+//! - [`ledger`]: the signed, hash-chained privacy ledger a dp answer is charged to;
 //! - [`bundle`]: the answer bundle (protobuf), decoded field by field;
 //! - [`verify`]: every check, and the report of what a verified bundle says;
 //! - [`command`]: the verifier's command-line flags and report, shared by the small
@@ -19,7 +21,9 @@
 pub mod bundle;
 pub mod command;
 pub mod files;
+pub mod ledger;
 pub mod manifest;
+pub mod privacy;
 pub mod query;
 pub mod schema;
 pub mod snarkjs;

@@ -41,6 +41,12 @@ pub struct Manifest {
     pub chunks: Vec<ChunkEntry>,
     /// Hash of the previous epoch's manifest.
     pub previous: Option<String>,
+    /// `dp` or `threshold-only`: how answers over this epoch protect the people in it.
+    pub privacy: String,
+    /// For `dp`: the commitment to the epoch's noise secret (`0x` and 64 hex digits),
+    /// published before any query, so that the noise of every answer is fixed before
+    /// the researcher's nonce is seen.
+    pub noise_commitment: Option<String>,
 }
 
 /// A manifest with the node's signature over its canonical bytes.
@@ -165,6 +171,8 @@ mod tests {
                 rows: 8,
             }],
             previous: Some("sha256:11".into()),
+            privacy: "dp".into(),
+            noise_commitment: Some(fr_to_hex(&Fr::from(6u8))),
         }
     }
 

@@ -15,7 +15,10 @@ use zkfabric_circuits::{
     combine::{CombineOutput, CombineParams, CombineShape},
 };
 
-use crate::schema::{ColumnKind, Schema};
+use crate::{
+    privacy::{Cost, NoisePlan},
+    schema::{ColumnKind, Privacy, Schema},
+};
 
 /// One filter on one column, ANDed with the others.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,7 +125,7 @@ pub struct ShapeError(pub String);
 
 /// The circuits' view of a query over one dataset: the chunk circuit's shape and public
 /// parameters, and the root combine's shape and parameters.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CircuitQuery {
     /// Shape of every chunk proof.
     pub chunk_shape: AggregateShape,
@@ -131,8 +134,11 @@ pub struct CircuitQuery {
     /// Shape of the root combine (Release or Predicate); inner combines are the same
     /// shape with a Subtotal output.
     pub root_shape: CombineShape,
-    /// Public parameters of the root combine.
+    /// Public parameters of the root combine (for a noisy root, the prover adds the
+    /// noise seed).
     pub combine_params: CombineParams,
+    /// How a `dp` dataset's answer is noised; `None` for a threshold-only one.
+    pub noise: Option<NoisePlan>,
 }
 
 impl ProvableQuery {
@@ -217,7 +223,15 @@ impl ProvableQuery {
 
     /// The circuit shapes and public parameters of this query over `schema`, under
     /// `limits`.
-    pub fn circuit(&self, schema: &Schema, limits: &Limits) -> Result<CircuitQuery, ShapeError> {
+    ///
+    /// A `dp` dataset's answer costs `cost` (required) and its root combine is noisy; a
+    /// threshold-only dataset's answer is exact and takes no cost.
+    pub fn circuit(
+        &self,
+        schema: &Schema,
+        limits: &Limits,
+        cost: Option<Cost>,
+    ) -> Result<CircuitQuery, ShapeError> {
         let bad = |m: String| ShapeError(m);
         let index = |name: &str| {
             schema
@@ -308,6 +322,29 @@ impl ProvableQuery {
                 1,
             ),
         };
+        let noise = match (&schema.privacy, cost) {
+            (Privacy::Dp(bounds), Some(cost)) => {
+                Some(NoisePlan::new(schema, bounds, self, groups, cost).map_err(|e| bad(e.0))?)
+            }
+            (Privacy::Dp(_), None) => {
+                return Err(bad(format!(
+                    "dataset {} answers with differential privacy: the query needs an \
+                     epsilon and a delta",
+                    schema.name
+                )))
+            }
+            (Privacy::ThresholdOnly, Some(_)) => {
+                return Err(bad(format!(
+                    "dataset {} is threshold-only: its answers are exact and cost no epsilon",
+                    schema.name
+                )))
+            }
+            (Privacy::ThresholdOnly, None) => None,
+        };
+        let output = match &noise {
+            Some(plan) => CombineOutput::Noisy { coins: plan.coins },
+            None => output,
+        };
         let layout = schema
             .layout()
             .map_err(|e| bad(format!("dataset {}: {e}", schema.name)))?;
@@ -341,6 +378,7 @@ impl ProvableQuery {
                 threshold,
                 noise: None,
             },
+            noise,
         })
     }
 }

@@ -10,7 +10,16 @@
 //! kind = "dimension"     # time | dimension | measure | attribute | consent
 //! width = 4              # values are unsigned integers below 2^width (1..=64)
 //! labels = ["Zhongzheng", "Datong"]   # dictionary: code = position
+//!
+//! [privacy]
+//! mode = "dp"            # every released number noisy (or "threshold-only": exact, k)
+//! rows_per_unit = 168    # most rows one privacy unit (a donor) contributes
+//! unit_attributes = ["district"]   # columns constant across one unit's rows
 //! ```
+//!
+//! Every schema says how its answers protect the people in it (see [`Privacy`]); a
+//! schema without a `[privacy]` section is refused, so that no dataset is answered
+//! exactly by omission.
 //!
 //! A `consent` column lists the dataset's purposes, one bit each. The `present` column
 //! (1 bit, set for real rows) is implied and must not be declared. Narrow kinds
@@ -104,6 +113,38 @@ impl Column {
     }
 }
 
+/// How a dataset's answers protect the people in it, declared by its schema (and so
+/// signed into every manifest through the schema hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Privacy {
+    /// Differential privacy for a privacy unit (a donor): every released number is
+    /// noisy, and each answer is charged to the dataset's budget.
+    Dp(UnitBounds),
+    /// Exact answers with a minimum group size `k`: for data about no one (sensor
+    /// readings, public registers).
+    ThresholdOnly,
+}
+
+impl Privacy {
+    /// `dp` or `threshold-only`, as schemas, bundles and reports name the mode.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Privacy::Dp(_) => "dp",
+            Privacy::ThresholdOnly => "threshold-only",
+        }
+    }
+}
+
+/// What bounds one privacy unit's influence on an answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitBounds {
+    /// Most rows one unit contributes to the dataset, over all epochs.
+    pub rows_per_unit: u64,
+    /// Columns whose value is the same in all of one unit's rows (a household's
+    /// district): grouping by one of them puts a unit in one group only.
+    pub unit_attributes: Vec<String>,
+}
+
 /// A validated dataset schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schema {
@@ -115,6 +156,8 @@ pub struct Schema {
     pub chunk_rows: usize,
     /// The declared columns, then the implied `present` column.
     pub columns: Vec<Column>,
+    /// How its answers protect the people in it.
+    pub privacy: Privacy,
     /// The TOML text it was parsed from (what the schema hash covers).
     pub source: String,
 }
@@ -141,6 +184,16 @@ struct SchemaFile {
     id: Spanned<u64>,
     chunk_rows: Spanned<usize>,
     columns: Vec<Spanned<ColumnFile>>,
+    privacy: Option<Spanned<PrivacyFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrivacyFile {
+    mode: String,
+    rows_per_unit: Option<u64>,
+    #[serde(default)]
+    unit_attributes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -189,6 +242,25 @@ impl Schema {
             })
             .collect();
         Self::parse(&format!("{} (chunk_rows = {rows})", self.name), &source)
+    }
+
+    /// The same schema answered exactly: its `[privacy]` section replaced by `mode =
+    /// "threshold-only"` (for data about no one). The schema text, and its hash, change.
+    pub fn threshold_only(&self) -> Result<Self, SchemaError> {
+        let mut source = String::new();
+        let mut in_privacy = false;
+        for line in self.source.lines() {
+            let header = line.trim_start().starts_with('[');
+            if header {
+                in_privacy = line.trim() == "[privacy]";
+            }
+            if !in_privacy {
+                source.push_str(line);
+                source.push('\n');
+            }
+        }
+        source.push_str("\n[privacy]\nmode = \"threshold-only\"\n");
+        Self::parse(&format!("{} (threshold-only)", self.name), &source)
     }
 
     /// Parses and validates schema `text`; `file` names it in errors.
@@ -303,11 +375,75 @@ impl Schema {
             unit: None,
             description: Some("1 for a real row, 0 for chunk padding".into()),
         });
+        let privacy = match &raw.privacy {
+            None => {
+                return Err(invalid(
+                    raw.name.span(),
+                    "no [privacy] section: declare mode = \"dp\" with rows_per_unit (the most \
+                     rows one donor contributes), or mode = \"threshold-only\" for data about \
+                     no one"
+                        .into(),
+                ))
+            }
+            Some(spanned) => {
+                let fail = |message: String| Err(invalid(spanned.span(), message));
+                let p = spanned.get_ref();
+                match (p.mode.as_str(), p.rows_per_unit) {
+                    ("threshold-only", None) if p.unit_attributes.is_empty() => {
+                        Privacy::ThresholdOnly
+                    }
+                    ("threshold-only", _) => {
+                        return fail(
+                            "[privacy]: mode = \"threshold-only\" takes no unit bounds".into(),
+                        )
+                    }
+                    ("dp", None) => {
+                        return fail(
+                            "[privacy]: mode = \"dp\" needs rows_per_unit, the most rows one \
+                             donor contributes"
+                                .into(),
+                        )
+                    }
+                    ("dp", Some(rows)) => {
+                        if !(1..=1 << 32).contains(&rows) {
+                            return fail(format!(
+                                "[privacy]: rows_per_unit = {rows} is outside 1..=2^32"
+                            ));
+                        }
+                        for a in &p.unit_attributes {
+                            match columns.iter().find(|c| c.name == *a) {
+                                Some(c)
+                                    if matches!(
+                                        c.kind,
+                                        ColumnKind::Dimension | ColumnKind::Attribute
+                                    ) => {}
+                                _ => {
+                                    return fail(format!(
+                                        "[privacy]: unit attribute `{a}` is not a dimension or \
+                                         attribute column"
+                                    ))
+                                }
+                            }
+                        }
+                        Privacy::Dp(UnitBounds {
+                            rows_per_unit: rows,
+                            unit_attributes: p.unit_attributes.clone(),
+                        })
+                    }
+                    (other, _) => {
+                        return fail(format!(
+                            "[privacy]: mode {other:?} is not \"dp\" or \"threshold-only\""
+                        ))
+                    }
+                }
+            }
+        };
         let schema = Self {
             name,
             id: *raw.id.get_ref(),
             chunk_rows,
             columns,
+            privacy,
             source: text.to_string(),
         };
         schema

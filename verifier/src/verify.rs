@@ -19,7 +19,7 @@ use zkfabric_circuits::{
     aggregate::{AggregateInstance, ChunkId},
     combine::{
         empty_slot_commitment, CombineInstance, CombineOutput, CombineResult, CombineShape,
-        GroupAnswer, GroupRelease,
+        GroupAnswer, GroupNoisy, GroupRelease,
     },
     snark::{self, Proof, VerifyingKey},
     Fr,
@@ -28,8 +28,10 @@ use zkfabric_proto::v1 as pb;
 
 use crate::{
     bundle::{self, fr_from_bytes, Bundle, BundleError, FORMAT},
-    manifest::fr_from_hex,
+    ledger,
     manifest::SignedManifest,
+    manifest::{fr_from_hex, fr_to_hex},
+    privacy::{nonce_element, query_hash, Cost, NoisePlan},
     query::{Aggregand, OutputKind, ProvableQuery},
     schema::Schema,
 };
@@ -66,6 +68,8 @@ pub struct Expected {
     pub purpose: Option<String>,
     /// The minimum group size the researcher accepts (the bundle's must equal it).
     pub min_group_size: Option<u64>,
+    /// The privacy cost the researcher asked to spend (a dp bundle's must equal it).
+    pub cost: Option<Cost>,
     /// The latest manifest the verifier knows of, and the manifests leading to it: the
     /// bundle's epoch must lie on that chain (not on a fork), and the report says how
     /// many epochs behind it is.
@@ -174,8 +178,12 @@ pub struct Report {
     pub proofs: usize,
     /// Whether the verifying keys were pinned by `--trusted-keys`.
     pub keys_pinned: bool,
-    /// The minimum group size the combine proofs enforced.
+    /// The minimum group size the combine proofs enforced (threshold-only answers).
     pub min_group_size: u64,
+    /// `dp` or `threshold-only`, as the manifest states.
+    pub mode: String,
+    /// A dp answer's noise and its charge in the dataset's privacy ledger.
+    pub noise: Option<(NoisePlan, pb::LedgerEntry)>,
     /// Epochs between the bundle's and the pinned head (0: the bundle's is the head);
     /// `None` when no head was given.
     pub epochs_behind: Option<u64>,
@@ -239,6 +247,39 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
     if schema.chunk_rows != manifest.chunk_rows || schema.id != manifest.dataset_id {
         return failed("schema: chunk size or dataset id differ from the manifest's");
     }
+    // The privacy mode the manifest states, and the schema declares.
+    if manifest.privacy != schema.privacy.mode()
+        || manifest.noise_commitment.is_some() != (manifest.privacy == "dp")
+    {
+        return failed(format!(
+            "privacy: the manifest states mode {:?}{}, the schema declares {:?}",
+            manifest.privacy,
+            if manifest.noise_commitment.is_some() {
+                " with a noise commitment"
+            } else {
+                " without a noise commitment"
+            },
+            schema.privacy.mode()
+        ));
+    }
+    let privacy = bundle.privacy.as_ref().ok_or_else(|| BundleError {
+        field: "privacy".into(),
+        message: "missing".into(),
+    })?;
+    if privacy.mode != manifest.privacy {
+        return failed(format!(
+            "privacy: the bundle says mode {:?}, the manifest {:?}",
+            privacy.mode, manifest.privacy
+        ));
+    }
+    let cost = match manifest.noise_commitment {
+        Some(_) => Some(
+            Cost::new(privacy.epsilon, privacy.delta)
+                .map_err(|e| VerifyError::Failed(format!("privacy: {e}")))?,
+        ),
+        None => None,
+    };
+
     // The query and the circuits it means.
     let (query, limits) = bundle::query_from_proto(bundle.query.as_ref())?;
     check_expected(
@@ -246,11 +287,35 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         manifest.epoch,
         &query,
         limits.min_group_size,
+        cost,
     )?;
     let circuits = query
-        .circuit(&schema, &limits)
+        .circuit(&schema, &limits, cost)
         .map_err(|e| VerifyError::Failed(format!("query: {e}")))?;
     check_outputs(&query)?;
+    let noise = match (&circuits.noise, &manifest.noise_commitment) {
+        (Some(plan), Some(commitment)) => {
+            let commitment = fr_from_hex(commitment).ok_or_else(|| {
+                VerifyError::Failed("manifest: the noise commitment is not a field element".into())
+            })?;
+            let signer = crate::manifest::parse_ed25519_key(&signed.node_key)
+                .map_err(VerifyError::Manifest)?;
+            let query_proto = bundle.query.as_ref().expect("decoded above");
+            let seed = check_privacy(bundle, privacy, plan, &query, query_proto, &signer)?;
+            Some((plan, commitment, seed))
+        }
+        _ => {
+            if *privacy
+                != (pb::Privacy {
+                    mode: privacy.mode.clone(),
+                    ..Default::default()
+                })
+            {
+                return failed("privacy: a threshold-only bundle carries noise terms");
+            }
+            None
+        }
+    };
 
     // Verifying keys, by the shape they must be for.
     let keys: HashMap<&str, &pb::VerifyingKey> = bundle
@@ -373,7 +438,13 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
     if !root.subtotal.is_empty() {
         return failed("combine tree: the root outputs a subtotal");
     }
-    let result = root_result(&schema, bundle.result.as_ref(), &query, &circuits)?;
+    let result = root_result(
+        &schema,
+        bundle.result.as_ref(),
+        &query,
+        &circuits,
+        noise.map(|(plan, commitment, (q, n))| (*plan, commitment, q, n)),
+    )?;
     let root_inputs = CombineInstance {
         partial_commitments: pad(level),
         result,
@@ -461,10 +532,75 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         proofs,
         keys_pinned: matches!(trust.keys, KeyPins::Pinned(_)),
         min_group_size: limits.min_group_size,
+        mode: manifest.privacy.clone(),
+        noise: noise.map(|(plan, ..)| (*plan, privacy.charge.clone().unwrap_or_default())),
         epochs_behind,
         query,
         schema,
     })
+}
+
+/// Checks a dp bundle's noise terms against the plan recomputed from schema, query and
+/// cost, and its ledger charge: signed by the node, for this dataset, epoch, query,
+/// nonce, cost and purpose, within the budget. Returns the query hash and nonce that key
+/// the noise.
+fn check_privacy(
+    bundle: &Bundle,
+    privacy: &pb::Privacy,
+    plan: &NoisePlan,
+    query: &ProvableQuery,
+    query_proto: &pb::ProvableQuery,
+    signer: &NodeKey,
+) -> Result<(Fr, Fr), VerifyError> {
+    if privacy.coins != plan.coins
+        || privacy.count_step != plan.count_step
+        || privacy.sum_step != plan.sum_step.to_string()
+        || privacy.threshold != plan.threshold
+    {
+        return failed(format!(
+            "privacy: the bundle's noise terms (coins {}, steps {} and {}, threshold {}) are \
+             not those the cost and the schema's unit bounds give (coins {}, steps {} and {}, \
+             threshold {})",
+            privacy.coins,
+            privacy.count_step,
+            privacy.sum_step,
+            privacy.threshold,
+            plan.coins,
+            plan.count_step,
+            plan.sum_step,
+            plan.threshold
+        ));
+    }
+    let nonce =
+        nonce_element(&privacy.nonce).map_err(|e| VerifyError::Failed(format!("privacy: {e}")))?;
+    let hash = query_hash(&bundle.dataset, bundle.epoch, query_proto, plan.cost);
+    let charge = privacy.charge.as_ref().ok_or_else(|| {
+        VerifyError::Failed("privacy: the bundle carries no ledger charge".into())
+    })?;
+    ledger::check_signature(charge, signer)
+        .map_err(|e| VerifyError::Failed(format!("privacy: {e}")))?;
+    let differs = [
+        ("dataset", charge.dataset != bundle.dataset),
+        ("epoch", charge.epoch != bundle.epoch),
+        ("query hash", charge.query_hash != fr_to_hex(&hash)),
+        ("nonce", charge.nonce != privacy.nonce),
+        ("epsilon", charge.epsilon != plan.cost.epsilon),
+        ("delta", charge.delta != plan.cost.delta),
+        ("purpose", charge.purpose != query.purpose),
+    ];
+    if let Some((field, _)) = differs.iter().find(|(_, d)| *d) {
+        return failed(format!(
+            "privacy: ledger entry {} is another answer's charge (its {field} differs)",
+            charge.seq
+        ));
+    }
+    if charge.spent_epsilon > charge.budget_epsilon || charge.spent_delta > charge.budget_delta {
+        return failed(format!(
+            "privacy: ledger entry {} spends beyond the dataset's budget",
+            charge.seq
+        ));
+    }
+    Ok((hash, nonce))
 }
 
 /// How many epochs `signed` (already verified) lies behind `head`, following each later
@@ -524,6 +660,7 @@ fn check_expected(
     epoch: u64,
     query: &ProvableQuery,
     min_group_size: u64,
+    cost: Option<Cost>,
 ) -> Result<(), VerifyError> {
     if let Some(e) = expected.epoch.filter(|e| *e != epoch) {
         return failed(format!(
@@ -540,6 +677,16 @@ fn check_expected(
         return failed(format!(
             "min_group_size: the bundle suppresses groups below {min_group_size} rows, not {k}"
         ));
+    }
+    if let Some(asked) = expected.cost.filter(|c| Some(*c) != cost) {
+        return failed(match cost {
+            Some(c) => format!(
+                "privacy: the bundle spends epsilon {} and delta {:e}, not {} and {:e}",
+                c.epsilon, c.delta, asked.epsilon, asked.delta
+            ),
+            None => "privacy: the bundle is threshold-only (exact), not differentially private"
+                .to_string(),
+        });
     }
     Ok(())
 }
@@ -622,6 +769,7 @@ fn root_result(
     table: Option<&pb::ResultTable>,
     query: &ProvableQuery,
     circuits: &crate::query::CircuitQuery,
+    noise: Option<(NoisePlan, Fr, Fr, Fr)>,
 ) -> Result<CombineResult, VerifyError> {
     let table = table.ok_or_else(|| BundleError {
         field: "result".into(),
@@ -655,11 +803,13 @@ fn root_result(
             ));
         }
         // Nothing beyond what the proof releases: no figures for suppressed groups, no
-        // counts or sums beside a predicate.
+        // counts or sums beside a predicate, estimates only of noisy values.
         let silent = r.count == 0 && r.sum.is_empty();
-        if (r.suppressed && (!silent || r.holds))
+        let estimated = r.count_estimate.is_some() || r.sum_estimate.is_some();
+        if (r.suppressed && (!silent || r.holds || estimated))
             || (predicate && !silent)
             || (!predicate && r.holds)
+            || (noise.is_none() && estimated)
         {
             return failed(format!(
                 "result: row {i} states more than the proof releases"
@@ -667,6 +817,12 @@ fn root_result(
         }
     }
     let k = circuits.combine_params.min_group_size;
+    let sum_of = |i: usize, r: &pb::ResultRow| {
+        r.sum.parse::<u128>().map_err(|_| BundleError {
+            field: format!("result.rows[{i}].sum"),
+            message: format!("{:?} is not a decimal integer", r.sum),
+        })
+    };
     Ok(match circuits.root_shape.output {
         CombineOutput::Release => CombineResult::Release {
             min_group_size: k,
@@ -678,10 +834,7 @@ fn root_result(
                     if r.suppressed {
                         return Ok(GroupRelease::Suppressed);
                     }
-                    let sum = r.sum.parse::<u128>().map_err(|_| BundleError {
-                        field: format!("result.rows[{i}].sum"),
-                        message: format!("{:?} is not a decimal integer", r.sum),
-                    })?;
+                    let sum = sum_of(i, r)?;
                     Ok(GroupRelease::Released {
                         count: r.count,
                         sum,
@@ -701,6 +854,59 @@ fn root_result(
                 })
                 .collect(),
         },
+        CombineOutput::Noisy { .. } => {
+            let (plan, secret_commitment, query_hash, nonce) =
+                noise.expect("a noisy root has a noise plan");
+            let groups = table
+                .rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    if r.suppressed {
+                        return Ok(GroupNoisy::Suppressed);
+                    }
+                    let sum = sum_of(i, r)?;
+                    let estimates = [
+                        (
+                            &r.count_estimate,
+                            u128::from(r.count),
+                            u128::from(plan.count_step),
+                        ),
+                        (&r.sum_estimate, sum, plan.sum_step),
+                    ];
+                    for (stated, released, step) in estimates {
+                        if stated.as_ref() != Some(&estimate(&plan, released, step)) {
+                            return failed(format!(
+                                "result: row {i}'s estimates are not those its noisy values give"
+                            ));
+                        }
+                    }
+                    Ok(GroupNoisy::Released {
+                        count: r.count,
+                        sum,
+                    })
+                })
+                .collect::<Result<_, VerifyError>>()?;
+            CombineResult::Noisy {
+                secret_commitment,
+                query: query_hash,
+                nonce,
+                count_step: plan.count_step,
+                sum_step: plan.sum_step,
+                threshold: plan.threshold,
+                groups,
+            }
+        }
         CombineOutput::Subtotal => return failed("query: the root cannot be a subtotal"),
     })
+}
+
+/// What a value released as `released` steps of `step` estimates, with its 95% interval.
+pub fn estimate(plan: &NoisePlan, released: u128, step: u128) -> pb::NoisyEstimate {
+    let (low, high) = plan.interval(released, step);
+    pb::NoisyEstimate {
+        estimate: plan.estimate(released, step).to_string(),
+        low: low.to_string(),
+        high: high.to_string(),
+    }
 }

@@ -299,6 +299,7 @@ fn a_bundle_must_answer_what_the_researcher_asked() {
             epoch: Some(1),
             purpose: Some("public-health".into()),
             min_group_size: Some(3),
+            cost: None,
             head: None,
         }),
     )

@@ -20,6 +20,7 @@ use crate::{
     verifier::bundle::{self, Bundle},
     verifier::command::{print_answer, print_report, SqlCheck, VerifyArgs},
     verifier::files,
+    verifier::privacy::fresh_nonce,
     verifier::query::{CircuitQuery, ProvableQuery},
     verifier::schema::Schema,
     verifier::verify::{self, Report},
@@ -84,6 +85,18 @@ pub fn print_explanation(e: &pb::ExplainResponse) -> Result<()> {
         _ => println!(
             "total        unknown until every key is made (`zkfabric setup`, or Admin.Setup)"
         ),
+    }
+    match e.privacy.as_ref().filter(|p| p.mode == "dp") {
+        Some(p) => println!(
+            "privacy      dp: costs epsilon {} and delta {:e} of the budget (left: {} and \
+             {:e}); Binomial({}, 1/2) noise per value",
+            p.epsilon,
+            p.delta,
+            e.remaining_epsilon.unwrap_or_default(),
+            e.remaining_delta.unwrap_or_default(),
+            p.coins
+        ),
+        None => println!("privacy      threshold-only: exact answers, no epsilon spent"),
     }
     Ok(())
 }
@@ -338,7 +351,8 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
             q.purpose,
             q.sql
         );
-        let request = Request::new(&config, q.sql.into(), Some(q.purpose.into()), None, true);
+        let request = Request::new(&config, q.sql.into(), Some(q.purpose.into()), None, true)
+            .with_privacy(None, None, Some(fresh_nonce()))?;
         let out = dir.join(format!("{}.zkf", q.name));
         query(&data_dir, &config, &request, &out, false)?;
         // The demo trusts the keys it made itself: pinned by fingerprint and shape.

@@ -180,6 +180,37 @@ pub fn catalog_show(remote: &Remote, dataset: &str, epoch: Option<u64>) -> Resul
     print_manifest(&manifest?, &epochs, &key?)
 }
 
+/// `zkfabric ledger --remote`: the node key and the ledgers of `dataset`, or of every
+/// dataset.
+pub fn ledgers(
+    remote: &Remote,
+    dataset: Option<&str>,
+) -> Result<(ed25519_dalek::VerifyingKey, Vec<pb::Ledger>)> {
+    block_on(async {
+        let names = match dataset {
+            Some(d) => vec![d.to_string()],
+            None => remote
+                .datasets()
+                .await?
+                .into_iter()
+                .map(|d| d.name)
+                .collect(),
+        };
+        let mut ledgers = Vec::new();
+        for dataset in names {
+            ledgers.push(
+                remote
+                    .catalog()
+                    .get_ledger(remote.request(pb::GetLedgerRequest { dataset }))
+                    .await
+                    .map_err(RemoteError::from)?
+                    .into_inner(),
+            );
+        }
+        Ok((remote.node_key().await?, ledgers))
+    })?
+}
+
 /// `zkfabric seal --remote`: an administrator seals on the node.
 pub fn seal(remote: &Remote, dataset: &str) -> Result<()> {
     let sealed = block_on(remote.admin().seal(remote.request(pb::SealRequest {

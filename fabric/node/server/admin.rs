@@ -44,7 +44,7 @@ impl Admin for AdminService {
         let query = pb::QueryRequest {
             sql,
             purpose,
-            epoch: None,
+            ..Default::default()
         };
         let request = self.0.prove_request(query, true)?;
         // Plan with the store, make the keys without it.

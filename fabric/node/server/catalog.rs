@@ -144,6 +144,24 @@ impl Catalog for CatalogService {
         }))
     }
 
+    async fn get_ledger(
+        &self,
+        request: Request<pb::GetLedgerRequest>,
+    ) -> Result<Response<pb::Ledger>, Status> {
+        let dataset = request.into_inner().dataset;
+        let budget = self.0.config.privacy.budget();
+        let ledger = self
+            .0
+            .with_store(move |store| {
+                store
+                    .ledger(&dataset)
+                    .map(|l| l.to_proto(&dataset, budget))
+                    .map_err(store_status)
+            })
+            .await?;
+        Ok(Response::new(ledger))
+    }
+
     async fn get_node_key(
         &self,
         _: Request<pb::GetNodeKeyRequest>,

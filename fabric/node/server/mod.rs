@@ -372,6 +372,7 @@ fn store_status(e: StoreError) -> Status {
         StoreError::WrongSecret(_) => Status::permission_denied(e.to_string()),
         StoreError::Duplicate(_) => Status::already_exists(e.to_string()),
         StoreError::NotWithdrawable { .. } => Status::failed_precondition(e.to_string()),
+        StoreError::BudgetExhausted { .. } => Status::resource_exhausted(e.to_string()),
         other => internal(other),
     }
 }
@@ -379,9 +380,10 @@ fn store_status(e: StoreError) -> Status {
 /// The gRPC status of a query that could not be planned or answered.
 fn prove_status(e: ProveError) -> Status {
     match e {
-        ProveError::Query(QueryError::Sql(_)) | ProveError::Query(_) | ProveError::Shape(_) => {
-            Status::invalid_argument(e.to_string())
-        }
+        ProveError::Query(QueryError::Sql(_))
+        | ProveError::Query(_)
+        | ProveError::Shape(_)
+        | ProveError::Privacy(_) => Status::invalid_argument(e.to_string()),
         ProveError::Store(e) | ProveError::Tables(TablesError::Store(e)) => store_status(e),
         ProveError::Keys(KeyError::Missing { .. }) => Status::failed_precondition(format!(
             "{e}: an administrator makes it with the Admin.Setup call"

@@ -93,7 +93,9 @@ impl Node {
         setup: bool,
     ) -> Result<prove::Request, Status> {
         let purpose = (!q.purpose.is_empty()).then_some(q.purpose);
-        let request = prove::Request::new(&self.config, q.sql, purpose, q.epoch, setup);
+        let request = prove::Request::new(&self.config, q.sql, purpose, q.epoch, setup)
+            .with_privacy(q.epsilon, q.delta, (!q.nonce.is_empty()).then_some(q.nonce))
+            .map_err(prove_status)?;
         if request.purpose.is_empty() {
             return Err(Status::invalid_argument(
                 "name the query's consent purpose (the node has no default purpose)",

@@ -5,20 +5,21 @@
 
 use std::{fs, path::Path};
 
+use ark_ff::UniformRand;
 use ark_serialize::CanonicalSerialize;
 use ed25519_dalek::SigningKey;
 use fail::fail_point;
 use rand::rngs::OsRng;
 use rayon::prelude::*;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
-use zkfabric_circuits::commitment::Chunk;
+use zkfabric_circuits::{commitment::Chunk, noise::secret_commitment, Fr};
 
 use super::{io, Store, StoreError};
 use crate::{
     shared::records,
     verifier::{
         manifest::{fr_to_hex, ChunkEntry, Manifest, SignedManifest},
-        schema::Schema,
+        schema::{Privacy, Schema},
     },
 };
 
@@ -245,6 +246,11 @@ pub(super) fn publish_epoch(
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
+    // A dp epoch commits to a fresh noise secret before anyone can ask about it.
+    let secret = match schema.privacy {
+        Privacy::Dp(_) => Some(Fr::rand(&mut OsRng)),
+        Privacy::ThresholdOnly => None,
+    };
     let manifest = Manifest {
         dataset: dataset.clone(),
         dataset_id: schema.id,
@@ -253,14 +259,23 @@ pub(super) fn publish_epoch(
         chunk_rows: schema.chunk_rows,
         chunks,
         previous: previous_hash,
+        privacy: schema.privacy.mode().to_string(),
+        noise_commitment: secret.map(|s| fr_to_hex(&secret_commitment(s))),
     }
     .sign(key);
+    let secret = secret.map(|s| {
+        let mut bytes = Vec::new();
+        s.serialize_compressed(&mut bytes)
+            .expect("serializing into a Vec cannot fail");
+        bytes
+    });
     tx.execute(
-        "INSERT INTO epochs (dataset, epoch, manifest) VALUES (?1, ?2, ?3)",
+        "INSERT INTO epochs (dataset, epoch, manifest, noise_secret) VALUES (?1, ?2, ?3, ?4)",
         params![
             dataset,
             epoch as i64,
-            serde_json::to_string(&manifest).expect("serializable")
+            serde_json::to_string(&manifest).expect("serializable"),
+            secret
         ],
     )?;
     Ok(epoch)
