@@ -95,6 +95,7 @@ fn circuit(rows: usize, rng: &mut ChaCha20Rng) -> AggregateCircuit {
         ],
         group_keys: (0..8).collect(),
         condition: None,
+        clip: None,
     };
     AggregateCircuit::new(shape, query, chunk, Fr::from(rng.gen::<u128>())).expect("honest")
 }

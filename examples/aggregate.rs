@@ -83,6 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         group_keys: selected.clone(),
         condition: None,
+        clip: None,
     };
     let combine_shape = CombineShape {
         inputs: 2,

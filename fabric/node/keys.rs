@@ -166,6 +166,7 @@ impl Shape {
                     None if field("aggregand")? == "count" => Aggregand::CountOnly,
                     Some(("sum", c)) => Aggregand::Sum { column: number(c)? },
                     Some(("count_where", c)) => Aggregand::CountWhere { column: number(c)? },
+                    Some(("clipped_sum", c)) => Aggregand::ClippedSum { column: number(c)? },
                     _ => return Err(bad("aggregand".into())),
                 };
                 let shape = AggregateShape {

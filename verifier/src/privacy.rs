@@ -85,7 +85,7 @@ pub struct NoisePlan {
     pub coins: u32,
     /// A COUNT's sensitivity: the most rows one unit adds to a group.
     pub count_step: u64,
-    /// A SUM's sensitivity: those rows, each at the measure's largest value.
+    /// A SUM's sensitivity: those rows, each at the measure's clip bound.
     pub sum_step: u128,
     /// A group whose noisy count (in steps) is below this is suppressed: the count is
     /// then not distinguishable from zero at 95% (an empty group passes with probability
@@ -106,10 +106,7 @@ impl NoisePlan {
         let rows = bounds.rows_per_unit;
         let (kinds, largest) = match &query.aggregand {
             Aggregand::CountOnly => (1u32, 0u128),
-            Aggregand::Sum(m) => {
-                let width = schema.column(m).map_or(64, |(_, c)| c.width);
-                (2, (1u128 << width) - 1)
-            }
+            Aggregand::Sum(m) => (2, u128::from(bounds.clip_of(schema, m))),
             Aggregand::CountWhere { .. } => {
                 return Err(PrivacyError(format!(
                     "bool_and / bool_or answer exactly: dataset {} answers with \
@@ -181,16 +178,14 @@ fn binomial_log_pmf(n: u32) -> Vec<f64> {
 /// (by the distribution's symmetry, both directions of the shift give the same).
 pub fn privacy_delta(coins: u32, epsilon: f64) -> f64 {
     let ln_p = binomial_log_pmf(coins);
-    let mut delta = 0.0;
-    let mut previous = f64::NEG_INFINITY;
-    for &ln in &ln_p {
-        let term = ln.exp() - (epsilon + previous).exp();
-        if term <= 0.0 && previous.is_finite() {
-            // The ratio P(k) / P(k - 1) only falls from here on.
+    let mut delta = ln_p[0].exp(); // P(0) - e^epsilon P(-1), and P(-1) = 0
+    for k in 1..ln_p.len() {
+        // P(k) / P(k - 1) only falls with k: once it is at most e^epsilon, no later term
+        // is positive. (Compared in logs: the probabilities themselves may underflow.)
+        if ln_p[k] - ln_p[k - 1] <= epsilon {
             break;
         }
-        delta += term.max(0.0);
-        previous = ln;
+        delta += ln_p[k].exp() - (epsilon + ln_p[k - 1]).exp();
     }
     delta
 }
@@ -289,8 +284,13 @@ mod tests {
                 privacy_delta(n - 2, epsilon) > delta,
                 "{epsilon} {delta}: {n}"
             );
-            // Never more than the 2006 paper's bound 8 ln(2/delta) / epsilon^2 asks for.
-            assert!(f64::from(n) <= 8.0 * (2.0 / delta).ln() / (epsilon * epsilon) + 2.0);
+            // At most epsilon 1, never more than the Gaussian-style bound 8 ln(2/delta) /
+            // epsilon^2 asks for (with few coins, 2^-n <= delta rules instead).
+            if epsilon <= 1.0 {
+                assert!(f64::from(n) <= 8.0 * (2.0 / delta).ln() / (epsilon * epsilon));
+            } else {
+                assert!(0.5f64.powi(n as i32) <= delta);
+            }
         }
         // The profile by hand for two coins: P = (1/4, 1/2, 1/4); at epsilon = ln 2 only
         // k = 0 contributes (1/4), and k = 1 gives 1/2 - 2/4 = 0.

@@ -345,6 +345,15 @@ impl ProvableQuery {
             Some(plan) => CombineOutput::Noisy { coins: plan.coins },
             None => output,
         };
+        // A noisy sum adds each row clipped to its bound, so that one unit moves it by at
+        // most the plan's sum step.
+        let (aggregand, clip) = match (&schema.privacy, aggregand, &self.aggregand) {
+            (Privacy::Dp(bounds), CircuitAggregand::Sum { column }, Aggregand::Sum(m)) => (
+                CircuitAggregand::ClippedSum { column },
+                Some(bounds.clip_of(schema, m)),
+            ),
+            (_, aggregand, _) => (aggregand, None),
+        };
         let layout = schema
             .layout()
             .map_err(|e| bad(format!("dataset {}: {e}", schema.name)))?;
@@ -361,6 +370,7 @@ impl ProvableQuery {
             filters: params,
             group_keys,
             condition,
+            clip,
         };
         chunk_query
             .validate(&chunk_shape)

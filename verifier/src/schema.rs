@@ -15,6 +15,7 @@
 //! mode = "dp"            # every released number noisy (or "threshold-only": exact, k)
 //! rows_per_unit = 168    # most rows one privacy unit (a donor) contributes
 //! unit_attributes = ["district"]   # columns constant across one unit's rows
+//! clip = { kwh = 5000 }  # a row adds at most this to a SUM (stored units; proven)
 //! ```
 //!
 //! Every schema says how its answers protect the people in it (see [`Privacy`]); a
@@ -26,7 +27,7 @@
 //! (dimension, attribute, consent, present) are packed in commitments; time and measures
 //! each get a column group of their own.
 
-use std::{fmt, ops::Range};
+use std::{collections::BTreeMap, fmt, ops::Range};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -143,6 +144,21 @@ pub struct UnitBounds {
     /// Columns whose value is the same in all of one unit's rows (a household's
     /// district): grouping by one of them puts a unit in one group only.
     pub unit_attributes: Vec<String>,
+    /// Per measure, the most one row adds to a noisy SUM (stored units): larger values
+    /// are clipped to it inside the chunk proof. A measure not listed is clipped at its
+    /// largest value, `2^width - 1`.
+    pub clip: BTreeMap<String, u64>,
+}
+
+impl UnitBounds {
+    /// The clip bound of `measure` in `schema`: declared, or the column's largest value.
+    pub fn clip_of(&self, schema: &Schema, measure: &str) -> u64 {
+        self.clip.get(measure).copied().unwrap_or_else(|| {
+            schema
+                .column(measure)
+                .map_or(u64::MAX, |(_, c)| u64::MAX >> (64 - c.width))
+        })
+    }
 }
 
 /// A validated dataset schema.
@@ -194,6 +210,8 @@ struct PrivacyFile {
     rows_per_unit: Option<u64>,
     #[serde(default)]
     unit_attributes: Vec<String>,
+    #[serde(default)]
+    clip: BTreeMap<String, u64>,
 }
 
 #[derive(Deserialize)]
@@ -389,7 +407,7 @@ impl Schema {
                 let fail = |message: String| Err(invalid(spanned.span(), message));
                 let p = spanned.get_ref();
                 match (p.mode.as_str(), p.rows_per_unit) {
-                    ("threshold-only", None) if p.unit_attributes.is_empty() => {
+                    ("threshold-only", None) if p.unit_attributes.is_empty() && p.clip.is_empty() => {
                         Privacy::ThresholdOnly
                     }
                     ("threshold-only", _) => {
@@ -425,9 +443,23 @@ impl Schema {
                                 }
                             }
                         }
+                        for (m, bound) in &p.clip {
+                            match columns.iter().find(|c| c.name == *m) {
+                                Some(c)
+                                    if c.kind == ColumnKind::Measure
+                                        && (1..=u64::MAX >> (64 - c.width)).contains(bound) => {}
+                                _ => {
+                                    return fail(format!(
+                                        "[privacy]: clip {m} = {bound}: clip bounds are for \
+                                         measure columns, from 1 to the column's largest value"
+                                    ))
+                                }
+                            }
+                        }
                         Privacy::Dp(UnitBounds {
                             rows_per_unit: rows,
                             unit_attributes: p.unit_attributes.clone(),
+                            clip: p.clip.clone(),
                         })
                     }
                     (other, _) => {

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     commitment::{Chunk, Group, CHUNK_TAG, GROUP_TAG, PARTIAL_TAG},
-    gadgets::{gated_eq, is_in_range, is_member, to_bits, witness_bits},
+    gadgets::{gated_eq, is_ge, is_in_range, is_member, to_bits, witness_bits},
     poseidon::gadget::chain,
     snark, CircuitError, Fr,
 };
@@ -90,6 +90,7 @@ impl snark::Circuit for AggregateCircuit {
                 .collect(),
             group_keys: Vec::new(),
             condition: matches!(shape.aggregand, Aggregand::CountWhere { .. }).then_some((0, 0)),
+            clip: matches!(shape.aggregand, Aggregand::ClippedSum { .. }).then_some(0),
         };
         Self::new(shape, query, chunk, Fr::zero())
     }
@@ -147,6 +148,10 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
             Aggregand::CountWhere { .. } => take(2),
             _ => Vec::new(),
         };
+        let clip = match shape.aggregand {
+            Aggregand::ClippedSum { .. } => take(1),
+            _ => Vec::new(),
+        };
         let partial_commitment = take(1).remove(0);
 
         // The statement is about this shape and no other.
@@ -165,6 +170,9 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                 to_bits(bound, width(column))?;
             }
         }
+        if let Aggregand::ClippedSum { column } = shape.aggregand {
+            to_bits(&clip[0], width(column))?;
+        }
 
         // The purpose as a one-hot vector over the consent bits; exactly one is set, so
         // the purpose names an existing bit.
@@ -182,7 +190,10 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
         let mut touched: BTreeSet<usize> = [layout.present(), shape.consent].into();
         touched.extend(shape.filters.iter().map(FilterShape::column));
         touched.extend(shape.group_by);
-        if let Aggregand::Sum { column } | Aggregand::CountWhere { column } = shape.aggregand {
+        if let Aggregand::Sum { column }
+        | Aggregand::CountWhere { column }
+        | Aggregand::ClippedSum { column } = shape.aggregand
+        {
             touched.insert(column);
         }
         let touched_groups: BTreeSet<usize> = touched.iter().map(|&c| layout.group_of(c)).collect();
@@ -284,6 +295,12 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                     &condition[1],
                     width(column),
                 )?)),
+                Aggregand::ClippedSum { column } => {
+                    // min(v, clip): v less its excess over clip, when it has one.
+                    let v = &columns[&column].values[row];
+                    let over = FpVar::from(!is_ge(&clip[0], v, width(column))?);
+                    Some(v - over * (v - &clip[0]))
+                }
             };
             for (g, slot) in slots.into_iter().enumerate() {
                 if let Some(addend) = &addend {

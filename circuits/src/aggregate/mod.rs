@@ -10,7 +10,8 @@
 //! 4. per filter, in shape order: `lo, hi` for a range filter, the `L` list items for an
 //!    IN filter (a shorter list is padded by repeating its first item);
 //! 5. with GROUP BY, the `G` group keys (unused slots hold [`UNUSED_GROUP_KEY`]);
-//! 6. for a counted condition ([`Aggregand::CountWhere`]), its `lo, hi`;
+//! 6. for a counted condition ([`Aggregand::CountWhere`]), its `lo, hi`; for a clipped
+//!    sum ([`Aggregand::ClippedSum`]), the clip bound;
 //! 7. the commitment to the hidden [`Partial`] (per-group sums and counts, blinded).
 //!
 //! [`evaluate`] is the native twin; [`AggregateCircuit`] the constraint system.
@@ -57,6 +58,9 @@ pub enum Aggregand {
     /// 1 when `lo <= column <= hi` (public bounds), else 0: the number of selected rows
     /// meeting a condition, which predicate answers are built on.
     CountWhere { column: usize },
+    /// The value of a column, capped at a public bound: `min(value, clip)`. Differential
+    /// privacy's sums, whose sensitivity is the clip bound per row.
+    ClippedSum { column: usize },
 }
 
 /// Everything that fixes the aggregate circuit's constraint system, and so its keys.
@@ -108,9 +112,9 @@ impl AggregateShape {
         }
         match self.aggregand {
             Aggregand::CountOnly => {}
-            Aggregand::Sum { column } | Aggregand::CountWhere { column } => {
-                exists(column, "aggregate")?
-            }
+            Aggregand::Sum { column }
+            | Aggregand::CountWhere { column }
+            | Aggregand::ClippedSum { column } => exists(column, "aggregate")?,
         }
         Ok(())
     }
@@ -130,10 +134,10 @@ impl AggregateShape {
         } else {
             0
         };
-        let condition = if matches!(self.aggregand, Aggregand::CountWhere { .. }) {
-            2
-        } else {
-            0
+        let condition = match self.aggregand {
+            Aggregand::CountWhere { .. } => 2,
+            Aggregand::ClippedSum { .. } => 1,
+            _ => 0,
         };
         6 + filters + keys + condition + 1
     }
@@ -170,6 +174,7 @@ impl AggregateShape {
             Aggregand::CountOnly => write!(out, "count"),
             Aggregand::Sum { column } => write!(out, "sum:{column}"),
             Aggregand::CountWhere { column } => write!(out, "count_where:{column}"),
+            Aggregand::ClippedSum { column } => write!(out, "clipped_sum:{column}"),
         };
         out
     }
@@ -200,6 +205,8 @@ pub struct AggregateQuery {
     pub group_keys: Vec<u64>,
     /// Bounds of the counted condition, for [`Aggregand::CountWhere`].
     pub condition: Option<(u64, u64)>,
+    /// The clip bound, for [`Aggregand::ClippedSum`].
+    pub clip: Option<u64>,
 }
 
 impl AggregateQuery {
@@ -282,6 +289,17 @@ impl AggregateQuery {
             (_, Some(_)) => return bad("condition bounds without a counted condition".into()),
             (_, None) => {}
         }
+        match (shape.aggregand, self.clip) {
+            (Aggregand::ClippedSum { column }, Some(clip)) if !fits(clip, column) => {
+                return bad(format!("clip bound {clip} exceeds column {column}'s width"))
+            }
+            (Aggregand::ClippedSum { .. }, Some(_)) => {}
+            (Aggregand::ClippedSum { .. }, None) => {
+                return bad("a clipped sum needs its clip bound".into())
+            }
+            (_, Some(_)) => return bad("a clip bound without a clipped sum".into()),
+            (_, None) => {}
+        }
         Ok(())
     }
 
@@ -311,6 +329,7 @@ impl AggregateQuery {
         if let Some((lo, hi)) = self.condition {
             out.extend([Fr::from(lo), Fr::from(hi)]);
         }
+        out.extend(self.clip.map(Fr::from));
         out
     }
 }
@@ -427,6 +446,9 @@ pub fn evaluate(
         partial.sums[slot] += match (shape.aggregand, query.condition) {
             (Aggregand::CountOnly, _) => 0,
             (Aggregand::Sum { column }, _) => u128::from(col(column, row)),
+            (Aggregand::ClippedSum { column }, _) => {
+                u128::from(col(column, row).min(query.clip.expect("validated")))
+            }
             (Aggregand::CountWhere { column }, Some((lo, hi))) => {
                 u128::from(lo <= col(column, row) && col(column, row) <= hi)
             }

@@ -70,6 +70,7 @@ pub fn query(districts: Vec<u64>, hours: (u64, u64), keys: Vec<u64>) -> Aggregat
         ],
         group_keys: keys,
         condition: None,
+        clip: None,
     }
 }
 
