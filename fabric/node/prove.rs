@@ -805,8 +805,9 @@ async fn partials(
     let addend = match (&query.aggregand, circuits.chunk_query.clip) {
         (Aggregand::CountOnly, _) => lit(0u64),
         // A noisy sum clips each row to its bound, as the chunk circuit does.
-        (Aggregand::Sum(m), Some(clip)) => when(col(m.as_str()).gt(lit(clip)), lit(clip))
-            .otherwise(col(m.as_str()))?,
+        (Aggregand::Sum(m), Some(clip)) => {
+            when(col(m.as_str()).gt(lit(clip)), lit(clip)).otherwise(col(m.as_str()))?
+        }
         (Aggregand::Sum(m), None) => col(m.as_str()),
         (Aggregand::CountWhere { column, lo, hi, .. }, _) => {
             when(col(column.as_str()).between(lit(*lo), lit(*hi)), lit(1u64))

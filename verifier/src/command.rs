@@ -297,10 +297,16 @@ pub fn print_answer(schema: &Schema, query: &ProvableQuery, bundle: &Bundle) {
     let Some(result) = &bundle.result else {
         return;
     };
+    let cells: Vec<Vec<String>> = result
+        .rows
+        .iter()
+        .map(|row| query.outputs.iter().map(|o| cell(o.kind, row)).collect())
+        .collect();
     let width = query
         .outputs
         .iter()
         .map(|o| o.name.len())
+        .chain(cells.iter().flatten().map(String::len))
         .max()
         .unwrap_or(0)
         .max(12)
@@ -315,11 +321,8 @@ pub fn print_answer(schema: &Schema, query: &ProvableQuery, bundle: &Bundle) {
         "{}",
         line(query.outputs.iter().map(|o| o.name.clone()).collect())
     );
-    for row in &result.rows {
-        println!(
-            "{}",
-            line(query.outputs.iter().map(|o| cell(o.kind, row)).collect())
-        );
+    for row in cells {
+        println!("{}", line(row));
     }
     let mut notes = vec![match bundle.privacy.as_ref().filter(|p| p.mode == "dp") {
         Some(p) => format!(

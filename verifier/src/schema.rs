@@ -407,7 +407,9 @@ impl Schema {
                 let fail = |message: String| Err(invalid(spanned.span(), message));
                 let p = spanned.get_ref();
                 match (p.mode.as_str(), p.rows_per_unit) {
-                    ("threshold-only", None) if p.unit_attributes.is_empty() && p.clip.is_empty() => {
+                    ("threshold-only", None)
+                        if p.unit_attributes.is_empty() && p.clip.is_empty() =>
+                    {
                         Privacy::ThresholdOnly
                     }
                     ("threshold-only", _) => {

@@ -1,0 +1,340 @@
+//! Differential privacy end to end: the differencing attack k-anonymity fell to, answers
+//! repeated from the ledger, the budget running out, and bundles and ledgers tampered
+//! with.
+
+use prost::Message;
+use tempfile::TempDir;
+use zkfabric::{
+    node::config::PrivacyConfig,
+    node::keys::KeyCache,
+    node::proofs::ProofCache,
+    node::prove::{self, ProveError, Request},
+    node::store::{Store, StoreError},
+    shared::records,
+    verifier::bundle::Bundle,
+    verifier::ledger::check_chain,
+    verifier::privacy::{fresh_nonce, Cost},
+    verifier::query::Limits,
+    verifier::schema::Schema,
+    verifier::verify::{self, KeyPins, Trust},
+};
+
+/// Households in Daan: 31 aged 21 or less, one aged 22, 31 aged 23 or more.
+const HOUSEHOLDS: u64 = 63;
+/// The one aged 22.
+const TARGET: u64 = 31;
+/// Readings per household: the schema's bound on rows per privacy unit.
+const READINGS: u64 = 4;
+
+/// The built-in consumption schema (dp) with 64-row chunks and households of four
+/// readings.
+fn schema() -> Schema {
+    let builtin = Schema::builtin("consumption").unwrap();
+    Schema::parse(
+        "households.toml",
+        &builtin
+            .source
+            .replace("chunk_rows = 1024", "chunk_rows = 64")
+            .replace(
+                "rows_per_unit = 168",
+                &format!("rows_per_unit = {READINGS}"),
+            ),
+    )
+    .unwrap()
+}
+
+fn age(household: u64) -> u64 {
+    match household {
+        h if h < TARGET => 18 + h % 4,
+        TARGET => 22,
+        h => 23 + h % 40,
+    }
+}
+
+fn kwh(household: u64, reading: u64) -> u64 {
+    1000 + 37 * household + reading
+}
+
+struct Node {
+    _tmp: TempDir,
+    store: Store,
+    keys: KeyCache,
+    proofs: ProofCache,
+}
+
+fn node() -> Node {
+    let schema = schema();
+    let tmp = TempDir::new().unwrap();
+    let mut columns = vec![Vec::new(); schema.declared().len()];
+    for h in 0..HOUSEHOLDS {
+        for r in 0..READINGS {
+            for (c, column) in schema.declared().iter().enumerate() {
+                columns[c].push(match column.name.as_str() {
+                    "time" => 1_767_571_200 + 3600 * (READINGS * h + r),
+                    "district" => 4, // Daan
+                    "hour" => r,
+                    "household_size" => h % 5,
+                    "age" => age(h),
+                    "consent" => 0b111,
+                    "kwh" => kwh(h, r),
+                    _ => 10,
+                });
+            }
+        }
+    }
+    let rows = (HOUSEHOLDS * READINGS) as usize;
+    let file = tmp.path().join("rows.parquet");
+    records::write_file(
+        &file,
+        records::arrow_schema(&schema),
+        [records::to_batch(&schema, &columns, 0..rows)],
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let mut store = Store::open(&data).unwrap();
+    store.register(&schema).unwrap();
+    store.ingest(&schema.name, &[file]).unwrap();
+    store.seal(&schema.name).unwrap();
+    Node {
+        keys: KeyCache::new(&data),
+        proofs: ProofCache::open(&data, 64).unwrap(),
+        _tmp: tmp,
+        store,
+    }
+}
+
+fn request(sql: &str, nonce: Vec<u8>, budget_epsilon: f64) -> Request {
+    Request {
+        sql: sql.into(),
+        purpose: "public-health".into(),
+        epoch: None,
+        limits: Limits {
+            in_list: 2,
+            max_groups: 16,
+            combine_inputs: 8,
+            min_group_size: 3,
+        },
+        setup: true,
+        cost: Some(Cost::new(1.0, 1e-7).unwrap()),
+        nonce: Some(nonce),
+        privacy: PrivacyConfig {
+            budget_epsilon,
+            ..PrivacyConfig::default()
+        },
+    }
+}
+
+fn answer(node: &Node, request: &Request) -> Result<Bundle, ProveError> {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(prove::answer(
+            &node.store,
+            &node.keys,
+            &node.proofs,
+            request,
+            |_| {},
+        ))
+}
+
+/// The COUNT and SUM estimates of a one-group answer, after verifying it.
+fn estimates(bundle: &Bundle) -> (i128, i128) {
+    verify::verify(bundle, &Trust::keys(KeyPins::Unpinned)).unwrap();
+    let row = &bundle.result.as_ref().unwrap().rows[0];
+    assert!(!row.suppressed, "the answer over 31 households is released");
+    let parse = |e: &Option<zkfabric_proto::v1::NoisyEstimate>| -> i128 {
+        e.as_ref().unwrap().estimate.parse().unwrap()
+    };
+    (parse(&row.count_estimate), parse(&row.sum_estimate))
+}
+
+const DAAN: &str = "SELECT COUNT(*), SUM(kwh) FROM consumption WHERE district = 'Daan'";
+
+#[test]
+fn three_overlapping_answers_no_longer_subtract_to_a_household() {
+    // The attack k = 10 fell to: all of one district, less those aged 21 or less, less
+    // those aged 23 or more, leaves the one household aged 22.
+    let node = node();
+    let young = format!("{DAAN} AND age <= 21");
+    let old = format!("{DAAN} AND age >= 23");
+    let [all, young, old] = [DAAN, young.as_str(), old.as_str()]
+        .map(|sql| estimates(&answer(&node, &request(sql, fresh_nonce(), 10.0)).unwrap()));
+    let exact = (
+        READINGS as i128,
+        (0..READINGS).map(|r| kwh(TARGET, r) as i128).sum::<i128>(),
+    );
+    let differenced = (all.0 - young.0 - old.0, all.1 - young.1 - old.1);
+    // Each answer carries Binomial noise of about ten steps' spread (a step is one
+    // household's four readings, or four clipped readings' kWh): the difference misses
+    // the household's exact numbers (both hitting them by chance has odds near 1e-4),
+    // and lies within what three answers' noise explains.
+    assert_ne!(differenced, exact, "the attack recovered the household");
+    let plan_spread = |step: i128| 3 * 6 * 10 * step;
+    assert!((differenced.0 - exact.0).abs() < plan_spread(READINGS as i128));
+    assert!((differenced.1 - exact.1).abs() < plan_spread(READINGS as i128 * 5000));
+
+    // The three answers' cost is in the dataset's ledger, which checks.
+    let ledger = node.store.ledger("consumption").unwrap();
+    assert_eq!(ledger.entries.len(), 3);
+    assert_eq!((ledger.spent.epsilon, ledger.spent.delta), (3.0, 3e-7));
+    let spent = check_chain("consumption", &ledger.entries, &node.store.node_key()).unwrap();
+    assert_eq!(spent, (3.0, 3e-7));
+}
+
+#[test]
+fn the_same_nonce_repeats_the_answer_free_and_the_budget_runs_out() {
+    let node = node();
+    let nonce = fresh_nonce();
+    let first = answer(&node, &request(DAAN, nonce.clone(), 2.5)).unwrap();
+    let again = answer(&node, &request(DAAN, nonce.clone(), 2.5)).unwrap();
+    // Same noise, same charge, nothing more spent.
+    assert_eq!(first.result, again.result);
+    assert_eq!(first.privacy, again.privacy);
+    assert_eq!(node.store.ledger("consumption").unwrap().entries.len(), 1);
+
+    // A new nonce is a new charge; the third would pass the budget of 2.5 and is
+    // refused, naming the budget, with nothing charged.
+    let other = answer(&node, &request(DAAN, fresh_nonce(), 2.5)).unwrap();
+    assert_ne!(
+        first.privacy.as_ref().unwrap().charge,
+        other.privacy.as_ref().unwrap().charge
+    );
+    let refused = answer(&node, &request(DAAN, fresh_nonce(), 2.5)).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            ProveError::Store(StoreError::BudgetExhausted { .. })
+        ),
+        "{refused}"
+    );
+    assert!(refused
+        .to_string()
+        .contains("privacy budget of `consumption` exhausted"));
+    assert_eq!(node.store.ledger("consumption").unwrap().entries.len(), 2);
+    // Repeating an answered query still works: it costs nothing.
+    answer(&node, &request(DAAN, nonce, 2.5)).unwrap();
+    // A query without a nonce is refused before anything is charged.
+    let mut no_nonce = request(DAAN, fresh_nonce(), 10.0);
+    no_nonce.nonce = None;
+    assert!(matches!(
+        answer(&node, &no_nonce),
+        Err(ProveError::Privacy(_))
+    ));
+    assert_eq!(node.store.ledger("consumption").unwrap().entries.len(), 2);
+}
+
+#[test]
+fn tampered_bundles_and_ledgers_are_refused() {
+    let node = node();
+    let bundle = answer(&node, &request(DAAN, fresh_nonce(), 10.0)).unwrap();
+    let other = answer(
+        &node,
+        &request(&format!("{DAAN} AND age <= 21"), fresh_nonce(), 10.0),
+    )
+    .unwrap();
+    let trust = Trust::keys(KeyPins::Unpinned);
+    verify::verify(&bundle, &trust).unwrap();
+    let tampered: Vec<(&str, Box<dyn Fn(&mut Bundle)>)> = vec![
+        (
+            "another nonce",
+            Box::new(|b| {
+                b.privacy.as_mut().unwrap().nonce = fresh_nonce();
+            }),
+        ),
+        (
+            "no charge",
+            Box::new(|b| b.privacy.as_mut().unwrap().charge = None),
+        ),
+        ("another answer's charge", {
+            let charge = other.privacy.clone().unwrap().charge;
+            Box::new(move |b| b.privacy.as_mut().unwrap().charge = charge.clone())
+        }),
+        (
+            "another epsilon",
+            Box::new(|b| b.privacy.as_mut().unwrap().epsilon = 2.0),
+        ),
+        (
+            "another delta",
+            Box::new(|b| b.privacy.as_mut().unwrap().delta = 1e-6),
+        ),
+        (
+            "fewer coins",
+            Box::new(|b| b.privacy.as_mut().unwrap().coins -= 2),
+        ),
+        (
+            "another count step",
+            Box::new(|b| b.privacy.as_mut().unwrap().count_step = 1),
+        ),
+        (
+            "another sum step",
+            Box::new(|b| b.privacy.as_mut().unwrap().sum_step = "1".into()),
+        ),
+        (
+            "a lower threshold",
+            Box::new(|b| b.privacy.as_mut().unwrap().threshold = 0),
+        ),
+        (
+            "threshold-only",
+            Box::new(|b| {
+                b.privacy = Some(zkfabric_proto::v1::Privacy {
+                    mode: "threshold-only".into(),
+                    ..Default::default()
+                })
+            }),
+        ),
+        (
+            "a released count",
+            Box::new(|b| b.result.as_mut().unwrap().rows[0].count += 1),
+        ),
+        (
+            "a stated estimate",
+            Box::new(|b| {
+                let row = &mut b.result.as_mut().unwrap().rows[0];
+                row.count_estimate.as_mut().unwrap().estimate = "4".into();
+            }),
+        ),
+        (
+            "a charge whose signature no longer holds",
+            Box::new(|b| {
+                let p = b.privacy.as_mut().unwrap();
+                p.charge.as_mut().unwrap().spent_epsilon = 0.5;
+            }),
+        ),
+    ];
+    for (what, tamper) in tampered {
+        let mut b = bundle.clone();
+        tamper(&mut b);
+        // What travels is bytes: decode what was encoded.
+        let b = Bundle::decode(b.encode_to_vec().as_slice()).unwrap();
+        assert!(verify::verify(&b, &trust).is_err(), "{what} verified");
+    }
+
+    // A verifier that asked for another cost refuses the answer.
+    let asked = Trust {
+        expected: verify::Expected {
+            cost: Some(Cost::new(0.5, 1e-7).unwrap()),
+            ..Default::default()
+        },
+        ..Trust::keys(KeyPins::Unpinned)
+    };
+    let err = verify::verify(&bundle, &asked).unwrap_err().to_string();
+    assert!(err.contains("spends epsilon 1"), "{err}");
+
+    // The ledger: an entry changed, dropped or reordered breaks the chain.
+    let key = node.store.node_key();
+    let entries = node.store.ledger("consumption").unwrap().entries;
+    check_chain("consumption", &entries, &key).unwrap();
+    let mut changed = entries.clone();
+    changed[1].epsilon = 0.1;
+    let mut dropped = entries.clone();
+    dropped.remove(0);
+    let mut reordered = entries.clone();
+    reordered.swap(0, 1);
+    for (what, ledger) in [
+        ("changed", changed),
+        ("dropped", dropped),
+        ("reordered", reordered),
+    ] {
+        assert!(check_chain("consumption", &ledger, &key).is_err(), "{what}");
+    }
+}
