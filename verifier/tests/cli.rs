@@ -165,3 +165,51 @@ fn a_changed_bundle_is_rejected() {
     assert!(stderr(&out).contains("REJECTED"), "{}", stderr(&out));
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
 }
+
+#[test]
+fn a_noisy_answer_states_its_privacy_and_its_cost_is_checked() {
+    let node_key = std::fs::read_to_string(fixture("node-key")).unwrap();
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            path("noisy.zkf"),
+            "--trusted-keys".into(),
+            path("trusted-keys"),
+            "--node-key".into(),
+            node_key.trim().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        zkfabric_verify(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = verify(&["--epsilon", "1", "--delta", "1e-7"]);
+    let report = stdout(&out);
+    assert!(out.status.success(), "{report}{}", stderr(&out));
+    // The mode comes first, with the cost and the ledger charge.
+    let second = report.lines().nth(1).unwrap();
+    assert!(
+        second.starts_with("privacy      dp: every number is noisy (epsilon 1, delta 1e-7")
+            && second.contains("charged as ledger entry 1"),
+        "{report}"
+    );
+    assert!(
+        report.contains("epsilon 1 and delta 1e-7 as asked"),
+        "{report}"
+    );
+    // Each number is an estimate with an interval.
+    assert!(report.contains("95% interval"), "{report}");
+
+    // A researcher who asked to spend less refuses the answer.
+    let out = verify(&["--epsilon", "0.5", "--delta", "1e-7"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the bundle spends epsilon 1 and delta 1e-7, not 0.5"),
+        "{}",
+        stderr(&out)
+    );
+    // A threshold-only answer says so.
+    let exact = zkfabric_verify(&[&path("count.zkf"), "--trusted-keys", &path("trusted-keys")]);
+    assert!(
+        stdout(&exact).contains("privacy      threshold-only: exact answers"),
+        "{}",
+        stdout(&exact)
+    );
+}

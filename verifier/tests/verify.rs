@@ -60,7 +60,11 @@ fn every_changed_field_of_a_bundle_is_rejected() {
 
     type Edit = Box<dyn Fn(&mut Bundle)>;
     let edits: Vec<(&str, Edit)> = vec![
-        ("format", Box::new(|b| b.format = 2)),
+        ("format", Box::new(|b| b.format = 1)),
+        (
+            "privacy mode",
+            Box::new(|b| b.privacy.as_mut().unwrap().mode = "dp".into()),
+        ),
         ("dataset", Box::new(|b| b.dataset = "movement".into())),
         ("epoch", Box::new(|b| b.epoch += 1)),
         (
