@@ -234,10 +234,13 @@ fn a_process_killed_at_random_times_leaves_a_consistent_store() {
     }
 }
 
-/// A consumption schema with 8-row chunks, so that setup and proving are instant.
+/// A consumption schema with 8-row chunks, so that setup and proving are instant,
+/// answered exactly (threshold-only) so that tampering with a released count is seen.
 fn tiny_schema(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("tiny.toml");
     let source = Schema::builtin("consumption")
+        .unwrap()
+        .threshold_only()
         .unwrap()
         .source
         .replace("chunk_rows = 1024", "chunk_rows = 8");

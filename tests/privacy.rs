@@ -2,6 +2,8 @@
 //! repeated from the ledger, the budget running out, and bundles and ledgers tampered
 //! with.
 
+use std::{path::Path, process::Command};
+
 use prost::Message;
 use tempfile::TempDir;
 use zkfabric::{
@@ -337,4 +339,113 @@ fn tampered_bundles_and_ledgers_are_refused() {
     ] {
         assert!(check_chain("consumption", &ledger, &key).is_err(), "{what}");
     }
+}
+
+/// `zkfabric` on `data` with `config`, and `FAILPOINTS` set when given.
+fn cli(data: &Path, config: &Path, failpoints: Option<&str>, args: &[&str]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zkfabric"));
+    command
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .args(args);
+    if let Some(f) = failpoints {
+        command.env("FAILPOINTS", f);
+    }
+    let out = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_ledger_from_the_command_line_survives_crashes_and_runs_out() {
+    let tmp = TempDir::new().unwrap();
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "[store]\nchunk_rows = 64\n\n[privacy]\nbudget_epsilon = 2.5\n\n\
+         [query]\ndefault_purpose = \"public-health\"\ncombine_inputs = 8\n",
+    )
+    .unwrap();
+    let rows = tmp.path().join("rows.csv");
+    let run = |failpoints, args: &[&str]| cli(&data, &config, failpoints, args);
+    let (done, out) = run(
+        None,
+        &[
+            "generate",
+            "consumption",
+            "--rows",
+            "256",
+            "--out",
+            rows.to_str().unwrap(),
+        ],
+    );
+    assert!(done, "{out}");
+    for args in [
+        &["ingest", "consumption", rows.to_str().unwrap()][..],
+        &["seal", "consumption"],
+    ] {
+        let (done, out) = run(None, args);
+        assert!(done, "{out}");
+    }
+    let sql = "SELECT COUNT(*) FROM consumption";
+    let ledger = |expected: &str| {
+        let (done, out) = run(None, &["ledger", "consumption"]);
+        assert!(done && out.contains(expected), "{out}");
+    };
+
+    // Explain tells the cost before anything is proven or charged.
+    let (done, out) = run(None, &["query", sql, "--explain"]);
+    assert!(
+        done && out.contains("privacy      dp: costs epsilon 1 and delta 1e-7"),
+        "{out}"
+    );
+    ledger("0 charge(s)");
+
+    // A crash before the charge commits leaves none; one after leaves it, and the same
+    // nonce then gets its answer at no further cost.
+    let nonce = "11".repeat(32);
+    let answer = tmp.path().join("a.zkf");
+    let a = answer.to_str().unwrap();
+    let (done, _) = run(
+        Some("ledger-before-commit=panic"),
+        &["query", sql, "--nonce", &nonce, "--out", a],
+    );
+    assert!(!done);
+    ledger("0 charge(s)");
+    let (done, _) = run(
+        Some("ledger-committed=panic"),
+        &["query", sql, "--nonce", &nonce, "--out", a],
+    );
+    assert!(!done);
+    ledger("1 charge(s): spent epsilon 1 and delta 1e-7 of 2.5");
+    let (done, out) = run(None, &["query", sql, "--nonce", &nonce, "--out", a]);
+    assert!(done, "{out}");
+    ledger("1 charge(s)");
+    let (done, out) = run(None, &["verify", a, "--allow-unpinned-keys"]);
+    assert!(done && out.contains("charged as ledger entry 1"), "{out}");
+
+    // A new nonce is a new charge; then the budget of 2.5 is spent and the query is
+    // refused, exit status and all.
+    let (done, out) = run(None, &["query", sql, "--out", a]);
+    assert!(done, "{out}");
+    ledger("2 charge(s): spent epsilon 2 and delta 2e-7 of 2.5");
+    let (done, out) = run(None, &["query", sql, "--out", a]);
+    assert!(
+        !done && out.contains("privacy budget of `consumption` exhausted"),
+        "{out}"
+    );
+    ledger("2 charge(s)");
+    // Asking for less than is left is still answered.
+    let (done, out) = run(None, &["query", sql, "--epsilon", "0.5", "--out", a]);
+    assert!(done, "{out}");
+    ledger("3 charge(s): spent epsilon 2.5");
+    let (done, out) = run(None, &["ledger", "--json"]);
+    assert!(done && out.contains("\"spentEpsilon\": 2.5"), "{out}");
 }

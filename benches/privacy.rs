@@ -1,0 +1,212 @@
+//! What differential privacy costs and what it leaves of an answer.
+//!
+//! 1. The root combine of a `GROUP BY district` answer (K = 8, G = 12): constraints and
+//!    prove time released exactly (k) against noisy at epsilon 1 and 0.5 (delta 1e-7;
+//!    district is a unit attribute, so each value gets half the cost).
+//! 2. Accuracy: per district, the median relative error of the COUNT and SUM(kwh)
+//!    estimates against the true (clipped) values, and how often the district is
+//!    suppressed, at epsilon 0.1, 0.5 and 1, on 100,000 and 1,000,000 generated rows. The
+//!    noise is drawn natively from Binomial(n, 1/2) (101 draws per district), the
+//!    distribution `circuits/tests/noise.rs` checks the in-circuit sampler against.
+//!
+//! `cargo bench --bench privacy` (`ZKFABRIC_BENCH_ROWS=100000` for one size only).
+
+mod common;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use zkfabric::{
+    circuits::{
+        aggregate::Partial,
+        combine::{
+            CombineCircuit, CombineOutput, CombineParams, CombineShape, NoiseParams, Opening,
+        },
+        noise::NoiseSeed,
+        snark, Fr,
+    },
+    shared::synth,
+    verifier::{
+        privacy::{Cost, NoisePlan},
+        query::{Aggregand, ProvableQuery},
+        schema::{Privacy, Schema},
+    },
+};
+
+const GROUPS: usize = 12;
+
+fn consumption() -> Schema {
+    Schema::builtin("consumption").expect("built in")
+}
+
+fn by_district() -> ProvableQuery {
+    ProvableQuery {
+        purpose: "energy-research".into(),
+        filters: Vec::new(),
+        group_by: Some("district".into()),
+        aggregand: Aggregand::Sum("kwh".into()),
+        outputs: Vec::new(),
+    }
+}
+
+fn plan(epsilon: f64) -> NoisePlan {
+    let schema = consumption();
+    let Privacy::Dp(bounds) = &schema.privacy else {
+        unreachable!("consumption is dp")
+    };
+    NoisePlan::new(
+        &schema,
+        bounds,
+        &by_district(),
+        GROUPS,
+        Cost::new(epsilon, 1e-7).unwrap(),
+    )
+    .expect("a plan")
+}
+
+fn root_combine(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(16);
+    let mut group = c.benchmark_group("privacy");
+    group.sample_size(10);
+    let openings: Vec<Opening> = (0..8)
+        .map(|_| Opening {
+            partial: Partial {
+                sums: (0..GROUPS).map(|_| rng.gen_range(0..1 << 30)).collect(),
+                counts: (0..GROUPS).map(|_| rng.gen_range(0..2048)).collect(),
+            },
+            blind: Fr::from(rng.gen::<u128>()),
+        })
+        .collect();
+    let exact = CombineParams {
+        min_group_size: 10,
+        threshold: 0,
+        noise: None,
+    };
+    let mut roots = vec![(
+        "root G=12 exact (k)".to_string(),
+        CombineOutput::Release,
+        exact,
+    )];
+    for epsilon in [1.0, 0.5] {
+        let p = plan(epsilon);
+        let params = CombineParams {
+            noise: Some(NoiseParams {
+                seed: NoiseSeed {
+                    secret: Fr::from(rng.gen::<u128>()),
+                    query: Fr::from(rng.gen::<u128>()),
+                    nonce: Fr::from(rng.gen::<u128>()),
+                },
+                count_step: p.count_step,
+                sum_step: p.sum_step,
+                threshold: p.threshold,
+            }),
+            ..exact
+        };
+        roots.push((
+            format!("root G=12 noisy eps={epsilon} (n={})", p.coins),
+            CombineOutput::Noisy { coins: p.coins },
+            params,
+        ));
+    }
+    for (label, output, params) in roots {
+        let shape = CombineShape {
+            inputs: 8,
+            groups: GROUPS,
+            output,
+        };
+        let circuit = CombineCircuit::new(shape, params, openings.clone(), Fr::from(0u8))
+            .expect("honest openings");
+        let pk = snark::setup::<CombineCircuit, _>(&shape, &mut rng).expect("setup");
+        common::whole_path_against_core(&mut group, &label, &pk, &circuit);
+    }
+    group.finish();
+}
+
+/// Heads of `coins` fair coins.
+fn binomial(rng: &mut ChaCha20Rng, coins: u32) -> u64 {
+    let mut heads = 0;
+    let mut left = coins;
+    while left > 0 {
+        let take = left.min(64);
+        let word = rng.next_u64() & (u64::MAX >> (64 - take));
+        heads += u64::from(word.count_ones());
+        left -= take;
+    }
+    heads
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn accuracy(_: &mut Criterion) {
+    let sizes: Vec<usize> = match std::env::var("ZKFABRIC_BENCH_ROWS") {
+        Ok(rows) => vec![rows.parse().expect("ZKFABRIC_BENCH_ROWS is a number")],
+        Err(_) => vec![100_000, 1_000_000],
+    };
+    let schema = consumption();
+    let Privacy::Dp(bounds) = &schema.privacy else {
+        unreachable!("consumption is dp")
+    };
+    let clip = u128::from(bounds.clip_of(&schema, "kwh"));
+    let (district, kwh) = (
+        schema.column("district").unwrap().0,
+        schema.column("kwh").unwrap().0,
+    );
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    println!(
+        "\naccuracy: median relative error of a district's noisy COUNT and SUM(kwh) \
+         (101 draws), and how often it is suppressed"
+    );
+    println!(
+        "{:>9} {:>7} {:>6} {:>13} {:>10} {:>10} {:>10}",
+        "rows", "epsilon", "coins", "district rows", "COUNT err", "SUM err", "suppressed"
+    );
+    for rows in sizes {
+        let columns = synth::generate(&schema, rows, 2026, |_| {}).expect("generated");
+        let mut truth = [(0u64, 0u128); GROUPS];
+        for (d, k) in columns[district].iter().zip(&columns[kwh]) {
+            let t = &mut truth[*d as usize];
+            t.0 += 1;
+            t.1 += u128::from(*k).min(clip);
+        }
+        let mut order: Vec<usize> = (0..GROUPS).collect();
+        order.sort_by_key(|&g| truth[g].0);
+        for epsilon in [0.1, 0.5, 1.0] {
+            let p = plan(epsilon);
+            // The smallest, the median and the largest district.
+            for g in [order[0], order[GROUPS / 2], order[GROUPS - 1]] {
+                let (count, sum) = truth[g];
+                let (mut count_errors, mut sum_errors, mut suppressed) =
+                    (Vec::new(), Vec::new(), 0);
+                for _ in 0..101 {
+                    let released = count / p.count_step + binomial(&mut rng, p.coins);
+                    if released < p.threshold {
+                        suppressed += 1;
+                        continue;
+                    }
+                    let step = u128::from(p.count_step);
+                    let estimate = p.estimate(u128::from(released), step) as f64;
+                    count_errors.push((estimate - count as f64).abs() / count as f64);
+                    let released = sum / p.sum_step + u128::from(binomial(&mut rng, p.coins));
+                    let estimate = p.estimate(released, p.sum_step) as f64;
+                    sum_errors.push((estimate - sum as f64).abs() / sum as f64);
+                }
+                println!(
+                    "{rows:>9} {epsilon:>7} {:>6} {count:>13} {:>9.1}% {:>9.1}% {:>9}%",
+                    p.coins,
+                    100.0 * median(count_errors),
+                    100.0 * median(sum_errors),
+                    suppressed * 100 / 101
+                );
+            }
+        }
+    }
+}
+
+criterion_group!(benches, accuracy, root_combine);
+criterion_main!(benches);
