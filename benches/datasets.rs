@@ -106,7 +106,11 @@ fn datasets(c: &mut Criterion) {
         let schema = Schema::builtin(dataset)
             .expect("a built-in dataset")
             .with_chunk_rows(rows)
-            .expect("a power of two");
+            .expect("a power of two")
+            // Exact answers: these figures compare the chunk circuits across datasets, and
+            // the predicates are threshold-only questions.
+            .threshold_only()
+            .expect("a valid schema");
         let store = demo::prepare_with(tmp.path(), &schema, rows, 2026).expect("rows");
         let data = tmp.path().join("data");
         let keys = KeyCache::new(&data);

@@ -40,8 +40,12 @@ fn verified_query(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(1))
         .throughput(Throughput::Elements(n as u64));
-    for q in demo::QUERIES {
-        let request = Request::new(&config, q.sql.into(), Some(q.purpose.into()), None, true);
+    for (n, q) in demo::QUERIES.iter().enumerate() {
+        // Consumption is dp: one nonce per question, so that every repetition is the same
+        // answer, charged once.
+        let request = Request::new(&config, q.sql.into(), Some(q.purpose.into()), None, true)
+            .with_privacy(None, None, Some(vec![n as u8; 32]))
+            .expect("default privacy terms");
         // One run to make the keys and report the figures before criterion repeats it.
         runtime
             .block_on(prove::answer(&store, &keys, &uncached, &request, |_| ()))

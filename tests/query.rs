@@ -689,6 +689,9 @@ purposes = ["research"]
 name = "distance"
 kind = "measure"
 width = 16
+
+[privacy]
+mode = "threshold-only"
 "#,
     )
     .unwrap();

@@ -182,7 +182,7 @@ enum Command {
     /// readings, ingest, seal, answer two queries with proofs, verify the bundles.
     Demo {
         /// Rows of generated consumption readings.
-        #[arg(long, default_value_t = 4096)]
+        #[arg(long, default_value_t = 16384)]
         rows: usize,
         /// Keep the demo's data directory at this path instead of a temporary one.
         #[arg(long)]

@@ -24,17 +24,17 @@ pub struct DemoQuery {
     pub purpose: &'static str,
 }
 
-/// The demo's questions: a filtered GROUP BY with SUM and AVG, a count under a filter on
-/// an attribute, and a GROUP BY over a time range (the generated readings cover one week
-/// per household, from Monday 2026-01-05). Consumption is a dp dataset, so every number
-/// comes back noisy, with its interval.
+/// The demo's questions: a GROUP BY a household attribute with SUM and AVG, a count under
+/// a filter on an attribute, and a city-wide average over a time range (the generated
+/// readings cover one week per household, from Monday 2026-01-05). Consumption is a dp
+/// dataset whose privacy unit is a household of 168 readings, so every number comes back
+/// noisy, with its interval, and each answer is charged to the dataset's budget.
 pub const QUERIES: [DemoQuery; 3] = [
     DemoQuery {
-        name: "evening_load",
-        question: "evening load of larger households, by district",
-        sql: "SELECT district, COUNT(*), SUM(kwh), AVG(kwh) FROM consumption \
-              WHERE hour BETWEEN 17 AND 21 AND household_size IN ('3', '4', '5+') \
-              GROUP BY district",
+        name: "load_by_size",
+        question: "electricity by household size",
+        sql: "SELECT household_size, COUNT(*), SUM(kwh), AVG(kwh) FROM consumption \
+              GROUP BY household_size",
         purpose: "energy-research",
     },
     DemoQuery {
@@ -45,9 +45,8 @@ pub const QUERIES: [DemoQuery; 3] = [
     },
     DemoQuery {
         name: "weekend_water",
-        question: "water use at the weekend, by household size",
-        sql: "SELECT household_size, COUNT(*), AVG(water) FROM consumption \
-              WHERE time >= 1768003200 GROUP BY household_size",
+        question: "water use at the weekend, city-wide",
+        sql: "SELECT COUNT(*), AVG(water) FROM consumption WHERE time >= 1768003200",
         purpose: "public-health",
     },
 ];
