@@ -79,6 +79,7 @@ fn node() -> Node {
                     "age" => age(h),
                     "consent" => 0b111,
                     "kwh" => kwh(h, r),
+                    "household" => h,
                     _ => 10,
                 });
             }

@@ -136,8 +136,10 @@ async fn verify_offline(
 /// column when `consent` is given (a donation names its purposes in the request instead).
 fn readings_csv(rows: usize, consent: Option<&str>) -> Vec<u8> {
     let mut csv = String::from("time,district,hour,household_size,age,kwh,water,spend");
+    // A file to ingest names each row's household (its privacy unit); a donation
+    // leaves it out, since the node sets it.
     csv.push_str(if consent.is_some() {
-        ",consent\n"
+        ",consent,household\n"
     } else {
         "\n"
     });
@@ -151,7 +153,7 @@ fn readings_csv(rows: usize, consent: Option<&str>) -> Vec<u8> {
             20 + i,
             150 * i
         ));
-        csv.push_str(&consent.map_or("\n".into(), |c| format!(",{c}\n")));
+        csv.push_str(&consent.map_or("\n".into(), |c| format!(",{c},{i}\n")));
     }
     csv.into_bytes()
 }

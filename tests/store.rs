@@ -167,15 +167,59 @@ fn a_bad_file_is_refused_by_row_and_column_and_stores_nothing() {
             "{err}"
         );
     }
-    fs::write(&bad, text.replace("household_size", "household")).unwrap();
+    fs::write(&bad, text.replace("household_size", "household_count")).unwrap();
     let err = store
         .ingest("consumption", std::slice::from_ref(&bad))
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("column `household` is not in dataset consumption"),
+        err.contains("column `household_count` is not in dataset consumption"),
         "{err}"
     );
+
+    // The privacy unit: a household's 50 rows again (the same file twice) take it past
+    // nothing yet, but 150 more of the same household pass its bound of 168 rows; and a
+    // household whose district changes between its rows is refused too.
+    let (same, _) = generated(tmp.path(), "same.csv", 50, 1);
+    let mut many: Vec<String> = vec![lines[0].clone()];
+    for _ in 0..3 {
+        for line in &fs::read_to_string(&same)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>()[1..]
+        {
+            many.push(line.to_string());
+        }
+    }
+    fs::write(&bad, many.join("\n") + "\n").unwrap();
+    let err = store
+        .ingest("consumption", std::slice::from_ref(&bad))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("would have 200 rows (50 stored before); the schema allows 168 rows per unit"),
+        "{err}"
+    );
+    let district = header.iter().position(|h| *h == "district").unwrap();
+    let mut moved: Vec<String> = text.lines().map(String::from).collect();
+    let mut fields: Vec<String> = moved[5].split(',').map(String::from).collect();
+    let other = if fields[district] == "Daan" {
+        "Xinyi"
+    } else {
+        "Daan"
+    };
+    fields[district] = other.into();
+    moved[5] = fields.join(",");
+    fs::write(&bad, moved.join("\n") + "\n").unwrap();
+    let err = store
+        .ingest("consumption", std::slice::from_ref(&bad))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.csv row 5: household") && err.contains("has district"),
+        "{err}"
+    );
+
     assert_eq!(
         (store.datasets().unwrap(), files_under(tmp.path())),
         before,

@@ -190,6 +190,9 @@ impl Shape {
                     "release" => CombineOutput::Release,
                     "predicate" => CombineOutput::Predicate,
                     "subtotal" => CombineOutput::Subtotal,
+                    "noisy" => CombineOutput::Noisy {
+                        coins: number(field("coins")?)? as u32,
+                    },
                     other => return Err(bad(format!("output {other:?}"))),
                 },
             }),
@@ -524,6 +527,9 @@ mod tests {
              groups=1 aggregand=count",
             "combine/v2 inputs=8 groups=1 output=release",
             "combine/v2 inputs=4 groups=8 output=subtotal",
+            "combine/v2 inputs=8 groups=12 output=noisy coins=354",
+            "aggregate/v3 rows=8 columns=w32,n4,w24,n1 present=3 consent=1 filters= \
+             group_by=none groups=1 aggregand=clipped_sum:2",
             "eligibility/v2 districts=16",
             WithdrawalShape::DESCRIPTION,
         ] {

@@ -455,6 +455,13 @@ impl Lowering<'_> {
                 c.name
             )));
         }
+        if column.kind == ColumnKind::Unit {
+            return Err(QueryError::Invalid(format!(
+                "{role} on `{}`: it is the privacy unit's pseudonym, never filtered on, \
+                 grouped by or released",
+                c.name
+            )));
+        }
         Ok(column)
     }
 

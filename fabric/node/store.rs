@@ -47,6 +47,7 @@ mod donations;
 mod ingest;
 mod ledger;
 mod seal;
+mod units;
 pub use donations::{sha256_hex, Admission, Donation, DonationStatus, Eligible, Withdrawal};
 pub use ingest::IngestReport;
 pub use ledger::{Charge, ChargeRequest, LedgerSummary};
@@ -108,6 +109,10 @@ pub enum StoreError {
     /// The donation can no longer be withdrawn; the message says why.
     #[error("receipt `{id}` cannot be withdrawn: {reason}")]
     NotWithdrawable { id: String, reason: String },
+    /// Rows would take a privacy unit beyond its bound, or disagree on its attributes;
+    /// the message names the file, row, unit and bound. Nothing was stored.
+    #[error("refused: {0}")]
+    Unit(String),
     /// The charge would take the dataset beyond its privacy budget; nothing was charged.
     #[error(
         "privacy budget of `{dataset}` exhausted: spent epsilon {} and delta {:e} of {} and \
@@ -193,6 +198,9 @@ CREATE TABLE IF NOT EXISTS ledger (
     dataset TEXT NOT NULL REFERENCES datasets(name), seq INTEGER NOT NULL,
     query_hash TEXT NOT NULL, nonce BLOB NOT NULL, entry BLOB NOT NULL,
     PRIMARY KEY (dataset, seq), UNIQUE (dataset, query_hash, nonce));
+CREATE TABLE IF NOT EXISTS units (
+    dataset TEXT NOT NULL REFERENCES datasets(name), unit INTEGER NOT NULL,
+    rows INTEGER NOT NULL, attributes TEXT NOT NULL, PRIMARY KEY (dataset, unit));
 ";
 
 /// How long opening waits for the data directory's lock before answering `Busy`. A

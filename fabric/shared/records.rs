@@ -292,18 +292,32 @@ pub fn read_file(schema: &Schema, path: &Path) -> Result<Vec<Vec<u64>>, RecordsE
     read(schema, path, None)
 }
 
-/// Reads a donated record file whose consent the donor gives for the whole file: `consent`
-/// (a purpose bitmask) fills the consent column when the file has none, and every row
-/// must carry exactly it when the file has one.
+/// What the node fills in a donated record file.
+#[derive(Clone, Copy, Debug)]
+pub struct DonationFill {
+    /// The purposes (a bitmask) the donor consents to for the whole file: they fill the
+    /// consent column when the file has none, and every row must carry exactly them when
+    /// it has one.
+    pub consent: u64,
+    /// The donor's privacy unit, when the node knows it (a credential's nullifier): it
+    /// fills the unit column, which the file must then leave out.
+    pub unit: Option<u64>,
+}
+
+/// Reads a donated record file, filling what `fill` gives.
 pub fn read_donation(
     schema: &Schema,
     path: &Path,
-    consent: u64,
+    fill: DonationFill,
 ) -> Result<Vec<Vec<u64>>, RecordsError> {
-    read(schema, path, Some(consent))
+    read(schema, path, Some(fill))
 }
 
-fn read(schema: &Schema, path: &Path, consent: Option<u64>) -> Result<Vec<Vec<u64>>, RecordsError> {
+fn read(
+    schema: &Schema,
+    path: &Path,
+    fill: Option<DonationFill>,
+) -> Result<Vec<Vec<u64>>, RecordsError> {
     let malformed = |e: &dyn std::fmt::Display| RecordsError::Malformed {
         file: path.to_path_buf(),
         message: e.to_string(),
@@ -362,7 +376,11 @@ fn read(schema: &Schema, path: &Path, consent: Option<u64>) -> Result<Vec<Vec<u6
             });
         }
         for (c, column) in declared.iter().enumerate() {
-            let given = consent.filter(|_| column.kind == ColumnKind::Consent);
+            let given = match column.kind {
+                ColumnKind::Consent => fill.map(|f| f.consent),
+                ColumnKind::Unit => fill.and_then(|f| f.unit),
+                _ => None,
+            };
             let bad_value = |(row, message)| RecordsError::BadValue {
                 file: path.to_path_buf(),
                 row: first_row + row,
@@ -384,6 +402,14 @@ fn read(schema: &Schema, path: &Path, consent: Option<u64>) -> Result<Vec<Vec<u6
                     }
                 }
             };
+            if let (Some(_), ColumnKind::Unit) = (given, column.kind) {
+                return Err(bad_value((
+                    0,
+                    "the node sets the privacy unit of a credential donation (the donor's \
+                     pseudonym): leave the column out"
+                        .into(),
+                )));
+            }
             let column_values = values(column, array).map_err(bad_value)?;
             if let Some(bits) = given {
                 if let Some(row) = column_values.iter().position(|&v| v != bits) {

@@ -19,6 +19,10 @@ use crate::verifier::schema::Schema;
 /// 2026-01-05 00:00 UTC, a Monday: generated time series start here.
 pub const START: u64 = 1_767_571_200;
 const HOUR: u64 = 3600;
+/// Seed offset of the privacy units' pseudonyms.
+const UNIT_STREAM: u64 = 0x756e_6974;
+/// Trips one generated traveller makes (the movement schema allows 14).
+const TRIPS_PER_TRAVELLER: usize = 10;
 
 /// Per zone (the twelve districts of the built-in schemas): position in km, residents
 /// and jobs in thousands.
@@ -46,6 +50,9 @@ pub fn generate(
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<u64>>, String> {
     let mut rng = ChaCha12Rng::seed_from_u64(seed);
+    // Units' pseudonyms come from a stream of their own, so that they leave the values
+    // of every other column as they were.
+    let mut units = ChaCha12Rng::seed_from_u64(seed ^ UNIT_STREAM);
     let mut out = vec![Vec::with_capacity(rows); schema.declared().len()];
     let index = |name: &str| {
         schema
@@ -75,12 +82,15 @@ pub fn generate(
             let [time, district, hour, size, age, consent, kwh, water, spend] = [
                 time?, district?, hour?, size?, age?, consent?, kwh?, water?, spend?,
             ];
+            let unit = index("household")?;
             let hours_per_household = 24 * 7;
             let mut household = Household::new(&mut rng);
+            let mut pseudonym = units.gen::<u64>();
             for row in 0..rows {
                 let offset = (row % hours_per_household) as u64;
                 if row > 0 && offset == 0 {
                     household = Household::new(&mut rng);
+                    pseudonym = units.gen();
                 }
                 let t = START + offset * HOUR;
                 let h = offset % 24;
@@ -104,6 +114,7 @@ pub fn generate(
                     (kwh, (load * 1000.0).round() as u64),
                     (water, litres.round() as u64),
                     (spend, cents),
+                    (unit, pseudonym),
                 ]);
                 if row % 4096 == 0 {
                     progress(row);
@@ -134,8 +145,15 @@ pub fn generate(
                 duration?,
                 distance?,
             ];
+            let unit = index("traveller")?;
             let residents: Vec<f64> = ZONES.iter().map(|z| z.2).collect();
+            // A traveller makes ten trips in the week, at one age.
+            let (mut traveller, mut traveller_age) = (0, 0);
             for row in 0..rows {
+                if row % TRIPS_PER_TRAVELLER == 0 {
+                    traveller = units.gen::<u64>();
+                    traveller_age = rng.gen_range(18..86);
+                }
                 let day = rng.gen_range(0..7u64);
                 let h = pick(&mut rng, &trip_hours(day >= 5)) as u64;
                 let o = pick(&mut rng, &residents);
@@ -159,10 +177,11 @@ pub fn generate(
                     (destination, d as u64),
                     (mode, m as u64),
                     (hour, h),
-                    (age, rng.gen_range(18..86)),
+                    (age, traveller_age),
                     (consent, consent_bits(&mut rng, &[0.8, 0.9, 0.7])),
                     (duration, minutes.round().min(4095.0) as u64),
                     (distance, (km * 1000.0).round() as u64),
+                    (unit, traveller),
                 ]);
                 if row % 4096 == 0 {
                     progress(row);

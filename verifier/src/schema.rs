@@ -7,7 +7,7 @@
 //!
 //! [[columns]]
 //! name = "district"
-//! kind = "dimension"     # time | dimension | measure | attribute | consent
+//! kind = "dimension"     # time | dimension | measure | attribute | consent | unit
 //! width = 4              # values are unsigned integers below 2^width (1..=64)
 //! labels = ["Zhongzheng", "Datong"]   # dictionary: code = position
 //!
@@ -51,6 +51,10 @@ pub enum ColumnKind {
     Attribute,
     /// One bit per purpose the donor consented to.
     Consent,
+    /// The privacy unit's pseudonymous id (a household, a traveller): committed with the
+    /// rows, and never filtered on, grouped by or released; the node counts each unit's
+    /// rows against the schema's `rows_per_unit` when it ingests them.
+    Unit,
     /// The implied real-row flag.
     Present,
 }
@@ -58,7 +62,7 @@ pub enum ColumnKind {
 impl ColumnKind {
     /// Whether commitments pack this kind with the other narrow columns.
     pub fn is_packed(self) -> bool {
-        !matches!(self, Self::Time | Self::Measure)
+        !matches!(self, Self::Time | Self::Measure | Self::Unit)
     }
 }
 
@@ -70,6 +74,7 @@ impl fmt::Display for ColumnKind {
             Self::Measure => "measure",
             Self::Attribute => "attribute",
             Self::Consent => "consent",
+            Self::Unit => "unit",
             Self::Present => "present",
         };
         f.write_str(name)
@@ -383,6 +388,16 @@ impl Schema {
                 format!("a dataset needs exactly one consent column, found {consent}"),
             ));
         }
+        let units = columns
+            .iter()
+            .filter(|c| c.kind == ColumnKind::Unit)
+            .count();
+        if units > 1 {
+            return Err(invalid(
+                raw.name.span(),
+                format!("a dataset has at most one unit column, found {units}"),
+            ));
+        }
         columns.push(Column {
             name: PRESENT.into(),
             kind: ColumnKind::Present,
@@ -484,6 +499,11 @@ impl Schema {
             .layout()
             .map_err(|e| invalid(raw.name.span(), e.to_string()))?;
         Ok(schema)
+    }
+
+    /// The privacy unit's column, if the dataset has one.
+    pub fn unit(&self) -> Option<usize> {
+        self.columns.iter().position(|c| c.kind == ColumnKind::Unit)
     }
 
     /// How this dataset's chunks are committed.

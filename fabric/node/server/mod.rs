@@ -366,9 +366,10 @@ fn store_status(e: StoreError) -> Status {
         StoreError::UnknownDataset(_)
         | StoreError::UnknownEpoch { .. }
         | StoreError::UnknownDonation(_) => Status::not_found(e.to_string()),
-        StoreError::Records(_) | StoreError::Donation(_) | StoreError::SchemaChanged(_) => {
-            Status::invalid_argument(e.to_string())
-        }
+        StoreError::Records(_)
+        | StoreError::Donation(_)
+        | StoreError::SchemaChanged(_)
+        | StoreError::Unit(_) => Status::invalid_argument(e.to_string()),
         StoreError::WrongSecret(_) => Status::permission_denied(e.to_string()),
         StoreError::Duplicate(_) => Status::already_exists(e.to_string()),
         StoreError::NotWithdrawable { .. } => Status::failed_precondition(e.to_string()),

@@ -87,6 +87,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The pseudonymous privacy unit of a donor known by `key` (a nullifier, a donation id)
+/// in `dataset`: the first 8 bytes of a tagged SHA-256.
+fn unit_pseudonym(dataset: &str, key: &str) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(b"zkfabric/unit/v1\0")
+        .chain_update(dataset.as_bytes())
+        .chain_update([0])
+        .chain_update(key.as_bytes())
+        .finalize();
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
 impl Store {
     /// Stores the record file `path` as one donation to `dataset`, every row consenting to
     /// `purposes`; `secret_sha256` is the hash of the secret that may withdraw it, and
@@ -125,7 +137,25 @@ impl Store {
                 })?;
             bits |= 1 << bit;
         }
-        let columns = records::read_donation(&schema, path, bits)?;
+        let id = hex::encode(rand::random::<[u8; 16]>());
+        // The donor's privacy unit: the credential's nullifier (one donor, however many
+        // donations), or for a donation nobody vouched for, the donation itself. An
+        // organisation's file names its people's units in its own unit column.
+        let unit = match (eligible, &admission.organisation) {
+            (Some(e), _) => Some(unit_pseudonym(dataset, &e.nullifier)),
+            (None, None) => Some(unit_pseudonym(dataset, &id)),
+            (None, Some(_)) => None,
+        }
+        .zip(schema.unit())
+        .map(|(u, c)| u & (u64::MAX >> (64 - schema.columns[c].width)));
+        let columns = records::read_donation(
+            &schema,
+            path,
+            records::DonationFill {
+                consent: bits,
+                unit,
+            },
+        )?;
         let rows = columns.first().map_or(0, Vec::len) as u64;
         if rows == 0 {
             return Err(StoreError::Donation(format!(
@@ -138,7 +168,7 @@ impl Store {
         purposes.sort();
         purposes.dedup();
         let donation = Donation {
-            id: hex::encode(rand::random::<[u8; 16]>()),
+            id,
             dataset: dataset.to_string(),
             records_sha256: sha256_hex(&bytes),
             rows,

@@ -83,7 +83,8 @@ impl Store {
             )?;
             batches.push(tx.last_insert_rowid());
         }
-        let recorded = within(&tx, &batches);
+        let recorded =
+            super::units::count(&tx, schema, &parsed).and_then(|()| within(&tx, &batches));
         if let Err(e) = recorded {
             drop(tx);
             for (name, _, _) in &written {
