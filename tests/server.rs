@@ -10,6 +10,8 @@ use tonic::Code;
 use zkfabric::{
     clients::remote::{verify_receipt, Remote, RemoteError},
     node::store::Store,
+    verifier::ledger::check_chain,
+    verifier::privacy::fresh_nonce,
     verifier::verify::{verify, KeyPins, PinnedKey, Trust},
 };
 use zkfabric_proto::v1::{self as pb, run_event::Event};
@@ -32,15 +34,21 @@ struct Node {
 }
 
 impl Node {
-    /// A data directory holding `rows` generated consumption rows, sealed.
+    /// A data directory holding `rows` generated consumption rows, sealed, answered
+    /// exactly (threshold-only): these tests check the answers' numbers.
     fn new(rows: u64, server: &str) -> Self {
+        Self::with_privacy(rows, server, "threshold_only = [\"consumption\"]")
+    }
+
+    /// [`Node::new`] with `privacy` as the configuration's `[privacy]` table.
+    fn with_privacy(rows: u64, server: &str, privacy: &str) -> Self {
         let tmp = TempDir::new().unwrap();
         let config = tmp.path().join("node.toml");
         let data = tmp.path().join("data");
         std::fs::write(
             &config,
             format!(
-                "[store]\nchunk_rows = 8\n\n[privacy]\nthreshold_only = [\"consumption\"]\n\n\
+                "[store]\nchunk_rows = 8\n\n[privacy]\n{privacy}\n\n\
                  [query]\ndefault_purpose = \"energy-research\"\n\
                  min_group_size = 2\nin_list_slots = 2\n\n[server]\ndata_dir = {data:?}\n{server}\n\n\
                  [[server.tokens]]\nname = \"rita\"\nrole = \"researcher\"\nsha256 = \"{}\"\n\n\
@@ -821,4 +829,66 @@ fn reflection_answers_in_v1_and_v1alpha() {
     ] {
         assert!(services.contains(service), "{services:?}");
     }
+}
+
+#[test]
+fn a_noisy_answer_over_grpc_needs_a_nonce_is_charged_and_runs_out() {
+    const COUNT: &str = "SELECT COUNT(*) FROM consumption";
+    let node = Node::with_privacy(64, "", "budget_epsilon = 1.5");
+    let server = node.serve("");
+    let rt = runtime();
+    let researcher = server.client(&rt, Some(RESEARCHER));
+    let admin = server.client(&rt, Some(ADMIN));
+    let anonymous = server.client(&rt, None);
+    rt.block_on(async {
+        assert_eq!(setup_keys(&admin, COUNT).await.len(), 3);
+        // Explain states the cost and the budget left before anything is charged.
+        let explained = researcher
+            .query()
+            .explain(researcher.request(query(COUNT)))
+            .await
+            .unwrap()
+            .into_inner();
+        let terms = explained.privacy.unwrap();
+        assert_eq!((terms.mode.as_str(), terms.epsilon), ("dp", 1.0));
+        assert_eq!(explained.remaining_epsilon, Some(1.5));
+        // Without the researcher's nonce the node could choose the noise: refused.
+        let (c, m) = code(researcher.run(query(COUNT), |_| {}).await);
+        assert_eq!(c, Code::InvalidArgument, "{m}");
+        assert!(m.contains("nonce"), "{m}");
+
+        let mut asked = query(COUNT);
+        asked.nonce = fresh_nonce();
+        let (_, bundle) = researcher.run(asked.clone(), |_| {}).await.unwrap();
+        let report = verify_offline(&anonymous, &bundle).await;
+        let (plan, charge) = report.noise.expect("a noisy answer");
+        assert_eq!((plan.cost.epsilon, charge.seq), (1.0, 1));
+
+        // The ledger is public, and checks.
+        let ledger = anonymous
+            .catalog()
+            .get_ledger(anonymous.request(pb::GetLedgerRequest {
+                dataset: "consumption".into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ledger.entries, vec![charge]);
+        assert_eq!((ledger.spent_epsilon, ledger.budget_epsilon), (1.0, 1.5));
+        let key = anonymous.node_key().await.unwrap();
+        check_chain("consumption", &ledger.entries, &key).unwrap();
+
+        // The same nonce: the same answer, no new charge. A new one passes the budget.
+        let (_, again) = researcher.run(asked, |_| {}).await.unwrap();
+        assert_eq!(again.result, bundle.result);
+        let mut more = query(COUNT);
+        more.nonce = fresh_nonce();
+        let (c, m) = code(researcher.run(more, |_| {}).await);
+        assert_eq!(c, Code::ResourceExhausted, "{m}");
+        assert!(
+            m.contains("privacy budget of `consumption` exhausted"),
+            "{m}"
+        );
+    });
+    server.terminate();
 }
