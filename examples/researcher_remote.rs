@@ -82,6 +82,14 @@ async fn main() -> Result<()> {
              publishes prove nothing about its answers"
         ),
     };
+    // The dataset's public privacy ledger: a noisy answer's charge must stand in it.
+    let ledger = node
+        .catalog()
+        .get_ledger(node.request(pb::GetLedgerRequest {
+            dataset: bundle.dataset.clone(),
+        }))
+        .await?
+        .into_inner();
     let trust = Trust {
         node_key: Some(node.node_key().await?),
         keys: KeyPins::Pinned(pins.into_iter().collect()),
@@ -89,6 +97,7 @@ async fn main() -> Result<()> {
             purpose: Some(purpose.clone()),
             ..Expected::default()
         },
+        ledgers: Some(vec![ledger]),
     };
     let report = match verify(&bundle, &trust) {
         Ok(report) => report,

@@ -312,6 +312,31 @@ fn tampered_bundles_and_ledgers_are_refused() {
         assert!(verify::verify(&b, &trust).is_err(), "{what} verified");
     }
 
+    // Given the public ledger, a verifier refuses an answer whose charge is missing from
+    // it, and accepts one whose charge stands at its position.
+    let ledger = node
+        .store
+        .ledger("consumption")
+        .unwrap()
+        .to_proto("consumption", PrivacyConfig::default().budget());
+    let with = |ledger: zkfabric_proto::v1::Ledger| Trust {
+        ledgers: Some(vec![ledger]),
+        ..Trust::keys(KeyPins::Unpinned)
+    };
+    verify::verify(&bundle, &with(ledger.clone())).unwrap();
+    let mut without = ledger.clone();
+    without.entries.clear();
+    let err = verify::verify(&bundle, &with(without))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ledger entry 1, is missing from the ledger given"),
+        "{err}"
+    );
+    let mut swapped = ledger;
+    swapped.entries.swap(0, 1);
+    assert!(verify::verify(&bundle, &with(swapped)).is_err());
+
     // A verifier that asked for another cost refuses the answer.
     let asked = Trust {
         expected: verify::Expected {
@@ -449,4 +474,13 @@ fn the_ledger_from_the_command_line_survives_crashes_and_runs_out() {
     ledger("3 charge(s): spent epsilon 2.5");
     let (done, out) = run(None, &["ledger", "--json"]);
     assert!(done && out.contains("\"spentEpsilon\": 2.5"), "{out}");
+    // The verifier checks the last answer's charge against that ledger.
+    let ledger = tmp.path().join("ledger.json");
+    std::fs::write(&ledger, &out).unwrap();
+    let l = ledger.to_str().unwrap();
+    let (done, out) = run(None, &["verify", a, "--allow-unpinned-keys", "--ledger", l]);
+    assert!(
+        done && out.contains("the charge stands at its position in the ledger you gave"),
+        "{out}"
+    );
 }

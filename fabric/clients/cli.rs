@@ -471,6 +471,7 @@ fn execute(cli: Cli) -> Result<()> {
                     expected_delta: delta.or(epsilon.map(|_| config.privacy.delta)),
                     manifest_head: None,
                     manifest_chain: None,
+                    ledger: None,
                 };
                 let request = zkfabric_proto::v1::QueryRequest {
                     sql,

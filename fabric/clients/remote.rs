@@ -208,6 +208,17 @@ impl Remote {
         Ok(out)
     }
 
+    /// A dataset's privacy ledger, as the node publishes it.
+    pub async fn ledger(&self, dataset: &str) -> Result<pb::Ledger, RemoteError> {
+        Ok(self
+            .catalog()
+            .get_ledger(self.request(pb::GetLedgerRequest {
+                dataset: dataset.to_string(),
+            }))
+            .await?
+            .into_inner())
+    }
+
     /// The node's public key.
     pub async fn node_key(&self) -> Result<VerifyingKey, RemoteError> {
         let key = self

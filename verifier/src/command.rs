@@ -67,6 +67,10 @@ pub struct VerifyArgs {
     /// fetched from the node.
     #[arg(long, requires = "manifest_head")]
     pub manifest_chain: Option<PathBuf>,
+    /// The privacy ledger as `zkfabric ledger --json` writes it: a differentially
+    /// private answer's charge must stand in it at its position, and its chain must check.
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
 }
 
 impl VerifyArgs {
@@ -113,9 +117,23 @@ impl VerifyArgs {
                  which proves nothing about the answer"
             ),
         };
+        let ledgers = match &self.ledger {
+            None => None,
+            Some(file) => {
+                let text =
+                    std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+                Some(serde_json::from_slice(&text).with_context(|| {
+                    format!(
+                        "{}: not a ledger (`zkfabric ledger --json`)",
+                        file.display()
+                    )
+                })?)
+            }
+        };
         Ok(Trust {
             node_key,
             keys,
+            ledgers,
             expected: Expected {
                 epoch: self.expected_epoch,
                 purpose: self.expected_purpose.clone(),
@@ -249,6 +267,18 @@ pub fn print_report(report: &Report, bundle: &Bundle, secs: f64, args: &VerifyAr
             "not checked: pass it to compare"
         }
     };
+    if report.noise.is_some() {
+        match report.charge_in_ledger {
+            true => println!(
+                "ledger       the charge stands at its position in the ledger you gave, whose \
+                 chain checks"
+            ),
+            false => println!(
+                "ledger       position not checked: pass --ledger (`zkfabric ledger --json`) to \
+                 refuse an answer whose cost the node left out of its ledger"
+            ),
+        }
+    }
     match report.epochs_behind {
         Some(0) => println!("epoch        the latest: its manifest is the head you pinned"),
         Some(n) => println!(

@@ -45,6 +45,10 @@ pub struct Trust {
     pub keys: KeyPins,
     /// What the answer must be about; a bundle about anything else is refused.
     pub expected: Expected,
+    /// Privacy ledgers as the verifier obtained them (`zkfabric ledger --json`,
+    /// `Catalog.GetLedger`): a dp bundle's charge must stand in its dataset's ledger at
+    /// its position, and that ledger's chain must check.
+    pub ledgers: Option<Vec<pb::Ledger>>,
 }
 
 impl Trust {
@@ -54,6 +58,7 @@ impl Trust {
             node_key: None,
             keys,
             expected: Expected::default(),
+            ledgers: None,
         }
     }
 }
@@ -184,6 +189,8 @@ pub struct Report {
     pub mode: String,
     /// A dp answer's noise and its charge in the dataset's privacy ledger.
     pub noise: Option<(NoisePlan, pb::LedgerEntry)>,
+    /// Whether the charge was found at its position in a ledger the verifier gave.
+    pub charge_in_ledger: bool,
     /// Epochs between the bundle's and the pinned head (0: the bundle's is the head);
     /// `None` when no head was given.
     pub epochs_behind: Option<u64>,
@@ -302,6 +309,9 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
                 .map_err(VerifyError::Manifest)?;
             let query_proto = bundle.query.as_ref().expect("decoded above");
             let seed = check_privacy(bundle, privacy, plan, &query, query_proto, &signer)?;
+            if let Some(ledgers) = &trust.ledgers {
+                check_in_ledger(bundle, privacy, ledgers, &signer)?;
+            }
             Some((plan, commitment, seed))
         }
         _ => {
@@ -533,11 +543,45 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         keys_pinned: matches!(trust.keys, KeyPins::Pinned(_)),
         min_group_size: limits.min_group_size,
         mode: manifest.privacy.clone(),
+        charge_in_ledger: noise.is_some() && trust.ledgers.is_some(),
         noise: noise.map(|(plan, ..)| (*plan, privacy.charge.clone().unwrap_or_default())),
         epochs_behind,
         query,
         schema,
     })
+}
+
+/// Checks that a dp bundle's charge stands at its position in its dataset's ledger among
+/// `ledgers`, and that the ledger's chain checks: a node cannot leave an answer's cost out
+/// of the ledger everyone reads.
+fn check_in_ledger(
+    bundle: &Bundle,
+    privacy: &pb::Privacy,
+    ledgers: &[pb::Ledger],
+    signer: &NodeKey,
+) -> Result<(), VerifyError> {
+    let charge = privacy.charge.as_ref().expect("checked before");
+    let ledger = ledgers
+        .iter()
+        .find(|l| l.dataset == bundle.dataset)
+        .ok_or_else(|| {
+            VerifyError::Failed(format!(
+                "privacy: the ledgers given hold none of {}",
+                bundle.dataset
+            ))
+        })?;
+    ledger::check_chain(&ledger.dataset, &ledger.entries, signer)
+        .map_err(|e| VerifyError::Failed(format!("privacy: the ledger given: {e}")))?;
+    let at = usize::try_from(charge.seq.saturating_sub(1)).unwrap_or(usize::MAX);
+    if ledger.entries.get(at) != Some(charge) {
+        return failed(format!(
+            "privacy: the bundle's charge, ledger entry {}, is missing from the ledger given \
+             ({} entries)",
+            charge.seq,
+            ledger.entries.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a dp bundle's noise terms against the plan recomputed from schema, query and

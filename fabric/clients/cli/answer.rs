@@ -252,10 +252,14 @@ pub fn verified(bundle: &Bundle, args: &VerifyArgs, remote: Option<&Remote>) -> 
         .map(|r| block_on(r.node_key()))
         .transpose()?
         .transpose()?;
-    let trust = args.trust(reported_key, || match remote {
+    let mut trust = args.trust(reported_key, || match remote {
         Some(r) => Ok(block_on(r.manifests_after(&bundle.dataset, bundle.epoch))??),
         None => Ok(Vec::new()),
     })?;
+    // A node's answer is checked against the ledger it publishes: its charge must be there.
+    if let (Some(r), None) = (remote, &trust.ledgers) {
+        trust.ledgers = Some(vec![block_on(r.ledger(&bundle.dataset))??]);
+    }
     let report = verify::verify(bundle, &trust)?;
     if sql::canonical(&bundle.sql)? != bundle.sql {
         bail!(

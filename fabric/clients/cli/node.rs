@@ -198,14 +198,7 @@ pub fn ledgers(
         };
         let mut ledgers = Vec::new();
         for dataset in names {
-            ledgers.push(
-                remote
-                    .catalog()
-                    .get_ledger(remote.request(pb::GetLedgerRequest { dataset }))
-                    .await
-                    .map_err(RemoteError::from)?
-                    .into_inner(),
-            );
+            ledgers.push(remote.ledger(&dataset).await?);
         }
         Ok((remote.node_key().await?, ledgers))
     })?
