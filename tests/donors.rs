@@ -335,6 +335,19 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
         // An organisation's signature over other purposes than the request's.
         let org: credentials::OrganisationKey =
             credentials::read_json(std::path::Path::new(&d.path("org.json"))).unwrap();
+        // An organisation's file names its people's units (a credential donor's is the
+        // node's to set).
+        let org_records: Vec<u8> = String::from_utf8(records.clone())
+            .unwrap()
+            .lines()
+            .enumerate()
+            .map(|(i, l)| match i {
+                0 => format!("{l},household\n"),
+                _ => format!("{l},{i}\n"),
+            })
+            .collect::<String>()
+            .into_bytes();
+        let records = org_records;
         let mut signed = request(&records, pb::EligibilityProof::default());
         signed.eligibility = None;
         signed.organisation = Some(
@@ -429,10 +442,12 @@ fn a_withdrawn_donation_leaves_the_next_epoch_and_the_old_one_still_verifies() {
     let (d, _) = Donors::new();
     // 8 rows of others sealed into chunk 0 (epoch 1).
     let others = d.path("others.csv");
-    let mut csv = String::from("time,district,hour,household_size,age,kwh,water,spend,consent\n");
+    // One household's 14 readings, with its pseudonym (the privacy unit) as a file names it.
+    let mut csv =
+        String::from("time,district,hour,household_size,age,kwh,water,spend,consent,household\n");
     for i in 0..14u64 {
         csv.push_str(&format!(
-            "{},Neihu,{},3,50,{},1,1,energy-research\n",
+            "{},Neihu,{},3,50,{},1,1,energy-research,7\n",
             1_767_571_200 + 3600 * i,
             i % 24,
             1000 + i

@@ -4,7 +4,7 @@ use std::{fs, path::Path, path::PathBuf};
 
 use tempfile::TempDir;
 use zkfabric::{
-    node::store::{Store, StoreError},
+    node::store::{Admission, Eligible, Store, StoreError},
     shared::records,
     shared::synth,
     verifier::manifest::fr_to_hex,
@@ -348,4 +348,80 @@ async fn an_epoch_is_a_datafusion_table_of_exactly_its_chunks() {
         vec![(0, 1024, 1023), (1, 476, 475), (2, 700, 699)]
     );
     assert!(zkfabric::node::tables::register_epoch(&ctx, &store, "consumption", Some(9)).is_err());
+}
+
+#[test]
+fn a_donor_is_one_unit_however_many_donations_it_makes() {
+    let tmp = TempDir::new().unwrap();
+    let mut store = open(tmp.path());
+    // One household's readings without the unit column (the node sets it from the
+    // credential's nullifier), 100 rows a donation.
+    let (file, _) = generated(tmp.path(), "mine.csv", 100, 9);
+    let text = fs::read_to_string(&file).unwrap();
+    let unit = text
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|h| h == "household");
+    let without: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut fields: Vec<&str> = l.split(',').collect();
+            fields.remove(unit.unwrap());
+            fields.join(",")
+        })
+        .collect();
+    let mine = tmp.path().join("donation.csv");
+    fs::write(&mine, without.join("\n") + "\n").unwrap();
+    let donor = Admission {
+        eligible: Some(Eligible {
+            nullifier: "ab".repeat(32),
+            proof_sha256: "01".repeat(32),
+            limit: 5,
+        }),
+        organisation: None,
+    };
+    let another_proof = |n: u8| Admission {
+        eligible: donor.eligible.clone().map(|e| Eligible {
+            proof_sha256: format!("{n:02x}").repeat(32),
+            ..e
+        }),
+        ..donor.clone()
+    };
+    let purposes = ["public-health".to_string()];
+    store
+        .donate("consumption", &mine, &purposes, &"00".repeat(32), &donor)
+        .unwrap();
+    // The same donor again: 200 rows would pass the bound of 168 for one household.
+    let err = store
+        .donate(
+            "consumption",
+            &mine,
+            &purposes,
+            &"00".repeat(32),
+            &another_proof(2),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("would have 200 rows (100 stored before)"),
+        "{err}"
+    );
+    // A credential donor cannot name its own unit to escape that.
+    let err = store
+        .donate(
+            "consumption",
+            &file,
+            &purposes,
+            &"00".repeat(32),
+            &another_proof(3),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("column `household`: the node sets the privacy unit"),
+        "{err}"
+    );
+    assert_eq!(store.pending_rows("consumption").unwrap(), 100);
 }

@@ -293,3 +293,50 @@ fn a_key_of_one_chunk_shape_verifies_no_statement_of_another_with_the_same_layou
         assert!(!snark::verify(vk, &relabelled, &proof).unwrap());
     }
 }
+
+#[test]
+fn a_clipped_sum_adds_each_row_at_most_its_bound_and_no_more() {
+    // Noisy sums clip each row: district 2's selected rows carry 1200, 800 and 100 kWh,
+    // clipped at 900 they add 900 + 800 + 100; district 5's (300, 450) stay.
+    let shape = zkfabric_circuits::aggregate::AggregateShape {
+        aggregand: Aggregand::ClippedSum { column: KWH },
+        ..shape()
+    };
+    let query = zkfabric_circuits::aggregate::AggregateQuery {
+        clip: Some(900),
+        ..default_query()
+    };
+    assert!(shape.description().ends_with("aggregand=clipped_sum:6"));
+    let partial = evaluate(&shape, &query, &default_chunk()).unwrap();
+    assert_eq!(partial.sums, vec![900 + 800 + 100, 300 + 450]);
+    let circuit =
+        AggregateCircuit::new(shape.clone(), query.clone(), default_chunk(), Fr::from(7u8))
+            .unwrap();
+    assert!(satisfied(circuit.clone()));
+
+    // A prover summing the row unclipped, or clipping below the bound, is caught.
+    for sums in [vec![1200 + 800 + 100, 750], vec![800 + 800 + 100, 750]] {
+        let mut lying = circuit.clone();
+        let partial = Partial {
+            sums,
+            counts: circuit.partial.counts.clone(),
+        };
+        lying.instance.partial_commitment = partial.commit(circuit.blind);
+        assert!(!satisfied(lying), "{:?}", partial.sums);
+    }
+    // Another bound in the statement under the same partial is caught too.
+    let mut lying = circuit.clone();
+    lying.instance.query.clip = Some(1000);
+    assert!(!satisfied(lying));
+    // The bound must fit the column, and a clipped sum needs one.
+    for clip in [Some(1 << 16), None] {
+        let bad = zkfabric_circuits::aggregate::AggregateQuery {
+            clip,
+            ..default_query()
+        };
+        assert!(matches!(
+            bad.validate(&shape),
+            Err(CircuitError::InvalidQuery(_))
+        ));
+    }
+}

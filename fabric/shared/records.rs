@@ -299,9 +299,19 @@ pub struct DonationFill {
     /// consent column when the file has none, and every row must carry exactly them when
     /// it has one.
     pub consent: u64,
-    /// The donor's privacy unit, when the node knows it (a credential's nullifier): it
-    /// fills the unit column, which the file must then leave out.
-    pub unit: Option<u64>,
+    /// The donation's privacy unit, for a dataset with a unit column.
+    pub unit: Option<UnitFill>,
+}
+
+/// Where a donated row's privacy unit comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum UnitFill {
+    /// The node knows the donor (a credential's nullifier): this unit, and the file must
+    /// leave the column out.
+    Donor(u64),
+    /// Nobody vouched for who is in the file: the file's own unit column, or else this
+    /// one unit for the whole donation.
+    Otherwise(u64),
 }
 
 /// Reads a donated record file, filling what `fill` gives.
@@ -378,7 +388,20 @@ fn read(
         for (c, column) in declared.iter().enumerate() {
             let given = match column.kind {
                 ColumnKind::Consent => fill.map(|f| f.consent),
-                ColumnKind::Unit => fill.and_then(|f| f.unit),
+                ColumnKind::Unit => match fill.and_then(|f| f.unit) {
+                    Some(UnitFill::Donor(_)) if batch.column_by_name(&column.name).is_some() => {
+                        return Err(RecordsError::BadValue {
+                            file: path.to_path_buf(),
+                            row: first_row,
+                            column: column.name.clone(),
+                            message: "the node sets the privacy unit of a credential donation \
+                                      (the donor's pseudonym): leave the column out"
+                                .into(),
+                        });
+                    }
+                    Some(UnitFill::Donor(unit) | UnitFill::Otherwise(unit)) => Some(unit),
+                    None => None,
+                },
                 _ => None,
             };
             let bad_value = |(row, message)| RecordsError::BadValue {
@@ -402,16 +425,8 @@ fn read(
                     }
                 }
             };
-            if let (Some(_), ColumnKind::Unit) = (given, column.kind) {
-                return Err(bad_value((
-                    0,
-                    "the node sets the privacy unit of a credential donation (the donor's \
-                     pseudonym): leave the column out"
-                        .into(),
-                )));
-            }
             let column_values = values(column, array).map_err(bad_value)?;
-            if let Some(bits) = given {
+            if let (Some(bits), ColumnKind::Consent) = (given, column.kind) {
                 if let Some(row) = column_values.iter().position(|&v| v != bits) {
                     return Err(bad_value((
                         row,

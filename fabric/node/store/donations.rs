@@ -139,15 +139,15 @@ impl Store {
         }
         let id = hex::encode(rand::random::<[u8; 16]>());
         // The donor's privacy unit: the credential's nullifier (one donor, however many
-        // donations), or for a donation nobody vouched for, the donation itself. An
-        // organisation's file names its people's units in its own unit column.
-        let unit = match (eligible, &admission.organisation) {
-            (Some(e), _) => Some(unit_pseudonym(dataset, &e.nullifier)),
-            (None, None) => Some(unit_pseudonym(dataset, &id)),
-            (None, Some(_)) => None,
-        }
-        .zip(schema.unit())
-        .map(|(u, c)| u & (u64::MAX >> (64 - schema.columns[c].width)));
+        // donations). Otherwise (an organisation's file, an open donation) the file's
+        // own unit column, or the donation itself as one unit.
+        let unit = schema.unit().map(|c| {
+            let width = |u: u64| u & (u64::MAX >> (64 - schema.columns[c].width));
+            match eligible {
+                Some(e) => records::UnitFill::Donor(width(unit_pseudonym(dataset, &e.nullifier))),
+                None => records::UnitFill::Otherwise(width(unit_pseudonym(dataset, &id))),
+            }
+        });
         let columns = records::read_donation(
             &schema,
             path,
