@@ -91,7 +91,7 @@ async fn main() -> Result<()> {
         .admin()
         .setup(admin.request(pb::QuerySetupRequest {
             sql: SQL.into(),
-            purpose: String::new(),
+            ..Default::default()
         }))
         .await?;
     println!(

@@ -433,6 +433,17 @@ fn the_ledger_from_the_command_line_survives_crashes_and_runs_out() {
         "{out}"
     );
     ledger("0 charge(s)");
+    // The noisy root's shape follows from the cost: keys are made per cost.
+    let shapes = |cost: &[&str]| {
+        let (done, out) = run(None, &[&["keys", "shapes", sql][..], cost].concat());
+        assert!(done, "{out}");
+        out.lines()
+            .find(|l| l.starts_with("root"))
+            .unwrap()
+            .to_string()
+    };
+    assert!(shapes(&[]).contains("output=noisy coins="), "{}", shapes(&[]));
+    assert_ne!(shapes(&["--epsilon", "0.5"]), shapes(&[]));
 
     // A crash before the charge commits leaves none; one after leaves it, and the same
     // nonce then gets its answer at no further cost.

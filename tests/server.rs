@@ -101,7 +101,7 @@ fn code<T: std::fmt::Debug>(result: Result<T, RemoteError>) -> (Code, String) {
 async fn setup_keys(admin: &Remote, sql: &str) -> Vec<String> {
     let request = pb::QuerySetupRequest {
         sql: sql.into(),
-        purpose: String::new(),
+        ..Default::default()
     };
     admin
         .admin()
@@ -238,7 +238,7 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
         );
         let setup = pb::QuerySetupRequest {
             sql: SUM.into(),
-            purpose: String::new(),
+            ..Default::default()
         };
         let (c, m) = status(researcher.admin().setup(researcher.request(setup)).await);
         assert_eq!(c, Code::PermissionDenied, "{m}");

@@ -137,13 +137,8 @@ enum Command {
         /// below another k is refused.
         #[arg(long)]
         min_group_size: Option<u64>,
-        /// The privacy cost to spend on a dp dataset (default: the node's [privacy]
-        /// epsilon). `--explain` shows what the query would cost.
-        #[arg(long)]
-        epsilon: Option<f64>,
-        /// The delta to spend (default: the node's [privacy] delta).
-        #[arg(long)]
-        delta: Option<f64>,
+        #[command(flatten)]
+        cost: CostArgs,
         /// The nonce (64 hex digits) keying the public half of the noise; a fresh random
         /// one by default. Repeating a query with its nonce gets the same answer again
         /// at no further cost.
@@ -166,6 +161,8 @@ enum Command {
         /// Consent purpose (default: the configuration's).
         #[arg(long)]
         purpose: Option<String>,
+        #[command(flatten)]
+        cost: CostArgs,
     },
     /// Proving keys: those held, the shapes queries need, and a multi-party ceremony's two
     /// ends (export a shape's constraint system, import the final key).
@@ -269,6 +266,19 @@ enum Command {
     },
 }
 
+/// The privacy cost of a query on a dp dataset (the node's `[privacy]` defaults when
+/// absent; either alone takes the default for the other). Keys depend on it: a noisy
+/// root's coins follow from epsilon and delta.
+#[derive(Clone, Copy, Debug, Default, clap::Args)]
+pub struct CostArgs {
+    /// The epsilon to spend. `query --explain` shows what a query would cost.
+    #[arg(long)]
+    pub epsilon: Option<f64>,
+    /// The delta to spend.
+    #[arg(long)]
+    pub delta: Option<f64>,
+}
+
 #[derive(Subcommand)]
 enum CredentialCommand {
     /// Make a key: an issuer's signing key, or a holder's secret (prints what to share).
@@ -319,6 +329,8 @@ enum KeysCommand {
         /// Consent purpose (default: the configuration's).
         #[arg(long)]
         purpose: Option<String>,
+        #[command(flatten)]
+        cost: CostArgs,
     },
     /// Write a shape's constraint system as an iden3 .r1cs file, for a snarkjs ceremony.
     #[command(name = "export-r1cs")]
@@ -452,8 +464,7 @@ fn execute(cli: Cli) -> Result<()> {
             allow_unpinned_keys,
             node_key,
             min_group_size,
-            epsilon,
-            delta,
+            cost: CostArgs { epsilon, delta },
             nonce,
         } => match remote {
             Some(remote) => {
@@ -509,13 +520,15 @@ fn execute(cli: Cli) -> Result<()> {
             }
         },
         Command::Verify { bundle, args } => verify(&bundle, &args, remote.as_ref()),
-        Command::Setup { sql, purpose } => match remote {
-            Some(remote) => node::setup(&remote, &sql, purpose),
-            None => setup(data_dir, &config, &sql, purpose),
+        Command::Setup { sql, purpose, cost } => match remote {
+            Some(remote) => node::setup(&remote, &sql, purpose, &cost),
+            None => setup(data_dir, &config, &sql, purpose, &cost),
         },
         Command::Keys { command } => match command {
             KeysCommand::List => keys::list(data_dir),
-            KeysCommand::Shapes { sql, purpose } => keys::shapes(data_dir, &config, &sql, purpose),
+            KeysCommand::Shapes { sql, purpose, cost } => {
+                keys::shapes(data_dir, &config, &sql, purpose, &cost)
+            }
             KeysCommand::ExportR1cs { shape, out } => keys::export_r1cs(&shape, &out),
             KeysCommand::Import { zkey, shape } => keys::import(data_dir, &zkey, &shape),
         },

@@ -29,7 +29,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use zkfabric_proto::v1 as pb;
 
-use super::open;
+use super::{open, CostArgs};
 
 /// Runs `future` on the command's one async runtime (a gRPC channel lives on the runtime
 /// it was made on, so every call of a command shares it).
@@ -292,11 +292,13 @@ pub fn planned_circuits(
     config: &Config,
     sql: &[String],
     purpose: Option<String>,
+    cost: &CostArgs,
 ) -> Result<Vec<CircuitQuery>> {
     let store = open(data_dir)?;
     sql.iter()
         .map(|text| {
-            let request = Request::new(config, text.clone(), purpose.clone(), None, true);
+            let request = Request::new(config, text.clone(), purpose.clone(), None, true)
+                .with_privacy(cost.epsilon, cost.delta, None)?;
             check_purpose(&request)?;
             let ctx = datafusion::prelude::SessionContext::new();
             let (plan, _) = block_on(prove::plan(&ctx, &store, &request))??;
@@ -311,6 +313,7 @@ pub fn setup(
     config: &Config,
     sql: &[String],
     purpose: Option<String>,
+    cost: &CostArgs,
 ) -> Result<()> {
     let keys = KeyCache::new(data_dir).with_mode(config.keys.mode);
     let origin = match keys.mode() {
@@ -318,7 +321,7 @@ pub fn setup(
         KeyMode::Ceremony => "ceremony keys",
     };
     println!("# {origin}: {}", data_dir.display());
-    for circuits in planned_circuits(data_dir, config, sql, purpose)? {
+    for circuits in planned_circuits(data_dir, config, sql, purpose, cost)? {
         for fingerprint in prove::setup_keys(&keys, &circuits)? {
             println!("{fingerprint}");
         }

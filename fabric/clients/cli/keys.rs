@@ -10,7 +10,7 @@ use crate::{
 };
 use anyhow::{Context, Result};
 
-use super::answer::planned_circuits;
+use super::{answer::planned_circuits, CostArgs};
 
 fn origin(origin: KeyOrigin) -> &'static str {
     match origin {
@@ -40,9 +40,10 @@ pub fn shapes(
     config: &Config,
     sql: &[String],
     purpose: Option<String>,
+    cost: &CostArgs,
 ) -> Result<()> {
     let keys = KeyCache::new(data_dir);
-    for circuits in planned_circuits(data_dir, config, sql, purpose)? {
+    for circuits in planned_circuits(data_dir, config, sql, purpose, cost)? {
         for (role, description) in prove::key_shapes(&circuits) {
             let held = keys
                 .info(&description)

@@ -15,7 +15,7 @@ use zkfabric_proto::v1::{self as pb, run_event::Event};
 
 use super::{
     answer::{block_on, chunk_bar, finish_answer, print_explanation, proven_rows, verified},
-    print_catalog, print_manifest,
+    print_catalog, print_manifest, CostArgs,
 };
 
 /// `zkfabric serve`: serves until SIGTERM or Ctrl-C, over TLS when `[server.tls]` is
@@ -223,12 +223,19 @@ pub fn seal(remote: &Remote, dataset: &str) -> Result<()> {
 }
 
 /// `zkfabric setup --remote`: an administrator makes the node's keys for the queries.
-pub fn setup(remote: &Remote, sql: &[String], purpose: Option<String>) -> Result<()> {
+pub fn setup(
+    remote: &Remote,
+    sql: &[String],
+    purpose: Option<String>,
+    cost: &CostArgs,
+) -> Result<()> {
     println!("# development keys (single-party setup) of the node");
     for text in sql {
         let request = pb::QuerySetupRequest {
             sql: text.clone(),
             purpose: purpose.clone().unwrap_or_default(),
+            epsilon: cost.epsilon,
+            delta: cost.delta,
         };
         let keys = block_on(remote.admin().setup(remote.request(request)))?
             .map_err(RemoteError::from)?

@@ -40,10 +40,17 @@ impl Admin for AdminService {
         request: Request<pb::QuerySetupRequest>,
     ) -> Result<Response<pb::QuerySetupResponse>, Status> {
         let caller = self.0.tokens.require(&request, Role::Admin)?;
-        let pb::QuerySetupRequest { sql, purpose } = request.into_inner();
+        let pb::QuerySetupRequest {
+            sql,
+            purpose,
+            epsilon,
+            delta,
+        } = request.into_inner();
         let query = pb::QueryRequest {
             sql,
             purpose,
+            epsilon,
+            delta,
             ..Default::default()
         };
         let request = self.0.prove_request(query, true)?;
