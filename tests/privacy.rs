@@ -442,7 +442,11 @@ fn the_ledger_from_the_command_line_survives_crashes_and_runs_out() {
             .unwrap()
             .to_string()
     };
-    assert!(shapes(&[]).contains("output=noisy coins="), "{}", shapes(&[]));
+    assert!(
+        shapes(&[]).contains("output=noisy coins="),
+        "{}",
+        shapes(&[])
+    );
     assert_ne!(shapes(&["--epsilon", "0.5"]), shapes(&[]));
 
     // A crash before the charge commits leaves none; one after leaves it, and the same
