@@ -370,12 +370,19 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
             .map(|k| format!("{} {}\n", k.fingerprint, k.shape))
             .collect();
         files::write_bytes_atomically(&pins, lines.as_bytes())?;
+        // The dataset's privacy ledger as the node publishes it (`zkfabric ledger --json`).
+        let ledger = dir.join("ledger.json");
+        let published = open(&data_dir)?
+            .ledger("consumption")?
+            .to_proto("consumption", config.privacy.budget());
+        files::write_bytes_atomically(&ledger, &serde_json::to_vec_pretty(&[published])?)?;
         println!(
             "\n   verifying {} offline, with the keys pinned in {} (made by this demo's \
-             single-party setup: development only, whoever runs it could forge proofs) and \
-             the question asked:",
+             single-party setup: development only, whoever runs it could forge proofs), the \
+             question asked and the privacy ledger ({}):",
             out.display(),
-            pins.display()
+            pins.display(),
+            ledger.display()
         );
         let args = VerifyArgs {
             trusted_keys: Some(pins),
@@ -384,7 +391,10 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
             expected_purpose: Some(q.purpose.into()),
             expected_min_group_size: Some(config.query.min_group_size),
             expected_epoch: Some(manifest.manifest.epoch),
+            expected_epsilon: Some(config.privacy.epsilon),
+            expected_delta: Some(config.privacy.delta),
             manifest_head: Some(manifest.manifest.hash()),
+            ledger: Some(ledger),
             ..VerifyArgs::default()
         };
         verify(&out, &args, None)?;
