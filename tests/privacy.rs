@@ -238,7 +238,8 @@ fn tampered_bundles_and_ledgers_are_refused() {
     .unwrap();
     let trust = Trust::keys(KeyPins::Unpinned);
     verify::verify(&bundle, &trust).unwrap();
-    let tampered: Vec<(&str, Box<dyn Fn(&mut Bundle)>)> = vec![
+    type Tamper = Box<dyn Fn(&mut Bundle)>;
+    let tampered: Vec<(&str, Tamper)> = vec![
         (
             "another nonce",
             Box::new(|b| {
