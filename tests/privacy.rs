@@ -4,15 +4,14 @@
 
 use std::{path::Path, process::Command};
 
+mod common;
+
 use prost::Message;
 use tempfile::TempDir;
 use zkfabric::{
     node::config::PrivacyConfig,
-    node::keys::KeyCache,
-    node::proofs::ProofCache,
     node::prove::{self, ProveError, Request},
-    node::store::{Store, StoreError},
-    shared::records,
+    node::store::StoreError,
     verifier::bundle::Bundle,
     verifier::ledger::check_chain,
     verifier::privacy::{fresh_nonce, Cost},
@@ -31,16 +30,14 @@ const READINGS: u64 = 4;
 /// The built-in consumption schema (dp) with 64-row chunks and households of four
 /// readings.
 fn schema() -> Schema {
-    let builtin = Schema::builtin("consumption").unwrap();
+    let builtin = Schema::builtin("consumption")
+        .unwrap()
+        .with_chunk_rows(64)
+        .unwrap();
+    let households = format!("rows_per_unit = {READINGS}");
     Schema::parse(
         "households.toml",
-        &builtin
-            .source
-            .replace("chunk_rows = 1024", "chunk_rows = 64")
-            .replace(
-                "rows_per_unit = 168",
-                &format!("rows_per_unit = {READINGS}"),
-            ),
+        &builtin.source.replace("rows_per_unit = 168", &households),
     )
     .unwrap()
 }
@@ -58,16 +55,10 @@ fn kwh(household: u64, reading: u64) -> u64 {
     100 + 7 * household + reading
 }
 
-struct Node {
-    _tmp: TempDir,
-    store: Store,
-    keys: KeyCache,
-    proofs: ProofCache,
-}
+use common::ProvingNode as Node;
 
 fn node() -> Node {
     let schema = schema();
-    let tmp = TempDir::new().unwrap();
     let mut columns = vec![Vec::new(); schema.declared().len()];
     for h in 0..HOUSEHOLDS {
         for r in 0..READINGS {
@@ -86,25 +77,7 @@ fn node() -> Node {
             }
         }
     }
-    let rows = (HOUSEHOLDS * READINGS) as usize;
-    let file = tmp.path().join("rows.parquet");
-    records::write_file(
-        &file,
-        records::arrow_schema(&schema),
-        [records::to_batch(&schema, &columns, 0..rows)],
-    )
-    .unwrap();
-    let data = tmp.path().join("data");
-    let mut store = Store::open(&data).unwrap();
-    store.register(&schema).unwrap();
-    store.ingest(&schema.name, &[file]).unwrap();
-    store.seal(&schema.name).unwrap();
-    Node {
-        keys: KeyCache::new(&data),
-        proofs: ProofCache::open(&data, 64).unwrap(),
-        _tmp: tmp,
-        store,
-    }
+    Node::new(&schema, &columns)
 }
 
 fn request(sql: &str, nonce: Vec<u8>, budget_epsilon: f64) -> Request {

@@ -4,15 +4,15 @@
 
 use std::path::Path;
 
+mod common;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use tempfile::TempDir;
 use zkfabric::{
     node::keys::KeyCache,
     node::proofs::ProofCache,
     node::prove::{self, Progress, Request},
     node::sql,
-    node::store::Store,
     shared::records,
     verifier::bundle::Bundle,
     verifier::query::{Aggregand, Limits, ProvableQuery, Test},
@@ -24,24 +24,31 @@ use zkfabric::{
 /// exactly (threshold-only): these tests compare answers with an independent engine.
 /// Noisy answers are `tests/privacy.rs`'.
 fn tiny() -> Schema {
-    let builtin = Schema::builtin("consumption").unwrap();
-    Schema::parse(
-        "tiny.toml",
-        &builtin
-            .source
-            .replace("chunk_rows = 1024", "chunk_rows = 8"),
-    )
-    .unwrap()
-    .threshold_only()
-    .unwrap()
+    Schema::builtin("consumption")
+        .unwrap()
+        .with_chunk_rows(8)
+        .unwrap()
+        .threshold_only()
+        .unwrap()
 }
 
+/// A proving node and the rows it holds.
 struct Node {
-    _tmp: TempDir,
-    store: Store,
-    keys: KeyCache,
-    proofs: ProofCache,
+    base: common::ProvingNode,
     columns: Vec<Vec<u64>>,
+}
+
+impl std::ops::Deref for Node {
+    type Target = common::ProvingNode;
+    fn deref(&self) -> &common::ProvingNode {
+        &self.base
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut common::ProvingNode {
+        &mut self.base
+    }
 }
 
 /// Rows with every column drawn independently (the generator's rows come a household at a
@@ -77,25 +84,8 @@ fn node(rows: usize) -> Node {
 
 /// A node holding `columns` of `schema`'s dataset, sealed in one epoch.
 fn node_of(schema: &Schema, columns: Vec<Vec<u64>>) -> Node {
-    let tmp = TempDir::new().unwrap();
-    let rows = columns[0].len();
-    let file = tmp.path().join("rows.parquet");
-    records::write_file(
-        &file,
-        records::arrow_schema(schema),
-        [records::to_batch(schema, &columns, 0..rows)],
-    )
-    .unwrap();
-    let data = tmp.path().join("data");
-    let mut store = Store::open(&data).unwrap();
-    store.register(schema).unwrap();
-    store.ingest(&schema.name, &[file]).unwrap();
-    store.seal(&schema.name).unwrap();
     Node {
-        keys: KeyCache::new(&data),
-        proofs: ProofCache::open(&data, 64).unwrap(),
-        _tmp: tmp,
-        store,
+        base: common::ProvingNode::new(schema, &columns),
         columns,
     }
 }
@@ -107,7 +97,7 @@ fn seal_eight_more(node: &mut Node, rows: usize) {
         .into_iter()
         .map(|c| c[rows..].to_vec())
         .collect();
-    let file = node._tmp.path().join("more.parquet");
+    let file = node.dir.path().join("more.parquet");
     records::write_file(
         &file,
         records::arrow_schema(&schema),
@@ -465,7 +455,7 @@ fn unsupported_sql_is_refused_naming_the_construct() {
 #[test]
 fn a_changed_chunk_file_is_an_internal_error_not_a_proof() {
     let node = node(16);
-    let dir = node._tmp.path().join("data/consumption/chunks");
+    let dir = node.dir.path().join("data/consumption/chunks");
     let schema = tiny();
     let path = dir.join("0.parquet");
     let mut columns = records::read_stored_file(&schema, &path).unwrap();
@@ -580,7 +570,7 @@ fn chunk_proofs_are_reused_across_queries_epochs_and_restarts_and_checked_first(
     verified(&later);
 
     // The cache survives a restart of the node.
-    let data = node._tmp.path().join("data");
+    let data = node.dir.path().join("data");
     let reopened = ProofCache::open(&data, 64).unwrap();
     let (_, reused) = answer_with(&node, &reopened, sql, "public-health");
     assert_eq!(reused, 4);
@@ -617,7 +607,7 @@ fn a_key_file_other_than_the_published_key_is_refused() {
     let sql = "SELECT COUNT(*) FROM consumption";
     answer(&node, sql, "public-health");
     // Another key's published part beside this key: the node must not prove with it.
-    let keys = node._tmp.path().join("data/keys");
+    let keys = node.dir.path().join("data/keys");
     for entry in std::fs::read_dir(&keys).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "vk") {
@@ -627,7 +617,7 @@ fn a_key_file_other_than_the_published_key_is_refused() {
             std::fs::write(&path, info.to_string()).unwrap();
         }
     }
-    let restarted = KeyCache::new(&node._tmp.path().join("data"));
+    let restarted = KeyCache::new(&node.dir.path().join("data"));
     let err = block_on(prove::answer(
         &node.store,
         &restarted,

@@ -9,7 +9,12 @@ use std::{
     process::{Child, ChildStdout, Command, Output, Stdio},
 };
 
-use zkfabric::clients::remote::Remote;
+use zkfabric::{
+    clients::remote::Remote,
+    node::{keys::KeyCache, proofs::ProofCache, store::Store},
+    shared::records,
+    verifier::schema::Schema,
+};
 
 /// Runs `zkfabric` with a global `option` naming `path`, then `args`.
 pub fn zkfabric_with(option: &str, path: &Path, args: &[&str]) -> Output {
@@ -105,4 +110,46 @@ pub fn status<T: std::fmt::Debug>(
 ) -> (tonic::Code, String) {
     let s = result.expect_err("expected an error status");
     (s.code(), s.message().to_string())
+}
+
+/// A node's store and caches in a temporary directory, for tests that prove in-process.
+pub struct ProvingNode {
+    /// The temporary directory (`data/` holds the store).
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+    pub keys: KeyCache,
+    pub proofs: ProofCache,
+}
+
+impl ProvingNode {
+    /// A node holding `columns` of `schema`'s dataset, sealed in one epoch.
+    pub fn new(schema: &Schema, columns: &[Vec<u64>]) -> Self {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = sealed_store(dir.path(), schema, columns);
+        let data = dir.path().join("data");
+        Self {
+            keys: KeyCache::new(&data),
+            proofs: ProofCache::open(&data, 64).unwrap(),
+            dir,
+            store,
+        }
+    }
+}
+
+/// A store under `dir/data` holding `columns` of `schema`'s dataset: written to a
+/// Parquet file, ingested and sealed in one epoch.
+fn sealed_store(dir: &Path, schema: &Schema, columns: &[Vec<u64>]) -> Store {
+    let rows = columns[0].len();
+    let file = dir.join("rows.parquet");
+    records::write_file(
+        &file,
+        records::arrow_schema(schema),
+        [records::to_batch(schema, columns, 0..rows)],
+    )
+    .unwrap();
+    let mut store = Store::open(&dir.join("data")).unwrap();
+    store.register(schema).unwrap();
+    store.ingest(&schema.name, &[file]).unwrap();
+    store.seal(&schema.name).unwrap();
+    store
 }
