@@ -881,6 +881,36 @@ fn a_noisy_answer_over_grpc_needs_a_nonce_is_charged_and_runs_out() {
         // The same nonce: the same answer, no new charge. A new one passes the budget.
         let (_, again) = researcher.run(asked, |_| {}).await.unwrap();
         assert_eq!(again.result, bundle.result);
+        // The command line names the current epoch before sending its nonce, and checks
+        // the answer's charge against the ledger the node publishes. Another cost is
+        // another root shape: an administrator makes its key first.
+        let url = server.url.as_str();
+        let keys = ok(node.cli(&[
+            "--remote",
+            url,
+            "--token",
+            ADMIN,
+            "setup",
+            COUNT,
+            "--epsilon",
+            "0.5",
+        ]));
+        assert!(keys.contains("output=noisy coins="), "{keys}");
+        let out = node.tmp.path().join("remote.zkf");
+        let text = ok(node.cli(&[
+            "--remote",
+            url,
+            "--token",
+            RESEARCHER,
+            "query",
+            COUNT,
+            "--epsilon",
+            "0.5",
+            "--allow-unpinned-keys",
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        assert!(text.contains("verified against the request"), "{text}");
         let mut more = query(COUNT);
         more.nonce = fresh_nonce();
         let (c, m) = code(researcher.run(more, |_| {}).await);

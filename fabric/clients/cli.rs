@@ -470,7 +470,7 @@ fn execute(cli: Cli) -> Result<()> {
             Some(remote) => {
                 let nonce = research_nonce(nonce.as_deref())?;
                 // What the node's answer must be about: what was asked.
-                let verify = VerifyArgs {
+                let mut verify = VerifyArgs {
                     trusted_keys,
                     allow_unpinned_keys,
                     node_key,
@@ -484,7 +484,7 @@ fn execute(cli: Cli) -> Result<()> {
                     manifest_chain: None,
                     ledger: None,
                 };
-                let request = zkfabric_proto::v1::QueryRequest {
+                let mut request = zkfabric_proto::v1::QueryRequest {
                     sql,
                     purpose: purpose.unwrap_or_default(),
                     epoch,
@@ -492,6 +492,11 @@ fn execute(cli: Cli) -> Result<()> {
                     delta,
                     nonce,
                 };
+                if !explain && epoch.is_none() {
+                    let current = node::current_epoch(&remote, &request)?;
+                    request.epoch = Some(current);
+                    verify.expected_epoch = Some(current);
+                }
                 if explain {
                     node::explain(&remote, request)
                 } else {

@@ -82,15 +82,29 @@ pub fn connect(url: &str, token: Option<String>, tls: &ClientTls) -> Result<Remo
 
 /// `zkfabric query --explain --remote`.
 pub fn explain(remote: &Remote, request: pb::QueryRequest) -> Result<()> {
-    let explanation = block_on(async {
+    print_explanation(&explanation(remote, request)?)
+}
+
+/// The node's plan of `request`.
+fn explanation(remote: &Remote, request: pb::QueryRequest) -> Result<pb::ExplainResponse> {
+    Ok(block_on(async {
         remote
             .query()
             .explain(remote.request(request))
             .await
             .map(|r| r.into_inner())
     })?
-    .map_err(RemoteError::from)?;
-    print_explanation(&explanation)
+    .map_err(RemoteError::from)?)
+}
+
+/// The epoch the node would answer `request` over now, asked without the nonce: naming
+/// it in the query keeps a node from sealing a fresh noise secret after seeing the nonce.
+pub fn current_epoch(remote: &Remote, request: &pb::QueryRequest) -> Result<u64> {
+    let without_nonce = pb::QueryRequest {
+        nonce: Vec::new(),
+        ..request.clone()
+    };
+    Ok(explanation(remote, without_nonce)?.epoch)
 }
 
 /// `zkfabric query --remote`: runs the query on the node with a progress bar, writes the
