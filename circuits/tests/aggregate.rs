@@ -313,6 +313,13 @@ fn a_clipped_sum_adds_each_row_at_most_its_bound_and_no_more() {
         AggregateCircuit::new(shape.clone(), query.clone(), default_chunk(), Fr::from(7u8))
             .unwrap();
     assert!(satisfied(circuit.clone()));
+    // Every public input of a clipped sum's proof is bound, the clip bound included.
+    let mut rng = rng(5);
+    let pk = snark::setup::<AggregateCircuit, _>(&shape, &mut rng).unwrap();
+    let inputs = circuit.instance.public_inputs(&shape).unwrap();
+    assert_eq!(inputs.len(), shape.num_public_inputs());
+    let proof = snark::prove(&pk, circuit.clone(), &mut rng).unwrap();
+    assert_every_input_is_bound(pk.verifying_key(), &inputs, &proof);
 
     // A prover summing the row unclipped, or clipping below the bound, is caught.
     for sums in [vec![1200 + 800 + 100, 750], vec![800 + 800 + 100, 750]] {

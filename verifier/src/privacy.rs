@@ -91,6 +91,9 @@ pub struct NoisePlan {
     /// then not distinguishable from zero at 95% (an empty group passes with probability
     /// at most 5%).
     pub threshold: u64,
+    /// Half the width of the noise's 95% interval, in steps (computed once: every
+    /// estimate's interval uses it).
+    pub spread: u32,
 }
 
 impl NoisePlan {
@@ -140,6 +143,7 @@ impl NoisePlan {
             count_step: rows,
             sum_step,
             threshold: upper_quantile(coins, SUPPRESSION_MISS),
+            spread: spread(coins, 0.05),
         })
     }
 
@@ -152,7 +156,7 @@ impl NoisePlan {
 
     /// A 95% interval for the true value behind `released` steps of `step`.
     pub fn interval(&self, released: u128, step: u128) -> (i128, i128) {
-        let z = i128::from(spread(self.coins, 0.05));
+        let z = i128::from(self.spread);
         let centred = released as i128 - i128::from(self.coins / 2);
         let (step, zero) = (step as i128, 0);
         (
