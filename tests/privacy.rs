@@ -134,8 +134,16 @@ fn three_overlapping_answers_no_longer_subtract_to_a_household() {
     let node = node();
     let young = format!("{DAAN} AND age <= 21");
     let old = format!("{DAAN} AND age >= 23");
+    // Two epsilon a query: one per released value, so 104 coins whose 95% threshold
+    // (61 steps) the 31 households on either side pass but for odds near 4e-6. At one
+    // epsilon a query (354 coins, threshold 193 against 177 + 31) each side would be
+    // suppressed one time in twenty, and the test would say nothing about the attack.
+    let private = |sql: &str| Request {
+        cost: Some(Cost::new(2.0, 1e-7).unwrap()),
+        ..request(sql, fresh_nonce(), 10.0)
+    };
     let [all, young, old] = [DAAN, young.as_str(), old.as_str()]
-        .map(|sql| estimates(&answer(&node, &request(sql, fresh_nonce(), 10.0)).unwrap()));
+        .map(|sql| estimates(&answer(&node, &private(sql)).unwrap()));
     let exact = (
         READINGS as i128,
         (0..READINGS).map(|r| kwh(TARGET, r) as i128).sum::<i128>(),
@@ -143,8 +151,9 @@ fn three_overlapping_answers_no_longer_subtract_to_a_household() {
     let differenced = (all.0 - young.0 - old.0, all.1 - young.1 - old.1);
     // Each answer carries Binomial noise of about ten steps' spread (a step is one
     // household's four readings, or four clipped readings' kWh): the difference misses
-    // the household's exact numbers (both hitting them by chance has odds near 1e-4),
-    // and lies within what three answers' noise explains.
+    // the household's exact numbers (the count's noise cancels by chance about one time
+    // in twenty; the sum's steps of 4,000 kWh leave no difference equal to the
+    // household's 1,274), and lies within what three answers' noise explains.
     assert_ne!(differenced, exact, "the attack recovered the household");
     let plan_spread = |step: i128| 3 * 6 * 10 * step;
     assert!((differenced.0 - exact.0).abs() < plan_spread(READINGS as i128));
@@ -153,9 +162,9 @@ fn three_overlapping_answers_no_longer_subtract_to_a_household() {
     // The three answers' cost is in the dataset's ledger, which checks.
     let ledger = node.store.ledger("consumption").unwrap();
     assert_eq!(ledger.entries.len(), 3);
-    assert_eq!((ledger.spent.epsilon, ledger.spent.delta), (3.0, 3e-7));
+    assert_eq!((ledger.spent.epsilon, ledger.spent.delta), (6.0, 3e-7));
     let spent = check_chain("consumption", &ledger.entries, &node.store.node_key()).unwrap();
-    assert_eq!(spent, (3.0, 3e-7));
+    assert_eq!(spent, (6.0, 3e-7));
 }
 
 #[test]
