@@ -348,6 +348,31 @@ fn equivalent_sql_lowers_to_one_canonical_query() {
     let widened =
         lower("SELECT COUNT(*) FROM consumption WHERE CAST(hour AS BIGINT) BETWEEN 7 AND 9");
     assert_eq!(widened.unwrap().filters, between.filters);
+    // `<>`, NOT IN, NOT and OR on one column come to the set of codes they allow.
+    let not_daan = lower("SELECT COUNT(*) FROM consumption WHERE district <> 'Daan'").unwrap();
+    for sql in [
+        "SELECT COUNT(*) FROM consumption WHERE NOT (district = 'Daan')",
+        "SELECT COUNT(*) FROM consumption WHERE district NOT IN ('Daan')",
+        "SELECT COUNT(*) FROM consumption WHERE district < 'Daan' OR district > 'Daan'",
+    ] {
+        assert_eq!(lower(sql).unwrap().filters, not_daan.filters, "{sql}");
+    }
+    assert_eq!(not_daan.filters[0].test, Test::Ranges(vec![(0, 3), (5, 15)]));
+    let night = lower("SELECT COUNT(*) FROM consumption WHERE hour < 6 OR hour > 22").unwrap();
+    for sql in [
+        "SELECT COUNT(*) FROM consumption WHERE hour NOT BETWEEN 6 AND 22",
+        "SELECT COUNT(*) FROM consumption WHERE NOT (hour >= 6 AND hour <= 22)",
+        "SELECT COUNT(*) FROM consumption WHERE (hour < 3 OR hour > 22) OR hour IN (3, 4, 5)",
+    ] {
+        assert_eq!(lower(sql).unwrap().filters, night.filters, "{sql}");
+    }
+    assert_eq!(night.filters[0].test, Test::Ranges(vec![(0, 5), (23, 31)]));
+    // A few scattered codes are a list; a condition that allows every code, no filter.
+    let scattered =
+        lower("SELECT COUNT(*) FROM consumption WHERE hour = 1 OR hour = 3 OR hour = 5").unwrap();
+    assert_eq!(scattered.filters[0].test, Test::In(vec![1, 3, 5]));
+    let always = lower("SELECT COUNT(*) FROM consumption WHERE hour < 9 OR hour >= 9").unwrap();
+    assert!(always.filters.is_empty());
     let avg = lower("SELECT AVG(kwh) FROM consumption").unwrap();
     assert_eq!(avg.aggregand, Aggregand::Sum("kwh".into()));
 }
@@ -362,12 +387,12 @@ fn unsupported_sql_is_refused_naming_the_construct() {
             "OR",
         ),
         (
-            "SELECT COUNT(*) FROM consumption WHERE NOT (hour = 7)",
-            "!=",
+            "SELECT COUNT(*) FROM consumption WHERE (hour = 7 OR hour = 9) OR kwh + 1 > 3",
+            "arithmetic",
         ),
         (
-            "SELECT COUNT(*) FROM consumption WHERE hour NOT IN (1, 2)",
-            "NOT IN",
+            "SELECT COUNT(*) FROM consumption WHERE kwh NOT IN (1, 3, 5, 7, 9)",
+            "a union of at most 4",
         ),
         (
             "SELECT COUNT(*) FROM consumption WHERE hour + 1 > 3",
@@ -523,6 +548,21 @@ fn verified_answers_equal_plain_datafusion_over_the_consented_rows() {
             "SELECT COUNT(*), SUM(spend) FROM consumption WHERE time < 1767400000",
             "SELECT 0, COUNT(*), SUM(spend) FROM consumption \
              WHERE time < 1767400000 AND (consent & 4) <> 0",
+        ),
+        // `<>`, NOT IN and ORed conditions on one column.
+        (
+            "SELECT household_size, COUNT(*), SUM(kwh) FROM consumption \
+             WHERE district <> 'Daan' AND (hour < 6 OR hour > 12) GROUP BY household_size",
+            "SELECT household_size, COUNT(*), SUM(kwh) FROM consumption \
+             WHERE district <> 4 AND (hour < 6 OR hour > 12) AND (consent & 4) <> 0 \
+             GROUP BY household_size",
+        ),
+        (
+            "SELECT COUNT(*), SUM(water) FROM consumption \
+             WHERE household_size NOT IN ('1', '5+') AND NOT (age BETWEEN 30 AND 40)",
+            "SELECT 0, COUNT(*), SUM(water) FROM consumption \
+             WHERE household_size NOT IN (0, 4) AND NOT (age BETWEEN 30 AND 40) \
+             AND (consent & 4) <> 0",
         ),
     ] {
         let bundle = answer(&node, sql, "energy-research");

@@ -347,3 +347,80 @@ fn a_clipped_sum_adds_each_row_at_most_its_bound_and_no_more() {
         ));
     }
 }
+
+#[test]
+fn a_union_of_ranges_selects_rows_in_any_of_them_and_binds_each_bound() {
+    // `hour < 8 OR hour > 10` in district 2 or 5: hours 7 and 12 pass, 8 and 9 do not.
+    use zkfabric_circuits::aggregate::{AggregateQuery, AggregateShape, FilterShape};
+    let shape = AggregateShape {
+        filters: vec![
+            FilterShape::In {
+                column: DISTRICT,
+                len: 2,
+            },
+            FilterShape::Ranges {
+                column: HOUR,
+                count: 2,
+            },
+        ],
+        ..shape()
+    };
+    assert!(shape.description().contains("filters=in:1:2,ranges:2:2"));
+    let query = AggregateQuery {
+        filters: vec![
+            FilterParams::In(vec![2, 5]),
+            FilterParams::Ranges(vec![(0, 7), (11, 31)]),
+        ],
+        ..default_query()
+    };
+    // District 2: rows 0 (hour 7) and 2 (hour 12); rows 1, 3 and 7 (hours 8 and 9) lie
+    // between the ranges. District 5: row 5 (hour 7); row 4 (hour 9) lies between.
+    let partial = evaluate(&shape, &query, &default_chunk()).unwrap();
+    assert_eq!(
+        partial,
+        Partial {
+            sums: vec![1200 + 5000, 450],
+            counts: vec![2, 1]
+        }
+    );
+    let circuit =
+        AggregateCircuit::new(shape.clone(), query.clone(), default_chunk(), Fr::from(3u8))
+            .unwrap();
+    let mut rng = rng(6);
+    let pk = snark::setup::<AggregateCircuit, _>(&shape, &mut rng).unwrap();
+    let inputs = circuit.instance.public_inputs(&shape).unwrap();
+    assert_eq!(inputs.len(), shape.num_public_inputs());
+    let proof = snark::prove(&pk, circuit.clone(), &mut rng).unwrap();
+    assert_every_input_is_bound(pk.verifying_key(), &inputs, &proof);
+
+    // A row between the ranges claimed to lie in one (row 1, hour 8, to hour 7), or a row
+    // in one claimed to lie between them (row 0 to hour 9), changes the committed rows.
+    for (row, hour) in [(1, 7), (0, 9)] {
+        let mut lying = circuit.clone();
+        lying.chunk.columns[HOUR][row] = hour;
+        assert!(!satisfied(lying), "row {row} moved to hour {hour}");
+    }
+    // The partial of one range only, or of the hull of both, is not the union's.
+    for ranges in [vec![(0, 7), (0, 7)], vec![(0, 31), (0, 31)]] {
+        let other = AggregateQuery {
+            filters: vec![FilterParams::In(vec![2, 5]), FilterParams::Ranges(ranges)],
+            ..default_query()
+        };
+        let mut lying = circuit.clone();
+        lying.instance.partial_commitment = evaluate(&shape, &other, &default_chunk())
+            .unwrap()
+            .commit(circuit.blind);
+        assert!(!satisfied(lying));
+    }
+    // A union needs two ranges or more, as many as its shape has, each fitting the column.
+    for ranges in [vec![(0, 7)], vec![(0, 7), (11, 32)]] {
+        let bad = AggregateQuery {
+            filters: vec![FilterParams::In(vec![2, 5]), FilterParams::Ranges(ranges)],
+            ..default_query()
+        };
+        assert!(matches!(
+            bad.validate(&shape),
+            Err(CircuitError::InvalidQuery(_))
+        ));
+    }
+}

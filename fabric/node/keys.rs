@@ -158,6 +158,10 @@ impl Shape {
                                 column: number(c)?,
                                 len: number(len)?,
                             }),
+                            ["ranges", c, count] => Ok(FilterShape::Ranges {
+                                column: number(c)?,
+                                count: number(count)?,
+                            }),
                             _ => Err(bad(format!("filter {f:?}"))),
                         })
                         .collect::<Result<_, _>>()?,

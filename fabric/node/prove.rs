@@ -787,6 +787,11 @@ fn predicate(schema: &Schema, query: &ProvableQuery, purpose_bit: u32) -> Expr {
         conjuncts.push(match &f.test {
             Test::Range { lo, hi } => c.between(lit(*lo), lit(*hi)),
             Test::In(items) => c.in_list(items.iter().map(|v| lit(*v)).collect(), false),
+            Test::Ranges(ranges) => ranges
+                .iter()
+                .map(|&(lo, hi)| c.clone().between(lit(lo), lit(hi)))
+                .reduce(Expr::or)
+                .expect("a union has ranges"),
         });
     }
     conjuncts

@@ -4,8 +4,9 @@
 //!
 //! Dictionary labels are replaced by their codes in the SQL's syntax tree before
 //! planning (`district = 'Daan'` becomes `district = 3`), so DataFusion only ever compares
-//! integers. The optimizer may rewrite a short IN list as ORed equalities on one column;
-//! such an OR is read back as the IN list it is, any other OR is refused.
+//! integers. Conditions on one column (comparisons, BETWEEN, IN, and AND, OR and NOT of
+//! them) come to a set of its codes, stated as one range, an IN list or a union of
+//! ranges; an OR across columns is refused.
 
 use std::{collections::BTreeMap, ops::ControlFlow, sync::Arc};
 
@@ -28,7 +29,13 @@ use datafusion::{
     },
 };
 
-use crate::verifier::query::{Aggregand, Filter, Output, OutputKind, ProvableQuery, Test};
+mod codes;
+
+use codes::Codes;
+
+use crate::verifier::query::{
+    Aggregand, Filter, Output, OutputKind, ProvableQuery, Test, MAX_RANGES,
+};
 use crate::{
     shared::records,
     verifier::schema::{Column, ColumnKind, Schema},
@@ -37,8 +44,12 @@ use crate::{
 /// What a provable query may contain, for error messages.
 pub const SUPPORTED: &str = "a provable query is SELECT of COUNT(*), SUM(measure), \
     AVG(measure), or one bool_and/bool_or(column <op> literal), optionally with the grouping \
-    column, FROM one dataset table, WHERE an AND of =, <, <=, >, >=, BETWEEN and IN between \
-    a column and literals, GROUP BY at most one dimension column";
+    column, FROM one dataset table, WHERE an AND of conditions on one column each (=, <>, <, \
+    <=, >, >=, BETWEEN, IN and NOT IN between a column and literals, ORed or negated), GROUP \
+    BY at most one dimension column";
+
+/// Most codes an IN list may hold.
+const MAX_IN_VALUES: u128 = 64;
 
 /// The longest SQL text a query, a request or a bundle may carry: 64 KiB. Longer text
 /// is refused before it is parsed, so no request or bundle costs more than that.
@@ -257,7 +268,6 @@ fn replace_labels(ast: &mut sqlast::Statement, schema: &Schema) -> Result<(), Qu
 }
 
 /// An inclusive range of codes, possibly empty (`lo > hi`).
-type Bounds = (u64, u64);
 
 struct Lowering<'a> {
     schema: &'a Schema,
@@ -486,197 +496,151 @@ impl Lowering<'_> {
         }
     }
 
-    /// `column <op> literal` (either way round) as the column and the range it allows.
-    fn comparison(&self, expr: &Expr) -> Option<Result<(String, Bounds), QueryError>> {
-        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
-            return None;
-        };
-        let (column, op, value) = match (self.column(left), self.column(right)) {
-            (Some(c), None) => (c, *op, self.literal(right)?),
-            (None, Some(c)) => (c, op.swap()?, self.literal(left)?),
-            _ => return None,
-        };
-        Some(
-            self.dataset_column(column, "a filter")
-                .map(|c| {
-                    let max = max_code(c) as i128;
-                    let clamp = |v: i128| v.clamp(0, max) as u64;
-                    let bounds = match op {
-                        Operator::Eq if (0..=max).contains(&value) => (value as u64, value as u64),
-                        Operator::Eq => EMPTY,
-                        Operator::Lt if value <= 0 => EMPTY,
-                        Operator::Lt => (0, clamp(value - 1)),
-                        Operator::LtEq if value < 0 => EMPTY,
-                        Operator::LtEq => (0, clamp(value)),
-                        Operator::Gt if value >= max => EMPTY,
-                        Operator::Gt => (clamp(value + 1), max as u64),
-                        Operator::GtEq if value > max => EMPTY,
-                        Operator::GtEq => (clamp(value), max as u64),
-                        _ => return Err(()),
+    /// The column a condition on one column tests and the codes it selects:
+    /// comparisons with a literal (`=`, `<>`, `<`, `<=`, `>`, `>=`), BETWEEN and IN, their
+    /// negations, and AND, OR and NOT of such conditions on the same column. `None` when
+    /// `expr` is none of these, for the caller to name.
+    fn condition(&self, expr: &Expr) -> Option<Result<(String, Codes), QueryError>> {
+        match expr {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: op @ (Operator::And | Operator::Or),
+                right,
+            }) => {
+                let (left, right) = (self.condition(left)?, self.condition(right)?);
+                Some(left.and_then(|(column, a)| {
+                    let (other, b) = right?;
+                    if other != column {
+                        return unsupported(format!(
+                            "{op} of conditions on different columns (`{column}` and `{other}`, \
+                             in `{expr}`; conditions on different columns are ANDed)"
+                        ));
+                    }
+                    let max = self.max_of(&column);
+                    let codes = match op {
+                        Operator::And => a.intersect(&b),
+                        _ => a.union(&b, max),
                     };
-                    Ok((c.name.clone(), bounds))
-                })
-                .and_then(|r| {
-                    r.or_else(|()| match op {
-                        Operator::NotEq => unsupported("!= or NOT IN (use IN or ranges)"),
-                        op => unsupported(format!("the operator `{op}`")),
-                    })
-                }),
-        )
-    }
-
-    /// Column name and IN-list items of an IN list, or of ORed equalities on one column.
-    fn in_list(&self, expr: &Expr) -> Option<Result<(String, Vec<u64>), QueryError>> {
-        let (column, values): (&PlanColumn, Vec<i128>) = match expr {
+                    Ok((column, codes))
+                }))
+            }
+            Expr::Not(inner) => Some(self.condition(inner)?.map(|(column, codes)| {
+                let max = self.max_of(&column);
+                (column, codes.complement(max))
+            })),
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (column, op, value) = match (self.column(left), self.column(right)) {
+                    (Some(c), None) => (c, *op, self.literal(right)?),
+                    (None, Some(c)) => (c, op.swap()?, self.literal(left)?),
+                    _ => return None,
+                };
+                Some(self.dataset_column(column, "a filter").and_then(|c| {
+                    let max = max_code(c);
+                    let codes = match op {
+                        Operator::Eq => Codes::range(value, value, max),
+                        Operator::NotEq => Codes::range(value, value, max).complement(max),
+                        Operator::Lt => Codes::range(0, value - 1, max),
+                        Operator::LtEq => Codes::range(0, value, max),
+                        Operator::Gt => Codes::range(value + 1, max.into(), max),
+                        Operator::GtEq => Codes::range(value, max.into(), max),
+                        op => return unsupported(format!("the operator `{op}`")),
+                    };
+                    Ok((c.name.clone(), codes))
+                }))
+            }
             Expr::InList(InList {
                 expr,
                 list,
-                negated: false,
-            }) => (
-                self.column(expr)?,
-                list.iter()
-                    .map(|e| self.literal(e))
-                    .collect::<Option<_>>()?,
-            ),
-            Expr::BinaryExpr(BinaryExpr {
-                op: Operator::Or, ..
+                negated,
             }) => {
-                let mut column = None;
-                let mut values = Vec::new();
-                for disjunct in disjuncts(expr) {
-                    let Expr::BinaryExpr(BinaryExpr {
-                        left,
-                        op: Operator::Eq,
-                        right,
-                    }) = disjunct
-                    else {
-                        return None;
-                    };
-                    let (c, v) = match (self.column(left), self.column(right)) {
-                        (Some(c), None) => (c, self.literal(right)?),
-                        (None, Some(c)) => (c, self.literal(left)?),
-                        _ => return None,
-                    };
-                    if column.is_some_and(|seen: &PlanColumn| seen.name != c.name) {
-                        return None;
-                    }
-                    column = Some(c);
-                    values.push(v);
-                }
-                (column?, values)
+                let column = self.column(expr)?;
+                let values: Vec<i128> = list
+                    .iter()
+                    .map(|e| self.literal(e))
+                    .collect::<Option<_>>()?;
+                Some(self.dataset_column(column, "a filter").map(|c| {
+                    let max = max_code(c);
+                    let codes = Codes::of(values, max);
+                    let codes = if *negated { codes.complement(max) } else { codes };
+                    (c.name.clone(), codes)
+                }))
             }
-            _ => return None,
-        };
-        Some(self.dataset_column(column, "a filter").map(|c| {
-            let max = max_code(c) as i128;
-            let mut items: Vec<u64> = values
-                .into_iter()
-                .filter(|v| (0..=max).contains(v))
-                .map(|v| v as u64)
-                .collect();
-            items.sort_unstable();
-            items.dedup();
-            (c.name.clone(), items)
-        }))
+            Expr::Between(Between {
+                expr,
+                negated,
+                low,
+                high,
+            }) => {
+                let column = self.column(expr)?;
+                let (lo, hi) = (self.literal(low)?, self.literal(high)?);
+                Some(self.dataset_column(column, "a filter").map(|c| {
+                    let max = max_code(c);
+                    let codes = Codes::range(lo, hi, max);
+                    let codes = if *negated { codes.complement(max) } else { codes };
+                    (c.name.clone(), codes)
+                }))
+            }
+            _ => None,
+        }
     }
 
-    /// Canonical filters: per column one range (the intersection of every bound on it)
-    /// or one IN list (the intersection of its lists, restricted to the range).
+    /// The largest code of a column [`Lowering::condition`] has named.
+    fn max_of(&self, column: &str) -> u64 {
+        self.schema.column(column).map_or(0, |(_, c)| max_code(c))
+    }
+
+    /// Canonical filters: per column, the codes every condition on it allows (their
+    /// intersection), as the cheapest test that states them: one range; a list when it
+    /// has at most two values a range (an IN item costs a row one constraint, a range
+    /// about twice the column's width); else a union of up to [`MAX_RANGES`] ranges.
     fn filters(&self, conjuncts: &[&Expr]) -> Result<Vec<Filter>, QueryError> {
-        let mut ranges: BTreeMap<String, Bounds> = BTreeMap::new();
-        let mut lists: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut sets: BTreeMap<String, Codes> = BTreeMap::new();
         for expr in conjuncts {
-            if let Some(r) = self.comparison(expr) {
-                let (column, (lo, hi)) = r?;
-                let entry = ranges.entry(column).or_insert((0, u64::MAX));
-                *entry = (entry.0.max(lo), entry.1.min(hi));
-            } else if let Some(r) = self.in_list(expr) {
-                let (column, items) = r?;
-                match lists.get_mut(&column) {
-                    Some(seen) => {
-                        let items: std::collections::HashSet<u64> = items.into_iter().collect();
-                        seen.retain(|v| items.contains(v))
-                    }
-                    None => {
-                        lists.insert(column, items);
-                    }
-                }
-            } else if let Some((column, bounds)) = self.between(expr)? {
-                let entry = ranges.entry(column).or_insert((0, u64::MAX));
-                *entry = (entry.0.max(bounds.0), entry.1.min(bounds.1));
-            } else if !matches!(expr, Expr::Literal(ScalarValue::Boolean(Some(true)), _)) {
-                return unsupported(describe(expr));
+            if matches!(expr, Expr::Literal(ScalarValue::Boolean(Some(true)), _)) {
+                continue;
             }
+            let Some(condition) = self.condition(expr) else {
+                return unsupported(describe(expr));
+            };
+            let (column, codes) = condition?;
+            let codes = match sets.remove(&column) {
+                Some(seen) => seen.intersect(&codes),
+                None => codes,
+            };
+            sets.insert(column, codes);
         }
         let mut filters: Vec<(usize, Filter)> = Vec::new();
-        for (column, items) in lists {
-            let range = ranges.remove(&column).unwrap_or((0, u64::MAX));
-            let items: Vec<u64> = items
-                .into_iter()
-                .filter(|v| range.0 <= *v && *v <= range.1)
-                .collect();
-            let test = if items.is_empty() {
-                Test::Range {
+        for (column, codes) in sets {
+            let max = self.max_of(&column);
+            let ranges = codes.ranges();
+            let test = match ranges {
+                [] => Test::Range {
                     lo: EMPTY.0,
                     hi: EMPTY.1,
+                },
+                [(0, hi)] if *hi == max => continue,
+                [(lo, hi)] => Test::Range { lo: *lo, hi: *hi },
+                _ if codes.len() <= 2 * ranges.len() as u128 => Test::In(codes.values()),
+                _ if ranges.len() <= MAX_RANGES => Test::Ranges(ranges.to_vec()),
+                _ if codes.len() <= MAX_IN_VALUES => Test::In(codes.values()),
+                _ => {
+                    return unsupported(format!(
+                        "the conditions on `{column}`: they select {} codes in {} ranges; \
+                         a filter is one range, a union of at most {MAX_RANGES}, or a list of \
+                         at most {MAX_IN_VALUES} codes",
+                        codes.len(),
+                        ranges.len()
+                    ))
                 }
-            } else {
-                Test::In(items)
             };
             filters.push((self.position(&column), Filter { column, test }));
         }
-        for (column, (lo, hi)) in ranges {
-            let c = self.schema.column(&column).map(|(_, c)| c);
-            let full = c.is_some_and(|c| lo == 0 && hi >= max_code(c));
-            if !full {
-                let (lo, hi) = if lo > hi { EMPTY } else { (lo, hi) };
-                filters.push((
-                    self.position(&column),
-                    Filter {
-                        column,
-                        test: Test::Range { lo, hi },
-                    },
-                ));
-            }
-        }
-        filters.sort_by_key(|(position, f)| (*position, matches!(f.test, Test::In(_))));
+        filters.sort_by_key(|(position, _)| *position);
         Ok(filters.into_iter().map(|(_, f)| f).collect())
     }
 
     fn position(&self, column: &str) -> usize {
         self.schema.column(column).map_or(usize::MAX, |(i, _)| i)
-    }
-
-    fn between(&self, expr: &Expr) -> Result<Option<(String, Bounds)>, QueryError> {
-        let Expr::Between(Between {
-            expr,
-            negated,
-            low,
-            high,
-        }) = expr
-        else {
-            return Ok(None);
-        };
-        if *negated {
-            return unsupported("NOT BETWEEN");
-        }
-        let (Some(column), Some(lo), Some(hi)) =
-            (self.column(expr), self.literal(low), self.literal(high))
-        else {
-            return unsupported(format!(
-                "`{}`: BETWEEN takes a column and two integer literals",
-                describe(expr)
-            ));
-        };
-        let c = self.dataset_column(column, "a filter")?;
-        let max = max_code(c) as i128;
-        if hi < 0 || lo > max || lo > hi {
-            return Ok(Some((c.name.clone(), EMPTY)));
-        }
-        Ok(Some((
-            c.name.clone(),
-            (lo.clamp(0, max) as u64, hi.clamp(0, max) as u64),
-        )))
     }
 
     fn group_by(&self, aggregate: &Aggregate) -> Result<Option<String>, QueryError> {
@@ -783,30 +747,30 @@ impl Lowering<'_> {
                     let [arg] = params.args.as_slice() else {
                         return unsupported(format!("{name} of several arguments"));
                     };
-                    let Some(cmp) = self.comparison(arg) else {
+                    let Some(condition) = self.condition(arg) else {
                         return unsupported(format!(
                             "{name}({}): it takes one comparison of a column with a literal",
                             describe(arg)
                         ));
                     };
-                    let (column, (lo, hi)) = cmp?;
-                    let max = self.schema.column(&column).map_or(0, |(_, c)| max_code(c));
+                    let (column, codes) = condition?;
                     // bool_and(cmp) holds when no selected row meets NOT cmp.
-                    let (lo, hi) = if !negate {
-                        (lo, hi)
-                    } else if lo > hi {
-                        (0, max)
-                    } else if lo == 0 && hi == max {
-                        EMPTY
-                    } else if lo == 0 {
-                        (hi + 1, max)
-                    } else if hi == max {
-                        (0, lo - 1)
-                    } else {
-                        return unsupported(format!(
-                            "bool_and({}): its negation is two ranges; use bool_or, or a one-sided comparison",
-                            describe(arg)
-                        ));
+                    let counted = match negate {
+                        true => codes.complement(self.max_of(&column)),
+                        false => codes,
+                    };
+                    let (lo, hi) = match counted.ranges() {
+                        [] => EMPTY,
+                        [range] => *range,
+                        ranges => {
+                            return unsupported(format!(
+                                "{name}({}): the rows it counts lie in {} ranges of `{column}`; \
+                                 a predicate takes one comparison of a column with a literal \
+                                 (use bool_or, or a one-sided comparison)",
+                                describe(arg),
+                                ranges.len()
+                            ))
+                        }
                     };
                     set(
                         Aggregand::CountWhere {
@@ -890,7 +854,7 @@ impl Lowering<'_> {
 }
 
 /// The empty range.
-const EMPTY: Bounds = (1, 0);
+const EMPTY: (u64, u64) = (1, 0);
 
 /// Whether values of `data_type` hold `value` exactly: integers within their range,
 /// floating point within its exact integers, decimals within their integer digits;
@@ -925,21 +889,6 @@ fn max_code(c: &Column) -> u64 {
     }
 }
 
-fn disjuncts(expr: &Expr) -> Vec<&Expr> {
-    match expr {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::Or,
-            right,
-        }) => {
-            let mut out = disjuncts(left);
-            out.extend(disjuncts(right));
-            out
-        }
-        e => vec![e],
-    }
-}
-
 fn has_arithmetic(expr: &Expr) -> bool {
     match expr {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
@@ -963,10 +912,6 @@ fn describe(expr: &Expr) -> String {
         Expr::Like(_) | Expr::SimilarTo(_) => "LIKE",
         Expr::ScalarFunction(f) => return format!("the function {}(...)", f.name()),
         Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => "a subquery",
-        Expr::BinaryExpr(BinaryExpr {
-            op: Operator::NotEq,
-            ..
-        }) => "!= (use IN or ranges)",
         _ => "",
     };
     if what.is_empty() {

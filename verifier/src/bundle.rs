@@ -106,6 +106,12 @@ pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::ProvableQuery {
                     values: items.clone(),
                     slots: limits.in_list as u32,
                 }),
+                Test::Ranges(ranges) => pb::filter::Test::Ranges(pb::Ranges {
+                    ranges: ranges
+                        .iter()
+                        .map(|&(lo, hi)| pb::Range { lo, hi })
+                        .collect(),
+                }),
             }),
         })
         .collect();
@@ -175,6 +181,9 @@ pub fn query_from_proto(
             let test = match &f.test {
                 Some(pb::filter::Test::Range(r)) => Test::Range { lo: r.lo, hi: r.hi },
                 Some(pb::filter::Test::InList(l)) => Test::In(l.values.clone()),
+                Some(pb::filter::Test::Ranges(r)) => {
+                    Test::Ranges(r.ranges.iter().map(|r| (r.lo, r.hi)).collect())
+                }
                 None => return Err(malformed(format!("query.filters[{i}].test"), "missing")),
             };
             Ok(Filter {

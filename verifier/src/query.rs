@@ -36,7 +36,13 @@ pub enum Test {
     Range { lo: u64, hi: u64 },
     /// `value IN (items)`, 1 to L distinct items in ascending order.
     In(Vec<u64>),
+    /// The value lies in one of 2 to [`MAX_RANGES`] ranges, ascending and apart: what
+    /// `<>`, `NOT IN` and ORed conditions on one column come to.
+    Ranges(Vec<(u64, u64)>),
 }
+
+/// Most ranges one filter's union may hold (each costs a row two range checks).
+pub const MAX_RANGES: usize = 4;
 
 /// What each selected row adds to its group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,13 +190,24 @@ impl ProvableQuery {
         );
         for (n, f) in self.filters.iter().enumerate() {
             text.push_str(if n == 0 { " with " } else { " and " });
+            let range = |lo: u64, hi: u64| {
+                format!(
+                    "{} <= {} <= {}",
+                    value(&f.column, lo),
+                    f.column,
+                    value(&f.column, hi)
+                )
+            };
             text.push_str(&match &f.test {
                 Test::Range { lo, hi } if lo > hi => format!("{} in no range (no row)", f.column),
-                Test::Range { lo, hi } => format!(
-                    "{} <= {} <= {}",
-                    value(&f.column, *lo),
-                    f.column,
-                    value(&f.column, *hi)
+                Test::Range { lo, hi } => range(*lo, *hi),
+                Test::Ranges(ranges) => format!(
+                    "({})",
+                    ranges
+                        .iter()
+                        .map(|&(lo, hi)| range(lo, hi))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
                 ),
                 Test::In(items) => format!(
                     "{} in ({})",
@@ -276,6 +293,20 @@ impl ProvableQuery {
                         len: limits.in_list,
                     });
                     params.push(FilterParams::In(items.clone()));
+                }
+                Test::Ranges(ranges) => {
+                    if !(2..=MAX_RANGES).contains(&ranges.len()) {
+                        return Err(bad(format!(
+                            "a filter on `{}` of {} ranges; a union has 2 to {MAX_RANGES}",
+                            f.column,
+                            ranges.len()
+                        )));
+                    }
+                    filters.push(FilterShape::Ranges {
+                        column,
+                        count: ranges.len(),
+                    });
+                    params.push(FilterParams::Ranges(ranges.clone()));
                 }
             }
         }

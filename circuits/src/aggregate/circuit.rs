@@ -86,6 +86,7 @@ impl snark::Circuit for AggregateCircuit {
                 .map(|f| match f {
                     FilterShape::Range { .. } => FilterParams::Range { lo: 0, hi: 0 },
                     FilterShape::In { .. } => FilterParams::In(vec![0]),
+                    FilterShape::Ranges { count, .. } => FilterParams::Ranges(vec![(0, 0); *count]),
                 })
                 .collect(),
             group_keys: Vec::new(),
@@ -137,6 +138,7 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
             .map(|f| match f {
                 FilterShape::Range { .. } => take(2),
                 FilterShape::In { len, .. } => take(*len),
+                FilterShape::Ranges { count, .. } => take(2 * count),
             })
             .collect();
         let keys = take(if shape.group_by.is_some() {
@@ -159,7 +161,7 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
 
         // Public bounds lie below 2^width of their column, as comparisons require.
         for (f, params) in shape.filters.iter().zip(&filter_params) {
-            if let FilterShape::Range { column } = f {
+            if let FilterShape::Range { column } | FilterShape::Ranges { column, .. } = f {
                 for bound in params {
                     to_bits(bound, width(*column))?;
                 }
@@ -273,6 +275,12 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                         is_in_range(v, &params[0], &params[1], width(*column))?
                     }
                     FilterShape::In { .. } => is_member(v, params)?,
+                    FilterShape::Ranges { column, .. } => Boolean::kary_or(
+                        &params
+                            .chunks(2)
+                            .map(|b| is_in_range(v, &b[0], &b[1], width(*column)))
+                            .collect::<Result<Vec<_>, _>>()?,
+                    )?,
                 };
                 selected = &selected & &passes;
             }

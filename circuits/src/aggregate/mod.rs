@@ -7,8 +7,9 @@
 //! 2. the chunk commitment, the dataset id, the chunk's index and its number of present
 //!    rows (all four from the manifest: the commitment binds the other three);
 //! 3. the purpose: the bit of the consent column the query needs;
-//! 4. per filter, in shape order: `lo, hi` for a range filter, the `L` list items for an
-//!    IN filter (a shorter list is padded by repeating its first item);
+//! 4. per filter, in shape order: `lo, hi` for a range filter, `lo, hi` of each of its
+//!    ranges for a union of ranges, the `L` list items for an IN filter (a shorter list
+//!    is padded by repeating its first item);
 //! 5. with GROUP BY, the `G` group keys (unused slots hold [`UNUSED_GROUP_KEY`]);
 //! 6. for a counted condition ([`Aggregand::CountWhere`]), its `lo, hi`; for a clipped
 //!    sum ([`Aggregand::ClippedSum`]), the clip bound;
@@ -37,13 +38,18 @@ pub enum FilterShape {
     Range { column: usize },
     /// `column IN (up to len items)`.
     In { column: usize, len: usize },
+    /// The column lies in one of `count` ranges (at least 2): `<>`, `NOT IN` and ORed
+    /// conditions on one column.
+    Ranges { column: usize, count: usize },
 }
 
 impl FilterShape {
     /// The filtered column.
     pub fn column(&self) -> usize {
         match *self {
-            Self::Range { column } | Self::In { column, .. } => column,
+            Self::Range { column } | Self::In { column, .. } | Self::Ranges { column, .. } => {
+                column
+            }
         }
     }
 }
@@ -100,8 +106,14 @@ impl AggregateShape {
         }
         for f in &self.filters {
             exists(f.column(), "filter")?;
-            if let FilterShape::In { len: 0, .. } = f {
-                return bad("an IN filter needs at least one item".into());
+            match f {
+                FilterShape::In { len: 0, .. } => {
+                    return bad("an IN filter needs at least one item".into())
+                }
+                FilterShape::Ranges { count, .. } if *count < 2 => {
+                    return bad("a union of ranges has at least two; use a range".into())
+                }
+                _ => {}
             }
         }
         match (self.group_by, self.groups) {
@@ -127,6 +139,7 @@ impl AggregateShape {
             .map(|f| match f {
                 FilterShape::Range { .. } => 2,
                 FilterShape::In { len, .. } => *len,
+                FilterShape::Ranges { count, .. } => 2 * count,
             })
             .sum();
         let keys = if self.group_by.is_some() {
@@ -163,6 +176,9 @@ impl AggregateShape {
             let _ = match f {
                 FilterShape::Range { column } => write!(out, "{sep}range:{column}"),
                 FilterShape::In { column, len } => write!(out, "{sep}in:{column}:{len}"),
+                FilterShape::Ranges { column, count } => {
+                    write!(out, "{sep}ranges:{column}:{count}")
+                }
             };
         }
         let _ = match self.group_by {
@@ -192,6 +208,8 @@ pub enum FilterParams {
     Range { lo: u64, hi: u64 },
     /// The IN list: 1 to `len` items.
     In(Vec<u64>),
+    /// Inclusive bounds of each range, as many as the shape's count.
+    Ranges(Vec<(u64, u64)>),
 }
 
 /// The public parameters of a query, as the verifier recomputes them.
@@ -248,6 +266,22 @@ impl AggregateQuery {
                     if let Some(v) = items.iter().find(|v| !fits(**v, *column)) {
                         return bad(format!(
                             "filter {i}: IN item {v} exceeds column {column}'s width"
+                        ));
+                    }
+                }
+                (FilterShape::Ranges { column, count }, FilterParams::Ranges(ranges)) => {
+                    if ranges.len() != *count {
+                        return bad(format!(
+                            "filter {i}: {} ranges for a shape of {count}",
+                            ranges.len()
+                        ));
+                    }
+                    if let Some((lo, hi)) = ranges
+                        .iter()
+                        .find(|(lo, hi)| !fits(*lo, *column) || !fits(*hi, *column))
+                    {
+                        return bad(format!(
+                            "filter {i}: bounds {lo}..={hi} exceed column {column}'s width"
                         ));
                     }
                 }
@@ -322,7 +356,10 @@ impl AggregateQuery {
                 (FilterShape::In { len, .. }, FilterParams::In(items)) => {
                     out.extend((0..*len).map(|i| Fr::from(*items.get(i).unwrap_or(&items[0]))))
                 }
-                (FilterShape::Range { .. }, FilterParams::In(_)) => unreachable!("validated"),
+                (_, FilterParams::Ranges(ranges)) => {
+                    out.extend(ranges.iter().flat_map(|&(lo, hi)| [Fr::from(lo), Fr::from(hi)]))
+                }
+                (_, FilterParams::In(_)) => unreachable!("validated"),
             }
         }
         out.extend(self.padded_keys(shape));
@@ -432,6 +469,7 @@ pub fn evaluate(
             match p {
                 FilterParams::Range { lo, hi } => *lo <= v && v <= *hi,
                 FilterParams::In(items) => items.contains(&v),
+                FilterParams::Ranges(ranges) => ranges.iter().any(|(lo, hi)| *lo <= v && v <= *hi),
             }
         });
         if !(present && consented && passes) {
