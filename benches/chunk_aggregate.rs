@@ -83,7 +83,7 @@ fn circuit(rows: usize, rng: &mut ChaCha20Rng) -> AggregateCircuit {
             },
             FilterShape::Range { column: HOUR },
         ],
-        group_by: Some(DISTRICT),
+        group_by: vec![DISTRICT],
         groups: 8,
         aggregand: Aggregand::Sum { column: KWH },
     };

@@ -45,7 +45,7 @@ fn by_district() -> ProvableQuery {
     ProvableQuery {
         purpose: "energy-research".into(),
         filters: Vec::new(),
-        group_by: Some("district".into()),
+        group_by: vec!["district".into()],
         aggregand: Aggregand::Sum("kwh".into()),
         outputs: Vec::new(),
     }

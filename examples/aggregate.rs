@@ -71,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             FilterShape::Range { column: HOUR },
         ],
-        group_by: Some(DISTRICT),
+        group_by: vec![DISTRICT],
         groups: 4,
         aggregand: Aggregand::Sum { column: KWH },
     };

@@ -109,11 +109,7 @@ async fn main() -> Result<()> {
     );
     println!("{sql}");
     for row in bundle.result.map(|r| r.rows).unwrap_or_default() {
-        let key = if row.label.is_empty() {
-            row.key.to_string()
-        } else {
-            row.label
-        };
+        let key = row.labels.join(" / ");
         if row.suppressed {
             println!("  {key:>12}  suppressed (fewer rows than the node's minimum group size)");
         } else {

@@ -178,7 +178,7 @@ fn bad_parameters_are_refused_by_name() {
 fn counting_a_condition_answers_predicates() {
     // COUNT of selected rows with age in 0..=17, no GROUP BY: "is any selected donor a minor?"
     let mut s = shape();
-    s.group_by = None;
+    s.group_by = Vec::new();
     s.groups = 1;
     s.filters.truncate(1);
     s.aggregand = Aggregand::CountWhere { column: AGE };

@@ -9,7 +9,7 @@
 //! default_purpose = "energy-research"  # used when a query names none
 //! min_group_size = 10                  # k: smaller groups are suppressed
 //! in_list_slots = 8                    # L: longest IN list
-//! max_groups = 32                      # G: most codes of a GROUP BY column
+//! max_groups = 512                     # G: most group slots (tuples of GROUP BY codes)
 //! combine_inputs = 8                   # K: partials one combine proof opens
 //! proof_cache_entries = 4096           # chunk proofs kept for reuse (0: none)
 //!
@@ -63,7 +63,7 @@ use serde::Deserialize;
 
 use crate::{
     node::{donor::DonorPolicy, keys::KeyMode},
-    verifier::{privacy::Cost, query::Limits, schema::Schema},
+    verifier::{privacy::Cost, query::{Limits, MAX_GROUPS}, schema::Schema},
 };
 
 /// The configuration.
@@ -313,6 +313,12 @@ impl Config {
                         max_groups at least 1"
                     .into(),
             );
+        }
+        if q.max_groups > MAX_GROUPS {
+            return Err(format!(
+                "[query]: max_groups = {} is above the most any query has ({MAX_GROUPS})",
+                q.max_groups
+            ));
         }
         if q.min_group_size == 0 {
             return Err(

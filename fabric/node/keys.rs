@@ -178,8 +178,11 @@ impl Shape {
                     consent: number(field("consent")?)?,
                     filters,
                     group_by: match field("group_by")? {
-                        "none" => None,
-                        c => Some(number(c)?),
+                        "none" => Vec::new(),
+                        columns => columns
+                            .split('+')
+                            .map(number)
+                            .collect::<Result<_, _>>()?,
                     },
                     groups: number(field("groups")?)?,
                     aggregand,
@@ -534,6 +537,8 @@ mod tests {
             "combine/v2 inputs=8 groups=12 output=noisy coins=354",
             "aggregate/v3 rows=8 columns=w32,n4,w24,n1 present=3 consent=1 filters= \
              group_by=none groups=1 aggregand=clipped_sum:2",
+            "aggregate/v3 rows=8 columns=w32,n4,n5,n3,n1 present=4 consent=3 \
+             filters=ranges:2:3 group_by=1+2 groups=288 aggregand=count",
             "eligibility/v2 districts=16",
             WithdrawalShape::DESCRIPTION,
         ] {

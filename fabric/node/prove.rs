@@ -820,8 +820,20 @@ async fn partials(
         }
     };
     let mut group = vec![col(CHUNK_COLUMN)];
-    if let Some(g) = &query.group_by {
-        group.push(col(g.as_str()));
+    if !query.group_by.is_empty() {
+        // The group key as the chunk circuit packs it: each code shifted past the widths
+        // of the columns after it.
+        let shape = &circuits.chunk_shape;
+        // (With two columns or more, each is narrower than 64 bits.)
+        let key = shape
+            .group_by
+            .iter()
+            .zip(&query.group_by)
+            .map(|(&c, name)| (shape.layout.width(c), col(name.as_str())))
+            .reduce(|(_, key), (width, code)| (width, key * lit(1u64 << width) + code))
+            .map(|(_, key)| key)
+            .expect("GROUP BY names a column");
+        group.push(key.alias("group_key"));
     }
     let batches = ctx
         .table(schema.name.as_str())
@@ -830,7 +842,7 @@ async fn partials(
         .aggregate(group, vec![count(lit(1u64)), sum(addend)])?
         .collect()
         .await?;
-    let keyed = query.group_by.is_some();
+    let keyed = !query.group_by.is_empty();
     let mut out = Partials::new();
     for b in &batches {
         let chunk = b.column(0).as_primitive::<UInt64Type>();
@@ -882,23 +894,15 @@ pub fn result_table(
     } else {
         keys.clone()
     };
-    let label = |key: u64| {
-        query
-            .group_by
-            .as_deref()
-            .and_then(|g| schema.column(g))
-            .and_then(|(_, c)| c.label_of(key))
-            .unwrap_or_default()
-            .to_string()
-    };
     let negate = matches!(query.aggregand, Aggregand::CountWhere { negate: true, .. });
     let rows = slots
         .iter()
+        .zip(&circuits.groups)
         .enumerate()
-        .map(|(slot, &key)| {
+        .map(|(slot, (&key, codes))| {
             let mut row = pb::ResultRow {
                 key,
-                label: label(key),
+                labels: query.group_labels(schema, codes),
                 ..Default::default()
             };
             match result {

@@ -46,7 +46,10 @@ pub const SUPPORTED: &str = "a provable query is SELECT of COUNT(*), SUM(measure
     AVG(measure), or one bool_and/bool_or(column <op> literal), optionally with the grouping \
     column, FROM one dataset table, WHERE an AND of conditions on one column each (=, <>, <, \
     <=, >, >=, BETWEEN, IN and NOT IN between a column and literals, ORed or negated), GROUP \
-    BY at most one dimension column";
+    BY up to three dimension columns";
+
+/// Most columns a GROUP BY may name.
+const MAX_GROUP_COLUMNS: usize = 3;
 
 /// Most codes an IN list may hold.
 const MAX_IN_VALUES: u128 = 64;
@@ -290,7 +293,7 @@ impl Lowering<'_> {
         let filters = self.filters(&conjuncts)?;
         let group_by = self.group_by(aggregate)?;
         let (aggregand, kinds) = self.aggregates(aggregate)?;
-        let outputs = self.outputs(projection, aggregate, group_by.as_deref(), &kinds)?;
+        let outputs = self.outputs(projection, aggregate, &group_by, &kinds)?;
         Ok(ProvableQuery {
             purpose: purpose.to_string(),
             filters,
@@ -405,7 +408,7 @@ impl Lowering<'_> {
         }
         let (largest, what) = match innermost {
             Expr::Column(c) => match self.schema.declared().iter().find(|d| d.name == c.name) {
-                Some(column) => (i128::from(max_code(column)), format!("`{}`", c.name)),
+                Some(column) => (i128::from(column.max_code()), format!("`{}`", c.name)),
                 None => return Ok(()),
             },
             literal @ Expr::Literal(..) => match self.literal(literal) {
@@ -535,7 +538,7 @@ impl Lowering<'_> {
                     _ => return None,
                 };
                 Some(self.dataset_column(column, "a filter").and_then(|c| {
-                    let max = max_code(c);
+                    let max = c.max_code();
                     let codes = match op {
                         Operator::Eq => Codes::range(value, value, max),
                         Operator::NotEq => Codes::range(value, value, max).complement(max),
@@ -559,7 +562,7 @@ impl Lowering<'_> {
                     .map(|e| self.literal(e))
                     .collect::<Option<_>>()?;
                 Some(self.dataset_column(column, "a filter").map(|c| {
-                    let max = max_code(c);
+                    let max = c.max_code();
                     let codes = Codes::of(values, max);
                     let codes = if *negated { codes.complement(max) } else { codes };
                     (c.name.clone(), codes)
@@ -574,7 +577,7 @@ impl Lowering<'_> {
                 let column = self.column(expr)?;
                 let (lo, hi) = (self.literal(low)?, self.literal(high)?);
                 Some(self.dataset_column(column, "a filter").map(|c| {
-                    let max = max_code(c);
+                    let max = c.max_code();
                     let codes = Codes::range(lo, hi, max);
                     let codes = if *negated { codes.complement(max) } else { codes };
                     (c.name.clone(), codes)
@@ -586,7 +589,7 @@ impl Lowering<'_> {
 
     /// The largest code of a column [`Lowering::condition`] has named.
     fn max_of(&self, column: &str) -> u64 {
-        self.schema.column(column).map_or(0, |(_, c)| max_code(c))
+        self.schema.column(column).map_or(0, |(_, c)| c.max_code())
     }
 
     /// Canonical filters: per column, the codes every condition on it allows (their
@@ -643,24 +646,32 @@ impl Lowering<'_> {
         self.schema.column(column).map_or(usize::MAX, |(i, _)| i)
     }
 
-    fn group_by(&self, aggregate: &Aggregate) -> Result<Option<String>, QueryError> {
-        match aggregate.group_expr.as_slice() {
-            [] => Ok(None),
-            [expr] => {
-                let Some(column) = self.column(expr) else {
-                    return unsupported(format!("GROUP BY `{}`", describe(expr)));
-                };
-                let c = self.dataset_column(column, "GROUP BY")?;
-                if c.kind != ColumnKind::Dimension {
-                    return unsupported(format!(
-                        "GROUP BY `{}` (a {} column; group by a dimension)",
-                        c.name, c.kind
-                    ));
-                }
-                Ok(Some(c.name.clone()))
-            }
-            _ => unsupported("GROUP BY of more than one column"),
+    /// The grouping columns, in GROUP BY order: up to [`MAX_GROUP_COLUMNS`] dimensions.
+    fn group_by(&self, aggregate: &Aggregate) -> Result<Vec<String>, QueryError> {
+        if aggregate.group_expr.len() > MAX_GROUP_COLUMNS {
+            return unsupported(format!(
+                "GROUP BY of {} columns (at most {MAX_GROUP_COLUMNS})",
+                aggregate.group_expr.len()
+            ));
         }
+        let mut columns: Vec<String> = Vec::new();
+        for expr in &aggregate.group_expr {
+            let Some(column) = self.column(expr) else {
+                return unsupported(format!("GROUP BY `{}`", describe(expr)));
+            };
+            let c = self.dataset_column(column, "GROUP BY")?;
+            if c.kind != ColumnKind::Dimension {
+                return unsupported(format!(
+                    "GROUP BY `{}` (a {} column; group by a dimension)",
+                    c.name, c.kind
+                ));
+            }
+            if columns.contains(&c.name) {
+                return unsupported(format!("GROUP BY `{}` twice", c.name));
+            }
+            columns.push(c.name.clone());
+        }
+        Ok(columns)
     }
 
     /// The aggregand all aggregates share, and each aggregate's output kind.
@@ -798,13 +809,13 @@ impl Lowering<'_> {
         &self,
         projection: Option<&Projection>,
         aggregate: &Aggregate,
-        group_by: Option<&str>,
+        group_by: &[String],
         kinds: &[OutputKind],
     ) -> Result<Vec<Output>, QueryError> {
         let groups = aggregate.group_expr.len();
         let kind_of = |i: usize| {
             if i < groups {
-                OutputKind::GroupKey
+                OutputKind::GroupKey(i)
             } else {
                 kinds[i - groups]
             }
@@ -813,7 +824,7 @@ impl Lowering<'_> {
             return Ok((0..aggregate.schema.fields().len())
                 .map(|i| Output {
                     name: if i < groups {
-                        group_by.unwrap_or_default().to_string()
+                        group_by[i].clone()
                     } else {
                         aggregate.schema.field(i).name().clone()
                     },
@@ -879,14 +890,6 @@ fn holds(data_type: &DataType, value: i128) -> bool {
         _ => return false,
     };
     range.0 <= value && value <= range.1
-}
-
-fn max_code(c: &Column) -> u64 {
-    if c.width >= 64 {
-        u64::MAX
-    } else {
-        (1 << c.width) - 1
-    }
 }
 
 fn has_arithmetic(expr: &Expr) -> bool {

@@ -470,6 +470,12 @@ fn values(column: &Column, array: &ArrayRef) -> Result<Vec<u64>, (usize, String)
                 format!("code {v} has no label ({} labels)", column.labels.len()),
             ));
         }
+        if column.max.is_some_and(|max| v > max) {
+            return Err((
+                row,
+                format!("{v} is above the column's max of {}", column.max_code()),
+            ));
+        }
         Ok(v)
     };
     let null = |row: usize| (row, "empty value".to_string());

@@ -12,16 +12,17 @@ pub use zkfabric_proto::v1::Bundle;
 use crate::{
     files::{self, FileError},
     manifest::{Manifest, SignedManifest},
-    query::{Aggregand, Filter, Limits, Output, OutputKind, ProvableQuery, Test},
+    query::{Aggregand, Filter, Limits, Output, OutputKind, ProvableQuery, Test, MAX_GROUPS},
 };
 use zkfabric_circuits::Fr;
 
 /// The bundle format this version writes and reads: 2 since bundles state their privacy
-/// mode and dp answers are noisy.
-pub const FORMAT: u32 = 2;
+/// mode and dp answers are noisy, 3 since queries group by several columns (result rows
+/// carry one label per grouping column).
+pub const FORMAT: u32 = 3;
 
-/// Most slots (K, L or G) a bundle's circuits may have: a bound on what a verifier
-/// allocates for a bundle it has not checked yet.
+/// Most slots (K or L) a bundle's circuits may have: a bound on what a verifier
+/// allocates for a bundle it has not checked yet (G is bounded by [`MAX_GROUPS`]).
 pub const MAX_SLOTS: usize = 1024;
 
 /// Why a bundle is malformed: the field at fault.
@@ -135,7 +136,9 @@ pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::ProvableQuery {
         .map(|o| pb::Output {
             name: o.name.clone(),
             kind: Some(match o.kind {
-                OutputKind::GroupKey => pb::output::Kind::GroupKey(pb::Empty {}),
+                OutputKind::GroupKey(column) => pb::output::Kind::GroupKey(pb::GroupKey {
+                    column: column as u32,
+                }),
                 OutputKind::Count => pb::output::Kind::Count(pb::Empty {}),
                 OutputKind::Sum => pb::output::Kind::Sum(pb::Empty {}),
                 OutputKind::Avg => pb::output::Kind::Avg(pb::Empty {}),
@@ -146,7 +149,7 @@ pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::ProvableQuery {
     pb::ProvableQuery {
         purpose: q.purpose.clone(),
         filters,
-        group_by: q.group_by.clone().unwrap_or_default(),
+        group_by: q.group_by.clone(),
         aggregand: Some(pb::Aggregand { kind: Some(kind) }),
         min_group_size: limits.min_group_size,
         outputs,
@@ -215,7 +218,7 @@ pub fn query_from_proto(
         .enumerate()
         .map(|(i, o)| {
             let kind = match o.kind {
-                Some(pb::output::Kind::GroupKey(_)) => OutputKind::GroupKey,
+                Some(pb::output::Kind::GroupKey(g)) => OutputKind::GroupKey(g.column as usize),
                 Some(pb::output::Kind::Count(_)) => OutputKind::Count,
                 Some(pb::output::Kind::Sum(_)) => OutputKind::Sum,
                 Some(pb::output::Kind::Avg(_)) => OutputKind::Avg,
@@ -231,13 +234,13 @@ pub fn query_from_proto(
     let query = ProvableQuery {
         purpose: q.purpose.clone(),
         filters,
-        group_by: (!q.group_by.is_empty()).then(|| q.group_by.clone()),
+        group_by: q.group_by.clone(),
         aggregand,
         outputs,
     };
     let limits = Limits {
         in_list: slots.map_or(Limits::default().in_list, |s| s as usize),
-        max_groups: MAX_SLOTS,
+        max_groups: MAX_GROUPS,
         combine_inputs: q.combine_inputs as usize,
         min_group_size: q.min_group_size,
     };

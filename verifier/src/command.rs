@@ -377,12 +377,8 @@ pub fn print_answer(schema: &Schema, query: &ProvableQuery, bundle: &Bundle) {
 }
 
 fn cell(kind: OutputKind, row: &pb::ResultRow) -> String {
-    if kind == OutputKind::GroupKey {
-        return if row.label.is_empty() {
-            row.key.to_string()
-        } else {
-            row.label.clone()
-        };
+    if let OutputKind::GroupKey(column) = kind {
+        return row.labels.get(column).cloned().unwrap_or_default();
     }
     if row.suppressed {
         return "suppressed".into();
@@ -407,7 +403,7 @@ fn cell(kind: OutputKind, row: &pb::ResultRow) -> String {
             _ => "-".into(),
         },
         OutputKind::Predicate => row.holds.to_string(),
-        OutputKind::GroupKey => unreachable!("handled above"),
+        OutputKind::GroupKey(_) => unreachable!("handled above"),
     }
 }
 

@@ -119,10 +119,10 @@ impl NoisePlan {
                 )))
             }
         };
-        let in_one_group = match &query.group_by {
-            None => true,
-            Some(g) => bounds.unit_attributes.contains(g),
-        };
+        let in_one_group = query
+            .group_by
+            .iter()
+            .all(|g| bounds.unit_attributes.contains(g));
         let touched = if in_one_group {
             1
         } else {

@@ -64,8 +64,9 @@ pub enum Aggregand {
 /// What an output column of the answer shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputKind {
-    /// The group key (its label when the column has a dictionary).
-    GroupKey,
+    /// The code of the grouping column at this position of GROUP BY (its label when the
+    /// column has a dictionary).
+    GroupKey(usize),
     /// COUNT(*).
     Count,
     /// SUM(measure).
@@ -92,20 +93,24 @@ pub struct ProvableQuery {
     pub purpose: String,
     /// Filters, one per column and kind, sorted by column position.
     pub filters: Vec<Filter>,
-    /// The grouping column.
-    pub group_by: Option<String>,
+    /// The grouping columns, in GROUP BY order (empty: one group).
+    pub group_by: Vec<String>,
     /// What is added up.
     pub aggregand: Aggregand,
     /// Output columns in SELECT order.
     pub outputs: Vec<Output>,
 }
 
+/// Most group slots any query has: the product of its grouping columns' codes.
+pub const MAX_GROUPS: usize = 4096;
+
 /// Sizes that fix the circuit shapes, and so the keys; a node's configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Slots `L` of an IN list.
     pub in_list: usize,
-    /// Most group slots `G`: GROUP BY takes a column with at most this many codes.
+    /// Most group slots `G` (at most [`MAX_GROUPS`]): GROUP BY takes columns whose codes
+    /// make at most this many tuples.
     pub max_groups: usize,
     /// Partial slots `K` of a combine.
     pub combine_inputs: usize,
@@ -117,7 +122,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             in_list: 8,
-            max_groups: 32,
+            max_groups: 512,
             combine_inputs: 8,
             min_group_size: 10,
         }
@@ -137,6 +142,9 @@ pub struct CircuitQuery {
     pub chunk_shape: AggregateShape,
     /// Public parameters of every chunk proof.
     pub chunk_query: AggregateQuery,
+    /// Each group slot's codes, in GROUP BY order (one empty tuple without GROUP BY);
+    /// `chunk_query.group_keys` packs them.
+    pub groups: Vec<Vec<u64>>,
     /// Shape of the root combine (Release or Predicate); inner combines are the same
     /// shape with a Subtotal output.
     pub root_shape: CombineShape,
@@ -162,7 +170,7 @@ impl ProvableQuery {
             .outputs
             .iter()
             .map(|o| match (o.kind, &self.aggregand) {
-                (OutputKind::GroupKey, _) => format!("the {} of each group", o.name),
+                (OutputKind::GroupKey(_), _) => format!("the {} of each group", o.name),
                 (OutputKind::Count, _) => "the number of rows".to_string(),
                 (OutputKind::Sum, Aggregand::Sum(m)) => format!("the sum of {m}"),
                 (OutputKind::Avg, Aggregand::Sum(m)) => format!("the average of {m}"),
@@ -220,22 +228,49 @@ impl ProvableQuery {
                 ),
             });
         }
-        if let Some(g) = &self.group_by {
-            text.push_str(&format!(", grouped by {g}"));
+        if !self.group_by.is_empty() {
+            text.push_str(&format!(", grouped by {}", self.group_by.join(", ")));
         }
         text
     }
 
-    /// The codes a GROUP BY on `column` has slots for: every value the column can hold;
-    /// `None` when there are more than `max`.
-    pub fn group_keys(schema: &Schema, column: &str, max: usize) -> Option<Vec<u64>> {
-        let (_, c) = schema.column(column)?;
-        let count = if c.labels.is_empty() {
-            1u64.checked_shl(c.width)?
-        } else {
-            c.labels.len() as u64
-        };
-        (count <= max as u64).then(|| (0..count).collect())
+    /// The group slots of this query's GROUP BY: every tuple of codes its columns may
+    /// hold, the first column varying slowest (one empty tuple without GROUP BY); `None`
+    /// when there are more than `max` or a column is unknown.
+    pub fn group_tuples(&self, schema: &Schema, max: usize) -> Option<Vec<Vec<u64>>> {
+        let mut tuples = vec![Vec::new()];
+        for name in &self.group_by {
+            let codes = u128::from(schema.column(name)?.1.max_code()) + 1;
+            if tuples.len() as u128 * codes > max as u128 {
+                return None;
+            }
+            tuples = tuples
+                .into_iter()
+                .flat_map(|t| {
+                    (0..codes as u64).map(move |code| {
+                        let mut t = t.clone();
+                        t.push(code);
+                        t
+                    })
+                })
+                .collect();
+        }
+        Some(tuples)
+    }
+
+    /// How a group slot's codes read: per grouping column, its label, or the code in
+    /// decimal for a column without labels.
+    pub fn group_labels(&self, schema: &Schema, codes: &[u64]) -> Vec<String> {
+        self.group_by
+            .iter()
+            .zip(codes)
+            .map(|(name, &code)| {
+                schema
+                    .column(name)
+                    .and_then(|(_, c)| c.label_of(code))
+                    .map_or_else(|| code.to_string(), str::to_string)
+            })
+            .collect()
     }
 
     /// The circuit shapes and public parameters of this query over `schema`, under
@@ -310,18 +345,24 @@ impl ProvableQuery {
                 }
             }
         }
-        let (group_by, group_keys) = match &self.group_by {
-            None => (None, Vec::new()),
-            Some(name) => {
-                let keys = Self::group_keys(schema, name, limits.max_groups).ok_or_else(|| {
-                    bad(format!(
-                        "GROUP BY `{name}`: a grouping column has at most {} codes",
-                        limits.max_groups
-                    ))
-                })?;
-                (Some(index(name)?), keys)
+        let mut group_by = Vec::new();
+        for name in &self.group_by {
+            let column = index(name)?;
+            if schema.columns[column].kind != ColumnKind::Dimension {
+                return Err(bad(format!("GROUP BY `{name}`: not a dimension")));
             }
-        };
+            if group_by.contains(&column) {
+                return Err(bad(format!("GROUP BY `{name}` twice")));
+            }
+            group_by.push(column);
+        }
+        let max_groups = limits.max_groups.min(MAX_GROUPS);
+        let tuples = self.group_tuples(schema, max_groups).ok_or_else(|| {
+            bad(format!(
+                "GROUP BY {}: at most {max_groups} groups (the product of the columns' codes)",
+                self.group_by.join(", ")
+            ))
+        })?;
         if limits.min_group_size == 0 {
             return Err(bad(
                 "minimum group size 0: k is at least 1, so that no group of zero rows is \
@@ -329,7 +370,8 @@ impl ProvableQuery {
                     .into(),
             ));
         }
-        let groups = group_keys.len().max(1);
+        let groups = tuples.len();
+        let group_by_is_empty = group_by.is_empty();
         let (aggregand, condition, output, threshold) = match &self.aggregand {
             Aggregand::CountOnly => (CircuitAggregand::CountOnly, None, CombineOutput::Release, 0),
             Aggregand::Sum(m) => {
@@ -396,6 +438,10 @@ impl ProvableQuery {
             groups,
             aggregand,
         };
+        let group_keys = match group_by_is_empty {
+            true => Vec::new(),
+            false => tuples.iter().map(|t| chunk_shape.group_key(t)).collect(),
+        };
         let chunk_query = AggregateQuery {
             purpose,
             filters: params,
@@ -409,6 +455,7 @@ impl ProvableQuery {
         Ok(CircuitQuery {
             chunk_shape,
             chunk_query,
+            groups: tuples,
             root_shape: CombineShape {
                 inputs: limits.combine_inputs,
                 groups,

@@ -92,6 +92,9 @@ pub struct Column {
     pub width: u32,
     /// Dimension labels, code = position (empty: plain numeric codes).
     pub labels: Vec<String>,
+    /// Dimensions without labels: the largest code, when below `2^width - 1` (hour of
+    /// day: 23). Ingest refuses larger codes, and GROUP BY has slots for `0..=max` only.
+    pub max: Option<u64>,
     /// Consent purposes, bit = position.
     pub purposes: Vec<String>,
     /// Measures: stored value = quantity x scale.
@@ -108,6 +111,17 @@ impl Column {
         match self.labels.iter().position(|l| l == text) {
             Some(code) => Some(code as u64),
             None => text.trim().parse().ok(),
+        }
+    }
+
+    /// The largest code the column may hold: the last label's, the declared `max`, or
+    /// `2^width - 1`.
+    pub fn max_code(&self) -> u64 {
+        match (self.labels.len(), self.max) {
+            (0, Some(max)) => max,
+            (0, None) if self.width >= 64 => u64::MAX,
+            (0, None) => (1 << self.width) - 1,
+            (labels, _) => labels as u64 - 1,
         }
     }
 
@@ -232,6 +246,7 @@ struct ColumnFile {
     scale: Option<u64>,
     unit: Option<String>,
     description: Option<String>,
+    max: Option<u64>,
 }
 
 /// The built-in datasets' schema files.
@@ -364,6 +379,14 @@ impl Schema {
             if c.scale == Some(0) {
                 return fail("scale must be at least 1".into());
             }
+            if let Some(max) = c.max {
+                if c.kind != ColumnKind::Dimension || !c.labels.is_empty() {
+                    return fail("only a dimension without labels declares a max".into());
+                }
+                if !zkfabric_circuits::commitment::fits(max, width) {
+                    return fail(format!("max {max} does not fit {width} bits"));
+                }
+            }
             if c.kind != ColumnKind::Consent && !c.purposes.is_empty() {
                 return fail("only the consent column lists purposes".into());
             }
@@ -372,6 +395,7 @@ impl Schema {
                 kind: c.kind,
                 width,
                 labels: c.labels.clone(),
+                max: c.max,
                 purposes: c.purposes.clone(),
                 scale: c.scale,
                 unit: c.unit.clone(),
@@ -403,6 +427,7 @@ impl Schema {
             kind: ColumnKind::Present,
             width: 1,
             labels: Vec::new(),
+            max: None,
             purposes: Vec::new(),
             scale: None,
             unit: None,

@@ -789,7 +789,7 @@ fn proof(bytes: &[u8], field: &str) -> Result<Proof, VerifyError> {
 fn check_outputs(query: &ProvableQuery) -> Result<(), VerifyError> {
     for o in &query.outputs {
         let fits = match (o.kind, &query.aggregand) {
-            (OutputKind::GroupKey, _) => query.group_by.is_some(),
+            (OutputKind::GroupKey(column), _) => column < query.group_by.len(),
             (OutputKind::Predicate, Aggregand::CountWhere { .. }) => true,
             (OutputKind::Predicate, _) => false,
             (_, Aggregand::CountWhere { .. }) => false,
@@ -825,6 +825,7 @@ fn root_result(
     } else {
         keys.clone()
     };
+    let groups = &circuits.groups;
     let row_keys: Vec<u64> = table.rows.iter().map(|r| r.key).collect();
     if row_keys != slots {
         return failed(format!(
@@ -833,17 +834,12 @@ fn root_result(
     }
     let negate = matches!(query.aggregand, Aggregand::CountWhere { negate: true, .. });
     let predicate = circuits.root_shape.output == CombineOutput::Predicate;
-    for (i, r) in table.rows.iter().enumerate() {
-        let label = query
-            .group_by
-            .as_deref()
-            .and_then(|g| schema.column(g))
-            .and_then(|(_, c)| c.label_of(r.key))
-            .unwrap_or_default();
-        if r.label != label {
+    for ((i, r), codes) in table.rows.iter().enumerate().zip(groups) {
+        let labels = query.group_labels(schema, codes);
+        if r.labels != labels {
             return failed(format!(
-                "result: row {i} is labelled {:?}, key {} is {label:?}",
-                r.label, r.key
+                "result: row {i} is labelled {:?}, key {} is {labels:?}",
+                r.labels, r.key
             ));
         }
         // Nothing beyond what the proof releases: no figures for suppressed groups, no

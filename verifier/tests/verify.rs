@@ -103,7 +103,7 @@ fn every_changed_field_of_a_bundle_is_rejected() {
         ),
         (
             "group by",
-            Box::new(|b| b.query.as_mut().unwrap().group_by = "hour".into()),
+            Box::new(|b| b.query.as_mut().unwrap().group_by = vec!["hour".into()]),
         ),
         (
             "minimum group size",
@@ -130,7 +130,7 @@ fn every_changed_field_of_a_bundle_is_rejected() {
         ),
         (
             "result label",
-            Box::new(move |b| b.result.as_mut().unwrap().rows[released].label = "Xinyi".into()),
+            Box::new(move |b| b.result.as_mut().unwrap().rows[released].labels = vec!["Xinyi".into()]),
         ),
         (
             "result suppressed",

@@ -141,10 +141,10 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                 FilterShape::Ranges { count, .. } => take(2 * count),
             })
             .collect();
-        let keys = take(if shape.group_by.is_some() {
-            shape.groups
-        } else {
+        let keys = take(if shape.group_by.is_empty() {
             0
+        } else {
+            shape.groups
         });
         let condition = match shape.aggregand {
             Aggregand::CountWhere { .. } => take(2),
@@ -191,7 +191,7 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
         // range-checked to its width, and every packed slot is unpacked uniquely.
         let mut touched: BTreeSet<usize> = [layout.present(), shape.consent].into();
         touched.extend(shape.filters.iter().map(FilterShape::column));
-        touched.extend(shape.group_by);
+        touched.extend(&shape.group_by);
         if let Aggregand::Sum { column }
         | Aggregand::CountWhere { column }
         | Aggregand::ClippedSum { column } = shape.aggregand
@@ -285,12 +285,17 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                 selected = &selected & &passes;
             }
             let gate = FpVar::from(selected) * consented;
-            let slots = match shape.group_by {
-                None => vec![gate],
-                Some(c) => {
-                    let v = &columns[&c].values[row];
+            let slots = match shape.group_by.as_slice() {
+                [] => vec![gate],
+                group_by => {
+                    // The row's key, packed as `AggregateShape::group_key` packs it: each
+                    // code is its bits, so below 2^width, and no two tuples share a key.
+                    let key = group_by.iter().fold(FpVar::zero(), |key, &c| {
+                        key * FpVar::constant(Fr::from(1u128 << width(c)))
+                            + &columns[&c].values[row]
+                    });
                     keys.iter()
-                        .map(|key| gated_eq(v, key, &gate))
+                        .map(|k| gated_eq(&key, k, &gate))
                         .collect::<Result<Vec<_>, _>>()?
                 }
             };

@@ -10,7 +10,9 @@
 //! 4. per filter, in shape order: `lo, hi` for a range filter, `lo, hi` of each of its
 //!    ranges for a union of ranges, the `L` list items for an IN filter (a shorter list
 //!    is padded by repeating its first item);
-//! 5. with GROUP BY, the `G` group keys (unused slots hold [`UNUSED_GROUP_KEY`]);
+//! 5. with GROUP BY, the `G` group keys (unused slots hold [`UNUSED_GROUP_KEY`]); a key
+//!    packs the grouping columns' codes, the first column's in the highest bits, so that
+//!    keys sort as the tuples they pack;
 //! 6. for a counted condition ([`Aggregand::CountWhere`]), its `lo, hi`; for a clipped
 //!    sum ([`Aggregand::ClippedSum`]), the clip bound;
 //! 7. the commitment to the hidden [`Partial`] (per-group sums and counts, blinded).
@@ -78,8 +80,8 @@ pub struct AggregateShape {
     pub consent: usize,
     /// The filters, ANDed.
     pub filters: Vec<FilterShape>,
-    /// The grouping column, if any.
-    pub group_by: Option<usize>,
+    /// The grouping columns, in GROUP BY order (none: one group).
+    pub group_by: Vec<usize>,
     /// Number of group slots `G` (1 without GROUP BY).
     pub groups: usize,
     /// What is summed.
@@ -116,11 +118,24 @@ impl AggregateShape {
                 _ => {}
             }
         }
-        match (self.group_by, self.groups) {
-            (Some(c), g) if g >= 1 => exists(c, "GROUP BY")?,
-            (None, 1) => {}
-            (Some(_), _) => return bad("GROUP BY needs at least one group slot".into()),
-            (None, g) => return bad(format!("{g} group slots without GROUP BY; use 1")),
+        for (i, &c) in self.group_by.iter().enumerate() {
+            exists(c, "GROUP BY")?;
+            if self.group_by[..i].contains(&c) {
+                return bad(format!("GROUP BY column {c} appears twice"));
+            }
+        }
+        if self.key_width() > 64 {
+            return bad(format!(
+                "the grouping columns' widths add up to {} bits; a group key has at most 64",
+                self.key_width()
+            ));
+        }
+        match (self.group_by.is_empty(), self.groups) {
+            (false, 0) => return bad("GROUP BY needs at least one group slot".into()),
+            (true, g) if g != 1 => {
+                return bad(format!("{g} group slots without GROUP BY; use 1"))
+            }
+            _ => {}
         }
         match self.aggregand {
             Aggregand::CountOnly => {}
@@ -142,10 +157,10 @@ impl AggregateShape {
                 FilterShape::Ranges { count, .. } => 2 * count,
             })
             .sum();
-        let keys = if self.group_by.is_some() {
-            self.groups
-        } else {
+        let keys = if self.group_by.is_empty() {
             0
+        } else {
+            self.groups
         };
         let condition = match self.aggregand {
             Aggregand::CountWhere { .. } => 2,
@@ -181,9 +196,17 @@ impl AggregateShape {
                 }
             };
         }
-        let _ = match self.group_by {
-            Some(c) => write!(out, " group_by={c}"),
-            None => write!(out, " group_by=none"),
+        let _ = match self.group_by.as_slice() {
+            [] => write!(out, " group_by=none"),
+            columns => write!(
+                out,
+                " group_by={}",
+                columns
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join("+")
+            ),
         };
         let _ = write!(out, " groups={} aggregand=", self.groups);
         let _ = match self.aggregand {
@@ -193,6 +216,22 @@ impl AggregateShape {
             Aggregand::ClippedSum { column } => write!(out, "clipped_sum:{column}"),
         };
         out
+    }
+
+    /// Bits of a group key: the grouping columns' widths added up.
+    pub fn key_width(&self) -> u32 {
+        self.group_by.iter().map(|&c| self.layout.width(c)).sum()
+    }
+
+    /// The group key of a row whose grouping columns hold `codes` (in GROUP BY order):
+    /// each code shifted past the widths of the columns after it.
+    pub fn group_key(&self, codes: &[u64]) -> u64 {
+        self.group_by
+            .iter()
+            .zip(codes)
+            .fold(0u128, |key, (&c, &code)| {
+                (key << self.layout.width(c)) | u128::from(code)
+            }) as u64
     }
 
     /// The shape's digest, the circuit's first public input.
@@ -288,26 +327,26 @@ impl AggregateQuery {
                 _ => return bad(format!("filter {i}: parameters of the wrong kind")),
             }
         }
-        match shape.group_by {
-            None if !self.group_keys.is_empty() => return bad("group keys without GROUP BY".into()),
-            Some(column) => {
-                if self.group_keys.len() > shape.groups {
-                    return bad(format!(
-                        "{} group keys, shape has {} slots",
-                        self.group_keys.len(),
-                        shape.groups
-                    ));
-                }
-                for (i, k) in self.group_keys.iter().enumerate() {
-                    if !fits(*k, column) {
-                        return bad(format!("group key {k} exceeds column {column}'s width"));
-                    }
-                    if self.group_keys[..i].contains(k) {
-                        return bad(format!("group key {k} appears twice"));
-                    }
-                }
+        if shape.group_by.is_empty() && !self.group_keys.is_empty() {
+            return bad("group keys without GROUP BY".into());
+        }
+        if self.group_keys.len() > shape.groups {
+            return bad(format!(
+                "{} group keys, shape has {} slots",
+                self.group_keys.len(),
+                shape.groups
+            ));
+        }
+        for (i, k) in self.group_keys.iter().enumerate() {
+            if !crate::commitment::fits(*k, shape.key_width()) {
+                return bad(format!(
+                    "group key {k} exceeds the {} bits of the grouping columns",
+                    shape.key_width()
+                ));
             }
-            None => {}
+            if self.group_keys[..i].contains(k) {
+                return bad(format!("group key {k} appears twice"));
+            }
         }
         match (shape.aggregand, self.condition) {
             (Aggregand::CountWhere { column }, Some((lo, hi))) => {
@@ -339,7 +378,7 @@ impl AggregateQuery {
 
     /// The group keys padded to `G` slots, as field elements.
     pub(crate) fn padded_keys(&self, shape: &AggregateShape) -> Vec<Fr> {
-        if shape.group_by.is_none() {
+        if shape.group_by.is_empty() {
             return Vec::new();
         }
         let mut keys: Vec<Fr> = self.group_keys.iter().map(|&k| Fr::from(k)).collect();
@@ -475,9 +514,13 @@ pub fn evaluate(
         if !(present && consented && passes) {
             continue;
         }
-        let slot = match shape.group_by {
-            None => Some(0),
-            Some(c) => query.group_keys.iter().position(|&k| k == col(c, row)),
+        let slot = match shape.group_by.as_slice() {
+            [] => Some(0),
+            columns => {
+                let codes: Vec<u64> = columns.iter().map(|&c| col(c, row)).collect();
+                let key = shape.group_key(&codes);
+                query.group_keys.iter().position(|&k| k == key)
+            }
         };
         let Some(slot) = slot else { continue };
         partial.counts[slot] += 1;

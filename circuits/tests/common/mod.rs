@@ -52,7 +52,7 @@ pub fn shape() -> AggregateShape {
             },
             FilterShape::Range { column: HOUR },
         ],
-        group_by: Some(DISTRICT),
+        group_by: vec![DISTRICT],
         groups: 2,
         aggregand: Aggregand::Sum { column: KWH },
     }

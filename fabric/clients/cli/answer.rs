@@ -106,8 +106,8 @@ fn print_query(q: &ProvableQuery) {
     for f in &q.filters {
         println!("filter       {} {:?}", f.column, f.test);
     }
-    if let Some(g) = &q.group_by {
-        println!("group by     {g}");
+    if !q.group_by.is_empty() {
+        println!("group by     {}", q.group_by.join(", "));
     }
     println!("aggregand    {:?}", q.aggregand);
 }
