@@ -48,6 +48,7 @@ fn by_district() -> ProvableQuery {
         group_by: vec!["district".into()],
         aggregand: Aggregand::Sum("kwh".into()),
         outputs: Vec::new(),
+        post: Default::default(),
     }
 }
 

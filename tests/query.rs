@@ -801,3 +801,91 @@ fn grouping_by_two_columns_releases_every_pair_of_codes_in_order() {
     .to_string();
     assert!(err.contains("at most 64 groups"), "{err}");
 }
+
+#[test]
+fn having_order_by_and_limit_post_process_the_released_table() {
+    let q = lower(
+        "SELECT district, COUNT(*) AS n, SUM(kwh) FROM consumption GROUP BY district \
+         HAVING COUNT(*) >= 5 ORDER BY n DESC NULLS LAST, district LIMIT 3",
+    )
+    .unwrap();
+    use zkfabric::verifier::query::{Comparison, Having, OrderKey};
+    assert_eq!(
+        q.post.having,
+        [Having {
+            output: 1,
+            comparison: Comparison::GtEq,
+            value: 5
+        }]
+    );
+    assert_eq!(
+        q.post.order_by,
+        [
+            OrderKey {
+                output: 1,
+                descending: true,
+                nulls_first: false
+            },
+            OrderKey {
+                output: 0,
+                descending: false,
+                nulls_first: false
+            }
+        ]
+    );
+    assert_eq!(q.post.limit, Some(3));
+    for (sql, construct) in [
+        (
+            "SELECT district, COUNT(*) FROM consumption GROUP BY district LIMIT 3 OFFSET 2",
+            "OFFSET",
+        ),
+        (
+            "SELECT district, COUNT(*) FROM consumption GROUP BY district HAVING SUM(kwh) > 5",
+            "which SELECT does not show",
+        ),
+        (
+            "SELECT district, COUNT(*) AS n FROM consumption GROUP BY district ORDER BY n + 1",
+            "ORDER BY",
+        ),
+    ] {
+        let err = lower(sql).unwrap_err().to_string();
+        assert!(err.contains(construct), "{sql}: {err}");
+    }
+
+    // Proven, then shown: the released groups HAVING keeps, largest first, three of
+    // them, as DataFusion shows them over the consented rows.
+    let node = node(96);
+    let sql = "SELECT district, COUNT(*) AS n, SUM(kwh) FROM consumption GROUP BY district \
+               HAVING COUNT(*) >= 5 ORDER BY n DESC NULLS LAST, district LIMIT 3";
+    let bundle = answer(&node, sql, "energy-research");
+    let report = verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned)).unwrap();
+    let rows = &bundle.result.as_ref().unwrap().rows;
+    let shown = zkfabric::verifier::view::view(&tiny(), &report.query, rows);
+    let expected = plain(
+        &node,
+        "SELECT district, COUNT(*), SUM(kwh) FROM consumption WHERE (consent & 4) <> 0 \
+         GROUP BY district HAVING COUNT(*) >= 5",
+    );
+    let mut counts: Vec<u64> = expected.values().map(|(count, _)| *count).collect();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    counts.truncate(3);
+    assert_eq!(
+        shown.iter().map(|r| r.count).collect::<Vec<_>>(),
+        counts,
+        "{shown:?}"
+    );
+    for row in &shown {
+        assert!(!row.suppressed);
+        assert_eq!(
+            expected[&row.key],
+            (row.count, row.sum.parse().unwrap()),
+            "{row:?}"
+        );
+    }
+    // Ties sort by district's label, as ORDER BY's second key says.
+    for pair in shown.windows(2) {
+        if pair[0].count == pair[1].count {
+            assert!(pair[0].labels < pair[1].labels);
+        }
+    }
+}

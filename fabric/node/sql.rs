@@ -19,8 +19,8 @@ use datafusion::{
     logical_expr::{
         expr::{AggregateFunction, Alias, InList},
         utils::split_conjunction,
-        Aggregate, Between, BinaryExpr, Cast, Expr, Filter as PlanFilter, LogicalPlan, Operator,
-        Projection, TableScan, TryCast,
+        Aggregate, Between, BinaryExpr, Cast, Expr, FetchType, Filter as PlanFilter, LogicalPlan,
+        Operator, Projection, SkipType, Sort as PlanSort, TableScan, TryCast,
     },
     prelude::SessionContext,
     sql::{
@@ -34,7 +34,8 @@ mod codes;
 use codes::Codes;
 
 use crate::verifier::query::{
-    Aggregand, Filter, Output, OutputKind, ProvableQuery, Test, MAX_RANGES,
+    Aggregand, Comparison, Filter, Having, OrderKey, Output, OutputKind, PostProcessing,
+    ProvableQuery, Test, MAX_RANGES,
 };
 use crate::{
     shared::records,
@@ -46,7 +47,8 @@ pub const SUPPORTED: &str = "a provable query is SELECT of COUNT(*), SUM(measure
     AVG(measure), or one bool_and/bool_or(column <op> literal), optionally with the grouping \
     column, FROM one dataset table, WHERE an AND of conditions on one column each (=, <>, <, \
     <=, >, >=, BETWEEN, IN and NOT IN between a column and literals, ORed or negated), GROUP \
-    BY up to three dimension columns";
+    BY up to three dimension columns, HAVING comparisons of an output aggregate with an \
+    integer, ORDER BY output columns, LIMIT";
 
 /// Most columns a GROUP BY may name.
 const MAX_GROUP_COLUMNS: usize = 3;
@@ -278,14 +280,45 @@ struct Lowering<'a> {
 
 impl Lowering<'_> {
     fn plan(&self, plan: &LogicalPlan, purpose: &str) -> Result<ProvableQuery, QueryError> {
-        // Projection (optional) over Aggregate over Filter(s) over TableScan.
-        let (projection, aggregate) = match plan {
-            LogicalPlan::Projection(p) => match p.input.as_ref() {
-                LogicalPlan::Aggregate(a) => (Some(p), a),
+        // [Limit] [Sort] [Projection] [Sort] [Filter: HAVING] Aggregate, over Filter(s)
+        // over TableScan: everything above the aggregate is post-processing of the
+        // released table.
+        let mut limit: Option<u64> = None;
+        let mut sort: Option<(&PlanSort, bool)> = None;
+        let mut projection = None;
+        let mut having = None;
+        let mut node = plan;
+        let aggregate = loop {
+            match node {
+                // A limit below a sort or a HAVING would cut before them.
+                LogicalPlan::Limit(l) if sort.is_none() && having.is_none() => {
+                    if !matches!(l.get_skip_type()?, SkipType::Literal(0)) {
+                        return unsupported("OFFSET");
+                    }
+                    let FetchType::Literal(fetch) = l.get_fetch_type()? else {
+                        return unsupported("LIMIT of an expression");
+                    };
+                    limit = fetch.map(|f| f as u64);
+                    node = &l.input;
+                }
+                LogicalPlan::Sort(s) if sort.is_none() && having.is_none() => {
+                    if let Some(fetch) = s.fetch {
+                        limit = Some(limit.map_or(fetch as u64, |l| l.min(fetch as u64)));
+                    }
+                    sort = Some((s, projection.is_none()));
+                    node = &s.input;
+                }
+                LogicalPlan::Projection(p) if projection.is_none() && having.is_none() => {
+                    projection = Some(p);
+                    node = &p.input;
+                }
+                LogicalPlan::Filter(f) if having.is_none() => {
+                    having = Some(f);
+                    node = &f.input;
+                }
+                LogicalPlan::Aggregate(a) => break a,
                 other => return self.refuse_node(other),
-            },
-            LogicalPlan::Aggregate(a) => (None, a),
-            other => return self.refuse_node(other),
+            }
         };
         self.check_casts(plan)?;
         let mut conjuncts = Vec::new();
@@ -293,21 +326,109 @@ impl Lowering<'_> {
         let filters = self.filters(&conjuncts)?;
         let group_by = self.group_by(aggregate)?;
         let (aggregand, kinds) = self.aggregates(aggregate)?;
-        let outputs = self.outputs(projection, aggregate, &group_by, &kinds)?;
+        let (outputs, sources) = self.outputs(projection, aggregate, &group_by, &kinds)?;
+        // An output named by a column of the aggregate (below the projection), or of the
+        // projection (above it).
+        let output_of = |column: &PlanColumn, above_projection: bool, what: &str| {
+            let found = match (above_projection, projection) {
+                (true, Some(p)) => p.schema.index_of_column(column).ok(),
+                _ => aggregate
+                    .schema
+                    .index_of_column(column)
+                    .ok()
+                    .and_then(|i| sources.iter().position(|s| *s == i)),
+            };
+            found.map_or_else(
+                || unsupported(format!("{what} `{column}`, which SELECT does not show")),
+                Ok,
+            )
+        };
+        let having = match having {
+            None => Vec::new(),
+            Some(f) => split_conjunction(&f.predicate)
+                .into_iter()
+                .map(|c| self.having(c, |column| output_of(column, false, "HAVING on")))
+                .collect::<Result<_, _>>()?,
+        };
+        let order_by = match sort {
+            None => Vec::new(),
+            Some((s, above_projection)) => s
+                .expr
+                .iter()
+                .map(|key| {
+                    let Some(column) = self.column(&key.expr) else {
+                        return unsupported(format!(
+                            "ORDER BY `{}` (order by an output column)",
+                            key.expr
+                        ));
+                    };
+                    Ok(OrderKey {
+                        output: output_of(column, above_projection, "ORDER BY")?,
+                        descending: !key.asc,
+                        nulls_first: key.nulls_first,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
         Ok(ProvableQuery {
             purpose: purpose.to_string(),
             filters,
             group_by,
             aggregand,
             outputs,
+            post: PostProcessing {
+                having,
+                order_by,
+                limit,
+            },
+        })
+    }
+
+    /// A HAVING condition: an output aggregate compared with an integer literal.
+    fn having(
+        &self,
+        expr: &Expr,
+        output_of: impl Fn(&PlanColumn) -> Result<usize, QueryError>,
+    ) -> Result<Having, QueryError> {
+        let refuse = || {
+            unsupported(format!(
+                "HAVING `{expr}` (HAVING compares an aggregate SELECT shows with an integer)"
+            ))
+        };
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+            return refuse();
+        };
+        let (column, op, value) = match (self.column(left), self.column(right)) {
+            (Some(c), None) => (c, *op, self.literal(right)),
+            (None, Some(c)) => (c, op.swap().unwrap_or(*op), self.literal(left)),
+            _ => return refuse(),
+        };
+        let Some(value) = value.and_then(|v| i64::try_from(v).ok()) else {
+            return refuse();
+        };
+        let comparison = match op {
+            Operator::Eq => Comparison::Eq,
+            Operator::NotEq => Comparison::NotEq,
+            Operator::Lt => Comparison::Lt,
+            Operator::LtEq => Comparison::LtEq,
+            Operator::Gt => Comparison::Gt,
+            Operator::GtEq => Comparison::GtEq,
+            _ => return refuse(),
+        };
+        Ok(Having {
+            output: output_of(column)?,
+            comparison,
+            value,
         })
     }
 
     fn refuse_node<T>(&self, plan: &LogicalPlan) -> Result<T, QueryError> {
         let construct = match plan {
             LogicalPlan::Join(_) => "a join or subquery".to_string(),
-            LogicalPlan::Sort(_) => "ORDER BY (answers come in group-key order)".to_string(),
-            LogicalPlan::Limit(_) => "LIMIT".to_string(),
+            LogicalPlan::Sort(_) => {
+                "ORDER BY here (one ORDER BY, of the query's output columns)".to_string()
+            }
+            LogicalPlan::Limit(_) => "LIMIT here (one LIMIT, after ORDER BY)".to_string(),
             LogicalPlan::Subquery(_) | LogicalPlan::SubqueryAlias(_) => "a subquery".to_string(),
             LogicalPlan::Union(_) => "UNION".to_string(),
             LogicalPlan::Distinct(_) => "DISTINCT".to_string(),
@@ -811,7 +932,7 @@ impl Lowering<'_> {
         aggregate: &Aggregate,
         group_by: &[String],
         kinds: &[OutputKind],
-    ) -> Result<Vec<Output>, QueryError> {
+    ) -> Result<(Vec<Output>, Vec<usize>), QueryError> {
         let groups = aggregate.group_expr.len();
         let kind_of = |i: usize| {
             if i < groups {
@@ -821,7 +942,9 @@ impl Lowering<'_> {
             }
         };
         let Some(projection) = projection else {
-            return Ok((0..aggregate.schema.fields().len())
+            let fields = 0..aggregate.schema.fields().len();
+            let outputs = fields
+                .clone()
                 .map(|i| Output {
                     name: if i < groups {
                         group_by[i].clone()
@@ -830,7 +953,8 @@ impl Lowering<'_> {
                     },
                     kind: kind_of(i),
                 })
-                .collect());
+                .collect();
+            return Ok((outputs, fields.collect()));
         };
         projection
             .expr
@@ -855,12 +979,16 @@ impl Lowering<'_> {
                 } else {
                     name
                 };
-                Ok(Output {
-                    name,
-                    kind: kind_of(i),
-                })
+                Ok((
+                    Output {
+                        name,
+                        kind: kind_of(i),
+                    },
+                    i,
+                ))
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            .map(|pairs| pairs.into_iter().unzip())
     }
 }
 

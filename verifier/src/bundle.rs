@@ -12,7 +12,10 @@ pub use zkfabric_proto::v1::Bundle;
 use crate::{
     files::{self, FileError},
     manifest::{Manifest, SignedManifest},
-    query::{Aggregand, Filter, Limits, Output, OutputKind, ProvableQuery, Test, MAX_GROUPS},
+    query::{
+        Aggregand, Comparison, Filter, Having, Limits, OrderKey, Output, OutputKind,
+        PostProcessing, ProvableQuery, Test, MAX_GROUPS,
+    },
 };
 use zkfabric_circuits::Fr;
 
@@ -154,6 +157,27 @@ pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::ProvableQuery {
         min_group_size: limits.min_group_size,
         outputs,
         combine_inputs: limits.combine_inputs as u32,
+        having: q
+            .post
+            .having
+            .iter()
+            .map(|h| pb::Having {
+                output: h.output as u32,
+                comparison: h.comparison.symbol().into(),
+                value: h.value,
+            })
+            .collect(),
+        order_by: q
+            .post
+            .order_by
+            .iter()
+            .map(|k| pb::OrderKey {
+                output: k.output as u32,
+                descending: k.descending,
+                nulls_first: k.nulls_first,
+            })
+            .collect(),
+        limit: q.post.limit,
     }
 }
 
@@ -212,7 +236,7 @@ pub fn query_from_proto(
         }
         None => return Err(malformed("query.aggregand", "missing")),
     };
-    let outputs = q
+    let outputs: Vec<Output> = q
         .outputs
         .iter()
         .enumerate()
@@ -231,12 +255,61 @@ pub fn query_from_proto(
             })
         })
         .collect::<Result<_, _>>()?;
+    let output = |i: usize, field: &str, output: u32| {
+        let output = output as usize;
+        match outputs.get(output) {
+            Some(_) => Ok(output),
+            None => Err(malformed(
+                format!("query.{field}[{i}].output"),
+                format!("there is no output {output}"),
+            )),
+        }
+    };
+    let having = q
+        .having
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let comparison = Comparison::ALL
+                .iter()
+                .find(|(_, symbol)| *symbol == h.comparison)
+                .ok_or_else(|| {
+                    malformed(
+                        format!("query.having[{i}].comparison"),
+                        format!("{:?} is not a comparison", h.comparison),
+                    )
+                })?
+                .0;
+            Ok(Having {
+                output: output(i, "having", h.output)?,
+                comparison,
+                value: h.value,
+            })
+        })
+        .collect::<Result<_, BundleError>>()?;
+    let order_by = q
+        .order_by
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            Ok(OrderKey {
+                output: output(i, "order_by", k.output)?,
+                descending: k.descending,
+                nulls_first: k.nulls_first,
+            })
+        })
+        .collect::<Result<_, BundleError>>()?;
     let query = ProvableQuery {
         purpose: q.purpose.clone(),
         filters,
         group_by: q.group_by.clone(),
         aggregand,
         outputs,
+        post: PostProcessing {
+            having,
+            order_by,
+            limit: q.limit,
+        },
     };
     let limits = Limits {
         in_list: slots.map_or(Limits::default().in_list, |s| s as usize),

@@ -321,15 +321,14 @@ pub fn print_report(report: &Report, bundle: &Bundle, secs: f64, args: &VerifyAr
     print_answer(&report.schema, &report.query, bundle);
 }
 
-/// Prints the result table as the query's output columns, in the units the data are
-/// stored in (as plain DataFusion would print them).
+/// Prints the result table as the query's output columns, after its HAVING, ORDER BY
+/// and LIMIT, in the units the data are stored in (as plain DataFusion would print them).
 pub fn print_answer(schema: &Schema, query: &ProvableQuery, bundle: &Bundle) {
     let Some(result) = &bundle.result else {
         return;
     };
-    let cells: Vec<Vec<String>> = result
-        .rows
-        .iter()
+    let cells: Vec<Vec<String>> = crate::view::view(schema, query, &result.rows)
+        .into_iter()
         .map(|row| query.outputs.iter().map(|o| cell(o.kind, row)).collect())
         .collect();
     let width = query

@@ -28,3 +28,4 @@ pub mod query;
 pub mod schema;
 pub mod snarkjs;
 pub mod verify;
+pub mod view;

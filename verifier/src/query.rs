@@ -99,6 +99,71 @@ pub struct ProvableQuery {
     pub aggregand: Aggregand,
     /// Output columns in SELECT order.
     pub outputs: Vec<Output>,
+    /// What the released table goes through before it is shown: HAVING, ORDER BY and
+    /// LIMIT, over released values only (see [`crate::view`]).
+    pub post: PostProcessing,
+}
+
+/// HAVING, ORDER BY and LIMIT: applied to the released table by whoever shows it, node
+/// and verifier alike, never inside a proof.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PostProcessing {
+    /// Conditions a released group must meet to be shown, ANDed.
+    pub having: Vec<Having>,
+    /// Sort keys, most significant first; ties keep group-slot order.
+    pub order_by: Vec<OrderKey>,
+    /// Most rows shown.
+    pub limit: Option<u64>,
+}
+
+/// A HAVING condition: an aggregate output compared with an integer (in stored units).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Having {
+    /// The output compared (a COUNT, SUM or AVG column).
+    pub output: usize,
+    /// How.
+    pub comparison: Comparison,
+    /// With what.
+    pub value: i64,
+}
+
+/// A comparison operator of HAVING, by its SQL symbol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comparison {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+impl Comparison {
+    /// Every operator with its symbol.
+    pub const ALL: [(Comparison, &'static str); 6] = [
+        (Comparison::Eq, "="),
+        (Comparison::NotEq, "<>"),
+        (Comparison::Lt, "<"),
+        (Comparison::LtEq, "<="),
+        (Comparison::Gt, ">"),
+        (Comparison::GtEq, ">="),
+    ];
+
+    /// Its SQL symbol.
+    pub fn symbol(self) -> &'static str {
+        Self::ALL.iter().find(|(c, _)| *c == self).expect("listed").1
+    }
+}
+
+/// One ORDER BY key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderKey {
+    /// The output sorted on.
+    pub output: usize,
+    /// Largest first.
+    pub descending: bool,
+    /// Suppressed values (SQL's nulls) first; SQL's default is first when descending.
+    pub nulls_first: bool,
 }
 
 /// Most group slots any query has: the product of its grouping columns' codes.
@@ -230,6 +295,30 @@ impl ProvableQuery {
         }
         if !self.group_by.is_empty() {
             text.push_str(&format!(", grouped by {}", self.group_by.join(", ")));
+        }
+        let name = |output: usize| {
+            self.outputs
+                .get(output)
+                .map_or_else(|| format!("output {output}"), |o| o.name.clone())
+        };
+        for (n, h) in self.post.having.iter().enumerate() {
+            text.push_str(if n == 0 { ", showing groups with " } else { " and " });
+            text.push_str(&format!(
+                "{} {} {}",
+                name(h.output),
+                h.comparison.symbol(),
+                h.value
+            ));
+        }
+        for (n, k) in self.post.order_by.iter().enumerate() {
+            text.push_str(if n == 0 { ", ordered by " } else { ", " });
+            text.push_str(&name(k.output));
+            if k.descending {
+                text.push_str(" descending");
+            }
+        }
+        if let Some(limit) = self.post.limit {
+            text.push_str(&format!(", the first {limit} rows"));
         }
         text
     }
