@@ -272,8 +272,7 @@ fn replace_labels(ast: &mut sqlast::Statement, schema: &Schema) -> Result<(), Qu
     }
 }
 
-/// An inclusive range of codes, possibly empty (`lo > hi`).
-
+/// Lowers one dataset's optimized plans into provable queries.
 struct Lowering<'a> {
     schema: &'a Schema,
 }
