@@ -85,7 +85,7 @@ fn circuit(rows: usize, rng: &mut ChaCha20Rng) -> AggregateCircuit {
         ],
         group_by: vec![DISTRICT],
         groups: 8,
-        aggregand: Aggregand::Sum { column: KWH },
+        aggregand: Aggregand::Sum { columns: vec![KWH] },
     };
     let query = AggregateQuery {
         purpose: 2,
@@ -95,7 +95,7 @@ fn circuit(rows: usize, rng: &mut ChaCha20Rng) -> AggregateCircuit {
         ],
         group_keys: (0..8).collect(),
         condition: None,
-        clip: None,
+        clips: Vec::new(),
     };
     AggregateCircuit::new(shape, query, chunk, Fr::from(rng.gen::<u128>())).expect("honest")
 }
@@ -175,6 +175,7 @@ fn combine(
     let shape = CombineShape {
         inputs: 8,
         groups: 8,
+        sums: 1,
         output: CombineOutput::Release,
     };
     let params = CombineParams {
@@ -185,9 +186,9 @@ fn combine(
     let openings = (0..shape.inputs)
         .map(|_| Opening {
             partial: Partial {
-                sums: (0..shape.groups)
+                sums: vec![(0..shape.groups)
                     .map(|_| rng.gen_range(0..1 << 30))
-                    .collect(),
+                    .collect()],
                 counts: (0..shape.groups).map(|_| rng.gen_range(0..128)).collect(),
             },
             blind: Fr::from(rng.gen::<u128>()),

@@ -46,7 +46,7 @@ fn by_district() -> ProvableQuery {
         purpose: "energy-research".into(),
         filters: Vec::new(),
         group_by: vec!["district".into()],
-        aggregand: Aggregand::Sum("kwh".into()),
+        aggregand: Aggregand::Sum(vec!["kwh".into()]),
         outputs: Vec::new(),
         post: Default::default(),
     }
@@ -74,7 +74,7 @@ fn root_combine(c: &mut Criterion) {
     let openings: Vec<Opening> = (0..8)
         .map(|_| Opening {
             partial: Partial {
-                sums: (0..GROUPS).map(|_| rng.gen_range(0..1 << 30)).collect(),
+                sums: vec![(0..GROUPS).map(|_| rng.gen_range(0..1 << 30)).collect()],
                 counts: (0..GROUPS).map(|_| rng.gen_range(0..2048)).collect(),
             },
             blind: Fr::from(rng.gen::<u128>()),
@@ -92,6 +92,7 @@ fn root_combine(c: &mut Criterion) {
         let shape = CombineShape {
             inputs: 8,
             groups: GROUPS,
+            sums: 1,
             output: CombineOutput::Noisy { coins: p.coins },
         };
         if p.coins <= 4096 {
@@ -111,7 +112,7 @@ fn root_combine(c: &mut Criterion) {
     let mut roots = vec![(
         "root G=12 exact (k)".to_string(),
         CombineOutput::Release,
-        exact,
+        exact.clone(),
     )];
     {
         let epsilon = 1.0;
@@ -124,7 +125,7 @@ fn root_combine(c: &mut Criterion) {
                     nonce: Fr::from(rng.gen::<u128>()),
                 },
                 count_step: p.count_step,
-                sum_step: p.sum_step,
+                sum_steps: p.sum_steps.clone(),
                 threshold: p.threshold,
             }),
             ..exact
@@ -139,6 +140,7 @@ fn root_combine(c: &mut Criterion) {
         let shape = CombineShape {
             inputs: 8,
             groups: GROUPS,
+            sums: 1,
             output,
         };
         let circuit = CombineCircuit::new(shape, params, openings.clone(), Fr::from(0u8))
@@ -219,8 +221,9 @@ fn accuracy(_: &mut Criterion) {
                     let step = u128::from(p.count_step);
                     let estimate = p.estimate(u128::from(released), step) as f64;
                     count_errors.push((estimate - count as f64).abs() / count as f64);
-                    let released = sum / p.sum_step + u128::from(binomial(&mut rng, p.coins));
-                    let estimate = p.estimate(released, p.sum_step) as f64;
+                    let sum_step = p.sum_steps[0];
+                    let released = sum / sum_step + u128::from(binomial(&mut rng, p.coins));
+                    let estimate = p.estimate(released, sum_step) as f64;
                     sum_errors.push((estimate - sum as f64).abs() / sum as f64);
                 }
                 println!(

@@ -73,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         group_by: vec![DISTRICT],
         groups: 4,
-        aggregand: Aggregand::Sum { column: KWH },
+        aggregand: Aggregand::Sum { columns: vec![KWH] },
     };
     let query = AggregateQuery {
         purpose,
@@ -83,11 +83,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         group_keys: selected.clone(),
         condition: None,
-        clip: None,
+        clips: Vec::new(),
     };
     let combine_shape = CombineShape {
         inputs: 2,
         groups: 4,
+        sums: 1,
         output: CombineOutput::Release,
     };
     let params = CombineParams {
@@ -141,7 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let chunk_time = t.elapsed();
     let t = Instant::now();
-    let combine = CombineCircuit::new(combine_shape, params, openings, Fr::from(0u8))?;
+    let combine = CombineCircuit::new(combine_shape, params.clone(), openings, Fr::from(0u8))?;
     let answer = combine.instance.clone();
     let combine_proof = snark::prove(&combine_pk, combine, &mut rng)?;
     println!(
@@ -189,11 +190,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let CombineResult::Release { groups, .. } = &answer.result {
         for (key, group) in selected.iter().zip(groups) {
             match group {
-                GroupRelease::Released { count, sum } => {
+                GroupRelease::Released { count, sums } => {
                     println!(
                         "{:<12} {count:>8} {:>14.3}",
                         DISTRICTS[*key as usize],
-                        *sum as f64 / 1000.0
+                        sums[0] as f64 / 1000.0
                     )
                 }
                 GroupRelease::Suppressed => println!(

@@ -114,8 +114,10 @@ async fn main() -> Result<()> {
             println!("  {key:>12}  suppressed (fewer rows than the node's minimum group size)");
         } else {
             println!(
-                "  {key:>12}  count {}  sum {}  holds {}",
-                row.count, row.sum, row.holds
+                "  {key:>12}  count {}  sums {}  holds {}",
+                row.count,
+                row.sums.join(", "),
+                row.holds
             );
         }
     }

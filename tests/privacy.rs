@@ -119,10 +119,13 @@ fn estimates(bundle: &Bundle) -> (i128, i128) {
     verify::verify(bundle, &Trust::keys(KeyPins::Unpinned)).unwrap();
     let row = &bundle.result.as_ref().unwrap().rows[0];
     assert!(!row.suppressed, "the answer over 31 households is released");
-    let parse = |e: &Option<zkfabric_proto::v1::NoisyEstimate>| -> i128 {
-        e.as_ref().unwrap().estimate.parse().unwrap()
+    let parse = |e: Option<&zkfabric_proto::v1::NoisyEstimate>| -> i128 {
+        e.unwrap().estimate.parse().unwrap()
     };
-    (parse(&row.count_estimate), parse(&row.sum_estimate))
+    (
+        parse(row.count_estimate.as_ref()),
+        parse(row.sum_estimates.first()),
+    )
 }
 
 const DAAN: &str = "SELECT COUNT(*), SUM(kwh) FROM consumption WHERE district = 'Daan'";
@@ -254,7 +257,7 @@ fn tampered_bundles_and_ledgers_are_refused() {
         ),
         (
             "another sum step",
-            Box::new(|b| b.privacy.as_mut().unwrap().sum_step = "1".into()),
+            Box::new(|b| b.privacy.as_mut().unwrap().sum_steps = vec!["1".into()]),
         ),
         (
             "a lower threshold",

@@ -206,13 +206,13 @@ fn a_grouped_sum_is_proven_and_matches_the_rows() {
         if selected.len() < 3 {
             suppressed += 1;
             assert!(row.suppressed, "{row:?}");
-            assert_eq!((row.count, row.sum.as_str()), (0, ""));
+            assert_eq!((row.count, row.sums.len()), (0, 0));
         } else {
             released += 1;
             assert!(!row.suppressed);
             assert_eq!(row.count, selected.len() as u64);
             let sum: u64 = selected.iter().map(|&r| c[kwh][r]).sum();
-            assert_eq!(row.sum, sum.to_string());
+            assert_eq!(row.sums, [sum.to_string()]);
         }
         let label = tiny().column("district").unwrap().1.labels[row.key as usize].clone();
         assert_eq!(row.labels, [label]);
@@ -374,7 +374,14 @@ fn equivalent_sql_lowers_to_one_canonical_query() {
     let always = lower("SELECT COUNT(*) FROM consumption WHERE hour < 9 OR hour >= 9").unwrap();
     assert!(always.filters.is_empty());
     let avg = lower("SELECT AVG(kwh) FROM consumption").unwrap();
-    assert_eq!(avg.aggregand, Aggregand::Sum("kwh".into()));
+    assert_eq!(avg.aggregand, Aggregand::Sum(vec!["kwh".into()]));
+    // Several measures: each once, in order of first mention; AVG shares SUM's.
+    let several =
+        lower("SELECT SUM(water), AVG(kwh), SUM(kwh), COUNT(*) FROM consumption").unwrap();
+    assert_eq!(
+        several.aggregand,
+        Aggregand::Sum(vec!["water".into(), "kwh".into()])
+    );
 }
 
 #[test]
@@ -417,8 +424,12 @@ fn unsupported_sql_is_refused_naming_the_construct() {
             "GROUP BY `kwh`",
         ),
         (
-            "SELECT SUM(kwh), SUM(water) FROM consumption",
-            "one per query",
+            "SELECT SUM(kwh), SUM(water), SUM(spend), AVG(age), SUM(time) FROM consumption",
+            "AVG(age) of a attribute column",
+        ),
+        (
+            "SELECT bool_or(age > 60), SUM(kwh) FROM consumption",
+            "a predicate beside COUNT, SUM or AVG",
         ),
         ("SELECT MAX(kwh) FROM consumption", "max"),
         (
@@ -580,7 +591,7 @@ fn verified_answers_equal_plain_datafusion_over_the_consented_rows() {
             if row.suppressed {
                 assert!(count < 3, "{sql}: group {} of {count} rows suppressed", row.key);
             } else {
-                assert_eq!((row.count, row.sum.clone()), (count, sum.to_string()), "{sql}");
+                assert_eq!((row.count, row.sums.clone()), (count, vec![sum.to_string()]), "{sql}");
             }
         }
         assert!(
@@ -878,7 +889,7 @@ fn having_order_by_and_limit_post_process_the_released_table() {
         assert!(!row.suppressed);
         assert_eq!(
             expected[&row.key],
-            (row.count, row.sum.parse().unwrap()),
+            (row.count, row.sums[0].parse().unwrap()),
             "{row:?}"
         );
     }
@@ -888,4 +899,53 @@ fn having_order_by_and_limit_post_process_the_released_table() {
             assert!(pair[0].labels < pair[1].labels);
         }
     }
+}
+
+#[test]
+fn several_sums_and_averages_are_proven_together() {
+    let node = node(96);
+    let sql = "SELECT district, SUM(kwh) AS kwh, AVG(water), SUM(water), COUNT(*) \
+               FROM consumption WHERE hour <> 3 GROUP BY district";
+    let bundle = answer(&node, sql, "energy-research");
+    let report = verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned)).unwrap();
+    assert_eq!(
+        report.query.aggregand,
+        Aggregand::Sum(vec!["kwh".into(), "water".into()])
+    );
+    let c = &node.columns;
+    let (district, hour, consent, kwh, water) = (
+        column("district"),
+        column("hour"),
+        column("consent"),
+        column("kwh"),
+        column("water"),
+    );
+    let mut released = 0;
+    for row in &bundle.result.as_ref().unwrap().rows {
+        let selected: Vec<usize> = (0..96)
+            .filter(|&r| {
+                c[district][r] == row.key && c[hour][r] != 3 && c[consent][r] >> 2 & 1 == 1
+            })
+            .collect();
+        if row.suppressed {
+            assert!(selected.len() < 3);
+            continue;
+        }
+        released += 1;
+        let total = |col: usize| selected.iter().map(|&r| c[col][r]).sum::<u64>().to_string();
+        assert_eq!(row.count, selected.len() as u64);
+        assert_eq!(row.sums, [total(kwh), total(water)]);
+    }
+    assert!(released > 0);
+    // A sum dropped from the table, or the two swapped: refused.
+    let mut dropped = bundle.clone();
+    for row in &mut dropped.result.as_mut().unwrap().rows {
+        row.sums.truncate(1);
+    }
+    assert!(verify::verify(&dropped, &Trust::keys(KeyPins::Unpinned)).is_err());
+    let mut swapped = bundle.clone();
+    for row in &mut swapped.result.as_mut().unwrap().rows {
+        row.sums.reverse();
+    }
+    assert!(verify::verify(&swapped, &Trust::keys(KeyPins::Unpinned)).is_err());
 }

@@ -277,8 +277,8 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
         assert!(!row.suppressed);
         assert_eq!(row.count, counted.len() as u64);
         assert_eq!(
-            row.sum,
-            counted.iter().map(|i| 100 + 7 * i).sum::<u64>().to_string()
+            row.sums,
+            [counted.iter().map(|i| 100 + 7 * i).sum::<u64>().to_string()]
         );
         let again = researcher
             .query()

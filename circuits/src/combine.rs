@@ -1,12 +1,12 @@
 //! The combine circuit: opens `K` committed partials (chunk results or subtotals), adds
 //! them per group, and outputs one of:
-//! - [`CombineOutput::Release`]: per group the SUM and COUNT, or "suppressed" for a group
+//! - [`CombineOutput::Release`]: per group the COUNT and SUMs, or "suppressed" for a group
 //!   of fewer than `k` rows (public minimum group size), with nothing else about it;
 //! - [`CombineOutput::Predicate`]: per group one bit, "the group's sum is at least `t`"
 //!   (with a [counted condition](crate::aggregate::Aggregand::CountWhere) the sum is the
 //!   number of selected rows meeting it, so `t = 1` asks "does any?"), suppressed likewise
 //!   below `k` rows;
-//! - [`CombineOutput::Noisy`]: per group the COUNT and SUM with binomial noise drawn by
+//! - [`CombineOutput::Noisy`]: per group the COUNT and SUMs with binomial noise drawn by
 //!   [`crate::noise`] (differential privacy): each value is first divided by its public
 //!   step (its sensitivity), then the heads of `n` coins are added; a group whose noisy
 //!   count is under a public threshold is suppressed;
@@ -15,10 +15,11 @@
 //!
 //! Public inputs: the shape's digest ([`CombineShape::digest`], fixed by a constraint),
 //! the `K` partial commitments (unused slots hold [`empty_slot_commitment`]), then for
-//! Release `k` and per group `(suppressed, count, sum)`; for Predicate `k`, `t` and per
-//! group `(suppressed, holds)`; for Noisy the noise secret's commitment, the query hash,
-//! the nonce, the count step, the sum step, the threshold and per group `(suppressed,
-//! noisy count, noisy sum)`; for Subtotal the output commitment. The minimum group
+//! Release `k` and per group `(suppressed, count, sum...)` (one sum per measure); for
+//! Predicate `k`, `t` and per group `(suppressed, holds)`; for Noisy the noise secret's
+//! commitment, the query hash, the nonce, the count step, each sum's step, the threshold
+//! and per group `(suppressed, noisy count, noisy sum...)`; for Subtotal the output
+//! commitment. The minimum group
 //! size `k` is at least 1: a group of no rows is always suppressed, so a predicate over
 //! no rows is never "true".
 
@@ -33,7 +34,7 @@ use ark_r1cs_std::{
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, SynthesisError};
 
 use crate::{
-    aggregate::Partial,
+    aggregate::{Partial, MAX_MEASURES},
     commitment::PARTIAL_TAG,
     gadgets::{is_ge, to_bits},
     noise::{noise, noise_gadget, open_secret, secret_commitment, NoiseSeed, MAX_COINS},
@@ -74,6 +75,8 @@ pub struct CombineShape {
     pub inputs: usize,
     /// Group slots `G`, as in the chunk proofs.
     pub groups: usize,
+    /// Sums per group `M` (measures; 0 for COUNT alone, 1 for a predicate's condition).
+    pub sums: usize,
     /// What it outputs.
     pub output: CombineOutput,
 }
@@ -89,8 +92,8 @@ impl CombineShape {
             CombineOutput::Subtotal => "subtotal".to_string(),
         };
         format!(
-            "combine/v2 inputs={} groups={} output={output}",
-            self.inputs, self.groups
+            "combine/v3 inputs={} groups={} sums={} output={output}",
+            self.inputs, self.groups, self.sums
         )
     }
 
@@ -110,7 +113,7 @@ pub struct Opening {
 }
 
 /// Public parameters of a combine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CombineParams {
     /// Groups of fewer selected rows are suppressed (Release and Predicate).
     pub min_group_size: u64,
@@ -121,35 +124,35 @@ pub struct CombineParams {
 }
 
 /// The public parameters of noisy release, and the seed (with the secret) of its noise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NoiseParams {
     /// Secret, query hash and nonce.
     pub seed: NoiseSeed,
     /// The count's step: a count is released as `count / step` plus noise.
     pub count_step: u64,
-    /// The sum's step, below 2^96.
-    pub sum_step: u128,
+    /// Each sum's step, below 2^96, one per measure.
+    pub sum_steps: Vec<u128>,
     /// A group whose noisy count (in steps, noise included) is below this is suppressed.
     pub threshold: u64,
 }
 
 /// One group of a noisy answer, in steps: `value / step + heads`, where the heads of
 /// `n` fair coins have mean `n / 2`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupNoisy {
     /// The noisy count fell below the threshold.
     Suppressed,
-    /// The noisy COUNT and SUM, in steps.
-    Released { count: u64, sum: u128 },
+    /// The noisy COUNT and SUMs, in steps.
+    Released { count: u64, sums: Vec<u128> },
 }
 
 /// One group of a released answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupRelease {
     /// Fewer than `k` rows: nothing is said about the group.
     Suppressed,
-    /// The group's COUNT and SUM.
-    Released { count: u64, sum: u128 },
+    /// The group's COUNT and SUMs.
+    Released { count: u64, sums: Vec<u128> },
 }
 
 /// One group of a predicate answer.
@@ -185,7 +188,7 @@ pub enum CombineResult {
         nonce: Fr,
         /// Steps and threshold (the seed's secret is not part of the statement).
         count_step: u64,
-        sum_step: u128,
+        sum_steps: Vec<u128>,
         threshold: u64,
         groups: Vec<GroupNoisy>,
     },
@@ -242,15 +245,36 @@ impl CombineInstance {
         if groups != shape.groups {
             return bad(format!("{groups} groups for a shape of {}", shape.groups));
         }
+        check_sums(shape)?;
         check_min_group_size(k, shape.output)?;
+        let released_sums = match &self.result {
+            CombineResult::Release { groups, .. } => groups
+                .iter()
+                .filter_map(|g| match g {
+                    GroupRelease::Released { sums, .. } => Some(sums.len()),
+                    GroupRelease::Suppressed => None,
+                })
+                .collect(),
+            CombineResult::Noisy { groups, .. } => groups
+                .iter()
+                .filter_map(|g| match g {
+                    GroupNoisy::Released { sums, .. } => Some(sums.len()),
+                    GroupNoisy::Suppressed => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        if let Some(n) = released_sums.into_iter().find(|n| *n != shape.sums) {
+            return bad(format!("a group with {n} sums for a shape of {}", shape.sums));
+        }
         if let CombineResult::Noisy {
             count_step,
-            sum_step,
+            sum_steps,
             threshold,
             ..
-        } = self.result
+        } = &self.result
         {
-            check_noise(shape.output, count_step, sum_step, threshold)?;
+            check_noise(shape, *count_step, sum_steps, *threshold)?;
         }
         Ok(self.assemble(shape))
     }
@@ -267,12 +291,7 @@ impl CombineInstance {
             } => {
                 out.push(Fr::from(*min_group_size));
                 for g in groups {
-                    out.extend(match *g {
-                        GroupRelease::Suppressed => [flag(true), Fr::zero(), Fr::zero()],
-                        GroupRelease::Released { count, sum } => {
-                            [flag(false), Fr::from(count), Fr::from(sum)]
-                        }
-                    });
+                    out.extend(released(g_released(g), shape.sums));
                 }
             }
             CombineResult::Predicate {
@@ -293,30 +312,63 @@ impl CombineInstance {
                 query,
                 nonce,
                 count_step,
-                sum_step,
+                sum_steps,
                 threshold,
                 groups,
             } => {
-                out.extend([
-                    *secret_commitment,
-                    *query,
-                    *nonce,
-                    Fr::from(*count_step),
-                    Fr::from(*sum_step),
-                    Fr::from(*threshold),
-                ]);
+                out.extend([*secret_commitment, *query, *nonce, Fr::from(*count_step)]);
+                out.extend(sum_steps.iter().map(|&s| Fr::from(s)));
+                out.push(Fr::from(*threshold));
                 for g in groups {
-                    out.extend(match *g {
-                        GroupNoisy::Suppressed => [flag(true), Fr::zero(), Fr::zero()],
-                        GroupNoisy::Released { count, sum } => {
-                            [flag(false), Fr::from(count), Fr::from(sum)]
-                        }
-                    });
+                    let shown = match g {
+                        GroupNoisy::Suppressed => None,
+                        GroupNoisy::Released { count, sums } => Some((*count, sums.as_slice())),
+                    };
+                    out.extend(released(shown, shape.sums));
                 }
             }
             CombineResult::Subtotal { commitment } => out.push(*commitment),
         }
         out
+    }
+}
+
+/// A released group's public inputs: `(suppressed, count, sums...)`, zeros when
+/// suppressed.
+fn released(group: Option<(u64, &[u128])>, sums: usize) -> Vec<Fr> {
+    match group {
+        None => [Fr::from(1u8)]
+            .into_iter()
+            .chain(std::iter::repeat_n(Fr::zero(), 1 + sums))
+            .collect(),
+        Some((count, values)) => [Fr::zero(), Fr::from(count)]
+            .into_iter()
+            .chain(values.iter().map(|&s| Fr::from(s)))
+            .collect(),
+    }
+}
+
+/// A released group as [`released`] takes it.
+fn g_released(group: &GroupRelease) -> Option<(u64, &[u128])> {
+    match group {
+        GroupRelease::Suppressed => None,
+        GroupRelease::Released { count, sums } => Some((*count, sums.as_slice())),
+    }
+}
+
+/// A shape's sums fit its output: a predicate counts one condition, release and noise
+/// handle at most [`MAX_MEASURES`].
+fn check_sums(shape: &CombineShape) -> Result<(), CircuitError> {
+    let fits = match shape.output {
+        CombineOutput::Predicate => shape.sums == 1,
+        _ => shape.sums <= MAX_MEASURES,
+    };
+    match fits {
+        true => Ok(()),
+        false => Err(CircuitError::InvalidShape(format!(
+            "{} sums for a {:?} combine",
+            shape.sums, shape.output
+        ))),
     }
 }
 
@@ -339,22 +391,32 @@ fn check_min_group_size(k: u64, output: CombineOutput) -> Result<(), CircuitErro
 /// Steps are at least 1 and fit [`STEP_BITS`], the threshold fits [`NOISY_COUNT_BITS`],
 /// and a value draws at most [`MAX_COINS`] coins.
 fn check_noise(
-    output: CombineOutput,
+    shape: &CombineShape,
     count_step: u64,
-    sum_step: u128,
+    sum_steps: &[u128],
     threshold: u64,
 ) -> Result<(), CircuitError> {
     let bad = |msg: String| Err(CircuitError::InvalidQuery(msg));
-    if let CombineOutput::Noisy { coins } = output {
+    if sum_steps.len() != shape.sums {
+        return bad(format!(
+            "{} sum steps for {} sums",
+            sum_steps.len(),
+            shape.sums
+        ));
+    }
+    if let CombineOutput::Noisy { coins } = shape.output {
         if coins == 0 || coins > MAX_COINS {
             return bad(format!(
                 "{coins} coins: a noisy value draws 1..={MAX_COINS}"
             ));
         }
     }
-    if count_step == 0 || sum_step == 0 || sum_step >> STEP_BITS != 0 {
+    if let Some(step) = std::iter::once(u128::from(count_step))
+        .chain(sum_steps.iter().copied())
+        .find(|&s| s == 0 || s >> STEP_BITS != 0)
+    {
         return bad(format!(
-            "steps {count_step} and {sum_step}: a step is at least 1 and below 2^{STEP_BITS}"
+            "step {step}: a step is at least 1 and below 2^{STEP_BITS}"
         ));
     }
     if threshold >> NOISY_COUNT_BITS != 0 {
@@ -365,16 +427,16 @@ fn check_noise(
     Ok(())
 }
 
-/// Commitment of an unused slot: the zero partial under a zero blind. Anyone can open it,
-/// and it opens only to zeros.
-pub fn empty_slot_commitment(groups: usize) -> Fr {
-    Partial::zero(groups).commit(Fr::zero())
+/// Commitment of an unused slot of `shape`: the zero partial under a zero blind. Anyone
+/// can open it, and it opens only to zeros.
+pub fn empty_slot_commitment(shape: &CombineShape) -> Fr {
+    Partial::zero(shape.groups, shape.sums).commit(Fr::zero())
 }
 
 /// Native twin: the totals of `openings` and what the combine releases about them.
 pub fn evaluate(
     shape: &CombineShape,
-    params: CombineParams,
+    params: &CombineParams,
     openings: &[Opening],
     output_blind: Fr,
 ) -> Result<(Partial, CombineResult), CircuitError> {
@@ -384,6 +446,7 @@ pub fn evaluate(
             "a combine needs K >= 1 and G >= 1".into(),
         ));
     }
+    check_sums(shape)?;
     if openings.len() > shape.inputs {
         return bad(format!(
             "{} partials for {} slots",
@@ -391,14 +454,23 @@ pub fn evaluate(
             shape.inputs
         ));
     }
-    let mut total = Partial::zero(shape.groups);
+    let mut total = Partial::zero(shape.groups, shape.sums);
     for (i, o) in openings.iter().enumerate() {
-        if o.partial.sums.len() != shape.groups || o.partial.counts.len() != shape.groups {
-            return bad(format!("partial {i} does not have {} groups", shape.groups));
+        let p = &o.partial;
+        if p.counts.len() != shape.groups
+            || p.sums.len() != shape.sums
+            || p.sums.iter().any(|s| s.len() != shape.groups)
+        {
+            return bad(format!(
+                "partial {i} does not have {} groups of {} sums",
+                shape.groups, shape.sums
+            ));
         }
         for g in 0..shape.groups {
-            total.sums[g] += o.partial.sums[g];
-            total.counts[g] += o.partial.counts[g];
+            total.counts[g] += p.counts[g];
+            for m in 0..shape.sums {
+                total.sums[m][g] += p.sums[m][g];
+            }
         }
     }
     check_min_group_size(params.min_group_size, shape.output)?;
@@ -406,6 +478,7 @@ pub fn evaluate(
         return bad(format!("count {c} exceeds {COUNT_BITS} bits"));
     }
     let k = params.min_group_size;
+    let sums_of = |g: usize| total.sums.iter().map(|s| s[g]).collect::<Vec<_>>();
     let result = match shape.output {
         CombineOutput::Release => CombineResult::Release {
             min_group_size: k,
@@ -413,14 +486,14 @@ pub fn evaluate(
                 .map(|g| match total.counts[g] >= k {
                     true => GroupRelease::Released {
                         count: total.counts[g],
-                        sum: total.sums[g],
+                        sums: sums_of(g),
                     },
                     false => GroupRelease::Suppressed,
                 })
                 .collect(),
         },
         CombineOutput::Predicate => {
-            if let Some(s) = total.sums.iter().find(|s| *s >> PREDICATE_BITS != 0) {
+            if let Some(s) = total.sums[0].iter().find(|s| *s >> PREDICATE_BITS != 0) {
                 return bad(format!("predicate sum {s} exceeds {PREDICATE_BITS} bits"));
             }
             CombineResult::Predicate {
@@ -428,14 +501,16 @@ pub fn evaluate(
                 threshold: params.threshold,
                 groups: (0..shape.groups)
                     .map(|g| match total.counts[g] >= k {
-                        true => GroupAnswer::Holds(total.sums[g] >= u128::from(params.threshold)),
+                        true => {
+                            GroupAnswer::Holds(total.sums[0][g] >= u128::from(params.threshold))
+                        }
                         false => GroupAnswer::Suppressed,
                     })
                     .collect(),
             }
         }
         CombineOutput::Noisy { coins } => {
-            let Some(noise_params) = params.noise else {
+            let Some(noise_params) = &params.noise else {
                 return Err(CircuitError::InvalidQuery(
                     "a noisy combine needs noise parameters".into(),
                 ));
@@ -443,26 +518,29 @@ pub fn evaluate(
             let NoiseParams {
                 seed,
                 count_step,
-                sum_step,
+                sum_steps,
                 threshold,
             } = noise_params;
-            check_noise(shape.output, count_step, sum_step, threshold)?;
-            let position = |g: usize, value: u64| 2 * g as u64 + value;
+            check_noise(shape, *count_step, sum_steps, *threshold)?;
             CombineResult::Noisy {
                 secret_commitment: secret_commitment(seed.secret),
                 query: seed.query,
                 nonce: seed.nonce,
-                count_step,
-                sum_step,
-                threshold,
+                count_step: *count_step,
+                sum_steps: sum_steps.clone(),
+                threshold: *threshold,
                 groups: (0..shape.groups)
                     .map(|g| {
-                        let count = total.counts[g] / count_step
-                            + u64::from(noise(&seed, position(g, 0), coins));
-                        let sum = total.sums[g] / sum_step
-                            + u128::from(noise(&seed, position(g, 1), coins));
-                        match count >= threshold {
-                            true => GroupNoisy::Released { count, sum },
+                        let heads =
+                            |value: usize| noise(seed, noise_position(shape, g, value), coins);
+                        let count = total.counts[g] / count_step + u64::from(heads(0));
+                        let sums = sum_steps
+                            .iter()
+                            .enumerate()
+                            .map(|(m, step)| total.sums[m][g] / step + u128::from(heads(1 + m)))
+                            .collect();
+                        match count >= *threshold {
+                            true => GroupNoisy::Released { count, sums },
                             false => GroupNoisy::Suppressed,
                         }
                     })
@@ -474,6 +552,12 @@ pub fn evaluate(
         },
     };
     Ok((total, result))
+}
+
+/// The position of a group's noisy value (0: the count, 1 + m: measure m's sum), which
+/// keys its coins: `(M + 1) g + value`.
+fn noise_position(shape: &CombineShape, group: usize, value: usize) -> u64 {
+    ((shape.sums + 1) * group + value) as u64
 }
 
 /// One combine proof's statement and witness.
@@ -501,11 +585,11 @@ impl CombineCircuit {
         mut openings: Vec<Opening>,
         output_blind: Fr,
     ) -> Result<Self, CircuitError> {
-        let (total, result) = evaluate(&shape, params, &openings, output_blind)?;
+        let (total, result) = evaluate(&shape, &params, &openings, output_blind)?;
         openings.resize(
             shape.inputs,
             Opening {
-                partial: Partial::zero(shape.groups),
+                partial: Partial::zero(shape.groups, shape.sums),
                 blind: Fr::zero(),
             },
         );
@@ -538,7 +622,7 @@ impl snark::Circuit for CombineCircuit {
                     nonce: Fr::zero(),
                 },
                 count_step: 1,
-                sum_step: 1,
+                sum_steps: vec![1; shape.sums],
                 threshold: 0,
             }),
         };
@@ -572,15 +656,15 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
         let (commitments, outputs) = inputs[1..].split_at(shape.inputs);
 
         // Open every slot and add it up.
-        let mut sums = vec![FpVar::zero(); shape.groups];
+        let mut sums = vec![vec![FpVar::zero(); shape.groups]; shape.sums];
         let mut counts = vec![FpVar::zero(); shape.groups];
         for (opening, commitment) in openings.iter().zip(commitments) {
             let slot_sums = opening
                 .partial
                 .sums
                 .iter()
-                .map(|&s| witness(Fr::from(s)))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|measure| measure.iter().map(|&s| witness(Fr::from(s))).collect())
+                .collect::<Result<Vec<Vec<_>>, _>>()?;
             let slot_counts = opening
                 .partial
                 .counts
@@ -591,12 +675,14 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
                 FpVar::constant(Fr::from(PARTIAL_TAG)),
                 witness(opening.blind)?,
             ];
-            preimage.extend(slot_sums.iter().cloned());
+            preimage.extend(slot_sums.iter().flatten().cloned());
             preimage.extend(slot_counts.iter().cloned());
             chain(&preimage)?.enforce_equal(commitment)?;
             for g in 0..shape.groups {
-                sums[g] += &slot_sums[g];
                 counts[g] += &slot_counts[g];
+                for m in 0..shape.sums {
+                    sums[m][g] += &slot_sums[m][g];
+                }
             }
         }
 
@@ -613,14 +699,27 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
                 })
                 .collect()
         };
+        // A group's released values: its count and sums when shown, zeros when not, and
+        // the suppressed flag.
+        let release = |released: &[FpVar<Fr>],
+                       shown: &Boolean<Fr>,
+                       values: Vec<FpVar<Fr>>|
+         -> Result<(), SynthesisError> {
+            FpVar::from(!shown).enforce_equal(&released[0])?;
+            let shown = FpVar::from(shown.clone());
+            for (value, out) in values.iter().zip(&released[1..]) {
+                (value * &shown).enforce_equal(out)?;
+            }
+            Ok(())
+        };
+        let width = 2 + shape.sums;
         match shape.output {
             CombineOutput::Release => {
                 let large = large_enough(&outputs[0])?;
-                for (g, released) in outputs[1..].chunks(3).enumerate() {
-                    let shown = FpVar::from(large[g].clone());
-                    FpVar::from(!&large[g]).enforce_equal(&released[0])?;
-                    (&counts[g] * &shown).enforce_equal(&released[1])?;
-                    (&sums[g] * &shown).enforce_equal(&released[2])?;
+                for (g, released) in outputs[1..].chunks(width).enumerate() {
+                    let mut values = vec![counts[g].clone()];
+                    values.extend(sums.iter().map(|s| s[g].clone()));
+                    release(released, &large[g], values)?;
                 }
             }
             CombineOutput::Predicate => {
@@ -628,43 +727,54 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
                 let threshold = &outputs[1];
                 to_bits(threshold, PREDICATE_BITS)?;
                 for (g, answer) in outputs[2..].chunks(2).enumerate() {
-                    to_bits(&sums[g], PREDICATE_BITS)?;
-                    let holds = is_ge(&sums[g], threshold, PREDICATE_BITS)?;
+                    to_bits(&sums[0][g], PREDICATE_BITS)?;
+                    let holds = is_ge(&sums[0][g], threshold, PREDICATE_BITS)?;
                     FpVar::from(!&large[g]).enforce_equal(&answer[0])?;
                     FpVar::from(&holds & &large[g]).enforce_equal(&answer[1])?;
                 }
             }
             CombineOutput::Noisy { coins } => {
-                let [commitment, query, nonce, count_step, sum_step, threshold] = &outputs[..6]
-                else {
-                    unreachable!("a noisy statement starts with six parameters")
+                let (parameters, groups) = outputs.split_at(5 + shape.sums);
+                let [commitment, query, nonce, count_step] = &parameters[..4] else {
+                    unreachable!("a noisy statement starts with four parameters")
                 };
+                let sum_steps = &parameters[4..4 + shape.sums];
+                let threshold = &parameters[4 + shape.sums];
                 let secret = witness(noise_secret)?;
                 open_secret(&secret, commitment)?;
-                for step in [count_step, sum_step] {
+                for step in std::iter::once(count_step).chain(sum_steps) {
                     to_bits(step, STEP_BITS)?;
                     to_bits(&(step - Fr::from(1u8)), STEP_BITS)?;
                 }
                 to_bits(threshold, NOISY_COUNT_BITS)?;
-                let native_steps = step_values(&instance.result);
-                for (g, released) in outputs[6..].chunks(3).enumerate() {
+                let (native_count_step, native_sum_steps) = step_values(&instance.result);
+                for (g, released) in groups.chunks(width).enumerate() {
                     to_bits(&counts[g], COUNT_BITS)?;
-                    let heads = |value: u64| {
-                        noise_gadget(&secret, query, nonce, 2 * g as u64 + value, coins)
+                    let heads = |value: usize| {
+                        noise_gadget(
+                            &secret,
+                            query,
+                            nonce,
+                            noise_position(&shape, g, value),
+                            coins,
+                        )
                     };
                     let count = quotient(
                         &counts[g],
                         u128::from(total.counts[g]),
                         count_step,
-                        native_steps.0,
+                        native_count_step,
                     )? + heads(0)?;
-                    let sum =
-                        quotient(&sums[g], total.sums[g], sum_step, native_steps.1)? + heads(1)?;
+                    let mut values = vec![count.clone()];
+                    for m in 0..shape.sums {
+                        let native_step = native_sum_steps.get(m).copied().unwrap_or(1);
+                        values.push(
+                            quotient(&sums[m][g], total.sums[m][g], &sum_steps[m], native_step)?
+                                + heads(1 + m)?,
+                        );
+                    }
                     let large = is_ge(&count, threshold, NOISY_COUNT_BITS)?;
-                    let shown = FpVar::from(large.clone());
-                    FpVar::from(!&large).enforce_equal(&released[0])?;
-                    (&count * &shown).enforce_equal(&released[1])?;
-                    (&sum * &shown).enforce_equal(&released[2])?;
+                    release(released, &large, values)?;
                 }
             }
             CombineOutput::Subtotal => {
@@ -672,7 +782,7 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
                     FpVar::constant(Fr::from(PARTIAL_TAG)),
                     witness(output_blind)?,
                 ];
-                preimage.extend(sums);
+                preimage.extend(sums.into_iter().flatten());
                 preimage.extend(counts);
                 chain(&preimage)?.enforce_equal(&outputs[0])?;
             }
@@ -681,15 +791,19 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
     }
 }
 
-/// The count and sum steps of a noisy result (1 and 1 otherwise), for witness values.
-fn step_values(result: &CombineResult) -> (u128, u128) {
+/// The count step and sum steps of a noisy result (1 and none otherwise), for witness
+/// values.
+fn step_values(result: &CombineResult) -> (u128, Vec<u128>) {
     match result {
         CombineResult::Noisy {
             count_step,
-            sum_step,
+            sum_steps,
             ..
-        } => (u128::from(*count_step).max(1), (*sum_step).max(1)),
-        _ => (1, 1),
+        } => (
+            u128::from(*count_step).max(1),
+            sum_steps.iter().map(|s| (*s).max(1)).collect(),
+        ),
+        _ => (1, Vec::new()),
     }
 }
 

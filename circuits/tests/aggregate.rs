@@ -25,7 +25,7 @@ fn native_twin_computes_the_filtered_grouped_aggregate() {
     assert_eq!(
         partial,
         Partial {
-            sums: vec![1200 + 800 + 100, 300 + 450],
+            sums: vec![vec![1200 + 800 + 100, 300 + 450]],
             counts: vec![3, 2]
         }
     );
@@ -52,7 +52,7 @@ fn a_claimed_partial_other_than_the_true_one_is_unsatisfiable() {
     assert!(satisfied(circuit.clone()));
     for (g, wrong) in [(0usize, 1u128), (1, 0)] {
         let mut lie = circuit.partial.clone();
-        lie.sums[g] += 1 + wrong;
+        lie.sums[0][g] += 1 + wrong;
         let mut c = circuit.clone();
         c.instance.partial_commitment = lie.commit(c.blind);
         assert!(!satisfied(c), "sum of group {g} inflated");
@@ -138,7 +138,7 @@ fn edges_full_range_empty_chunk_all_filtered_and_padding() {
     assert_eq!(
         none.partial,
         Partial {
-            sums: vec![0, 0],
+            sums: vec![vec![0, 0]],
             counts: vec![0, 0]
         }
     );
@@ -191,7 +191,7 @@ fn counting_a_condition_answers_predicates() {
     assert_eq!(
         c.partial,
         Partial {
-            sums: vec![1],
+            sums: vec![vec![1]],
             counts: vec![6]
         }
     );
@@ -299,16 +299,16 @@ fn a_clipped_sum_adds_each_row_at_most_its_bound_and_no_more() {
     // Noisy sums clip each row: district 2's selected rows carry 1200, 800 and 100 kWh,
     // clipped at 900 they add 900 + 800 + 100; district 5's (300, 450) stay.
     let shape = zkfabric_circuits::aggregate::AggregateShape {
-        aggregand: Aggregand::ClippedSum { column: KWH },
+        aggregand: Aggregand::ClippedSum { columns: vec![KWH] },
         ..shape()
     };
     let query = zkfabric_circuits::aggregate::AggregateQuery {
-        clip: Some(900),
+        clips: vec![900],
         ..default_query()
     };
     assert!(shape.description().ends_with("aggregand=clipped_sum:6"));
     let partial = evaluate(&shape, &query, &default_chunk()).unwrap();
-    assert_eq!(partial.sums, vec![900 + 800 + 100, 300 + 450]);
+    assert_eq!(partial.sums, [[900 + 800 + 100, 300 + 450]]);
     let circuit =
         AggregateCircuit::new(shape.clone(), query.clone(), default_chunk(), Fr::from(7u8))
             .unwrap();
@@ -325,7 +325,7 @@ fn a_clipped_sum_adds_each_row_at_most_its_bound_and_no_more() {
     for sums in [vec![1200 + 800 + 100, 750], vec![800 + 800 + 100, 750]] {
         let mut lying = circuit.clone();
         let partial = Partial {
-            sums,
+            sums: vec![sums],
             counts: circuit.partial.counts.clone(),
         };
         lying.instance.partial_commitment = partial.commit(circuit.blind);
@@ -333,12 +333,12 @@ fn a_clipped_sum_adds_each_row_at_most_its_bound_and_no_more() {
     }
     // Another bound in the statement under the same partial is caught too.
     let mut lying = circuit.clone();
-    lying.instance.query.clip = Some(1000);
+    lying.instance.query.clips = vec![1000];
     assert!(!satisfied(lying));
     // The bound must fit the column, and a clipped sum needs one.
-    for clip in [Some(1 << 16), None] {
+    for clips in [vec![1 << 16], Vec::new(), vec![900, 900]] {
         let bad = zkfabric_circuits::aggregate::AggregateQuery {
-            clip,
+            clips,
             ..default_query()
         };
         assert!(matches!(
@@ -379,7 +379,7 @@ fn a_union_of_ranges_selects_rows_in_any_of_them_and_binds_each_bound() {
     assert_eq!(
         partial,
         Partial {
-            sums: vec![1200 + 5000, 450],
+            sums: vec![vec![1200 + 5000, 450]],
             counts: vec![2, 1]
         }
     );

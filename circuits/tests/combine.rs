@@ -17,7 +17,7 @@ use zkfabric_circuits::{
 fn opening(sums: [u128; 2], counts: [u64; 2], blind: u64) -> Opening {
     Opening {
         partial: Partial {
-            sums: sums.to_vec(),
+            sums: vec![sums.to_vec()],
             counts: counts.to_vec(),
         },
         blind: Fr::from(blind),
@@ -28,6 +28,7 @@ fn shape(output: CombineOutput) -> CombineShape {
     CombineShape {
         inputs: 4,
         groups: 2,
+        sums: 1,
         output,
     }
 }
@@ -64,39 +65,27 @@ fn release_suppresses_groups_below_k_exactly_at_the_edge() {
         CombineResult::Release {
             min_group_size: 10,
             groups: vec![
-                GroupRelease::Released {
-                    count: 10,
-                    sum: 1500
-                },
+                GroupRelease::Released { count: 10, sums: vec![1500] },
                 GroupRelease::Suppressed
             ],
         }
     );
-    assert_eq!(c.instance.partial_commitments[3], empty_slot_commitment(2));
+    assert_eq!(c.instance.partial_commitments[3], empty_slot_commitment(&shape(CombineOutput::Release)));
     assert!(satisfied(c.clone()));
 
     // Claiming the suppressed group's real numbers, or suppressing a large group, fails.
     for result in [
         vec![
-            GroupRelease::Released {
-                count: 10,
-                sum: 1500,
-            },
-            GroupRelease::Released { count: 9, sum: 100 },
+            GroupRelease::Released { count: 10, sums: vec![1500] },
+            GroupRelease::Released { count: 9, sums: vec![100] },
         ],
         vec![GroupRelease::Suppressed, GroupRelease::Suppressed],
         vec![
-            GroupRelease::Released {
-                count: 10,
-                sum: 1501,
-            },
+            GroupRelease::Released { count: 10, sums: vec![1501] },
             GroupRelease::Suppressed,
         ],
         vec![
-            GroupRelease::Released {
-                count: 11,
-                sum: 1500,
-            },
+            GroupRelease::Released { count: 11, sums: vec![1500] },
             GroupRelease::Suppressed,
         ],
     ] {
@@ -112,10 +101,7 @@ fn release_suppresses_groups_below_k_exactly_at_the_edge() {
     lying.instance.result = CombineResult::Release {
         min_group_size: 9,
         groups: vec![
-            GroupRelease::Released {
-                count: 10,
-                sum: 1500,
-            },
+            GroupRelease::Released { count: 10, sums: vec![1500] },
             GroupRelease::Suppressed,
         ],
     };
@@ -126,7 +112,7 @@ fn release_suppresses_groups_below_k_exactly_at_the_edge() {
 fn openings_must_match_their_commitments() {
     let c = combine(CombineOutput::Release, 1, 0);
     let mut lying = c.clone();
-    lying.openings[1].partial.sums[0] += 1;
+    lying.openings[1].partial.sums[0][0] += 1;
     assert!(!satisfied(lying));
     let mut lying = c.clone();
     lying.openings[0].blind += Fr::one();
@@ -196,11 +182,13 @@ fn a_tree_of_combines_covers_more_chunks_than_one_combine() {
     let sub_shape = CombineShape {
         inputs: 2,
         groups: 2,
+        sums: 1,
         output: CombineOutput::Subtotal,
     };
     let root_shape = CombineShape {
         inputs: 2,
         groups: 2,
+        sums: 1,
         output: CombineOutput::Release,
     };
     let sub_pk = snark::setup::<CombineCircuit, _>(&sub_shape, &mut rng).unwrap();
@@ -219,10 +207,10 @@ fn a_tree_of_combines_covers_more_chunks_than_one_combine() {
         let proof = snark::prove(&sub_pk, c, &mut rng).unwrap();
         assert!(snark::verify(sub_pk.verifying_key(), &inputs, &proof).unwrap());
         let total = Partial {
-            sums: vec![
-                pair[0].partial.sums[0] + pair[1].partial.sums[0],
-                pair[0].partial.sums[1] + pair[1].partial.sums[1],
-            ],
+            sums: vec![vec![
+                pair[0].partial.sums[0][0] + pair[1].partial.sums[0][0],
+                pair[0].partial.sums[0][1] + pair[1].partial.sums[0][1],
+            ]],
             counts: vec![
                 pair[0].partial.counts[0] + pair[1].partial.counts[0],
                 pair[0].partial.counts[1] + pair[1].partial.counts[1],
@@ -244,10 +232,7 @@ fn a_tree_of_combines_covers_more_chunks_than_one_combine() {
         CombineResult::Release {
             min_group_size: 10,
             groups: vec![
-                GroupRelease::Released {
-                    count: 18,
-                    sum: 100
-                },
+                GroupRelease::Released { count: 18, sums: vec![100] },
                 GroupRelease::Suppressed
             ],
         }
@@ -262,11 +247,11 @@ fn altered(result: &CombineResult) -> CombineResult {
     let mut result = result.clone();
     match &mut result {
         CombineResult::Release { groups, .. } => {
-            groups[0] = match groups[0] {
-                GroupRelease::Suppressed => GroupRelease::Released { count: 0, sum: 0 },
-                GroupRelease::Released { count, sum } => GroupRelease::Released {
+            groups[0] = match groups[0].clone() {
+                GroupRelease::Suppressed => GroupRelease::Released { count: 0, sums: vec![0] },
+                GroupRelease::Released { count, sums } => GroupRelease::Released {
                     count,
-                    sum: sum + 1,
+                    sums: vec![sums[0] + 1],
                 },
             }
         }
@@ -300,7 +285,7 @@ proptest! {
         let openings = partials
             .into_iter()
             .enumerate()
-            .map(|(i, (sums, counts))| Opening { partial: Partial { sums, counts }, blind: Fr::from(i as u64 + 1) })
+            .map(|(i, (sums, counts))| Opening { partial: Partial { sums: vec![sums], counts }, blind: Fr::from(i as u64 + 1) })
             .collect();
         let c = CombineCircuit::new(shape(output), params(k, t), openings, Fr::from(9u8)).unwrap();
         prop_assert!(satisfied(c.clone()));
@@ -322,6 +307,7 @@ fn verifiers_refuse_statements_of_another_shape() {
         .public_inputs(&CombineShape {
             inputs: 3,
             groups: 2,
+            sums: 1,
             output: CombineOutput::Release
         })
         .is_err());
@@ -330,6 +316,7 @@ fn verifiers_refuse_statements_of_another_shape() {
         .public_inputs(&CombineShape {
             inputs: 4,
             groups: 3,
+            sums: 1,
             output: CombineOutput::Release
         })
         .is_err());
@@ -384,6 +371,7 @@ fn a_key_of_one_combine_shape_verifies_no_statement_of_another() {
     let one_group = |output| CombineShape {
         inputs: 2,
         groups: 1,
+        sums: 1,
         output,
     };
     let (release, predicate) = (
@@ -394,7 +382,7 @@ fn a_key_of_one_combine_shape_verifies_no_statement_of_another() {
     let predicate_pk = snark::setup::<CombineCircuit, _>(&predicate, &mut rng).unwrap();
     let leaf = Opening {
         partial: Partial {
-            sums: vec![3],
+            sums: vec![vec![3]],
             counts: vec![3],
         },
         blind: Fr::from(3u8),
@@ -419,4 +407,75 @@ fn a_key_of_one_combine_shape_verifies_no_statement_of_another() {
     for vk in [release_pk.verifying_key(), predicate_pk.verifying_key()] {
         assert!(!snark::verify(vk, &relabelled, &proof).unwrap());
     }
+}
+
+#[test]
+fn several_sums_are_released_together_and_each_is_bound() {
+    // Two measures per group: kWh and water. Group 0 totals 10 rows, group 1 totals 9.
+    let shape = CombineShape {
+        inputs: 2,
+        groups: 2,
+        sums: 2,
+        output: CombineOutput::Release,
+    };
+    assert_eq!(
+        shape.description(),
+        "combine/v3 inputs=2 groups=2 sums=2 output=release"
+    );
+    let leaf = |kwh: [u128; 2], water: [u128; 2], counts: [u64; 2], blind: u64| Opening {
+        partial: Partial {
+            sums: vec![kwh.to_vec(), water.to_vec()],
+            counts: counts.to_vec(),
+        },
+        blind: Fr::from(blind),
+    };
+    let leaves = vec![
+        leaf([1000, 40], [7, 1], [6, 5], 1),
+        leaf([500, 60], [3, 2], [4, 4], 2),
+    ];
+    let c = CombineCircuit::new(shape, params(10, 0), leaves.clone(), Fr::from(0u8)).unwrap();
+    assert_eq!(
+        c.instance.result,
+        CombineResult::Release {
+            min_group_size: 10,
+            groups: vec![
+                GroupRelease::Released {
+                    count: 10,
+                    sums: vec![1500, 10]
+                },
+                GroupRelease::Suppressed
+            ],
+        }
+    );
+    let mut rng = rng(9);
+    let pk = snark::setup::<CombineCircuit, _>(&shape, &mut rng).unwrap();
+    let inputs = c.instance.public_inputs(&shape).unwrap();
+    assert_eq!(inputs.len(), 1 + 2 + 1 + 2 * (2 + 2));
+    let proof = snark::prove(&pk, c.clone(), &mut rng).unwrap();
+    assert_every_input_is_bound(pk.verifying_key(), &inputs, &proof);
+    // The two sums swapped, one sum left out, or a third one added: refused.
+    for sums in [vec![10, 1500], vec![1500], vec![1500, 10, 0]] {
+        let mut lying = c.clone();
+        lying.instance.result = CombineResult::Release {
+            min_group_size: 10,
+            groups: vec![
+                GroupRelease::Released { count: 10, sums },
+                GroupRelease::Suppressed,
+            ],
+        };
+        match lying.instance.public_inputs(&shape) {
+            Ok(_) => assert!(!satisfied(lying)),
+            Err(e) => assert!(e.to_string().contains("sums"), "{e}"),
+        }
+    }
+    // A partial whose second measure differs from the committed one is caught.
+    let mut lying = c;
+    lying.openings[0].partial.sums[1][0] += 1;
+    assert!(!satisfied(lying));
+    // A predicate counts one condition: two sums is not its shape.
+    let predicate = CombineShape {
+        output: CombineOutput::Predicate,
+        ..shape
+    };
+    assert!(CombineCircuit::new(predicate, params(1, 1), leaves, Fr::from(0u8)).is_err());
 }

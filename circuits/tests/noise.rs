@@ -98,6 +98,7 @@ fn shape(coins: u32) -> CombineShape {
     CombineShape {
         inputs: 2,
         groups: 2,
+        sums: 1,
         output: CombineOutput::Noisy { coins },
     }
 }
@@ -109,7 +110,7 @@ fn params(nonce: u64, threshold: u64) -> CombineParams {
         noise: Some(NoiseParams {
             seed: seed(nonce),
             count_step: 3,
-            sum_step: 100,
+            sum_steps: vec![100],
             threshold,
         }),
     }
@@ -119,14 +120,14 @@ fn openings(counts: [u64; 2], sums: [u128; 2]) -> Vec<Opening> {
     vec![
         Opening {
             partial: Partial {
-                sums: vec![sums[0], 0],
+                sums: vec![vec![sums[0], 0]],
                 counts: vec![counts[0], 0],
             },
             blind: Fr::from(11u8),
         },
         Opening {
             partial: Partial {
-                sums: vec![0, sums[1]],
+                sums: vec![vec![0, sums[1]]],
                 counts: vec![0, counts[1]],
             },
             blind: Fr::from(12u8),
@@ -167,13 +168,13 @@ fn noisy_release_is_the_quotient_plus_the_drawn_heads() {
     // the heads. Group 1: 2 rows is 0 steps, so only heads could lift it to 10.
     let g0 = GroupNoisy::Released {
         count: 13 + heads(0),
-        sum: 123 + u128::from(heads(1) as u32),
+        sums: vec![123 + u128::from(heads(1) as u32)],
     };
     assert_eq!(groups(&c)[0], g0);
     let g1 = match heads(2) >= 10 {
         true => GroupNoisy::Released {
             count: heads(2),
-            sum: 6 + u128::from(heads(3) as u32),
+            sums: vec![6 + u128::from(heads(3) as u32)],
         },
         false => GroupNoisy::Suppressed,
     };
@@ -191,30 +192,30 @@ fn noisy_release_is_the_quotient_plus_the_drawn_heads() {
 #[test]
 fn a_prover_cannot_steer_drop_or_rescale_the_noise() {
     let c = noisy(24, 5, 10);
-    let GroupNoisy::Released { count, sum } = groups(&c)[0] else {
+    let GroupNoisy::Released { count, sums } = groups(&c)[0].clone() else {
         panic!("group 0 is released")
     };
     // The released numbers, one off either way, or the group suppressed.
     for g0 in [
         GroupNoisy::Released {
             count: count + 1,
-            sum,
+            sums: sums.clone(),
         },
         GroupNoisy::Released {
             count: count - 1,
-            sum,
+            sums: sums.clone(),
         },
         GroupNoisy::Released {
             count,
-            sum: sum + 1,
+            sums: vec![sums[0] + 1],
         },
         GroupNoisy::Released {
             count: 13,
-            sum: 123,
+            sums: vec![123],
         },
         GroupNoisy::Suppressed,
     ] {
-        let lying = with_groups(&c, vec![g0, groups(&c)[1]]);
+        let lying = with_groups(&c, vec![g0.clone(), groups(&c)[1].clone()]);
         assert!(!satisfied(lying), "{g0:?}");
     }
 
@@ -233,14 +234,14 @@ fn a_prover_cannot_steer_drop_or_rescale_the_noise() {
         let mut lying = c.clone();
         if let CombineResult::Noisy {
             count_step,
-            sum_step,
+            sum_steps,
             threshold,
             ..
         } = &mut lying.instance.result
         {
             match change {
                 0 => *count_step = 2,
-                1 => *sum_step = 99,
+                1 => sum_steps[0] = 99,
                 _ => *threshold = 100,
             }
         }
@@ -250,7 +251,7 @@ fn a_prover_cannot_steer_drop_or_rescale_the_noise() {
     assert_ne!(shape(24).digest(), shape(23).digest());
     assert_eq!(
         shape(24).description(),
-        "combine/v2 inputs=2 groups=2 output=noisy coins=24"
+        "combine/v3 inputs=2 groups=2 sums=1 output=noisy coins=24"
     );
 }
 
@@ -286,7 +287,7 @@ proptest! {
             let expected = match count >= threshold {
                 true => GroupNoisy::Released {
                     count,
-                    sum: sums[g] / 100 + u128::from(heads(2 * g as u64 + 1)),
+                    sums: vec![sums[g] / 100 + u128::from(heads(2 * g as u64 + 1))],
                 },
                 false => GroupNoisy::Suppressed,
             };
@@ -294,4 +295,60 @@ proptest! {
         }
         prop_assert!(satisfied(c));
     }
+}
+
+#[test]
+fn each_of_several_sums_draws_its_own_noise_at_its_own_step() {
+    // Two measures: steps 100 and 7. Positions key the coins: per group the count, then
+    // each sum, (M + 1) g + value.
+    let shape = CombineShape {
+        sums: 2,
+        ..shape(24)
+    };
+    let params = CombineParams {
+        noise: Some(NoiseParams {
+            sum_steps: vec![100, 7],
+            ..params(5, 10).noise.unwrap()
+        }),
+        ..params(5, 10)
+    };
+    let mut openings = openings([40, 2], [12_345, 678]);
+    for (o, water) in openings.iter_mut().zip([[700, 0], [0, 70]]) {
+        o.partial.sums.push(water.to_vec());
+    }
+    let c = CombineCircuit::new(shape, params, openings, Fr::from(0u8)).unwrap();
+    let heads = |p| u128::from(noise(&seed(5), p, 24));
+    assert_eq!(
+        groups(&c)[0],
+        GroupNoisy::Released {
+            count: 13 + heads(0) as u64,
+            sums: vec![123 + heads(1), 100 + heads(2)],
+        }
+    );
+    assert!(satisfied(c.clone()));
+    // The second sum's noise taken from the first's position, or its step changed.
+    let GroupNoisy::Released { count, sums } = groups(&c)[0].clone() else {
+        unreachable!()
+    };
+    let lying = with_groups(
+        &c,
+        vec![
+            GroupNoisy::Released {
+                count,
+                sums: vec![sums[0], 100 + heads(1)],
+            },
+            groups(&c)[1].clone(),
+        ],
+    );
+    assert!(heads(1) == heads(2) || !satisfied(lying));
+    let mut lying = c.clone();
+    if let CombineResult::Noisy { sum_steps, .. } = &mut lying.instance.result {
+        sum_steps[1] = 8;
+    }
+    assert!(!satisfied(lying));
+    // Every public input, both steps included, is bound.
+    let pk = snark::setup::<CombineCircuit, _>(&shape, &mut rng(3)).unwrap();
+    let inputs = c.instance.public_inputs(&shape).unwrap();
+    let proof = snark::prove(&pk, c, &mut rng(4)).unwrap();
+    assert_every_input_is_bound(pk.verifying_key(), &inputs, &proof);
 }

@@ -166,11 +166,16 @@ impl Shape {
                         })
                         .collect::<Result<_, _>>()?,
                 };
+                let columns = |list: &str| list.split('+').map(number).collect::<Result<_, _>>();
                 let aggregand = match field("aggregand")?.split_once(':') {
                     None if field("aggregand")? == "count" => Aggregand::CountOnly,
-                    Some(("sum", c)) => Aggregand::Sum { column: number(c)? },
+                    Some(("sum", c)) => Aggregand::Sum {
+                        columns: columns(c)?,
+                    },
                     Some(("count_where", c)) => Aggregand::CountWhere { column: number(c)? },
-                    Some(("clipped_sum", c)) => Aggregand::ClippedSum { column: number(c)? },
+                    Some(("clipped_sum", c)) => Aggregand::ClippedSum {
+                        columns: columns(c)?,
+                    },
                     _ => return Err(bad("aggregand".into())),
                 };
                 let shape = AggregateShape {
@@ -179,10 +184,7 @@ impl Shape {
                     filters,
                     group_by: match field("group_by")? {
                         "none" => Vec::new(),
-                        columns => columns
-                            .split('+')
-                            .map(number)
-                            .collect::<Result<_, _>>()?,
+                        list => columns(list)?,
                     },
                     groups: number(field("groups")?)?,
                     aggregand,
@@ -190,9 +192,10 @@ impl Shape {
                 shape.validate().map_err(|e| bad(e.to_string()))?;
                 Shape::Aggregate(shape)
             }
-            "combine/v2" => Shape::Combine(CombineShape {
+            "combine/v3" => Shape::Combine(CombineShape {
                 inputs: number(field("inputs")?)?,
                 groups: number(field("groups")?)?,
+                sums: number(field("sums")?)?,
                 output: match field("output")? {
                     "release" => CombineOutput::Release,
                     "predicate" => CombineOutput::Predicate,
@@ -209,7 +212,7 @@ impl Shape {
             WithdrawalShape::DESCRIPTION => Shape::Withdrawal,
             other => {
                 return Err(bad(format!(
-                    "{other:?} is not a circuit (aggregate/v3, combine/v2, eligibility/v2, withdrawal/v1)"
+                    "{other:?} is not a circuit (aggregate/v3, combine/v3, eligibility/v2, withdrawal/v1)"
                 )))
             }
         };
@@ -532,13 +535,13 @@ mod tests {
             AGGREGATE,
             "aggregate/v3 rows=8 columns=w32,n4,n1 present=2 consent=1 filters= group_by=none \
              groups=1 aggregand=count",
-            "combine/v2 inputs=8 groups=1 output=release",
-            "combine/v2 inputs=4 groups=8 output=subtotal",
-            "combine/v2 inputs=8 groups=12 output=noisy coins=354",
+            "combine/v3 inputs=8 groups=1 sums=0 output=release",
+            "combine/v3 inputs=4 groups=8 sums=2 output=subtotal",
+            "combine/v3 inputs=8 groups=12 sums=1 output=noisy coins=354",
             "aggregate/v3 rows=8 columns=w32,n4,w24,n1 present=3 consent=1 filters= \
              group_by=none groups=1 aggregand=clipped_sum:2",
             "aggregate/v3 rows=8 columns=w32,n4,n5,n3,n1 present=4 consent=3 \
-             filters=ranges:2:3 group_by=1+2 groups=288 aggregand=count",
+             filters=ranges:2:3 group_by=1+2 groups=288 aggregand=sum:0+4",
             "eligibility/v2 districts=16",
             WithdrawalShape::DESCRIPTION,
         ] {
@@ -551,13 +554,13 @@ mod tests {
     fn other_text_is_refused_naming_what_is_wrong() {
         for (text, expected) in [
             ("aggregate/v2 rows=8", "is not a circuit"),
-            ("combine/v2 inputs=8 groups=1", "no output="),
+            ("combine/v3 inputs=8 groups=1 sums=1", "no output="),
             (
-                "combine/v2 inputs=eight groups=1 output=release",
+                "combine/v3 inputs=eight groups=1 sums=1 output=release",
                 "\"eight\" is not a number",
             ),
             (
-                "combine/v2 groups=1 inputs=8 output=release",
+                "combine/v3 groups=1 inputs=8 sums=1 output=release",
                 "not in canonical form",
             ),
             (&AGGREGATE.replace("w32", "x32"), "column \"x32\""),
@@ -577,6 +580,7 @@ mod tests {
         let shape = CombineShape {
             inputs: 2,
             groups: 1,
+            sums: 0,
             output: CombineOutput::Release,
         };
         let description = shape.description();
@@ -604,12 +608,12 @@ mod tests {
     fn an_export_is_written_whole_and_a_zkey_for_another_shape_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("root.r1cs");
-        let description = "combine/v2 inputs=2 groups=1 output=release";
+        let description = "combine/v3 inputs=2 groups=1 sums=0 output=release";
         let matrices = export_r1cs(description, &out).unwrap();
         let bytes = fs::read(&out).unwrap();
         assert!(bytes.starts_with(b"r1cs") && matrices.num_constraints > 0);
         assert!(matches!(
-            export_r1cs("combine/v2 inputs=2", &dir.path().join("no.r1cs")),
+            export_r1cs("combine/v3 inputs=2", &dir.path().join("no.r1cs")),
             Err(KeyError::Shape { .. })
         ));
         assert!(!dir.path().join("no.r1cs").exists());

@@ -465,7 +465,7 @@ pub async fn prove(
             let blind = Fr::from(OsRng.gen::<u128>());
             let circuit = CombineCircuit::new(
                 subtotal_shape,
-                circuits.combine_params,
+                circuits.combine_params.clone(),
                 openings.to_vec(),
                 blind,
             )?;
@@ -497,12 +497,12 @@ pub async fn prove(
         request.setup,
         on_setup,
     )?;
-    let mut root_params = circuits.combine_params;
+    let mut root_params = circuits.combine_params.clone();
     if let (Some(plan), Some(n)) = (&circuits.noise, &noise) {
         root_params.noise = Some(NoiseParams {
             seed: n.seed,
             count_step: plan.count_step,
-            sum_step: plan.sum_step,
+            sum_steps: plan.sum_steps.clone(),
             threshold: plan.threshold,
         });
     }
@@ -557,7 +557,7 @@ fn privacy_terms(
         terms.delta = plan.cost.delta;
         terms.coins = plan.coins;
         terms.count_step = plan.count_step;
-        terms.sum_step = plan.sum_step.to_string();
+        terms.sum_steps = plan.sum_steps.iter().map(u128::to_string).collect();
         terms.threshold = plan.threshold;
     }
     if let Some(n) = noise {
@@ -770,8 +770,8 @@ fn verifying_key(pk: &ProvingKey, shape: String) -> pb::VerifyingKey {
     }
 }
 
-/// Per chunk and group key, DataFusion's COUNT and SUM of the aggregand.
-type Partials = HashMap<(u64, u64), (u64, u128)>;
+/// Per chunk and group key, DataFusion's COUNT and the SUM of each aggregand.
+type Partials = HashMap<(u64, u64), (u64, Vec<u128>)>;
 
 /// The query's predicate over the table: the consent bit, then every filter.
 fn predicate(schema: &Schema, query: &ProvableQuery, purpose_bit: u32) -> Expr {
@@ -807,20 +807,26 @@ async fn partials(
     query: &ProvableQuery,
     circuits: &CircuitQuery,
 ) -> Result<Partials, ProveError> {
-    let addend = match (&query.aggregand, circuits.chunk_query.clip) {
-        (Aggregand::CountOnly, _) => lit(0u64),
+    let clips = &circuits.chunk_query.clips;
+    let addends: Vec<Expr> = match &query.aggregand {
+        Aggregand::CountOnly => Vec::new(),
         // A noisy sum clips each row to its bound, as the chunk circuit does.
-        (Aggregand::Sum(m), Some(clip)) => {
-            when(col(m.as_str()).gt(lit(clip)), lit(clip)).otherwise(col(m.as_str()))?
-        }
-        (Aggregand::Sum(m), None) => col(m.as_str()),
-        (Aggregand::CountWhere { column, lo, hi, .. }, _) => {
-            when(col(column.as_str()).between(lit(*lo), lit(*hi)), lit(1u64))
-                .otherwise(lit(0u64))?
+        Aggregand::Sum(measures) if !clips.is_empty() => measures
+            .iter()
+            .zip(clips)
+            .map(|(m, &clip)| {
+                when(col(m.as_str()).gt(lit(clip)), lit(clip)).otherwise(col(m.as_str()))
+            })
+            .collect::<Result<_, _>>()?,
+        Aggregand::Sum(measures) => measures.iter().map(|m| col(m.as_str())).collect(),
+        Aggregand::CountWhere { column, lo, hi, .. } => {
+            vec![when(col(column.as_str()).between(lit(*lo), lit(*hi)), lit(1u64))
+                .otherwise(lit(0u64))?]
         }
     };
     let mut group = vec![col(CHUNK_COLUMN)];
-    if !query.group_by.is_empty() {
+    let keyed = !query.group_by.is_empty();
+    if keyed {
         // The group key as the chunk circuit packs it: each code shifted past the widths
         // of the columns after it.
         let shape = &circuits.chunk_shape;
@@ -839,24 +845,30 @@ async fn partials(
         .table(schema.name.as_str())
         .await?
         .filter(predicate(schema, query, circuits.chunk_query.purpose))?
-        .aggregate(group, vec![count(lit(1u64)), sum(addend)])?
+        .aggregate(
+            group,
+            std::iter::once(count(lit(1u64)))
+                .chain(addends.into_iter().map(sum))
+                .collect(),
+        )?
         .collect()
         .await?;
-    let keyed = !query.group_by.is_empty();
     let mut out = Partials::new();
+    let counted = 1 + usize::from(keyed);
     for b in &batches {
         let chunk = b.column(0).as_primitive::<UInt64Type>();
         let key = keyed.then(|| b.column(1).as_primitive::<UInt64Type>());
-        let counts = b.column(b.num_columns() - 2).as_primitive::<Int64Type>();
-        let sums = b.column(b.num_columns() - 1);
+        let counts = b.column(counted).as_primitive::<Int64Type>();
         for r in 0..b.num_rows() {
-            let sum = match sums.as_primitive_opt::<UInt64Type>() {
-                Some(s) if s.is_valid(r) => u128::from(s.value(r)),
-                _ => 0,
-            };
+            let sums = (counted + 1..b.num_columns())
+                .map(|c| match b.column(c).as_primitive_opt::<UInt64Type>() {
+                    Some(s) if s.is_valid(r) => u128::from(s.value(r)),
+                    _ => 0,
+                })
+                .collect();
             out.insert(
                 (chunk.value(r), key.map_or(0, |k| k.value(r))),
-                (counts.value(r) as u64, sum),
+                (counts.value(r) as u64, sums),
             );
         }
     }
@@ -871,11 +883,14 @@ fn expected_partial(partials: &Partials, chunk: u64, circuits: &CircuitQuery) ->
     } else {
         keys.clone()
     };
-    let mut partial = Partial::zero(circuits.chunk_shape.groups);
+    let shape = &circuits.chunk_shape;
+    let mut partial = Partial::zero(shape.groups, shape.aggregand.sums());
     for (slot, key) in slots.iter().enumerate() {
-        if let Some((count, sum)) = partials.get(&(chunk, *key)) {
+        if let Some((count, sums)) = partials.get(&(chunk, *key)) {
             partial.counts[slot] = *count;
-            partial.sums[slot] = *sum;
+            for (measure, sum) in partial.sums.iter_mut().zip(sums) {
+                measure[slot] = *sum;
+            }
         }
     }
     partial
@@ -906,10 +921,10 @@ pub fn result_table(
                 ..Default::default()
             };
             match result {
-                CombineResult::Release { groups, .. } => match groups[slot] {
-                    GroupRelease::Released { count, sum } => {
-                        row.count = count;
-                        row.sum = sum.to_string();
+                CombineResult::Release { groups, .. } => match &groups[slot] {
+                    GroupRelease::Released { count, sums } => {
+                        row.count = *count;
+                        row.sums = sums.iter().map(u128::to_string).collect();
                     }
                     GroupRelease::Suppressed => row.suppressed = true,
                 },
@@ -917,16 +932,20 @@ pub fn result_table(
                     GroupAnswer::Holds(holds) => row.holds = holds != negate,
                     GroupAnswer::Suppressed => row.suppressed = true,
                 },
-                CombineResult::Noisy { groups, .. } => match (groups[slot], &circuits.noise) {
-                    (GroupNoisy::Released { count, sum }, Some(plan)) => {
-                        row.count = count;
-                        row.sum = sum.to_string();
+                CombineResult::Noisy { groups, .. } => match (&groups[slot], &circuits.noise) {
+                    (GroupNoisy::Released { count, sums }, Some(plan)) => {
+                        row.count = *count;
+                        row.sums = sums.iter().map(u128::to_string).collect();
                         row.count_estimate = Some(estimate(
                             plan,
-                            u128::from(count),
+                            u128::from(*count),
                             u128::from(plan.count_step),
                         ));
-                        row.sum_estimate = Some(estimate(plan, sum, plan.sum_step));
+                        row.sum_estimates = sums
+                            .iter()
+                            .zip(&plan.sum_steps)
+                            .map(|(&sum, &step)| estimate(plan, sum, step))
+                            .collect();
                     }
                     _ => row.suppressed = true,
                 },

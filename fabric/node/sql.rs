@@ -33,6 +33,7 @@ mod codes;
 
 use codes::Codes;
 
+use crate::circuits::aggregate::MAX_MEASURES;
 use crate::verifier::query::{
     Aggregand, Comparison, Filter, Having, OrderKey, Output, OutputKind, PostProcessing,
     ProvableQuery, Test, MAX_RANGES,
@@ -794,24 +795,27 @@ impl Lowering<'_> {
         Ok(columns)
     }
 
-    /// The aggregand all aggregates share, and each aggregate's output kind.
+    /// The aggregand all aggregates share (the measures SUM and AVG name, in order of
+    /// first mention, or one predicate), and each aggregate's output kind.
     fn aggregates(
         &self,
         aggregate: &Aggregate,
     ) -> Result<(Aggregand, Vec<OutputKind>), QueryError> {
-        let mut aggregand = Aggregand::CountOnly;
+        let mut measures: Vec<String> = Vec::new();
+        let mut predicate: Option<Aggregand> = None;
         let mut kinds = Vec::new();
-        let mut set = |new: Aggregand, what: &str| -> Result<(), QueryError> {
-            match (&aggregand, &new) {
-                (Aggregand::CountOnly, _) => {
-                    aggregand = new;
-                    Ok(())
-                }
-                (a, b) if a == b => Ok(()),
-                _ => unsupported(format!(
-                    "{what} beside another measure or predicate (one per query)"
-                )),
+        let mut measure_index = |m: String| -> Result<usize, QueryError> {
+            if let Some(i) = measures.iter().position(|seen| *seen == m) {
+                return Ok(i);
             }
+            if measures.len() == MAX_MEASURES {
+                return unsupported(format!(
+                    "SUM or AVG of a {}th measure (`{m}`; a query sums at most {MAX_MEASURES})",
+                    MAX_MEASURES + 1
+                ));
+            }
+            measures.push(m);
+            Ok(measures.len() - 1)
         };
         for expr in &aggregate.aggr_expr {
             let inner = match expr {
@@ -865,14 +869,8 @@ impl Lowering<'_> {
                     }
                     OutputKind::Count
                 }
-                "sum" => {
-                    set(Aggregand::Sum(measure(&params.args)?), "SUM")?;
-                    OutputKind::Sum
-                }
-                "avg" => {
-                    set(Aggregand::Sum(measure(&params.args)?), "AVG")?;
-                    OutputKind::Avg
-                }
+                "sum" => OutputKind::Sum(measure_index(measure(&params.args)?)?),
+                "avg" => OutputKind::Avg(measure_index(measure(&params.args)?)?),
                 "bool_and" | "bool_or" => {
                     let negate = name == "bool_and";
                     let [arg] = params.args.as_slice() else {
@@ -903,25 +901,30 @@ impl Lowering<'_> {
                             ))
                         }
                     };
-                    set(
-                        Aggregand::CountWhere {
-                            column,
-                            lo,
-                            hi,
-                            negate,
-                        },
-                        &name,
-                    )?;
+                    let new = Aggregand::CountWhere {
+                        column,
+                        lo,
+                        hi,
+                        negate,
+                    };
+                    if predicate.as_ref().is_some_and(|p| *p != new) {
+                        return unsupported(format!("{name} beside another predicate (one per query)"));
+                    }
+                    predicate = Some(new);
                     OutputKind::Predicate
                 }
                 other => return unsupported(format!("the aggregate function {other}")),
             };
             kinds.push(kind);
         }
-        let predicate = kinds.contains(&OutputKind::Predicate);
-        if predicate && kinds.iter().any(|k| *k != OutputKind::Predicate) {
-            return unsupported("a predicate beside COUNT, SUM or AVG (ask them separately)");
-        }
+        let aggregand = match predicate {
+            Some(_) if kinds.iter().any(|k| *k != OutputKind::Predicate) => {
+                return unsupported("a predicate beside COUNT, SUM or AVG (ask them separately)")
+            }
+            Some(predicate) => predicate,
+            None if measures.is_empty() => Aggregand::CountOnly,
+            None => Aggregand::Sum(measures),
+        };
         Ok((aggregand, kinds))
     }
 

@@ -121,7 +121,7 @@ pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::ProvableQuery {
         .collect();
     let kind = match &q.aggregand {
         Aggregand::CountOnly => pb::aggregand::Kind::CountOnly(pb::CountOnly {}),
-        Aggregand::Sum(m) => pb::aggregand::Kind::Sum(m.clone()),
+        Aggregand::Sum(m) => pb::aggregand::Kind::Sum(pb::Measures { columns: m.clone() }),
         Aggregand::CountWhere {
             column,
             lo,
@@ -143,8 +143,8 @@ pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::ProvableQuery {
                     column: column as u32,
                 }),
                 OutputKind::Count => pb::output::Kind::Count(pb::Empty {}),
-                OutputKind::Sum => pb::output::Kind::Sum(pb::Empty {}),
-                OutputKind::Avg => pb::output::Kind::Avg(pb::Empty {}),
+                OutputKind::Sum(m) => pb::output::Kind::Sum(pb::Measure { measure: m as u32 }),
+                OutputKind::Avg(m) => pb::output::Kind::Avg(pb::Measure { measure: m as u32 }),
                 OutputKind::Predicate => pb::output::Kind::Predicate(pb::Empty {}),
             }),
         })
@@ -221,7 +221,7 @@ pub fn query_from_proto(
         .collect::<Result<_, _>>()?;
     let aggregand = match q.aggregand.as_ref().and_then(|a| a.kind.as_ref()) {
         Some(pb::aggregand::Kind::CountOnly(_)) => Aggregand::CountOnly,
-        Some(pb::aggregand::Kind::Sum(m)) => Aggregand::Sum(m.clone()),
+        Some(pb::aggregand::Kind::Sum(m)) => Aggregand::Sum(m.columns.clone()),
         Some(pb::aggregand::Kind::CountWhere(c)) => {
             let r = c
                 .range
@@ -244,8 +244,8 @@ pub fn query_from_proto(
             let kind = match o.kind {
                 Some(pb::output::Kind::GroupKey(g)) => OutputKind::GroupKey(g.column as usize),
                 Some(pb::output::Kind::Count(_)) => OutputKind::Count,
-                Some(pb::output::Kind::Sum(_)) => OutputKind::Sum,
-                Some(pb::output::Kind::Avg(_)) => OutputKind::Avg,
+                Some(pb::output::Kind::Sum(m)) => OutputKind::Sum(m.measure as usize),
+                Some(pb::output::Kind::Avg(m)) => OutputKind::Avg(m.measure as usize),
                 Some(pb::output::Kind::Predicate(_)) => OutputKind::Predicate,
                 None => return Err(malformed(format!("query.outputs[{i}].kind"), "missing")),
             };

@@ -365,10 +365,12 @@ pub fn print_answer(schema: &Schema, query: &ProvableQuery, bundle: &Bundle) {
             bundle.query.as_ref().map_or(0, |q| q.min_group_size)
         ),
     }];
-    if let Aggregand::Sum(m) = &query.aggregand {
-        if let Some((_, c)) = schema.column(m) {
-            if let (Some(scale), Some(unit)) = (c.scale, &c.unit) {
-                notes.push(format!("{m} is in {unit} x {scale}"));
+    if let Aggregand::Sum(measures) = &query.aggregand {
+        for m in measures {
+            if let Some((_, c)) = schema.column(m) {
+                if let (Some(scale), Some(unit)) = (c.scale, &c.unit) {
+                    notes.push(format!("{m} is in {unit} x {scale}"));
+                }
             }
         }
     }
@@ -383,21 +385,26 @@ fn cell(kind: OutputKind, row: &pb::ResultRow) -> String {
         return "suppressed".into();
     }
     let noisy = |e: &pb::NoisyEstimate| format!("{} [{}, {}]", e.estimate, e.low, e.high);
-    if let (Some(count), Some(sum)) = (&row.count_estimate, &row.sum_estimate) {
+    if let Some(count) = &row.count_estimate {
+        let sum = |m: usize| row.sum_estimates.get(m);
         return match kind {
             OutputKind::Count => noisy(count),
-            OutputKind::Sum => noisy(sum),
-            OutputKind::Avg => match (sum.estimate.parse::<f64>(), count.estimate.parse::<f64>()) {
-                (Ok(sum), Ok(count)) if count > 0.0 => format!("{:.3}", sum / count),
+            OutputKind::Sum(m) => sum(m).map_or_else(|| "-".into(), noisy),
+            OutputKind::Avg(m) => match (
+                sum(m).and_then(|s| s.estimate.parse::<f64>().ok()),
+                count.estimate.parse::<f64>(),
+            ) {
+                (Some(sum), Ok(count)) if count > 0.0 => format!("{:.3}", sum / count),
                 _ => "-".into(),
             },
             _ => "-".into(),
         };
     }
+    let sum = |m: usize| row.sums.get(m).cloned().unwrap_or_default();
     match kind {
         OutputKind::Count => row.count.to_string(),
-        OutputKind::Sum => row.sum.clone(),
-        OutputKind::Avg => match row.sum.parse::<f64>() {
+        OutputKind::Sum(m) => sum(m),
+        OutputKind::Avg(m) => match sum(m).parse::<f64>() {
             Ok(sum) if row.count > 0 => (sum / row.count as f64).to_string(),
             _ => "-".into(),
         },

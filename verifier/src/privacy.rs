@@ -73,7 +73,7 @@ impl Cost {
 
 /// How a differentially private answer's noise is drawn: everything here follows from
 /// the schema's unit bounds, the query and its cost, so a verifier recomputes it.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NoisePlan {
     /// What the whole answer costs.
     pub cost: Cost,
@@ -85,8 +85,9 @@ pub struct NoisePlan {
     pub coins: u32,
     /// A COUNT's sensitivity: the most rows one unit adds to a group.
     pub count_step: u64,
-    /// A SUM's sensitivity: those rows, each at the measure's clip bound.
-    pub sum_step: u128,
+    /// Each SUM's sensitivity: those rows, each at its measure's clip bound (in the
+    /// aggregand's order).
+    pub sum_steps: Vec<u128>,
     /// A group whose noisy count (in steps) is below this is suppressed: the count is
     /// then not distinguishable from zero at 95% (an empty group passes with probability
     /// at most 5%).
@@ -107,9 +108,12 @@ impl NoisePlan {
         cost: Cost,
     ) -> Result<Self, PrivacyError> {
         let rows = bounds.rows_per_unit;
-        let (kinds, largest) = match &query.aggregand {
-            Aggregand::CountOnly => (1u32, 0u128),
-            Aggregand::Sum(m) => (2, u128::from(bounds.clip_of(schema, m))),
+        let clips: Vec<u128> = match &query.aggregand {
+            Aggregand::CountOnly => Vec::new(),
+            Aggregand::Sum(measures) => measures
+                .iter()
+                .map(|m| u128::from(bounds.clip_of(schema, m)))
+                .collect(),
             Aggregand::CountWhere { .. } => {
                 return Err(PrivacyError(format!(
                     "bool_and / bool_or answer exactly: dataset {} answers with \
@@ -128,20 +132,25 @@ impl NoisePlan {
         } else {
             rows.min(groups as u64) as u32
         };
+        // The count and each sum: every one is a released value a unit moves.
+        let kinds = 1 + clips.len() as u32;
         let values_charged = kinds * touched;
         let per_value = Cost {
             epsilon: cost.epsilon / f64::from(values_charged),
             delta: cost.delta / f64::from(values_charged),
         };
         let coins = coins_for(per_value)?;
-        let sum_step = u128::from(rows) * largest.max(1);
+        let sum_steps = clips
+            .iter()
+            .map(|clip| u128::from(rows) * clip.max(&1))
+            .collect();
         Ok(Self {
             cost,
             values_charged,
             per_value,
             coins,
             count_step: rows,
-            sum_step,
+            sum_steps,
             threshold: upper_quantile(coins, SUPPRESSION_MISS),
             spread: spread(coins, 0.05),
         })

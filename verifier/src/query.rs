@@ -11,6 +11,7 @@
 use zkfabric_circuits::{
     aggregate::{
         Aggregand as CircuitAggregand, AggregateQuery, AggregateShape, FilterParams, FilterShape,
+        MAX_MEASURES,
     },
     combine::{CombineOutput, CombineParams, CombineShape},
 };
@@ -49,8 +50,8 @@ pub const MAX_RANGES: usize = 4;
 pub enum Aggregand {
     /// Nothing: only COUNT(*) is asked.
     CountOnly,
-    /// SUM (and AVG) of this measure column.
-    Sum(String),
+    /// SUM (and AVG) of these 1 to [`MAX_MEASURES`] measure columns, each its own sum.
+    Sum(Vec<String>),
     /// The number of selected rows with `lo <= column <= hi`: `bool_or(cmp)` is "at least
     /// one", `bool_and(cmp)` is "none meets the negated comparison" (`negate`).
     CountWhere {
@@ -69,10 +70,11 @@ pub enum OutputKind {
     GroupKey(usize),
     /// COUNT(*).
     Count,
-    /// SUM(measure).
-    Sum,
-    /// AVG(measure): SUM divided by COUNT, by whoever reads the answer.
-    Avg,
+    /// SUM of the aggregand's measure at this position.
+    Sum(usize),
+    /// AVG of the aggregand's measure at this position: SUM divided by COUNT, by whoever
+    /// reads the answer.
+    Avg(usize),
     /// bool_and / bool_or.
     Predicate,
 }
@@ -237,8 +239,12 @@ impl ProvableQuery {
             .map(|o| match (o.kind, &self.aggregand) {
                 (OutputKind::GroupKey(_), _) => format!("the {} of each group", o.name),
                 (OutputKind::Count, _) => "the number of rows".to_string(),
-                (OutputKind::Sum, Aggregand::Sum(m)) => format!("the sum of {m}"),
-                (OutputKind::Avg, Aggregand::Sum(m)) => format!("the average of {m}"),
+                (OutputKind::Sum(i), Aggregand::Sum(m)) if i < m.len() => {
+                    format!("the sum of {}", m[i])
+                }
+                (OutputKind::Avg(i), Aggregand::Sum(m)) if i < m.len() => {
+                    format!("the average of {}", m[i])
+                }
                 (
                     OutputKind::Predicate,
                     Aggregand::CountWhere {
@@ -463,13 +469,26 @@ impl ProvableQuery {
         let group_by_is_empty = group_by.is_empty();
         let (aggregand, condition, output, threshold) = match &self.aggregand {
             Aggregand::CountOnly => (CircuitAggregand::CountOnly, None, CombineOutput::Release, 0),
-            Aggregand::Sum(m) => {
-                let column = index(m)?;
-                if schema.columns[column].kind != ColumnKind::Measure {
-                    return Err(bad(format!("SUM({m}): `{m}` is not a measure")));
+            Aggregand::Sum(measures) => {
+                if !(1..=MAX_MEASURES).contains(&measures.len()) {
+                    return Err(bad(format!(
+                        "{} measures summed; a query sums 1 to {MAX_MEASURES}",
+                        measures.len()
+                    )));
+                }
+                let mut columns = Vec::new();
+                for m in measures {
+                    let column = index(m)?;
+                    if schema.columns[column].kind != ColumnKind::Measure {
+                        return Err(bad(format!("SUM({m}): `{m}` is not a measure")));
+                    }
+                    if columns.contains(&column) {
+                        return Err(bad(format!("SUM({m}) twice in the aggregand")));
+                    }
+                    columns.push(column);
                 }
                 (
-                    CircuitAggregand::Sum { column },
+                    CircuitAggregand::Sum { columns },
                     None,
                     CombineOutput::Release,
                     0,
@@ -509,12 +528,12 @@ impl ProvableQuery {
         };
         // A noisy sum adds each row clipped to its bound, so that one unit moves it by at
         // most the plan's sum step.
-        let (aggregand, clip) = match (&schema.privacy, aggregand, &self.aggregand) {
-            (Privacy::Dp(bounds), CircuitAggregand::Sum { column }, Aggregand::Sum(m)) => (
-                CircuitAggregand::ClippedSum { column },
-                Some(bounds.clip_of(schema, m)),
+        let (aggregand, clips) = match (&schema.privacy, aggregand, &self.aggregand) {
+            (Privacy::Dp(bounds), CircuitAggregand::Sum { columns }, Aggregand::Sum(m)) => (
+                CircuitAggregand::ClippedSum { columns },
+                m.iter().map(|m| bounds.clip_of(schema, m)).collect(),
             ),
-            (_, aggregand, _) => (aggregand, None),
+            (_, aggregand, _) => (aggregand, Vec::new()),
         };
         let layout = schema
             .layout()
@@ -536,11 +555,12 @@ impl ProvableQuery {
             filters: params,
             group_keys,
             condition,
-            clip,
+            clips,
         };
         chunk_query
             .validate(&chunk_shape)
             .map_err(|e| bad(e.to_string()))?;
+        let sums = chunk_shape.aggregand.sums();
         Ok(CircuitQuery {
             chunk_shape,
             chunk_query,
@@ -548,6 +568,7 @@ impl ProvableQuery {
             root_shape: CombineShape {
                 inputs: limits.combine_inputs,
                 groups,
+                sums,
                 output,
             },
             combine_params: CombineParams {

@@ -407,9 +407,9 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
 
     // The combine tree: subtotal levels while more than K commitments remain, then the root.
     let fan_in = limits.combine_inputs;
-    let groups = circuits.root_shape.groups;
+    let empty = empty_slot_commitment(&circuits.root_shape);
     let pad = |mut slots: Vec<Fr>| {
-        slots.resize(fan_in, empty_slot_commitment(groups));
+        slots.resize(fan_in, empty);
         slots
     };
     let mut combines = bundle.combine_proofs.iter().enumerate();
@@ -453,7 +453,7 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         bundle.result.as_ref(),
         &query,
         &circuits,
-        noise.map(|(plan, commitment, (q, n))| (*plan, commitment, q, n)),
+        noise.map(|(plan, commitment, (q, n))| (plan.clone(), commitment, q, n)),
     )?;
     let root_inputs = CombineInstance {
         partial_commitments: pad(level),
@@ -544,7 +544,7 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         min_group_size: limits.min_group_size,
         mode: manifest.privacy.clone(),
         charge_in_ledger: noise.is_some() && trust.ledgers.is_some(),
-        noise: noise.map(|(plan, ..)| (*plan, privacy.charge.clone().unwrap_or_default())),
+        noise: noise.map(|(plan, ..)| (plan.clone(), privacy.charge.clone().unwrap_or_default())),
         epochs_behind,
         query,
         schema,
@@ -596,22 +596,23 @@ fn check_privacy(
     query_proto: &pb::ProvableQuery,
     signer: &NodeKey,
 ) -> Result<(Fr, Fr), VerifyError> {
+    let plan_sum_steps: Vec<String> = plan.sum_steps.iter().map(u128::to_string).collect();
     if privacy.coins != plan.coins
         || privacy.count_step != plan.count_step
-        || privacy.sum_step != plan.sum_step.to_string()
+        || privacy.sum_steps != plan_sum_steps
         || privacy.threshold != plan.threshold
     {
         return failed(format!(
-            "privacy: the bundle's noise terms (coins {}, steps {} and {}, threshold {}) are \
-             not those the cost and the schema's unit bounds give (coins {}, steps {} and {}, \
-             threshold {})",
+            "privacy: the bundle's noise terms (coins {}, steps {} and {:?}, threshold {}) \
+             are not those the cost and the schema's unit bounds give (coins {}, steps {} \
+             and {:?}, threshold {})",
             privacy.coins,
             privacy.count_step,
-            privacy.sum_step,
+            privacy.sum_steps,
             privacy.threshold,
             plan.coins,
             plan.count_step,
-            plan.sum_step,
+            plan_sum_steps,
             plan.threshold
         ));
     }
@@ -794,7 +795,10 @@ fn check_outputs(query: &ProvableQuery) -> Result<(), VerifyError> {
             (OutputKind::Predicate, _) => false,
             (_, Aggregand::CountWhere { .. }) => false,
             (OutputKind::Count, _) => true,
-            (OutputKind::Sum | OutputKind::Avg, a) => matches!(a, Aggregand::Sum(_)),
+            (OutputKind::Sum(m) | OutputKind::Avg(m), Aggregand::Sum(measures)) => {
+                m < measures.len()
+            }
+            (OutputKind::Sum(_) | OutputKind::Avg(_), _) => false,
         };
         if !fits {
             return failed(format!(
@@ -844,8 +848,8 @@ fn root_result(
         }
         // Nothing beyond what the proof releases: no figures for suppressed groups, no
         // counts or sums beside a predicate, estimates only of noisy values.
-        let silent = r.count == 0 && r.sum.is_empty();
-        let estimated = r.count_estimate.is_some() || r.sum_estimate.is_some();
+        let silent = r.count == 0 && r.sums.is_empty();
+        let estimated = r.count_estimate.is_some() || !r.sum_estimates.is_empty();
         if (r.suppressed && (!silent || r.holds || estimated))
             || (predicate && !silent)
             || (!predicate && r.holds)
@@ -857,11 +861,24 @@ fn root_result(
         }
     }
     let k = circuits.combine_params.min_group_size;
-    let sum_of = |i: usize, r: &pb::ResultRow| {
-        r.sum.parse::<u128>().map_err(|_| BundleError {
-            field: format!("result.rows[{i}].sum"),
-            message: format!("{:?} is not a decimal integer", r.sum),
-        })
+    let measures = circuits.root_shape.sums;
+    let sums_of = |i: usize, r: &pb::ResultRow| -> Result<Vec<u128>, BundleError> {
+        if r.sums.len() != measures {
+            return Err(BundleError {
+                field: format!("result.rows[{i}].sums"),
+                message: format!("{} sums for a query of {measures}", r.sums.len()),
+            });
+        }
+        r.sums
+            .iter()
+            .enumerate()
+            .map(|(m, sum)| {
+                sum.parse::<u128>().map_err(|_| BundleError {
+                    field: format!("result.rows[{i}].sums[{m}]"),
+                    message: format!("{sum:?} is not a decimal integer"),
+                })
+            })
+            .collect()
     };
     Ok(match circuits.root_shape.output {
         CombineOutput::Release => CombineResult::Release {
@@ -874,10 +891,9 @@ fn root_result(
                     if r.suppressed {
                         return Ok(GroupRelease::Suppressed);
                     }
-                    let sum = sum_of(i, r)?;
                     Ok(GroupRelease::Released {
                         count: r.count,
-                        sum,
+                        sums: sums_of(i, r)?,
                     })
                 })
                 .collect::<Result<_, BundleError>>()?,
@@ -905,25 +921,27 @@ fn root_result(
                     if r.suppressed {
                         return Ok(GroupNoisy::Suppressed);
                     }
-                    let sum = sum_of(i, r)?;
-                    let estimates = [
-                        (
-                            &r.count_estimate,
-                            u128::from(r.count),
-                            u128::from(plan.count_step),
-                        ),
-                        (&r.sum_estimate, sum, plan.sum_step),
-                    ];
-                    for (stated, released, step) in estimates {
-                        if stated.as_ref() != Some(&estimate(&plan, released, step)) {
-                            return failed(format!(
-                                "result: row {i}'s estimates are not those its noisy values give"
-                            ));
-                        }
+                    let sums = sums_of(i, r)?;
+                    let mut stated = vec![r.count_estimate.clone()];
+                    stated.extend(r.sum_estimates.iter().cloned().map(Some));
+                    let mut expected = vec![Some(estimate(
+                        &plan,
+                        u128::from(r.count),
+                        u128::from(plan.count_step),
+                    ))];
+                    expected.extend(
+                        sums.iter()
+                            .zip(&plan.sum_steps)
+                            .map(|(&sum, &step)| Some(estimate(&plan, sum, step))),
+                    );
+                    if stated != expected {
+                        return failed(format!(
+                            "result: row {i}'s estimates are not those its noisy values give"
+                        ));
                     }
                     Ok(GroupNoisy::Released {
                         count: r.count,
-                        sum,
+                        sums,
                     })
                 })
                 .collect::<Result<_, VerifyError>>()?;
@@ -932,7 +950,7 @@ fn root_result(
                 query: query_hash,
                 nonce,
                 count_step: plan.count_step,
-                sum_step: plan.sum_step,
+                sum_steps: plan.sum_steps.clone(),
                 threshold: plan.threshold,
                 groups,
             }

@@ -72,11 +72,16 @@ pub fn value(schema: &Schema, query: &ProvableQuery, row: &pb::ResultRow, output
         None => exact,
     };
     let count = number(Some(i128::from(row.count)), &row.count_estimate);
-    let sum = number(row.sum.parse().ok(), &row.sum_estimate);
+    let sum = |m: usize| {
+        number(
+            row.sums.get(m).and_then(|s| s.parse().ok()),
+            &row.sum_estimates.get(m).cloned(),
+        )
+    };
     match kind {
         OutputKind::Count => count.map(Value::Integer),
-        OutputKind::Sum => sum.map(Value::Integer),
-        OutputKind::Avg => match (sum, count) {
+        OutputKind::Sum(m) => sum(m).map(Value::Integer),
+        OutputKind::Avg(m) => match (sum(m), count) {
             (Some(sum), Some(count)) if count > 0 => Some(Value::Real(sum as f64 / count as f64)),
             _ => None,
         },

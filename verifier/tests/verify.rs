@@ -125,7 +125,7 @@ fn every_changed_field_of_a_bundle_is_rejected() {
             "result sum",
             Box::new(move |b| {
                 let row = &mut b.result.as_mut().unwrap().rows[released];
-                row.sum = (row.sum.parse::<u64>().unwrap() + 1).to_string();
+                row.sums[0] = (row.sums[0].parse::<u64>().unwrap() + 1).to_string();
             }),
         ),
         (
@@ -138,7 +138,7 @@ fn every_changed_field_of_a_bundle_is_rejected() {
                 let row = &mut b.result.as_mut().unwrap().rows[released];
                 row.suppressed = true;
                 row.count = 0;
-                row.sum.clear();
+                row.sums.clear();
             }),
         ),
         (
@@ -147,7 +147,7 @@ fn every_changed_field_of_a_bundle_is_rejected() {
                 let row = &mut b.result.as_mut().unwrap().rows[suppressed];
                 row.suppressed = false;
                 row.count = 1;
-                row.sum = "1".into();
+                row.sums = vec!["1".into()];
             }),
         ),
         (

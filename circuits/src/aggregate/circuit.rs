@@ -91,7 +91,10 @@ impl snark::Circuit for AggregateCircuit {
                 .collect(),
             group_keys: Vec::new(),
             condition: matches!(shape.aggregand, Aggregand::CountWhere { .. }).then_some((0, 0)),
-            clip: matches!(shape.aggregand, Aggregand::ClippedSum { .. }).then_some(0),
+            clips: match &shape.aggregand {
+                Aggregand::ClippedSum { columns } => vec![0; columns.len()],
+                _ => Vec::new(),
+            },
         };
         Self::new(shape, query, chunk, Fr::zero())
     }
@@ -150,8 +153,8 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
             Aggregand::CountWhere { .. } => take(2),
             _ => Vec::new(),
         };
-        let clip = match shape.aggregand {
-            Aggregand::ClippedSum { .. } => take(1),
+        let clips = match &shape.aggregand {
+            Aggregand::ClippedSum { columns } => take(columns.len()),
             _ => Vec::new(),
         };
         let partial_commitment = take(1).remove(0);
@@ -172,8 +175,10 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                 to_bits(bound, width(column))?;
             }
         }
-        if let Aggregand::ClippedSum { column } = shape.aggregand {
-            to_bits(&clip[0], width(column))?;
+        if let Aggregand::ClippedSum { columns } = &shape.aggregand {
+            for (clip, &column) in clips.iter().zip(columns) {
+                to_bits(clip, width(column))?;
+            }
         }
 
         // The purpose as a one-hot vector over the consent bits; exactly one is set, so
@@ -192,12 +197,7 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
         let mut touched: BTreeSet<usize> = [layout.present(), shape.consent].into();
         touched.extend(shape.filters.iter().map(FilterShape::column));
         touched.extend(&shape.group_by);
-        if let Aggregand::Sum { column }
-        | Aggregand::CountWhere { column }
-        | Aggregand::ClippedSum { column } = shape.aggregand
-        {
-            touched.insert(column);
-        }
+        touched.extend(shape.aggregand.columns());
         let touched_groups: BTreeSet<usize> = touched.iter().map(|&c| layout.group_of(c)).collect();
         let mut columns: BTreeMap<usize, ColumnVars> = BTreeMap::new();
         let mut digests = Vec::with_capacity(layout.groups().len());
@@ -259,7 +259,9 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
 
         // Row by row: the selection gate, the group it falls in, and what it adds.
         let mut counts: Vec<Vec<FpVar<Fr>>> = vec![Vec::new(); shape.groups];
-        let mut sums: Vec<Vec<FpVar<Fr>>> = vec![Vec::new(); shape.groups];
+        // Per measure and group, the terms of its sum.
+        let mut sums: Vec<Vec<Vec<FpVar<Fr>>>> =
+            vec![vec![Vec::new(); shape.groups]; shape.aggregand.sums()];
         for row in 0..layout.capacity() {
             let consent_bits = &columns[&shape.consent].bits[row];
             let consented: FpVar<Fr> = purpose_onehot
@@ -299,25 +301,30 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                         .collect::<Result<Vec<_>, _>>()?
                 }
             };
-            let addend = match shape.aggregand {
-                Aggregand::CountOnly => None,
-                Aggregand::Sum { column } => Some(columns[&column].values[row].clone()),
-                Aggregand::CountWhere { column } => Some(FpVar::from(is_in_range(
-                    &columns[&column].values[row],
+            let value = |c: usize| &columns[&c].values[row];
+            let addends: Vec<FpVar<Fr>> = match &shape.aggregand {
+                Aggregand::CountOnly => Vec::new(),
+                Aggregand::Sum { columns } => columns.iter().map(|&c| value(c).clone()).collect(),
+                Aggregand::CountWhere { column } => vec![FpVar::from(is_in_range(
+                    value(*column),
                     &condition[0],
                     &condition[1],
-                    width(column),
-                )?)),
-                Aggregand::ClippedSum { column } => {
-                    // min(v, clip): v less its excess over clip, when it has one.
-                    let v = &columns[&column].values[row];
-                    let over = FpVar::from(!is_ge(&clip[0], v, width(column))?);
-                    Some(v - over * (v - &clip[0]))
-                }
+                    width(*column),
+                )?)],
+                Aggregand::ClippedSum { columns } => columns
+                    .iter()
+                    .zip(&clips)
+                    .map(|(&c, clip)| {
+                        // min(v, clip): v less its excess over clip, when it has one.
+                        let v = value(c);
+                        let over = FpVar::from(!is_ge(clip, v, width(c))?);
+                        Ok(v - over * (v - clip))
+                    })
+                    .collect::<Result<_, SynthesisError>>()?,
             };
             for (g, slot) in slots.into_iter().enumerate() {
-                if let Some(addend) = &addend {
-                    sums[g].push(&slot * addend);
+                for (terms, addend) in sums.iter_mut().zip(&addends) {
+                    terms[g].push(&slot * addend);
                 }
                 counts[g].push(slot);
             }
@@ -325,7 +332,7 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
 
         // The partial, committed under the blind.
         let mut preimage = vec![FpVar::constant(Fr::from(PARTIAL_TAG)), witness(blind)?];
-        preimage.extend(sums.iter().map(|terms| terms.iter().sum::<FpVar<Fr>>()));
+        preimage.extend(sums.iter().flatten().map(|terms| terms.iter().sum::<FpVar<Fr>>()));
         preimage.extend(counts.iter().map(|terms| terms.iter().sum::<FpVar<Fr>>()));
         chain(&preimage)?.enforce_equal(&partial_commitment)?;
         Ok(())

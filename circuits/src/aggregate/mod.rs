@@ -13,9 +13,10 @@
 //! 5. with GROUP BY, the `G` group keys (unused slots hold [`UNUSED_GROUP_KEY`]); a key
 //!    packs the grouping columns' codes, the first column's in the highest bits, so that
 //!    keys sort as the tuples they pack;
-//! 6. for a counted condition ([`Aggregand::CountWhere`]), its `lo, hi`; for a clipped
-//!    sum ([`Aggregand::ClippedSum`]), the clip bound;
-//! 7. the commitment to the hidden [`Partial`] (per-group sums and counts, blinded).
+//! 6. for a counted condition ([`Aggregand::CountWhere`]), its `lo, hi`; for clipped
+//!    sums ([`Aggregand::ClippedSum`]), each measure's clip bound;
+//! 7. the commitment to the hidden [`Partial`] (per-measure, per-group sums and per-group
+//!    counts, blinded).
 //!
 //! [`evaluate`] is the native twin; [`AggregateCircuit`] the constraint system.
 
@@ -56,19 +57,40 @@ impl FilterShape {
     }
 }
 
-/// What each selected row adds to its group's sum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// What each selected row adds to its group's sums, one sum per measure.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Aggregand {
-    /// Nothing: only COUNT is computed; sums are zero.
+    /// Nothing: only COUNT is computed; there are no sums.
     CountOnly,
-    /// The value of a column (a measure).
-    Sum { column: usize },
+    /// The values of 1 to [`MAX_MEASURES`] columns (measures), each its own sum.
+    Sum { columns: Vec<usize> },
     /// 1 when `lo <= column <= hi` (public bounds), else 0: the number of selected rows
-    /// meeting a condition, which predicate answers are built on.
+    /// meeting a condition (one sum), which predicate answers are built on.
     CountWhere { column: usize },
-    /// The value of a column, capped at a public bound: `min(value, clip)`. Differential
-    /// privacy's sums, whose sensitivity is the clip bound per row.
-    ClippedSum { column: usize },
+    /// The values of 1 to [`MAX_MEASURES`] columns, each capped at its public bound:
+    /// `min(value, clip)`. Differential privacy's sums, whose sensitivity is the clip
+    /// bound per row.
+    ClippedSum { columns: Vec<usize> },
+}
+
+/// Most measures one query sums.
+pub const MAX_MEASURES: usize = 4;
+
+impl Aggregand {
+    /// The columns whose values are added up, one sum each (the condition's column for a
+    /// counted condition).
+    pub fn columns(&self) -> Vec<usize> {
+        match self {
+            Self::CountOnly => Vec::new(),
+            Self::Sum { columns } | Self::ClippedSum { columns } => columns.clone(),
+            Self::CountWhere { column } => vec![*column],
+        }
+    }
+
+    /// How many sums each group has.
+    pub fn sums(&self) -> usize {
+        self.columns().len()
+    }
 }
 
 /// Everything that fixes the aggregate circuit's constraint system, and so its keys.
@@ -137,11 +159,19 @@ impl AggregateShape {
             }
             _ => {}
         }
-        match self.aggregand {
-            Aggregand::CountOnly => {}
-            Aggregand::Sum { column }
-            | Aggregand::CountWhere { column }
-            | Aggregand::ClippedSum { column } => exists(column, "aggregate")?,
+        if let Aggregand::Sum { columns } | Aggregand::ClippedSum { columns } = &self.aggregand {
+            if !(1..=MAX_MEASURES).contains(&columns.len()) {
+                return bad(format!(
+                    "{} summed columns; a query sums 1 to {MAX_MEASURES}",
+                    columns.len()
+                ));
+            }
+            if let Some(c) = columns.iter().enumerate().find(|(i, c)| columns[..*i].contains(c)) {
+                return bad(format!("column {} is summed twice", c.1));
+            }
+        }
+        for column in self.aggregand.columns() {
+            exists(column, "aggregate")?;
         }
         Ok(())
     }
@@ -162,9 +192,9 @@ impl AggregateShape {
         } else {
             self.groups
         };
-        let condition = match self.aggregand {
+        let condition = match &self.aggregand {
             Aggregand::CountWhere { .. } => 2,
-            Aggregand::ClippedSum { .. } => 1,
+            Aggregand::ClippedSum { columns } => columns.len(),
             _ => 0,
         };
         6 + filters + keys + condition + 1
@@ -209,11 +239,18 @@ impl AggregateShape {
             ),
         };
         let _ = write!(out, " groups={} aggregand=", self.groups);
-        let _ = match self.aggregand {
+        let list = |columns: &[usize]| {
+            columns
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join("+")
+        };
+        let _ = match &self.aggregand {
             Aggregand::CountOnly => write!(out, "count"),
-            Aggregand::Sum { column } => write!(out, "sum:{column}"),
+            Aggregand::Sum { columns } => write!(out, "sum:{}", list(columns)),
             Aggregand::CountWhere { column } => write!(out, "count_where:{column}"),
-            Aggregand::ClippedSum { column } => write!(out, "clipped_sum:{column}"),
+            Aggregand::ClippedSum { columns } => write!(out, "clipped_sum:{}", list(columns)),
         };
         out
     }
@@ -262,8 +299,9 @@ pub struct AggregateQuery {
     pub group_keys: Vec<u64>,
     /// Bounds of the counted condition, for [`Aggregand::CountWhere`].
     pub condition: Option<(u64, u64)>,
-    /// The clip bound, for [`Aggregand::ClippedSum`].
-    pub clip: Option<u64>,
+    /// The clip bound of each clipped column, for [`Aggregand::ClippedSum`] (empty
+    /// otherwise).
+    pub clips: Vec<u64>,
 }
 
 impl AggregateQuery {
@@ -348,9 +386,9 @@ impl AggregateQuery {
                 return bad(format!("group key {k} appears twice"));
             }
         }
-        match (shape.aggregand, self.condition) {
+        match (&shape.aggregand, self.condition) {
             (Aggregand::CountWhere { column }, Some((lo, hi))) => {
-                if !fits(lo, column) || !fits(hi, column) {
+                if !fits(lo, *column) || !fits(hi, *column) {
                     return bad(format!(
                         "condition bounds {lo}..={hi} exceed column {column}'s width"
                     ));
@@ -362,16 +400,21 @@ impl AggregateQuery {
             (_, Some(_)) => return bad("condition bounds without a counted condition".into()),
             (_, None) => {}
         }
-        match (shape.aggregand, self.clip) {
-            (Aggregand::ClippedSum { column }, Some(clip)) if !fits(clip, column) => {
-                return bad(format!("clip bound {clip} exceeds column {column}'s width"))
+        let clipped = match &shape.aggregand {
+            Aggregand::ClippedSum { columns } => columns.as_slice(),
+            _ => &[],
+        };
+        if self.clips.len() != clipped.len() {
+            return bad(format!(
+                "{} clip bounds for {} clipped sums",
+                self.clips.len(),
+                clipped.len()
+            ));
+        }
+        for (&clip, &column) in self.clips.iter().zip(clipped) {
+            if !fits(clip, column) {
+                return bad(format!("clip bound {clip} exceeds column {column}'s width"));
             }
-            (Aggregand::ClippedSum { .. }, Some(_)) => {}
-            (Aggregand::ClippedSum { .. }, None) => {
-                return bad("a clipped sum needs its clip bound".into())
-            }
-            (_, Some(_)) => return bad("a clip bound without a clipped sum".into()),
-            (_, None) => {}
         }
         Ok(())
     }
@@ -405,34 +448,36 @@ impl AggregateQuery {
         if let Some((lo, hi)) = self.condition {
             out.extend([Fr::from(lo), Fr::from(hi)]);
         }
-        out.extend(self.clip.map(Fr::from));
+        out.extend(self.clips.iter().map(|&c| Fr::from(c)));
         out
     }
 }
 
-/// A chunk's (or a subtree's) hidden result: per group slot, the sum and the count.
+/// A chunk's (or a subtree's) hidden result: per measure and group slot the sum, per
+/// group slot the count.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Partial {
-    /// Per-group sums (below `2^64 · 2^20` for any chunk, so `u128` is exact).
-    pub sums: Vec<u128>,
+    /// Per measure, the per-group sums (below `2^64 · 2^20` for any chunk, so `u128` is
+    /// exact).
+    pub sums: Vec<Vec<u128>>,
     /// Per-group counts of selected rows.
     pub counts: Vec<u64>,
 }
 
 impl Partial {
-    /// A partial of `groups` zero slots.
-    pub fn zero(groups: usize) -> Self {
+    /// A partial of `groups` zero slots and `sums` measures.
+    pub fn zero(groups: usize, sums: usize) -> Self {
         Self {
-            sums: vec![0; groups],
+            sums: vec![vec![0; groups]; sums],
             counts: vec![0; groups],
         }
     }
 
-    /// The commitment `chain([PARTIAL_TAG, blind, sums..., counts...])` that a chunk proof
-    /// outputs and a combine proof opens.
+    /// The commitment `chain([PARTIAL_TAG, blind, sums..., counts...])` (sums measure by
+    /// measure) that a chunk proof outputs and a combine proof opens.
     pub fn commit(&self, blind: Fr) -> Fr {
         let mut inputs = vec![Fr::from(PARTIAL_TAG), blind];
-        inputs.extend(self.sums.iter().map(|&s| Fr::from(s)));
+        inputs.extend(self.sums.iter().flatten().map(|&s| Fr::from(s)));
         inputs.extend(self.counts.iter().map(|&c| Fr::from(c)));
         poseidon::chain(&inputs)
     }
@@ -498,7 +543,7 @@ pub fn evaluate(
     shape.validate()?;
     query.validate(shape)?;
     chunk.validate(&shape.layout)?;
-    let mut partial = Partial::zero(shape.groups);
+    let mut partial = Partial::zero(shape.groups, shape.aggregand.sums());
     let col = |c: usize, r: usize| chunk.columns[c][r];
     for row in 0..shape.layout.capacity() {
         let present = col(shape.layout.present(), row) == 1;
@@ -524,17 +569,24 @@ pub fn evaluate(
         };
         let Some(slot) = slot else { continue };
         partial.counts[slot] += 1;
-        partial.sums[slot] += match (shape.aggregand, query.condition) {
-            (Aggregand::CountOnly, _) => 0,
-            (Aggregand::Sum { column }, _) => u128::from(col(column, row)),
-            (Aggregand::ClippedSum { column }, _) => {
-                u128::from(col(column, row).min(query.clip.expect("validated")))
+        let addends: Vec<u128> = match (&shape.aggregand, query.condition) {
+            (Aggregand::CountOnly, _) => Vec::new(),
+            (Aggregand::Sum { columns }, _) => {
+                columns.iter().map(|&c| u128::from(col(c, row))).collect()
             }
+            (Aggregand::ClippedSum { columns }, _) => columns
+                .iter()
+                .zip(&query.clips)
+                .map(|(&c, &clip)| u128::from(col(c, row).min(clip)))
+                .collect(),
             (Aggregand::CountWhere { column }, Some((lo, hi))) => {
-                u128::from(lo <= col(column, row) && col(column, row) <= hi)
+                vec![u128::from(lo <= col(*column, row) && col(*column, row) <= hi)]
             }
             (Aggregand::CountWhere { .. }, None) => unreachable!("validated"),
         };
+        for (sums, addend) in partial.sums.iter_mut().zip(addends) {
+            sums[slot] += addend;
+        }
     }
     Ok(partial)
 }

@@ -54,7 +54,7 @@ pub fn shape() -> AggregateShape {
         ],
         group_by: vec![DISTRICT],
         groups: 2,
-        aggregand: Aggregand::Sum { column: KWH },
+        aggregand: Aggregand::Sum { columns: vec![KWH] },
     }
 }
 
@@ -70,7 +70,7 @@ pub fn query(districts: Vec<u64>, hours: (u64, u64), keys: Vec<u64>) -> Aggregat
         ],
         group_keys: keys,
         condition: None,
-        clip: None,
+        clips: Vec::new(),
     }
 }
 
