@@ -265,7 +265,10 @@ impl CombineInstance {
             _ => Vec::new(),
         };
         if let Some(n) = released_sums.into_iter().find(|n| *n != shape.sums) {
-            return bad(format!("a group with {n} sums for a shape of {}", shape.sums));
+            return bad(format!(
+                "a group with {n} sums for a shape of {}",
+                shape.sums
+            ));
         }
         if let CombineResult::Noisy {
             count_step,

@@ -65,27 +65,45 @@ fn release_suppresses_groups_below_k_exactly_at_the_edge() {
         CombineResult::Release {
             min_group_size: 10,
             groups: vec![
-                GroupRelease::Released { count: 10, sums: vec![1500] },
+                GroupRelease::Released {
+                    count: 10,
+                    sums: vec![1500]
+                },
                 GroupRelease::Suppressed
             ],
         }
     );
-    assert_eq!(c.instance.partial_commitments[3], empty_slot_commitment(&shape(CombineOutput::Release)));
+    assert_eq!(
+        c.instance.partial_commitments[3],
+        empty_slot_commitment(&shape(CombineOutput::Release))
+    );
     assert!(satisfied(c.clone()));
 
     // Claiming the suppressed group's real numbers, or suppressing a large group, fails.
     for result in [
         vec![
-            GroupRelease::Released { count: 10, sums: vec![1500] },
-            GroupRelease::Released { count: 9, sums: vec![100] },
+            GroupRelease::Released {
+                count: 10,
+                sums: vec![1500],
+            },
+            GroupRelease::Released {
+                count: 9,
+                sums: vec![100],
+            },
         ],
         vec![GroupRelease::Suppressed, GroupRelease::Suppressed],
         vec![
-            GroupRelease::Released { count: 10, sums: vec![1501] },
+            GroupRelease::Released {
+                count: 10,
+                sums: vec![1501],
+            },
             GroupRelease::Suppressed,
         ],
         vec![
-            GroupRelease::Released { count: 11, sums: vec![1500] },
+            GroupRelease::Released {
+                count: 11,
+                sums: vec![1500],
+            },
             GroupRelease::Suppressed,
         ],
     ] {
@@ -101,7 +119,10 @@ fn release_suppresses_groups_below_k_exactly_at_the_edge() {
     lying.instance.result = CombineResult::Release {
         min_group_size: 9,
         groups: vec![
-            GroupRelease::Released { count: 10, sums: vec![1500] },
+            GroupRelease::Released {
+                count: 10,
+                sums: vec![1500],
+            },
             GroupRelease::Suppressed,
         ],
     };
@@ -232,7 +253,10 @@ fn a_tree_of_combines_covers_more_chunks_than_one_combine() {
         CombineResult::Release {
             min_group_size: 10,
             groups: vec![
-                GroupRelease::Released { count: 18, sums: vec![100] },
+                GroupRelease::Released {
+                    count: 18,
+                    sums: vec![100]
+                },
                 GroupRelease::Suppressed
             ],
         }
@@ -248,7 +272,10 @@ fn altered(result: &CombineResult) -> CombineResult {
     match &mut result {
         CombineResult::Release { groups, .. } => {
             groups[0] = match groups[0].clone() {
-                GroupRelease::Suppressed => GroupRelease::Released { count: 0, sums: vec![0] },
+                GroupRelease::Suppressed => GroupRelease::Released {
+                    count: 0,
+                    sums: vec![0],
+                },
                 GroupRelease::Released { count, sums } => GroupRelease::Released {
                     count,
                     sums: vec![sums[0] + 1],

@@ -20,6 +20,7 @@ use crate::{
     verifier::files,
     verifier::manifest::SignedManifest,
     verifier::schema::Schema,
+    verifier::table::Format,
 };
 
 mod answer;
@@ -144,6 +145,8 @@ enum Command {
         /// at no further cost.
         #[arg(long)]
         nonce: Option<String>,
+        #[command(flatten)]
+        table: TableArgs,
     },
     /// Verify an answer bundle offline: no network, no data directory.
     Verify {
@@ -264,6 +267,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How `query` writes its answer.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct TableArgs {
+    /// The answer as an aligned table, CSV or JSON: the rows SQL shows, columns named as
+    /// the SQL names them, numbers in each measure's unit, suppressed cells empty (the
+    /// bundle keeps the exact stored integers). With csv or json, standard output
+    /// carries the answer alone, and what else `query` says goes to standard error.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Write the answer (in --format) to this file instead, and print the table.
+    #[arg(long)]
+    pub out_table: Option<PathBuf>,
+}
+
+impl TableArgs {
+    /// Whether standard output carries a CSV or JSON answer, and nothing else.
+    pub fn answer_on_stdout(&self) -> bool {
+        self.format != Format::Table && self.out_table.is_none()
+    }
+
+    /// Prints a line of `query`'s report: to standard output, or to standard error when
+    /// standard output carries the answer alone.
+    pub fn say(&self, line: &str) {
+        match self.answer_on_stdout() {
+            true => eprintln!("{line}"),
+            false => println!("{line}"),
+        }
+    }
 }
 
 /// The privacy cost of a query on a dp dataset (the node's `[privacy]` defaults when
@@ -466,6 +499,7 @@ fn execute(cli: Cli) -> Result<()> {
             min_group_size,
             cost: CostArgs { epsilon, delta },
             nonce,
+            table,
         } => match remote {
             Some(remote) => {
                 let nonce = research_nonce(nonce.as_deref())?;
@@ -500,7 +534,7 @@ fn execute(cli: Cli) -> Result<()> {
                 if explain {
                     node::explain(&remote, request)
                 } else {
-                    node::query(&remote, request, &out, json, &verify)
+                    node::query(&remote, request, &out, json, &verify, &table)
                 }
             }
             None => {
@@ -520,7 +554,7 @@ fn execute(cli: Cli) -> Result<()> {
                 if explain {
                     explain_query(data_dir, &request)
                 } else {
-                    query(data_dir, &config, &request, &out, json).map(|_| ())
+                    query(data_dir, &config, &request, &out, json, &table).map(|_| ())
                 }
             }
         },

@@ -63,7 +63,11 @@ use serde::Deserialize;
 
 use crate::{
     node::{donor::DonorPolicy, keys::KeyMode},
-    verifier::{privacy::Cost, query::{Limits, MAX_GROUPS}, schema::Schema},
+    verifier::{
+        privacy::Cost,
+        query::{Limits, MAX_GROUPS},
+        schema::Schema,
+    },
 };
 
 /// The configuration.

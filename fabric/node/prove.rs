@@ -820,8 +820,10 @@ async fn partials(
             .collect::<Result<_, _>>()?,
         Aggregand::Sum(measures) => measures.iter().map(|m| col(m.as_str())).collect(),
         Aggregand::CountWhere { column, lo, hi, .. } => {
-            vec![when(col(column.as_str()).between(lit(*lo), lit(*hi)), lit(1u64))
-                .otherwise(lit(0u64))?]
+            vec![
+                when(col(column.as_str()).between(lit(*lo), lit(*hi)), lit(1u64))
+                    .otherwise(lit(0u64))?,
+            ]
         }
     };
     let mut group = vec![col(CHUNK_COLUMN)];

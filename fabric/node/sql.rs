@@ -685,7 +685,11 @@ impl Lowering<'_> {
                 Some(self.dataset_column(column, "a filter").map(|c| {
                     let max = c.max_code();
                     let codes = Codes::of(values, max);
-                    let codes = if *negated { codes.complement(max) } else { codes };
+                    let codes = if *negated {
+                        codes.complement(max)
+                    } else {
+                        codes
+                    };
                     (c.name.clone(), codes)
                 }))
             }
@@ -700,7 +704,11 @@ impl Lowering<'_> {
                 Some(self.dataset_column(column, "a filter").map(|c| {
                     let max = c.max_code();
                     let codes = Codes::range(lo, hi, max);
-                    let codes = if *negated { codes.complement(max) } else { codes };
+                    let codes = if *negated {
+                        codes.complement(max)
+                    } else {
+                        codes
+                    };
                     (c.name.clone(), codes)
                 }))
             }
@@ -908,10 +916,29 @@ impl Lowering<'_> {
                         negate,
                     };
                     if predicate.as_ref().is_some_and(|p| *p != new) {
-                        return unsupported(format!("{name} beside another predicate (one per query)"));
+                        return unsupported(format!(
+                            "{name} beside another predicate (one per query)"
+                        ));
                     }
                     predicate = Some(new);
                     OutputKind::Predicate
+                }
+                "min"
+                | "max"
+                | "median"
+                | "approx_median"
+                | "percentile_cont"
+                | "approx_percentile_cont"
+                | "approx_percentile_cont_with_weight"
+                | "first_value"
+                | "last_value"
+                | "nth_value"
+                | "array_agg"
+                | "string_agg" => {
+                    return unsupported(format!(
+                        "{}(...): it releases one person's value, not an aggregate of many",
+                        name.to_uppercase()
+                    ))
                 }
                 other => return unsupported(format!("the aggregate function {other}")),
             };

@@ -10,14 +10,14 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use ed25519_dalek::VerifyingKey as NodeKey;
-use zkfabric_proto::v1 as pb;
 
 use crate::{
     bundle::Bundle,
     manifest::{parse_ed25519_key, SignedManifest},
     privacy::Cost,
-    query::{Aggregand, OutputKind, ProvableQuery},
+    query::ProvableQuery,
     schema::Schema,
+    table::{self, Format},
     verify::{Expected, KeyPins, ManifestHead, PinnedKey, Report, Trust},
 };
 
@@ -321,96 +321,10 @@ pub fn print_report(report: &Report, bundle: &Bundle, secs: f64, args: &VerifyAr
     print_answer(&report.schema, &report.query, bundle);
 }
 
-/// Prints the result table as the query's output columns, after its HAVING, ORDER BY
-/// and LIMIT, in the units the data are stored in (as plain DataFusion would print them).
+/// Prints the answer as a table: the query's output columns after its HAVING, ORDER BY
+/// and LIMIT, numbers in each measure's unit (see [`crate::table`]).
 pub fn print_answer(schema: &Schema, query: &ProvableQuery, bundle: &Bundle) {
-    let Some(result) = &bundle.result else {
-        return;
-    };
-    let cells: Vec<Vec<String>> = crate::view::view(schema, query, &result.rows)
-        .into_iter()
-        .map(|row| query.outputs.iter().map(|o| cell(o.kind, row)).collect())
-        .collect();
-    let width = query
-        .outputs
-        .iter()
-        .map(|o| o.name.len())
-        .chain(cells.iter().flatten().map(String::len))
-        .max()
-        .unwrap_or(0)
-        .max(12)
-        + 2;
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .map(|c| format!("{c:>width$}"))
-            .collect::<String>()
-    };
-    println!(
-        "{}",
-        line(query.outputs.iter().map(|o| o.name.clone()).collect())
-    );
-    for row in cells {
-        println!("{}", line(row));
-    }
-    let mut notes = vec![match bundle.privacy.as_ref().filter(|p| p.mode == "dp") {
-        Some(p) => format!(
-            "purpose {}; differentially private: each number is an estimate with its 95% \
-             interval, and groups whose noisy count falls under {} steps are suppressed",
-            query.purpose, p.threshold
-        ),
-        None => format!(
-            "purpose {}; groups of fewer than {} rows are suppressed",
-            query.purpose,
-            bundle.query.as_ref().map_or(0, |q| q.min_group_size)
-        ),
-    }];
-    if let Aggregand::Sum(measures) = &query.aggregand {
-        for m in measures {
-            if let Some((_, c)) = schema.column(m) {
-                if let (Some(scale), Some(unit)) = (c.scale, &c.unit) {
-                    notes.push(format!("{m} is in {unit} x {scale}"));
-                }
-            }
-        }
-    }
-    println!("({})", notes.join("; "));
-}
-
-fn cell(kind: OutputKind, row: &pb::ResultRow) -> String {
-    if let OutputKind::GroupKey(column) = kind {
-        return row.labels.get(column).cloned().unwrap_or_default();
-    }
-    if row.suppressed {
-        return "suppressed".into();
-    }
-    let noisy = |e: &pb::NoisyEstimate| format!("{} [{}, {}]", e.estimate, e.low, e.high);
-    if let Some(count) = &row.count_estimate {
-        let sum = |m: usize| row.sum_estimates.get(m);
-        return match kind {
-            OutputKind::Count => noisy(count),
-            OutputKind::Sum(m) => sum(m).map_or_else(|| "-".into(), noisy),
-            OutputKind::Avg(m) => match (
-                sum(m).and_then(|s| s.estimate.parse::<f64>().ok()),
-                count.estimate.parse::<f64>(),
-            ) {
-                (Some(sum), Ok(count)) if count > 0.0 => format!("{:.3}", sum / count),
-                _ => "-".into(),
-            },
-            _ => "-".into(),
-        };
-    }
-    let sum = |m: usize| row.sums.get(m).cloned().unwrap_or_default();
-    match kind {
-        OutputKind::Count => row.count.to_string(),
-        OutputKind::Sum(m) => sum(m),
-        OutputKind::Avg(m) => match sum(m).parse::<f64>() {
-            Ok(sum) if row.count > 0 => (sum / row.count as f64).to_string(),
-            _ => "-".into(),
-        },
-        OutputKind::Predicate => row.holds.to_string(),
-        OutputKind::GroupKey(_) => unreachable!("handled above"),
-    }
+    print!("{}", table::render(schema, query, bundle, Format::Table));
 }
 
 /// An error for the command line: its chain of causes, each once (many errors already

@@ -27,5 +27,6 @@ pub mod privacy;
 pub mod query;
 pub mod schema;
 pub mod snarkjs;
+pub mod table;
 pub mod verify;
 pub mod view;

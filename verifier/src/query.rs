@@ -153,7 +153,11 @@ impl Comparison {
 
     /// Its SQL symbol.
     pub fn symbol(self) -> &'static str {
-        Self::ALL.iter().find(|(c, _)| *c == self).expect("listed").1
+        Self::ALL
+            .iter()
+            .find(|(c, _)| *c == self)
+            .expect("listed")
+            .1
     }
 }
 
@@ -308,7 +312,11 @@ impl ProvableQuery {
                 .map_or_else(|| format!("output {output}"), |o| o.name.clone())
         };
         for (n, h) in self.post.having.iter().enumerate() {
-            text.push_str(if n == 0 { ", showing groups with " } else { " and " });
+            text.push_str(if n == 0 {
+                ", showing groups with "
+            } else {
+                " and "
+            });
             text.push_str(&format!(
                 "{} {} {}",
                 name(h.output),

@@ -50,7 +50,12 @@ impl Value {
 }
 
 /// The value of output `output` in `row`: `None` for a suppressed group's aggregates.
-pub fn value(schema: &Schema, query: &ProvableQuery, row: &pb::ResultRow, output: usize) -> Option<Value> {
+pub fn value(
+    schema: &Schema,
+    query: &ProvableQuery,
+    row: &pb::ResultRow,
+    output: usize,
+) -> Option<Value> {
     let kind = query.outputs.get(output)?.kind;
     if let OutputKind::GroupKey(column) = kind {
         let label = row.labels.get(column)?.clone();

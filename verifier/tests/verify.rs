@@ -130,7 +130,9 @@ fn every_changed_field_of_a_bundle_is_rejected() {
         ),
         (
             "result label",
-            Box::new(move |b| b.result.as_mut().unwrap().rows[released].labels = vec!["Xinyi".into()]),
+            Box::new(move |b| {
+                b.result.as_mut().unwrap().rows[released].labels = vec!["Xinyi".into()]
+            }),
         ),
         (
             "result suppressed",

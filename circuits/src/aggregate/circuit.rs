@@ -332,7 +332,11 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
 
         // The partial, committed under the blind.
         let mut preimage = vec![FpVar::constant(Fr::from(PARTIAL_TAG)), witness(blind)?];
-        preimage.extend(sums.iter().flatten().map(|terms| terms.iter().sum::<FpVar<Fr>>()));
+        preimage.extend(
+            sums.iter()
+                .flatten()
+                .map(|terms| terms.iter().sum::<FpVar<Fr>>()),
+        );
         preimage.extend(counts.iter().map(|terms| terms.iter().sum::<FpVar<Fr>>()));
         chain(&preimage)?.enforce_equal(&partial_commitment)?;
         Ok(())

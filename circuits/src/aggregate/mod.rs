@@ -154,9 +154,7 @@ impl AggregateShape {
         }
         match (self.group_by.is_empty(), self.groups) {
             (false, 0) => return bad("GROUP BY needs at least one group slot".into()),
-            (true, g) if g != 1 => {
-                return bad(format!("{g} group slots without GROUP BY; use 1"))
-            }
+            (true, g) if g != 1 => return bad(format!("{g} group slots without GROUP BY; use 1")),
             _ => {}
         }
         if let Aggregand::Sum { columns } | Aggregand::ClippedSum { columns } = &self.aggregand {
@@ -166,7 +164,11 @@ impl AggregateShape {
                     columns.len()
                 ));
             }
-            if let Some(c) = columns.iter().enumerate().find(|(i, c)| columns[..*i].contains(c)) {
+            if let Some(c) = columns
+                .iter()
+                .enumerate()
+                .find(|(i, c)| columns[..*i].contains(c))
+            {
                 return bad(format!("column {} is summed twice", c.1));
             }
         }
@@ -438,9 +440,11 @@ impl AggregateQuery {
                 (FilterShape::In { len, .. }, FilterParams::In(items)) => {
                     out.extend((0..*len).map(|i| Fr::from(*items.get(i).unwrap_or(&items[0]))))
                 }
-                (_, FilterParams::Ranges(ranges)) => {
-                    out.extend(ranges.iter().flat_map(|&(lo, hi)| [Fr::from(lo), Fr::from(hi)]))
-                }
+                (_, FilterParams::Ranges(ranges)) => out.extend(
+                    ranges
+                        .iter()
+                        .flat_map(|&(lo, hi)| [Fr::from(lo), Fr::from(hi)]),
+                ),
                 (_, FilterParams::In(_)) => unreachable!("validated"),
             }
         }
@@ -580,7 +584,9 @@ pub fn evaluate(
                 .map(|(&c, &clip)| u128::from(col(c, row).min(clip)))
                 .collect(),
             (Aggregand::CountWhere { column }, Some((lo, hi))) => {
-                vec![u128::from(lo <= col(*column, row) && col(*column, row) <= hi)]
+                vec![u128::from(
+                    lo <= col(*column, row) && col(*column, row) <= hi,
+                )]
             }
             (Aggregand::CountWhere { .. }, None) => unreachable!("validated"),
         };

@@ -23,13 +23,14 @@ use crate::{
     verifier::privacy::fresh_nonce,
     verifier::query::{CircuitQuery, ProvableQuery},
     verifier::schema::Schema,
+    verifier::table::render,
     verifier::verify::{self, Report},
 };
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use zkfabric_proto::v1 as pb;
 
-use super::{open, CostArgs};
+use super::{open, CostArgs, TableArgs};
 
 /// Runs `future` on the command's one async runtime (a gRPC channel lives on the runtime
 /// it was made on, so every call of a command shares it).
@@ -119,6 +120,7 @@ pub fn query(
     request: &Request,
     out: &Path,
     json: bool,
+    table: &TableArgs,
 ) -> Result<Bundle> {
     check_purpose(request)?;
     let store = open(data_dir)?;
@@ -155,18 +157,18 @@ pub fn query(
         .into_inner()
         .expect("not poisoned")
         .map_or(total, |t| t.elapsed().as_secs_f64());
-    finish_answer(&bundle, out, json)?;
+    finish_answer(&bundle, out, json, table)?;
     let reused = match reused.into_inner() {
         0 => String::new(),
         n => format!(" ({n} reused from the proof cache)"),
     };
-    println!(
+    table.say(&format!(
         "\nproved {} chunk(s){reused} and {} combine(s) in {proving:.1} s ({:.0} rows/s; \
          {total:.1} s with planning and keys)",
         bundle.chunk_proofs.len(),
         bundle.combine_proofs.len(),
         proven_rows(&bundle) as f64 / proving,
-    );
+    ));
     Ok(bundle)
 }
 
@@ -194,17 +196,26 @@ pub fn proven_rows(bundle: &Bundle) -> u64 {
     bundle.chunk_proofs.len() as u64 * chunk_rows
 }
 
-/// Writes the bundle (and its JSON form) and prints the answer it carries.
-pub fn finish_answer(bundle: &Bundle, out: &Path, json: bool) -> Result<()> {
+/// Writes the bundle (and its JSON form) and the answer it carries as `table` says.
+pub fn finish_answer(bundle: &Bundle, out: &Path, json: bool, table: &TableArgs) -> Result<()> {
     bundle::write(bundle, out, json).with_context(|| format!("writing {}", out.display()))?;
     let schema = Schema::parse("the bundle's schema", &bundle.schema)?;
     let (query, _) = bundle::query_from_proto(bundle.query.as_ref())?;
-    print_answer(&schema, &query, bundle);
-    println!(
+    let answer = render(&schema, &query, bundle, table.format);
+    match &table.out_table {
+        Some(path) => {
+            files::write_bytes_atomically(path, answer.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            print_answer(&schema, &query, bundle);
+            println!("table        {} ({:?})", path.display(), table.format);
+        }
+        None => print!("{answer}"),
+    }
+    table.say(&format!(
         "bundle       {}{}",
         out.display(),
         if json { " (and .json)" } else { "" }
-    );
+    ));
     Ok(())
 }
 
@@ -361,7 +372,14 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
         let request = Request::new(&config, q.sql.into(), Some(q.purpose.into()), None, true)
             .with_privacy(None, None, Some(fresh_nonce()))?;
         let out = dir.join(format!("{}.zkf", q.name));
-        query(&data_dir, &config, &request, &out, false)?;
+        query(
+            &data_dir,
+            &config,
+            &request,
+            &out,
+            false,
+            &TableArgs::default(),
+        )?;
         // The demo trusts the keys it made itself: pinned by fingerprint and shape.
         let pins = dir.join("trusted-keys");
         let lines: String = KeyCache::new(&data_dir)

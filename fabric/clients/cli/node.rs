@@ -15,7 +15,7 @@ use zkfabric_proto::v1::{self as pb, run_event::Event};
 
 use super::{
     answer::{block_on, chunk_bar, finish_answer, print_explanation, proven_rows, verified},
-    print_catalog, print_manifest, CostArgs,
+    print_catalog, print_manifest, CostArgs, TableArgs,
 };
 
 /// `zkfabric serve`: serves until SIGTERM or Ctrl-C, over TLS when `[server.tls]` is
@@ -116,6 +116,7 @@ pub fn query(
     out: &Path,
     json: bool,
     verify: &VerifyArgs,
+    table: &TableArgs,
 ) -> Result<()> {
     let started = Instant::now();
     let bar = chunk_bar("sent");
@@ -141,16 +142,16 @@ pub fn query(
     let report = verified(&bundle, verify, Some(remote))
         .context("the node's answer does not verify against the request: REJECTED")?;
     if !report.keys_pinned {
-        println!(
-            "UNVERIFIED   keys not pinned (--allow-unpinned-keys): the node's own keys were used"
+        table.say(
+            "UNVERIFIED   keys not pinned (--allow-unpinned-keys): the node's own keys were used",
         );
     }
-    finish_answer(&bundle, out, json)?;
+    finish_answer(&bundle, out, json, table)?;
     let reused = match reused.into_inner() {
         0 => String::new(),
         n => format!(" ({n} reused from its proof cache)"),
     };
-    println!(
+    table.say(&format!(
         "\nthe node proved {} chunk(s){reused} and {} combine(s), {} rows, in {seconds:.1} s \
          (bundle id {id}); verified against the request; anyone can check it again with \
          `zkfabric verify {}`",
@@ -158,7 +159,7 @@ pub fn query(
         bundle.combine_proofs.len(),
         proven_rows(&bundle),
         out.display()
-    );
+    ));
     Ok(())
 }
 

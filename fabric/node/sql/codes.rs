@@ -88,10 +88,7 @@ impl Codes {
 
     /// How many codes the set holds.
     pub(super) fn len(&self) -> u128 {
-        self.0
-            .iter()
-            .map(|&(lo, hi)| u128::from(hi - lo) + 1)
-            .sum()
+        self.0.iter().map(|&(lo, hi)| u128::from(hi - lo) + 1).sum()
     }
 
     /// The codes, ascending; only for a set known to be small.
