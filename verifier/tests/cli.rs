@@ -61,7 +61,7 @@ fn an_auditor_verifies_a_bundle_with_everything_pinned() {
     assert!(
         report.contains(
             "the proofs are about the district of each group, the number of rows, the sum \
-             of kwh over the rows consented to \"public-health\" with 3 <= hour <= 31, \
+             of kwh over the rows consented to \"public-health\" with 3 <= hour <= 23, \
              grouped by district"
         ),
         "{report}"
