@@ -309,6 +309,72 @@ fn query_verify_and_tampering_from_the_command_line() {
     assert!(!out.contains("warning"), "the keys were set up: {out}");
     assert!(tmp.path().join("answer.zkf.json").exists());
 
+    // The same answer (from the proof cache) for researchers' tools: CSV alone on
+    // standard output, JSON in a file; kWh, not the stored kWh x 1000; suppressed cells
+    // empty.
+    let again = tmp.path().join("again.zkf");
+    let csv = ok(zkfabric(
+        &data,
+        &[
+            "--config",
+            config,
+            "query",
+            sql,
+            "--out",
+            again.to_str().unwrap(),
+            "--format",
+            "csv",
+        ],
+    ));
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("district,count(*),sum(consumption.kwh)"),
+        "{csv}"
+    );
+    let records: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(records.len(), 12, "one record per district: {csv}");
+    let table = tmp.path().join("answer.json");
+    let shown = ok(zkfabric(
+        &data,
+        &[
+            "--config",
+            config,
+            "query",
+            sql,
+            "--out",
+            again.to_str().unwrap(),
+            "--format",
+            "json",
+            "--out-table",
+            table.to_str().unwrap(),
+        ],
+    ));
+    assert!(shown.contains("sum(consumption.kwh) (kWh)"), "{shown}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&table).unwrap()).unwrap();
+    assert_eq!(json["units"]["sum(consumption.kwh)"], "kWh");
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 12);
+    let bundle = zkfabric::verifier::bundle::read(&again).unwrap();
+    let stored = &bundle.result.as_ref().unwrap().rows;
+    let mut released = 0;
+    for ((record, row), stored) in records.iter().zip(rows).zip(stored) {
+        assert_eq!(record[0], row["district"].as_str().unwrap());
+        match record[1] {
+            "" => assert!(row["count(*)"].is_null() && record[2].is_empty()),
+            count => {
+                released += 1;
+                assert_eq!(count, row["count(*)"].to_string());
+                let kwh: f64 = record[2].parse().unwrap();
+                assert_eq!(kwh, row["sum(consumption.kwh)"].as_f64().unwrap());
+                // The bundle keeps the stored Wh; the table shows kWh.
+                assert_eq!((kwh * 1000.0).round().to_string(), stored.sums[0]);
+            }
+        }
+    }
+    assert!(released > 0, "{csv}");
+
     let catalog = ok(zkfabric(&data, &["catalog"]));
     let node_key = catalog
         .lines()
