@@ -149,8 +149,10 @@ fn cell(schema: &Schema, query: &ProvableQuery, kind: OutputKind, row: &pb::Resu
             ) else {
                 return Cell::Null;
             };
+            // Two digits more than the stored unit has.
+            let decimals = scale.ilog10() as usize + 2;
             match count > 0.0 {
-                true => number(format!("{}", sum / count / scale as f64), None),
+                true => number(format!("{:.decimals$}", sum / count / scale as f64), None),
                 false => Cell::Null,
             }
         }
