@@ -1,0 +1,86 @@
+//! What a group slot costs the chunk circuit: constraints per row of a COUNT grouped by
+//! 1, 12, 144 and 1,440 group slots (no GROUP BY; district; origin x destination;
+//! district x hour x household_size), over one chunk, as the node plans them. Today each
+//! slot costs every row a gated equality (two constraints) and its counts' sum, so the
+//! figure grows with G: the baseline the random-evaluation aggregation argument (issue
+//! 17, part 1) is measured against.
+//!
+//! `cargo bench --bench groups` (1,024-row chunks; `ZKFABRIC_BENCH_ROWS` for another
+//! size; `ZKFABRIC_BENCH_MAX_GROUPS=144` to skip the largest, whose synthesis takes
+//! minutes and gigabytes). Only constraints are counted: nothing is set up or proven.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use zkfabric::{
+    circuits::{aggregate::AggregateCircuit, snark, snark::Circuit},
+    node::sql,
+    verifier::query::{Limits, MAX_GROUPS},
+    verifier::schema::Schema,
+};
+
+/// (dataset, purpose, question).
+const QUESTIONS: [(&str, &str, &str); 4] = [
+    (
+        "consumption",
+        "energy-research",
+        "SELECT COUNT(*) FROM consumption",
+    ),
+    (
+        "consumption",
+        "energy-research",
+        "SELECT district, COUNT(*) FROM consumption GROUP BY district",
+    ),
+    (
+        "movement",
+        "transport-research",
+        "SELECT origin, destination, COUNT(*) FROM movement GROUP BY origin, destination",
+    ),
+    (
+        "consumption",
+        "energy-research",
+        "SELECT district, hour, household_size, COUNT(*) FROM consumption \
+         GROUP BY district, hour, household_size",
+    ),
+];
+
+fn groups(_: &mut Criterion) {
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rows = env("ZKFABRIC_BENCH_ROWS", 1024);
+    let max_groups = env("ZKFABRIC_BENCH_MAX_GROUPS", MAX_GROUPS);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let limits = Limits {
+        max_groups: MAX_GROUPS,
+        ..Limits::default()
+    };
+    println!("chunk circuit of a grouped COUNT, {rows}-row chunks (exact answers):");
+    for (dataset, purpose, sql) in QUESTIONS {
+        let schema = Schema::builtin(dataset)
+            .expect("a built-in dataset")
+            .with_chunk_rows(rows)
+            .and_then(|s| s.threshold_only())
+            .expect("a power of two");
+        let query = runtime
+            .block_on(sql::lower_without_data(&schema, sql, purpose))
+            .expect("a provable query");
+        let circuits = query.circuit(&schema, &limits, None).expect("shapes");
+        let g = circuits.chunk_shape.groups;
+        if g > max_groups {
+            println!("  G = {g:>5}: skipped (ZKFABRIC_BENCH_MAX_GROUPS = {max_groups})");
+            continue;
+        }
+        let blank = AggregateCircuit::blank(&circuits.chunk_shape).expect("a blank circuit");
+        let m = snark::ConstraintMatrices::of(blank).expect("matrices");
+        println!(
+            "  G = {g:>5}: {:>10} constraints, {:>8.1} per row  ({sql})",
+            m.num_constraints,
+            m.num_constraints as f64 / rows as f64
+        );
+    }
+}
+
+criterion_group!(benches, groups);
+criterion_main!(benches);
