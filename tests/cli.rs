@@ -313,19 +313,13 @@ fn query_verify_and_tampering_from_the_command_line() {
     // standard output, JSON in a file; kWh, not the stored kWh x 1000; suppressed cells
     // empty.
     let again = tmp.path().join("again.zkf");
-    let csv = ok(zkfabric(
-        &data,
-        &[
-            "--config",
-            config,
-            "query",
-            sql,
-            "--out",
-            again.to_str().unwrap(),
-            "--format",
-            "csv",
-        ],
-    ));
+    let answer_as = |more: &[&str]| {
+        let mut args = vec!["--config", config, "query", sql];
+        args.extend(["--out", again.to_str().unwrap()]);
+        args.extend(more);
+        ok(zkfabric(&data, &args))
+    };
+    let csv = answer_as(&["--format", "csv"]);
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
@@ -335,21 +329,7 @@ fn query_verify_and_tampering_from_the_command_line() {
     let records: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(records.len(), 12, "one record per district: {csv}");
     let table = tmp.path().join("answer.json");
-    let shown = ok(zkfabric(
-        &data,
-        &[
-            "--config",
-            config,
-            "query",
-            sql,
-            "--out",
-            again.to_str().unwrap(),
-            "--format",
-            "json",
-            "--out-table",
-            table.to_str().unwrap(),
-        ],
-    ));
+    let shown = answer_as(&["--format", "json", "--out-table", table.to_str().unwrap()]);
     assert!(shown.contains("sum(consumption.kwh) (kWh)"), "{shown}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&table).unwrap()).unwrap();

@@ -146,6 +146,16 @@ pub enum GroupNoisy {
     Released { count: u64, sums: Vec<u128> },
 }
 
+impl GroupNoisy {
+    /// The noisy count and sums, unless the group is suppressed.
+    pub fn shown(&self) -> Option<(u64, &[u128])> {
+        match self {
+            Self::Suppressed => None,
+            Self::Released { count, sums } => Some((*count, sums.as_slice())),
+        }
+    }
+}
+
 /// One group of a released answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupRelease {
@@ -153,6 +163,16 @@ pub enum GroupRelease {
     Suppressed,
     /// The group's COUNT and SUMs.
     Released { count: u64, sums: Vec<u128> },
+}
+
+impl GroupRelease {
+    /// The count and sums, unless the group is suppressed.
+    pub fn shown(&self) -> Option<(u64, &[u128])> {
+        match self {
+            Self::Suppressed => None,
+            Self::Released { count, sums } => Some((*count, sums.as_slice())),
+        }
+    }
 }
 
 /// One group of a predicate answer.
@@ -247,24 +267,19 @@ impl CombineInstance {
         }
         check_sums(shape)?;
         check_min_group_size(k, shape.output)?;
-        let released_sums = match &self.result {
-            CombineResult::Release { groups, .. } => groups
-                .iter()
-                .filter_map(|g| match g {
-                    GroupRelease::Released { sums, .. } => Some(sums.len()),
-                    GroupRelease::Suppressed => None,
-                })
-                .collect(),
-            CombineResult::Noisy { groups, .. } => groups
-                .iter()
-                .filter_map(|g| match g {
-                    GroupNoisy::Released { sums, .. } => Some(sums.len()),
-                    GroupNoisy::Suppressed => None,
-                })
-                .collect(),
+        let shown: Vec<Option<(u64, &[u128])>> = match &self.result {
+            CombineResult::Release { groups, .. } => {
+                groups.iter().map(GroupRelease::shown).collect()
+            }
+            CombineResult::Noisy { groups, .. } => groups.iter().map(GroupNoisy::shown).collect(),
             _ => Vec::new(),
         };
-        if let Some(n) = released_sums.into_iter().find(|n| *n != shape.sums) {
+        if let Some(n) = shown
+            .iter()
+            .flatten()
+            .map(|(_, sums)| sums.len())
+            .find(|n| *n != shape.sums)
+        {
             return bad(format!(
                 "a group with {n} sums for a shape of {}",
                 shape.sums
@@ -294,7 +309,7 @@ impl CombineInstance {
             } => {
                 out.push(Fr::from(*min_group_size));
                 for g in groups {
-                    out.extend(released(g_released(g), shape.sums));
+                    out.extend(released(g.shown(), shape.sums));
                 }
             }
             CombineResult::Predicate {
@@ -323,11 +338,7 @@ impl CombineInstance {
                 out.extend(sum_steps.iter().map(|&s| Fr::from(s)));
                 out.push(Fr::from(*threshold));
                 for g in groups {
-                    let shown = match g {
-                        GroupNoisy::Suppressed => None,
-                        GroupNoisy::Released { count, sums } => Some((*count, sums.as_slice())),
-                    };
-                    out.extend(released(shown, shape.sums));
+                    out.extend(released(g.shown(), shape.sums));
                 }
             }
             CombineResult::Subtotal { commitment } => out.push(*commitment),
@@ -348,14 +359,6 @@ fn released(group: Option<(u64, &[u128])>, sums: usize) -> Vec<Fr> {
             .into_iter()
             .chain(values.iter().map(|&s| Fr::from(s)))
             .collect(),
-    }
-}
-
-/// A released group as [`released`] takes it.
-fn g_released(group: &GroupRelease) -> Option<(u64, &[u128])> {
-    match group {
-        GroupRelease::Suppressed => None,
-        GroupRelease::Released { count, sums } => Some((*count, sums.as_slice())),
     }
 }
 
