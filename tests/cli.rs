@@ -268,7 +268,7 @@ fn query_verify_and_tampering_from_the_command_line() {
     let config = tmp.path().join("node.toml");
     std::fs::write(
         &config,
-        "[query]\ndefault_purpose = \"energy-research\"\nmin_group_size = 5\ncombine_inputs = 16\nin_list_slots = 4\n",
+        "[query]\ndefault_purpose = \"energy-research\"\nmin_group_size = 5\ncombine_inputs = 16\nin_list_items = 4\n",
     )
     .unwrap();
     let config = config.to_str().unwrap();

@@ -370,6 +370,34 @@ fn equivalent_sql_lowers_to_one_canonical_query() {
     let scattered =
         lower("SELECT COUNT(*) FROM consumption WHERE hour = 1 OR hour = 3 OR hour = 5").unwrap();
     assert_eq!(scattered.filters[0].test, Test::In(vec![1, 3, 5]));
+    // An IN filter has the next power of two of slots: 3 codes take 4, 9 take 16; a node
+    // takes lists up to its in_list_items (64 at most).
+    use zkfabric::circuits::aggregate::FilterShape;
+    let slots = |sql: &str, in_list: usize| {
+        let shape = lower(sql)
+            .unwrap()
+            .circuit(
+                &tiny(),
+                &Limits {
+                    in_list,
+                    ..limits()
+                },
+                None,
+            )
+            .map(|c| c.chunk_shape.filters[0]);
+        shape.map_err(|e| e.to_string())
+    };
+    let nine = "SELECT COUNT(*) FROM consumption WHERE hour IN (1, 3, 5, 7, 9, 11, 13, 15, 17)";
+    assert_eq!(
+        slots(nine, 64),
+        Ok(FilterShape::In {
+            column: column("hour"),
+            len: 16
+        })
+    );
+    assert!(slots(nine, 8)
+        .unwrap_err()
+        .contains("has 9 values; at most 8"));
     let always = lower("SELECT COUNT(*) FROM consumption WHERE hour < 9 OR hour >= 9").unwrap();
     assert!(always.filters.is_empty());
     let avg = lower("SELECT AVG(kwh) FROM consumption").unwrap();

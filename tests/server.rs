@@ -50,7 +50,7 @@ impl Node {
             format!(
                 "[store]\nchunk_rows = 8\n\n[privacy]\n{privacy}\n\n\
                  [query]\ndefault_purpose = \"energy-research\"\n\
-                 min_group_size = 2\nin_list_slots = 2\n\n[server]\ndata_dir = {data:?}\n{server}\n\n\
+                 min_group_size = 2\nin_list_items = 2\n\n[server]\ndata_dir = {data:?}\n{server}\n\n\
                  [[server.tokens]]\nname = \"rita\"\nrole = \"researcher\"\nsha256 = \"{}\"\n\n\
                  [[server.tokens]]\nname = \"adam\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
                 sha256(RESEARCHER),

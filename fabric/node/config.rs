@@ -8,7 +8,7 @@
 //! [query]
 //! default_purpose = "energy-research"  # used when a query names none
 //! min_group_size = 10                  # k: smaller groups are suppressed
-//! in_list_slots = 8                    # L: longest IN list
+//! in_list_items = 64                   # the longest IN list (at most 64)
 //! max_groups = 512                     # G: most group slots (tuples of GROUP BY codes)
 //! combine_inputs = 8                   # K: partials one combine proof opens
 //! proof_cache_entries = 4096           # chunk proofs kept for reuse (0: none)
@@ -65,7 +65,7 @@ use crate::{
     node::{donor::DonorPolicy, keys::KeyMode},
     verifier::{
         privacy::Cost,
-        query::{Limits, MAX_GROUPS},
+        query::{Limits, MAX_GROUPS, MAX_IN_ITEMS},
         schema::Schema,
     },
 };
@@ -246,8 +246,8 @@ pub struct QueryConfig {
     pub default_purpose: Option<String>,
     /// Minimum group size k.
     pub min_group_size: u64,
-    /// IN-list slots L.
-    pub in_list_slots: usize,
+    /// The longest IN list.
+    pub in_list_items: usize,
     /// Most group slots G.
     pub max_groups: usize,
     /// Combine fan-in K.
@@ -262,7 +262,7 @@ impl Default for QueryConfig {
         Self {
             default_purpose: None,
             min_group_size: limits.min_group_size,
-            in_list_slots: limits.in_list,
+            in_list_items: limits.in_list,
             max_groups: limits.max_groups,
             combine_inputs: limits.combine_inputs,
             proof_cache_entries: 4096,
@@ -311,12 +311,19 @@ impl Config {
 
     fn check(&self) -> Result<(), String> {
         let q = &self.query;
-        if q.combine_inputs < 2 || q.in_list_slots == 0 || q.max_groups == 0 {
+        if q.combine_inputs < 2 || q.in_list_items == 0 || q.max_groups == 0 {
             return Err(
-                "[query]: combine_inputs must be at least 2, in_list_slots and \
+                "[query]: combine_inputs must be at least 2, in_list_items and \
                         max_groups at least 1"
                     .into(),
             );
+        }
+        if q.in_list_items > MAX_IN_ITEMS {
+            return Err(format!(
+                "[query]: in_list_items = {} is above the longest IN list a query may have \
+                 ({MAX_IN_ITEMS})",
+                q.in_list_items
+            ));
         }
         if q.max_groups > MAX_GROUPS {
             return Err(format!(
@@ -393,7 +400,7 @@ impl Config {
     /// The shape limits and minimum group size queries run under.
     pub fn limits(&self) -> Limits {
         Limits {
-            in_list: self.query.in_list_slots,
+            in_list: self.query.in_list_items,
             max_groups: self.query.max_groups,
             combine_inputs: self.query.combine_inputs,
             min_group_size: self.query.min_group_size,

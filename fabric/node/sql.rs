@@ -36,7 +36,7 @@ use codes::Codes;
 use crate::circuits::aggregate::MAX_MEASURES;
 use crate::verifier::query::{
     Aggregand, Comparison, Filter, Having, OrderKey, Output, OutputKind, PostProcessing,
-    ProvableQuery, Test, MAX_RANGES,
+    ProvableQuery, Test, MAX_IN_ITEMS, MAX_RANGES,
 };
 use crate::{
     shared::records,
@@ -53,9 +53,6 @@ pub const SUPPORTED: &str = "a provable query is SELECT of COUNT(*), SUM(measure
 
 /// Most columns a GROUP BY may name.
 const MAX_GROUP_COLUMNS: usize = 3;
-
-/// Most codes an IN list may hold.
-const MAX_IN_VALUES: u128 = 64;
 
 /// The longest SQL text a query, a request or a bundle may carry: 64 KiB. Longer text
 /// is refused before it is parsed, so no request or bundle costs more than that.
@@ -754,12 +751,12 @@ impl Lowering<'_> {
                 [(lo, hi)] => Test::Range { lo: *lo, hi: *hi },
                 _ if codes.len() <= 2 * ranges.len() as u128 => Test::In(codes.values()),
                 _ if ranges.len() <= MAX_RANGES => Test::Ranges(ranges.to_vec()),
-                _ if codes.len() <= MAX_IN_VALUES => Test::In(codes.values()),
+                _ if codes.len() <= MAX_IN_ITEMS as u128 => Test::In(codes.values()),
                 _ => {
                     return unsupported(format!(
                         "the conditions on `{column}`: they select {} codes in {} ranges; \
                          a filter is one range, a union of at most {MAX_RANGES}, or a list of \
-                         at most {MAX_IN_VALUES} codes",
+                         at most {MAX_IN_ITEMS} codes",
                         codes.len(),
                         ranges.len()
                     ))

@@ -13,8 +13,8 @@ use crate::{
     files::{self, FileError},
     manifest::{Manifest, SignedManifest},
     query::{
-        Aggregand, Comparison, Filter, Having, Limits, OrderKey, Output, OutputKind,
-        PostProcessing, ProvableQuery, Test, MAX_GROUPS,
+        in_list_slots, Aggregand, Comparison, Filter, Having, Limits, OrderKey, Output, OutputKind,
+        PostProcessing, ProvableQuery, Test, MAX_GROUPS, MAX_IN_ITEMS,
     },
 };
 use zkfabric_circuits::Fr;
@@ -108,7 +108,7 @@ pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::ProvableQuery {
                 Test::Range { lo, hi } => pb::filter::Test::Range(pb::Range { lo: *lo, hi: *hi }),
                 Test::In(items) => pb::filter::Test::InList(pb::InList {
                     values: items.clone(),
-                    slots: limits.in_list as u32,
+                    slots: in_list_slots(items.len()) as u32,
                 }),
                 Test::Ranges(ranges) => pb::filter::Test::Ranges(pb::Ranges {
                     ranges: ranges
@@ -188,16 +188,19 @@ pub fn query_from_proto(
     q: Option<&pb::ProvableQuery>,
 ) -> Result<(ProvableQuery, Limits), BundleError> {
     let q = q.ok_or_else(|| malformed("query", "missing"))?;
-    let mut slots = None;
     for (i, f) in q.filters.iter().enumerate() {
         if let Some(pb::filter::Test::InList(l)) = &f.test {
-            if slots.is_some_and(|s| s != l.slots) {
+            if l.values.len() > MAX_IN_ITEMS || l.slots as usize != in_list_slots(l.values.len()) {
                 return Err(malformed(
-                    format!("query.filters[{i}].in_list.slots"),
-                    "IN filters of one query share one slot count",
+                    format!("query.filters[{i}].in_list"),
+                    format!(
+                        "{} values in {} slots: a list has 1 to {MAX_IN_ITEMS} values, in the \
+                         next power of two of slots",
+                        l.values.len(),
+                        l.slots
+                    ),
                 ));
             }
-            slots = Some(l.slots);
         }
     }
     let filters = q
@@ -312,7 +315,7 @@ pub fn query_from_proto(
         },
     };
     let limits = Limits {
-        in_list: slots.map_or(Limits::default().in_list, |s| s as usize),
+        in_list: MAX_IN_ITEMS,
         max_groups: MAX_GROUPS,
         combine_inputs: q.combine_inputs as usize,
         min_group_size: q.min_group_size,
@@ -327,12 +330,6 @@ pub fn query_from_proto(
         return Err(malformed(
             "query.min_group_size",
             "k is at least 1: a bundle with k = 0 could release empty groups",
-        ));
-    }
-    if !(1..=MAX_SLOTS).contains(&limits.in_list) {
-        return Err(malformed(
-            "query.filters",
-            format!("an IN filter has 1 to {MAX_SLOTS} slots"),
         ));
     }
     Ok((query, limits))

@@ -175,10 +175,20 @@ pub struct OrderKey {
 /// Most group slots any query has: the product of its grouping columns' codes.
 pub const MAX_GROUPS: usize = 4096;
 
+/// Most items of any IN list.
+pub const MAX_IN_ITEMS: usize = 64;
+
+/// The slots `L` of an IN filter with `items` items: the next power of two, so that a
+/// short list costs a row few constraints and few shapes need keys.
+pub fn in_list_slots(items: usize) -> usize {
+    items.next_power_of_two()
+}
+
 /// Sizes that fix the circuit shapes, and so the keys; a node's configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Slots `L` of an IN list.
+    /// Most items of an IN list (at most [`MAX_IN_ITEMS`]); its filter has
+    /// [`in_list_slots`] slots.
     pub in_list: usize,
     /// Most group slots `G` (at most [`MAX_GROUPS`]): GROUP BY takes columns whose codes
     /// make at most this many tuples.
@@ -192,7 +202,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            in_list: 8,
+            in_list: MAX_IN_ITEMS,
             max_groups: 512,
             combine_inputs: 8,
             min_group_size: 10,
@@ -418,17 +428,17 @@ impl ProvableQuery {
                     params.push(FilterParams::Range { lo: *lo, hi: *hi });
                 }
                 Test::In(items) => {
-                    if items.len() > limits.in_list {
+                    let most = limits.in_list.min(MAX_IN_ITEMS);
+                    if items.len() > most {
                         return Err(bad(format!(
-                            "IN list on `{}` has {} values; at most {}",
+                            "IN list on `{}` has {} values; at most {most}",
                             f.column,
                             items.len(),
-                            limits.in_list
                         )));
                     }
                     filters.push(FilterShape::In {
                         column,
-                        len: limits.in_list,
+                        len: in_list_slots(items.len()),
                     });
                     params.push(FilterParams::In(items.clone()));
                 }

@@ -102,6 +102,16 @@ fn every_changed_field_of_a_bundle_is_rejected() {
             }),
         ),
         (
+            "IN list padded past the next power of two",
+            Box::new(|b| {
+                let q = b.query.as_mut().unwrap();
+                q.filters[0].test = Some(pb::filter::Test::InList(pb::InList {
+                    values: vec![3, 4, 5],
+                    slots: 8,
+                }));
+            }),
+        ),
+        (
             "group by",
             Box::new(|b| b.query.as_mut().unwrap().group_by = vec!["hour".into()]),
         ),
