@@ -424,17 +424,18 @@ fn verified_count(d: &Donors, epoch: u64, out: &str) -> (u64, u64) {
         "--epoch",
         &e,
     ]));
-    // The answer row: the line of two numbers.
-    let numbers: Vec<u64> = text
+    // The answer row: the line of two numbers, the count and the sum in kWh (the
+    // stored Wh / 1000, exact to three decimals).
+    let numbers: Vec<f64> = text
         .lines()
         .map(|l| {
             l.split_whitespace()
                 .map(str::parse)
-                .collect::<Result<Vec<u64>, _>>()
+                .collect::<Result<Vec<f64>, _>>()
         })
         .find_map(|n| n.ok().filter(|n| n.len() == 2))
         .unwrap_or_else(|| panic!("no answer in {text}"));
-    (numbers[0], numbers[1])
+    (numbers[0] as u64, (numbers[1] * 1000.0).round() as u64)
 }
 
 #[test]
