@@ -424,3 +424,57 @@ fn a_union_of_ranges_selects_rows_in_any_of_them_and_binds_each_bound() {
         ));
     }
 }
+
+#[test]
+fn several_measures_are_summed_each_and_every_clip_is_bound() {
+    // kWh and age summed per district, each clipped (900 and 50) for a noisy answer.
+    use zkfabric_circuits::aggregate::{AggregateQuery, AggregateShape};
+    let shape = AggregateShape {
+        aggregand: Aggregand::ClippedSum {
+            columns: vec![KWH, AGE],
+        },
+        ..shape()
+    };
+    assert!(shape.description().ends_with("aggregand=clipped_sum:6+3"));
+    let query = AggregateQuery {
+        clips: vec![900, 50],
+        ..default_query()
+    };
+    let partial = evaluate(&shape, &query, &default_chunk()).unwrap();
+    // District 2: rows 0, 1, 7 (ages 34, 71, 66 clip to 34, 50, 50); district 5: 4, 5.
+    assert_eq!(
+        partial.sums,
+        [[900 + 800 + 100, 300 + 450], [34 + 50 + 50, 17 + 50]]
+    );
+    let circuit =
+        AggregateCircuit::new(shape.clone(), query.clone(), default_chunk(), Fr::from(5u8))
+            .unwrap();
+    let mut rng = rng(7);
+    let pk = snark::setup::<AggregateCircuit, _>(&shape, &mut rng).unwrap();
+    let inputs = circuit.instance.public_inputs(&shape).unwrap();
+    assert_eq!(inputs.len(), shape.num_public_inputs());
+    let proof = snark::prove(&pk, circuit.clone(), &mut rng).unwrap();
+    assert_every_input_is_bound(pk.verifying_key(), &inputs, &proof);
+    // The second measure's sum changed, the measures swapped, or the second clip changed
+    // under the same partial: unsatisfied.
+    let mut changed = circuit.partial.clone();
+    changed.sums[1][0] += 1;
+    let mut swapped = circuit.partial.clone();
+    swapped.sums.swap(0, 1);
+    for lie in [changed, swapped] {
+        let mut lying = circuit.clone();
+        lying.instance.partial_commitment = lie.commit(circuit.blind);
+        assert!(!satisfied(lying));
+    }
+    let mut lying = circuit.clone();
+    lying.instance.query.clips = vec![900, 60];
+    assert!(!satisfied(lying));
+    // A measure summed twice is no shape.
+    let twice = AggregateShape {
+        aggregand: Aggregand::Sum {
+            columns: vec![KWH, KWH],
+        },
+        ..shape
+    };
+    assert!(twice.validate().is_err());
+}
