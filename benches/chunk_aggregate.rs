@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! SELECT district, SUM(kwh), COUNT(*) WHERE district IN (4 values)
-//!   AND hour BETWEEN 7 AND 9 GROUP BY district          -- G = 8
+//!   AND hour BETWEEN 7 AND 9 GROUP BY district          -- 4-bit key
 //! ```
 //!
 //! Prints constraints per row, setup time and proof size, then measures with criterion:
@@ -33,10 +33,10 @@ use rand_chacha::ChaCha20Rng;
 use zkfabric::circuits::{
     aggregate::{
         Aggregand, AggregateCircuit, AggregateQuery, AggregateShape, FilterParams, FilterShape,
-        Partial,
     },
-    combine::{CombineCircuit, CombineOutput, CombineParams, CombineShape, Opening},
+    combine::{CombineCircuit, CombineOutput, CombineParams, CombineShape},
     commitment::{Chunk, ChunkLayout, ColumnSpec},
+    evaluation::{GroupColumn, GroupDomain},
     snark, Fr,
 };
 
@@ -84,7 +84,6 @@ fn circuit(rows: usize, rng: &mut ChaCha20Rng) -> AggregateCircuit {
             FilterShape::Range { column: HOUR },
         ],
         group_by: vec![DISTRICT],
-        groups: 8,
         aggregand: Aggregand::Sum { columns: vec![KWH] },
     };
     let query = AggregateQuery {
@@ -93,11 +92,12 @@ fn circuit(rows: usize, rng: &mut ChaCha20Rng) -> AggregateCircuit {
             FilterParams::In(vec![0, 3, 5, 7]),
             FilterParams::Range { lo: 7, hi: 9 },
         ],
-        group_keys: (0..8).collect(),
         condition: None,
         clips: Vec::new(),
     };
-    AggregateCircuit::new(shape, query, chunk, Fr::from(rng.gen::<u128>())).expect("honest")
+    let challenge = Fr::from(rng.gen::<u128>());
+    AggregateCircuit::new(shape, query, chunk, challenge, Fr::from(rng.gen::<u128>()))
+        .expect("honest")
 }
 
 fn bench(c: &mut Criterion) {
@@ -118,7 +118,7 @@ fn bench(c: &mut Criterion) {
         .expect("valid query");
     let proof = snark::prove(&pk, circuit.clone(), &mut rng).expect("prove");
     assert!(snark::verify(pk.verifying_key(), &inputs, &proof).expect("verify"));
-    println!("chunk_aggregate: {rows} rows, G = 8, IN of 4, one range filter");
+    println!("chunk_aggregate: {rows} rows, grouped by a 4-bit column, IN of 4, one range filter");
     println!(
         "  constraints      {} ({:.1} per row), {} witness variables, {} public inputs",
         m.num_constraints,
@@ -166,15 +166,17 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// The combine circuit that opens K = 8 chunk partials of G = 8 groups and releases the
-/// groups of at least k = 10 rows: the root of the demo-sized answer.
+/// The root combine that opens K = 8 chunk evaluations and the totals of G = 8 groups,
+/// and releases the groups of at least k = 10 rows: the root of the demo-sized answer.
 fn combine(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     rng: &mut ChaCha20Rng,
 ) {
     let shape = CombineShape {
         inputs: 8,
-        groups: 8,
+        domain: GroupDomain {
+            columns: vec![GroupColumn { width: 4, codes: 8 }],
+        },
         sums: 1,
         output: CombineOutput::Release,
     };
@@ -183,19 +185,9 @@ fn combine(
         threshold: 0,
         noise: None,
     };
-    let openings = (0..shape.inputs)
-        .map(|_| Opening {
-            partial: Partial {
-                sums: vec![(0..shape.groups)
-                    .map(|_| rng.gen_range(0..1 << 30))
-                    .collect()],
-                counts: (0..shape.groups).map(|_| rng.gen_range(0..128)).collect(),
-            },
-            blind: Fr::from(rng.gen::<u128>()),
-        })
-        .collect();
+    let (openings, closing) = common::random_root(&shape, 128, rng);
     let circuit =
-        CombineCircuit::new(shape, params, openings, Fr::from(0u8)).expect("honest openings");
+        CombineCircuit::new(shape.clone(), params, openings, closing).expect("honest openings");
     let pk = snark::setup::<CombineCircuit, _>(&shape, rng).expect("setup");
     common::whole_path_against_core(group, "combine K=8 G=8", &pk, &circuit);
 }

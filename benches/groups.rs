@@ -1,17 +1,17 @@
-//! What a group slot costs the chunk circuit: constraints per row of a COUNT grouped by
-//! 1, 12, 144 and 1,440 group slots (no GROUP BY; district; origin x destination;
-//! district x hour x household_size), over one chunk, as the node plans them. Today each
-//! slot costs every row a gated equality (two constraints) and its counts' sum, so the
-//! figure grows with G: the baseline the random-evaluation aggregation argument (issue
-//! 17, part 1) is measured against.
+//! What group slots cost: constraints per row of the chunk circuit, and constraints of
+//! the root combine, for a COUNT grouped by 1, 12, 144 and 1,440 group slots (no GROUP
+//! BY; district; origin x destination; district x hour x household_size), as the node
+//! plans them. With the random-evaluation argument a row pays two constraints per bit of
+//! its group key, whatever the number of groups; the root pays per group, once per
+//! answer.
 //!
 //! `cargo bench --bench groups` (1,024-row chunks; `ZKFABRIC_BENCH_ROWS` for another
-//! size; `ZKFABRIC_BENCH_MAX_GROUPS=144` to skip the largest, whose synthesis takes
-//! minutes and gigabytes). Only constraints are counted: nothing is set up or proven.
+//! size; `ZKFABRIC_BENCH_MAX_GROUPS=144` to skip the largest). Only constraints are
+//! counted: nothing is set up or proven.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use zkfabric::{
-    circuits::{aggregate::AggregateCircuit, snark, snark::Circuit},
+    circuits::{aggregate::AggregateCircuit, combine::CombineCircuit, snark, snark::Circuit},
     node::sql,
     verifier::query::{Limits, MAX_GROUPS},
     verifier::schema::Schema,
@@ -67,17 +67,22 @@ fn groups(_: &mut Criterion) {
             .block_on(sql::lower_without_data(&schema, sql, purpose))
             .expect("a provable query");
         let circuits = query.circuit(&schema, &limits, None).expect("shapes");
-        let g = circuits.chunk_shape.groups;
+        let g = circuits.root_shape.groups();
         if g > max_groups {
             println!("  G = {g:>5}: skipped (ZKFABRIC_BENCH_MAX_GROUPS = {max_groups})");
             continue;
         }
         let blank = AggregateCircuit::blank(&circuits.chunk_shape).expect("a blank circuit");
-        let m = snark::ConstraintMatrices::of(blank).expect("matrices");
+        let chunk = snark::ConstraintMatrices::of(blank).expect("matrices");
+        let blank = CombineCircuit::blank(&circuits.root_shape).expect("a blank root");
+        let root = snark::ConstraintMatrices::of(blank).expect("matrices");
         println!(
-            "  G = {g:>5}: {:>10} constraints, {:>8.1} per row  ({sql})",
-            m.num_constraints,
-            m.num_constraints as f64 / rows as f64
+            "  G = {g:>5}, key {:>2} bits: chunk {:>9} constraints, {:>6.1} per row; \
+             root {:>7}  ({sql})",
+            circuits.chunk_shape.key_width(),
+            chunk.num_constraints,
+            chunk.num_constraints as f64 / rows as f64,
+            root.num_constraints,
         );
     }
 }

@@ -19,10 +19,8 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use zkfabric::{
     circuits::{
-        aggregate::Partial,
-        combine::{
-            CombineCircuit, CombineOutput, CombineParams, CombineShape, NoiseParams, Opening,
-        },
+        combine::{CombineCircuit, CombineOutput, CombineParams, CombineShape, NoiseParams},
+        evaluation::{GroupColumn, GroupDomain},
         noise::NoiseSeed,
         snark::{self, Circuit},
         Fr,
@@ -67,19 +65,25 @@ fn plan(epsilon: f64) -> NoisePlan {
     .expect("a plan")
 }
 
+/// The root of `GROUP BY district` (12 districts, 4-bit codes) with one sum, K = 8.
+fn root_shape(output: CombineOutput) -> CombineShape {
+    CombineShape {
+        inputs: 8,
+        domain: GroupDomain {
+            columns: vec![GroupColumn {
+                width: 4,
+                codes: GROUPS as u64,
+            }],
+        },
+        sums: 1,
+        output,
+    }
+}
+
 fn root_combine(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(16);
     let mut group = c.benchmark_group("privacy");
     group.sample_size(10);
-    let openings: Vec<Opening> = (0..8)
-        .map(|_| Opening {
-            partial: Partial {
-                sums: vec![(0..GROUPS).map(|_| rng.gen_range(0..1 << 30)).collect()],
-                counts: (0..GROUPS).map(|_| rng.gen_range(0..2048)).collect(),
-            },
-            blind: Fr::from(rng.gen::<u128>()),
-        })
-        .collect();
     let exact = CombineParams {
         min_group_size: 10,
         threshold: 0,
@@ -89,12 +93,7 @@ fn root_combine(c: &mut Criterion) {
     // the same rate per constraint, and their setup alone takes minutes here.
     for epsilon in [0.5, 0.1] {
         let p = plan(epsilon);
-        let shape = CombineShape {
-            inputs: 8,
-            groups: GROUPS,
-            sums: 1,
-            output: CombineOutput::Noisy { coins: p.coins },
-        };
+        let shape = root_shape(CombineOutput::Noisy { coins: p.coins });
         if p.coins <= 4096 {
             let blank = CombineCircuit::blank(&shape).expect("blank");
             let m = snark::ConstraintMatrices::of(blank).expect("matrices");
@@ -137,14 +136,10 @@ fn root_combine(c: &mut Criterion) {
         ));
     }
     for (label, output, params) in roots {
-        let shape = CombineShape {
-            inputs: 8,
-            groups: GROUPS,
-            sums: 1,
-            output,
-        };
-        let circuit = CombineCircuit::new(shape, params, openings.clone(), Fr::from(0u8))
-            .expect("honest openings");
+        let shape = root_shape(output);
+        let (openings, closing) = common::random_root(&shape, 2048, &mut rng);
+        let circuit =
+            CombineCircuit::new(shape.clone(), params, openings, closing).expect("honest openings");
         let pk = snark::setup::<CombineCircuit, _>(&shape, &mut rng).expect("setup");
         common::whole_path_against_core(&mut group, &label, &pk, &circuit);
     }

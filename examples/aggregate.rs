@@ -6,11 +6,13 @@
 //! GROUP BY district            -- purpose: energy-research, minimum group size 10
 //! ```
 //!
-//! Two chunks of household readings are sealed (committed with fresh salts); each gets a
-//! chunk proof that commits to its hidden per-district partial, and a combine proof opens
-//! both partials and releases the per-district totals, suppressing districts with fewer
-//! than 10 readings. The verifier checks all three proofs in one batch against the public
-//! chunk commitments and the released answer only.
+//! Two chunks of household readings are sealed (committed with fresh salts). The node
+//! commits to the per-district totals, draws the challenge `r` from that commitment, the
+//! query and the chunk commitments, and proves each chunk's hidden share of the totals'
+//! evaluation at `r`; a combine proof opens the shares and the totals, checks that the
+//! totals evaluate to the shares' sum, and releases them, suppressing districts with fewer
+//! than 10 readings. The verifier recomputes `r` and checks all three proofs against the
+//! public chunk commitments and the released answer only.
 //!
 //! Run: `cargo run --release --example aggregate [-- --rows-per-chunk 512]`
 
@@ -20,14 +22,15 @@ use rand::{rngs::OsRng, Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use zkfabric::circuits::{
     aggregate::{
-        Aggregand, AggregateCircuit, AggregateInstance, AggregateQuery, AggregateShape, ChunkId,
-        FilterParams, FilterShape,
+        self, Aggregand, AggregateCircuit, AggregateInstance, AggregateQuery, AggregateShape,
+        ChunkId, FilterParams, FilterShape, Partial,
     },
     combine::{
-        CombineCircuit, CombineOutput, CombineParams, CombineResult, CombineShape, GroupRelease,
-        Opening,
+        challenge, Closing, CombineCircuit, CombineInstance, CombineOutput, CombineParams,
+        CombineResult, CombineShape, GroupRelease, Opening, TotalsClaim,
     },
     commitment::{Chunk, ChunkLayout, ColumnSpec},
+    evaluation::{add_tallies, GroupColumn, GroupDomain, Tallies},
     snark, Fr,
 };
 
@@ -72,7 +75,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             FilterShape::Range { column: HOUR },
         ],
         group_by: vec![DISTRICT],
-        groups: 4,
         aggregand: Aggregand::Sum { columns: vec![KWH] },
     };
     let query = AggregateQuery {
@@ -81,13 +83,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             FilterParams::In(selected.clone()),
             FilterParams::Range { lo: 7, hi: 9 },
         ],
-        group_keys: selected.clone(),
         condition: None,
         clips: Vec::new(),
     };
+    // The group slots: districts 0..4, the ones the filter selects.
     let combine_shape = CombineShape {
         inputs: 2,
-        groups: 4,
+        domain: GroupDomain {
+            columns: vec![GroupColumn {
+                width: layout.width(DISTRICT),
+                codes: selected.len() as u64,
+            }],
+        },
         sums: 1,
         output: CombineOutput::Release,
     };
@@ -127,22 +134,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|c| (c.commitment(&layout), c.id(&layout)))
         .collect();
 
-    // The node: one chunk proof per chunk, then the combine proof.
+    // The node: the totals (committed), the challenge drawn after them, one chunk proof per
+    // chunk, then the combine proof.
     let t = Instant::now();
+    let mut tallies = Tallies::new();
+    for chunk in &chunks {
+        add_tallies(&mut tallies, &aggregate::evaluate(&shape, &query, chunk)?);
+    }
+    let totals = Partial::from_tallies(&combine_shape.domain, 1, &tallies)
+        .map_err(|key| format!("group key {key} outside the group slots"))?;
+    let totals_blind = Fr::from(rng.gen::<u128>());
+    let commitments: Vec<Fr> = published.iter().map(|(c, _)| *c).collect();
+    let r = challenge(
+        &shape,
+        &query,
+        &combine_shape,
+        totals.commit(totals_blind),
+        &commitments,
+    );
     let mut proofs = Vec::new();
     let mut openings = Vec::new();
     for chunk in chunks {
         let blind = Fr::from(rng.gen::<u128>());
-        let circuit = AggregateCircuit::new(shape.clone(), query.clone(), chunk, blind)?;
+        let circuit = AggregateCircuit::new(shape.clone(), query.clone(), chunk, r, blind)?;
         openings.push(Opening {
-            partial: circuit.partial.clone(),
+            evaluation: circuit.share,
             blind,
         });
         proofs.push(snark::prove(&chunk_pk, circuit, &mut rng)?);
     }
     let chunk_time = t.elapsed();
     let t = Instant::now();
-    let combine = CombineCircuit::new(combine_shape, params.clone(), openings, Fr::from(0u8))?;
+    let combine = CombineCircuit::new(
+        combine_shape.clone(),
+        params.clone(),
+        openings,
+        Closing::Root {
+            totals,
+            blind: totals_blind,
+            challenge: r,
+        },
+    )?;
     let answer = combine.instance.clone();
     let combine_proof = snark::prove(&combine_pk, combine, &mut rng)?;
     println!(
@@ -152,10 +184,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed()
     );
 
-    // The verifier: recomputes every public input from the manifest commitments, the query
-    // and the released answer, and links each chunk proof's partial commitment to the
-    // combine proof's inputs.
+    // The verifier: recomputes the challenge and every public input from the manifest
+    // commitments, the query and the released answer, and links each chunk proof's
+    // evaluation commitment to the combine proof's inputs.
     let t = Instant::now();
+    let claim = answer
+        .totals
+        .ok_or("the root states the totals' commitment")?;
+    let r = challenge(
+        &shape,
+        &query,
+        &combine_shape,
+        claim.commitment,
+        &commitments,
+    );
+    let root = CombineInstance {
+        totals: Some(TotalsClaim {
+            challenge: r,
+            commitment: claim.commitment,
+        }),
+        ..answer.clone()
+    };
     let chunk_statements: Vec<(Vec<Fr>, snark::Proof)> = proofs
         .into_iter()
         .enumerate()
@@ -164,7 +213,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 chunk_commitment: published[i].0,
                 chunk: published[i].1,
                 query: query.clone(),
-                partial_commitment: answer.partial_commitments[i],
+                challenge: r,
+                evaluation_commitment: answer.input_commitments[i],
             };
             Ok((instance.public_inputs(&shape)?, proof))
         })
@@ -172,7 +222,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ok = snark::batch_verify(chunk_pk.verifying_key(), &chunk_statements, &mut rng)?;
     ok &= snark::verify(
         combine_pk.verifying_key(),
-        &answer.public_inputs(&combine_shape)?,
+        &root.public_inputs(&combine_shape)?,
         &combine_proof,
     )?;
     println!(

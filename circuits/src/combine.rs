@@ -1,5 +1,9 @@
-//! The combine circuit: opens `K` committed partials (chunk results or subtotals), adds
-//! them per group, and outputs one of:
+//! The combine circuit: opens `K` committed evaluations (chunk shares or subtotals) and
+//! adds them. An inner combine outputs [`CombineOutput::Subtotal`], a fresh commitment to
+//! the sum, which a parent opens like any input, so a tree of combines covers any number
+//! of chunks at a cost that does not depend on the groups. The root combine also opens
+//! the query's per-group totals under their commitment, checks that their evaluation at
+//! the challenge equals the sum of the shares ([`crate::evaluation`]), and outputs one of:
 //! - [`CombineOutput::Release`]: per group the COUNT and SUMs, or "suppressed" for a group
 //!   of fewer than `k` rows (public minimum group size), with nothing else about it;
 //! - [`CombineOutput::Predicate`]: per group one bit, "the group's sum is at least `t`"
@@ -9,19 +13,17 @@
 //! - [`CombineOutput::Noisy`]: per group the COUNT and SUMs with binomial noise drawn by
 //!   [`crate::noise`] (differential privacy): each value is first divided by its public
 //!   step (its sensitivity), then the heads of `n` coins are added; a group whose noisy
-//!   count is under a public threshold is suppressed;
-//! - [`CombineOutput::Subtotal`]: a fresh commitment to the totals, which a parent combine
-//!   opens like any partial, so a tree of combines covers any number of chunks.
+//!   count is under a public threshold is suppressed.
 //!
 //! Public inputs: the shape's digest ([`CombineShape::digest`], fixed by a constraint),
-//! the `K` partial commitments (unused slots hold [`empty_slot_commitment`]), then for
-//! Release `k` and per group `(suppressed, count, sum...)` (one sum per measure); for
-//! Predicate `k`, `t` and per group `(suppressed, holds)`; for Noisy the noise secret's
-//! commitment, the query hash, the nonce, the count step, each sum's step, the threshold
-//! and per group `(suppressed, noisy count, noisy sum...)`; for Subtotal the output
-//! commitment. The minimum group
-//! size `k` is at least 1: a group of no rows is always suppressed, so a predicate over
-//! no rows is never "true".
+//! the `K` evaluation commitments (unused slots hold [`empty_slot_commitment`]); for a
+//! subtotal then its output commitment; for the root the challenge `r` and the totals'
+//! commitment ([`Partial::commit`]), then for Release `k` and per group
+//! `(suppressed, count, sum...)` (one sum per measure); for Predicate `k`, `t` and per
+//! group `(suppressed, holds)`; for Noisy the noise secret's commitment, the query hash,
+//! the nonce, the count step, each sum's step, the threshold and per group
+//! `(suppressed, noisy count, noisy sum...)`. The minimum group size `k` is at least 1: a
+//! group of no rows is always suppressed, so a predicate over no rows is never "true".
 
 use ark_ff::Zero;
 use ark_r1cs_std::{
@@ -34,11 +36,12 @@ use ark_r1cs_std::{
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, SynthesisError};
 
 use crate::{
-    aggregate::{Partial, MAX_MEASURES},
-    commitment::PARTIAL_TAG,
+    aggregate::{AggregateQuery, AggregateShape, Partial, MAX_MEASURES},
+    commitment::{CHALLENGE_TAG, PARTIAL_TAG},
+    evaluation::{self, combine_values, powers_of, slot_powers, squares, GroupDomain},
     gadgets::{is_ge, to_bits},
     noise::{noise, noise_gadget, open_secret, secret_commitment, NoiseSeed, MAX_COINS},
-    poseidon::gadget::chain,
+    poseidon::{self, gadget::chain},
     snark, CircuitError, Fr,
 };
 
@@ -64,24 +67,55 @@ pub enum CombineOutput {
     Predicate,
     /// Per-group SUM and COUNT with binomial noise of `coins` coins each.
     Noisy { coins: u32 },
-    /// A committed subtotal for a parent combine.
+    /// A committed subtotal of the evaluations, for a parent combine.
     Subtotal,
 }
 
 /// Everything that fixes the combine circuit's constraint system.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CombineShape {
-    /// Partial slots `K`.
+    /// Input slots `K`.
     pub inputs: usize,
-    /// Group slots `G`, as in the chunk proofs.
-    pub groups: usize,
-    /// Sums per group `M` (measures; 0 for COUNT alone, 1 for a predicate's condition).
+    /// The group slots the root opens totals over (none for a subtotal).
+    pub domain: GroupDomain,
+    /// Sums per group `M` (measures; 0 for COUNT alone, 1 for a predicate's condition;
+    /// 0 for a subtotal).
     pub sums: usize,
     /// What it outputs.
     pub output: CombineOutput,
 }
 
 impl CombineShape {
+    /// The inner combine of `inputs` slots: the same for every query.
+    pub fn subtotal(inputs: usize) -> Self {
+        Self {
+            inputs,
+            domain: GroupDomain::default(),
+            sums: 0,
+            output: CombineOutput::Subtotal,
+        }
+    }
+
+    /// Group slots `G` of the totals.
+    pub fn groups(&self) -> usize {
+        self.domain.slots()
+    }
+
+    /// Checks the shape: at least one input, a valid domain, sums that fit the output,
+    /// and nothing about groups in a subtotal.
+    pub fn validate(&self) -> Result<(), CircuitError> {
+        let bad = |msg: String| Err(CircuitError::InvalidShape(msg));
+        if self.inputs == 0 {
+            return bad("a combine needs at least one input".into());
+        }
+        self.domain.validate()?;
+        check_sums(self)?;
+        if self.output == CombineOutput::Subtotal && *self != Self::subtotal(self.inputs) {
+            return bad("a subtotal has no groups and no sums".into());
+        }
+        Ok(())
+    }
+
     /// The canonical text of the shape: what keys are filed and pinned under, and what
     /// [`CombineShape::digest`] hashes.
     pub fn description(&self) -> String {
@@ -89,11 +123,15 @@ impl CombineShape {
             CombineOutput::Release => "release".to_string(),
             CombineOutput::Predicate => "predicate".to_string(),
             CombineOutput::Noisy { coins } => format!("noisy coins={coins}"),
-            CombineOutput::Subtotal => "subtotal".to_string(),
+            CombineOutput::Subtotal => {
+                return format!("combine/v4 inputs={} output=subtotal", self.inputs)
+            }
         };
         format!(
-            "combine/v3 inputs={} groups={} sums={} output={output}",
-            self.inputs, self.groups, self.sums
+            "combine/v4 inputs={} groups={} sums={} output={output}",
+            self.inputs,
+            self.domain.description(),
+            self.sums
         )
     }
 
@@ -103,13 +141,54 @@ impl CombineShape {
     }
 }
 
-/// A committed partial and its blind: what the prover opens.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A committed evaluation and its blind: what the prover opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Opening {
-    /// The opened partial.
-    pub partial: Partial,
+    /// The opened evaluation (a chunk's share, or a subtotal).
+    pub evaluation: Fr,
     /// Its blinding factor.
     pub blind: Fr,
+}
+
+/// What a combine closes with, besides its inputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// An inner combine: the blind of the subtotal it outputs.
+    Subtotal { blind: Fr },
+    /// The root: the query's totals, their blind, and the challenge they are evaluated at.
+    Root {
+        totals: Partial,
+        blind: Fr,
+        challenge: Fr,
+    },
+}
+
+/// The root's statement about the totals: the challenge and the totals' commitment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TotalsClaim {
+    /// The query's challenge `r` ([`challenge`]).
+    pub challenge: Fr,
+    /// [`Partial::commit`] of the totals.
+    pub commitment: Fr,
+}
+
+/// The query's challenge `r`: the hash of the chunk shape's digest, the root shape's
+/// digest, the chunk proofs' public parameters, the totals' commitment and every chunk
+/// commitment the answer covers, in manifest order. The node computes it after
+/// committing to the totals and before proving any chunk; a verifier recomputes it. So
+/// the totals and the rows are fixed before `r` is known, and each is bound by `r`.
+pub fn challenge(
+    chunk_shape: &AggregateShape,
+    query: &AggregateQuery,
+    root: &CombineShape,
+    totals_commitment: Fr,
+    chunk_commitments: &[Fr],
+) -> Fr {
+    let mut inputs = vec![Fr::from(CHALLENGE_TAG), chunk_shape.digest(), root.digest()];
+    inputs.extend(query.public_parameters(chunk_shape));
+    inputs.push(totals_commitment);
+    inputs.extend(chunk_commitments);
+    poseidon::chain(&inputs)
 }
 
 /// Public parameters of a combine.
@@ -219,8 +298,10 @@ pub enum CombineResult {
 /// The public statement of one combine proof.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CombineInstance {
-    /// `K` partial commitments, unused slots padded.
-    pub partial_commitments: Vec<Fr>,
+    /// `K` evaluation commitments, unused slots padded.
+    pub input_commitments: Vec<Fr>,
+    /// The root's claim about the totals (`None` for a subtotal).
+    pub totals: Option<TotalsClaim>,
     /// The output.
     pub result: CombineResult,
 }
@@ -230,12 +311,16 @@ impl CombineInstance {
     /// the module documentation gives, after checking the statement fits `shape`.
     pub fn public_inputs(&self, shape: &CombineShape) -> Result<Vec<Fr>, CircuitError> {
         let bad = |msg: String| Err(CircuitError::InvalidQuery(msg));
-        if self.partial_commitments.len() != shape.inputs {
+        shape.validate()?;
+        if self.input_commitments.len() != shape.inputs {
             return bad(format!(
-                "{} partial commitments for {} slots",
-                self.partial_commitments.len(),
+                "{} input commitments for {} slots",
+                self.input_commitments.len(),
                 shape.inputs
             ));
+        }
+        if self.totals.is_some() == (shape.output == CombineOutput::Subtotal) {
+            return bad("the root, and only the root, opens the totals".into());
         }
         let (k, groups) = match (&self.result, shape.output) {
             (
@@ -254,7 +339,7 @@ impl CombineInstance {
                 CombineOutput::Predicate,
             ) => (*min_group_size, groups.len()),
             (CombineResult::Noisy { groups, .. }, CombineOutput::Noisy { .. }) => (1, groups.len()),
-            (CombineResult::Subtotal { .. }, CombineOutput::Subtotal) => (0, shape.groups),
+            (CombineResult::Subtotal { .. }, CombineOutput::Subtotal) => (0, shape.groups()),
             _ => {
                 return bad(format!(
                     "result is not of the shape's kind {:?}",
@@ -262,10 +347,9 @@ impl CombineInstance {
                 ))
             }
         };
-        if groups != shape.groups {
-            return bad(format!("{groups} groups for a shape of {}", shape.groups));
+        if groups != shape.groups() {
+            return bad(format!("{groups} groups for a shape of {}", shape.groups()));
         }
-        check_sums(shape)?;
         check_min_group_size(k, shape.output)?;
         let shown: Vec<Option<(u64, &[u128])>> = match &self.result {
             CombineResult::Release { groups, .. } => {
@@ -300,7 +384,10 @@ impl CombineInstance {
     /// The public-input vector, unchecked (the circuit allocates exactly this).
     fn assemble(&self, shape: &CombineShape) -> Vec<Fr> {
         let mut out = vec![shape.digest()];
-        out.extend(&self.partial_commitments);
+        out.extend(&self.input_commitments);
+        if let Some(claim) = &self.totals {
+            out.extend([claim.challenge, claim.commitment]);
+        }
         let flag = |b: bool| Fr::from(u8::from(b));
         match &self.result {
             CombineResult::Release {
@@ -433,52 +520,65 @@ fn check_noise(
     Ok(())
 }
 
-/// Commitment of an unused slot of `shape`: the zero partial under a zero blind. Anyone
-/// can open it, and it opens only to zeros.
-pub fn empty_slot_commitment(shape: &CombineShape) -> Fr {
-    Partial::zero(shape.groups, shape.sums).commit(Fr::zero())
+/// Commitment of an unused input slot: the zero evaluation under a zero blind. Anyone
+/// can open it, and it opens only to zero.
+pub fn empty_slot_commitment() -> Fr {
+    evaluation::commit(Fr::zero(), Fr::zero())
 }
 
-/// Native twin: the totals of `openings` and what the combine releases about them.
+/// Native twin: the sum of the `openings`' evaluations and what the combine outputs: for
+/// a subtotal its commitment; for the root what it releases about the totals, after
+/// checking that their evaluation at the challenge is that sum.
 pub fn evaluate(
     shape: &CombineShape,
     params: &CombineParams,
     openings: &[Opening],
-    output_blind: Fr,
-) -> Result<(Partial, CombineResult), CircuitError> {
+    closing: &Closing,
+) -> Result<(Fr, CombineResult), CircuitError> {
     let bad = |msg: String| Err(CircuitError::InvalidWitness(msg));
-    if shape.inputs == 0 || shape.groups == 0 {
-        return Err(CircuitError::InvalidShape(
-            "a combine needs K >= 1 and G >= 1".into(),
-        ));
-    }
-    check_sums(shape)?;
+    shape.validate()?;
     if openings.len() > shape.inputs {
         return bad(format!(
-            "{} partials for {} slots",
+            "{} inputs for {} slots",
             openings.len(),
             shape.inputs
         ));
     }
-    let mut total = Partial::zero(shape.groups, shape.sums);
-    for (i, o) in openings.iter().enumerate() {
-        let p = &o.partial;
-        if p.counts.len() != shape.groups
-            || p.sums.len() != shape.sums
-            || p.sums.iter().any(|s| s.len() != shape.groups)
-        {
-            return bad(format!(
-                "partial {i} does not have {} groups of {} sums",
-                shape.groups, shape.sums
-            ));
+    let sum: Fr = openings.iter().map(|o| o.evaluation).sum();
+    let total = match (closing, shape.output) {
+        (Closing::Subtotal { blind }, CombineOutput::Subtotal) => {
+            return Ok((
+                sum,
+                CombineResult::Subtotal {
+                    commitment: evaluation::commit(sum, *blind),
+                },
+            ))
         }
-        for g in 0..shape.groups {
-            total.counts[g] += p.counts[g];
-            for m in 0..shape.sums {
-                total.sums[m][g] += p.sums[m][g];
+        (Closing::Root { .. }, CombineOutput::Subtotal) | (Closing::Subtotal { .. }, _) => {
+            return bad("the root, and only the root, opens the totals".into())
+        }
+        (
+            Closing::Root {
+                totals, challenge, ..
+            },
+            _,
+        ) => {
+            if totals.counts.len() != shape.groups()
+                || totals.sums.len() != shape.sums
+                || totals.sums.iter().any(|s| s.len() != shape.groups())
+            {
+                return bad(format!(
+                    "totals do not have {} groups of {} sums",
+                    shape.groups(),
+                    shape.sums
+                ));
             }
+            if totals.evaluate(&shape.domain, *challenge) != sum {
+                return bad("the totals' evaluation is not the sum of the chunks' shares".into());
+            }
+            totals
         }
-    }
+    };
     check_min_group_size(params.min_group_size, shape.output)?;
     if let Some(c) = total.counts.iter().find(|c| *c >> COUNT_BITS != 0) {
         return bad(format!("count {c} exceeds {COUNT_BITS} bits"));
@@ -488,7 +588,7 @@ pub fn evaluate(
     let result = match shape.output {
         CombineOutput::Release => CombineResult::Release {
             min_group_size: k,
-            groups: (0..shape.groups)
+            groups: (0..shape.groups())
                 .map(|g| match total.counts[g] >= k {
                     true => GroupRelease::Released {
                         count: total.counts[g],
@@ -505,7 +605,7 @@ pub fn evaluate(
             CombineResult::Predicate {
                 min_group_size: k,
                 threshold: params.threshold,
-                groups: (0..shape.groups)
+                groups: (0..shape.groups())
                     .map(|g| match total.counts[g] >= k {
                         true => {
                             GroupAnswer::Holds(total.sums[0][g] >= u128::from(params.threshold))
@@ -535,7 +635,7 @@ pub fn evaluate(
                 count_step: *count_step,
                 sum_steps: sum_steps.clone(),
                 threshold: *threshold,
-                groups: (0..shape.groups)
+                groups: (0..shape.groups())
                     .map(|g| {
                         let heads =
                             |value: usize| noise(seed, noise_position(shape, g, value), coins);
@@ -553,11 +653,9 @@ pub fn evaluate(
                     .collect(),
             }
         }
-        CombineOutput::Subtotal => CombineResult::Subtotal {
-            commitment: total.commit(output_blind),
-        },
+        CombineOutput::Subtotal => unreachable!("a subtotal returned above"),
     };
-    Ok((total, result))
+    Ok((sum, result))
 }
 
 /// The position of a group's noisy value (0: the count, 1 + m: measure m's sum), which
@@ -573,12 +671,12 @@ pub struct CombineCircuit {
     pub shape: CombineShape,
     /// The public statement.
     pub instance: CombineInstance,
-    /// `K` openings, unused slots padded with zero partials.
+    /// `K` openings, unused slots padded with the zero evaluation.
     pub openings: Vec<Opening>,
-    /// Blind of the output commitment (Subtotal).
-    pub output_blind: Fr,
-    /// The per-group totals of the openings: what a Subtotal's commitment opens to.
-    pub total: Partial,
+    /// The subtotal's blind, or the root's totals.
+    pub closing: Closing,
+    /// The sum of the openings' evaluations: what a subtotal's commitment opens to.
+    pub sum: Fr,
     /// The noise secret (Noisy; zero otherwise).
     pub noise_secret: Fr,
 }
@@ -589,26 +687,41 @@ impl CombineCircuit {
         shape: CombineShape,
         params: CombineParams,
         mut openings: Vec<Opening>,
-        output_blind: Fr,
+        closing: Closing,
     ) -> Result<Self, CircuitError> {
-        let (total, result) = evaluate(&shape, &params, &openings, output_blind)?;
+        let (sum, result) = evaluate(&shape, &params, &openings, &closing)?;
         openings.resize(
             shape.inputs,
             Opening {
-                partial: Partial::zero(shape.groups, shape.sums),
+                evaluation: Fr::zero(),
                 blind: Fr::zero(),
             },
         );
-        let partial_commitments = openings.iter().map(|o| o.partial.commit(o.blind)).collect();
+        let input_commitments = openings
+            .iter()
+            .map(|o| evaluation::commit(o.evaluation, o.blind))
+            .collect();
+        let totals = match &closing {
+            Closing::Subtotal { .. } => None,
+            Closing::Root {
+                totals,
+                blind,
+                challenge,
+            } => Some(TotalsClaim {
+                challenge: *challenge,
+                commitment: totals.commit(*blind),
+            }),
+        };
         Ok(Self {
             shape,
             instance: CombineInstance {
-                partial_commitments,
+                input_commitments,
+                totals,
                 result,
             },
             openings,
-            output_blind,
-            total,
+            closing,
+            sum,
             noise_secret: params.noise.map_or(Fr::zero(), |n| n.seed.secret),
         })
     }
@@ -632,7 +745,15 @@ impl snark::Circuit for CombineCircuit {
                 threshold: 0,
             }),
         };
-        Self::new(*shape, params, Vec::new(), Fr::zero())
+        let closing = match shape.output {
+            CombineOutput::Subtotal => Closing::Subtotal { blind: Fr::zero() },
+            _ => Closing::Root {
+                totals: Partial::zero(shape.groups(), shape.sums),
+                blind: Fr::zero(),
+                challenge: Fr::zero(),
+            },
+        };
+        Self::new(shape.clone(), params, Vec::new(), closing)
     }
 
     fn public_inputs(&self) -> Result<Vec<Fr>, CircuitError> {
@@ -642,13 +763,12 @@ impl snark::Circuit for CombineCircuit {
 
 impl ConstraintSynthesizer<Fr> for CombineCircuit {
     fn generate_constraints(self, cs: ConstraintSystemRef<Fr>) -> Result<(), SynthesisError> {
-        // The total is recomputed in-circuit from the openings, never taken as given.
         let Self {
             shape,
             instance,
             openings,
-            output_blind,
-            total,
+            closing,
+            sum: _,
             noise_secret,
         } = self;
         let witness = |v: Fr| FpVar::new_witness(cs.clone(), || Ok(v));
@@ -661,36 +781,50 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
         inputs[0].enforce_equal(&FpVar::constant(shape.digest()))?;
         let (commitments, outputs) = inputs[1..].split_at(shape.inputs);
 
-        // Open every slot and add it up.
-        let mut sums = vec![vec![FpVar::zero(); shape.groups]; shape.sums];
-        let mut counts = vec![FpVar::zero(); shape.groups];
+        // Open every slot and add the evaluations up.
+        let mut sum = FpVar::zero();
         for (opening, commitment) in openings.iter().zip(commitments) {
-            let slot_sums = opening
-                .partial
-                .sums
-                .iter()
-                .map(|measure| measure.iter().map(|&s| witness(Fr::from(s))).collect())
-                .collect::<Result<Vec<Vec<_>>, _>>()?;
-            let slot_counts = opening
-                .partial
-                .counts
-                .iter()
-                .map(|&c| witness(Fr::from(c)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut preimage = vec![
-                FpVar::constant(Fr::from(PARTIAL_TAG)),
-                witness(opening.blind)?,
-            ];
-            preimage.extend(slot_sums.iter().flatten().cloned());
-            preimage.extend(slot_counts.iter().cloned());
-            chain(&preimage)?.enforce_equal(commitment)?;
-            for g in 0..shape.groups {
-                counts[g] += &slot_counts[g];
-                for m in 0..shape.sums {
-                    sums[m][g] += &slot_sums[m][g];
-                }
-            }
+            let evaluation = witness(opening.evaluation)?;
+            evaluation::commit_gadget(&evaluation, &witness(opening.blind)?)?
+                .enforce_equal(commitment)?;
+            sum += evaluation;
         }
+        let (total, blind, outputs) = match closing {
+            Closing::Subtotal { blind } => {
+                return evaluation::commit_gadget(&sum, &witness(blind)?)?
+                    .enforce_equal(&outputs[0]);
+            }
+            Closing::Root { totals, blind, .. } => (totals, blind, outputs),
+        };
+        let (claim, outputs) = outputs.split_at(2);
+        let (challenge, totals_commitment) = (&claim[0], &claim[1]);
+
+        // Open the totals: the commitment the challenge was drawn after.
+        let sums = total
+            .sums
+            .iter()
+            .map(|measure| measure.iter().map(|&s| witness(Fr::from(s))).collect())
+            .collect::<Result<Vec<Vec<_>>, _>>()?;
+        let counts = total
+            .counts
+            .iter()
+            .map(|&c| witness(Fr::from(c)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut preimage = vec![FpVar::constant(Fr::from(PARTIAL_TAG)), witness(blind)?];
+        preimage.extend(sums.iter().flatten().cloned());
+        preimage.extend(counts.iter().cloned());
+        chain(&preimage)?.enforce_equal(totals_commitment)?;
+
+        // Their evaluation at the challenge is what the chunks' shares add up to.
+        let squares = squares(challenge, shape.domain.key_width())?;
+        let s_powers = powers_of(&squares[shape.domain.key_width() as usize], shape.sums);
+        let powers = slot_powers(&shape.domain, &squares)?;
+        let mut evaluation = FpVar::zero();
+        for (g, power) in powers.iter().enumerate() {
+            let group_sums: Vec<FpVar<Fr>> = sums.iter().map(|m| m[g].clone()).collect();
+            evaluation += power * combine_values(&counts[g], &group_sums, &s_powers);
+        }
+        evaluation.enforce_equal(&sum)?;
 
         // Whether each group reaches the minimum size k, which is 1 or more (k and k - 1
         // both fit COUNT_BITS).
@@ -783,15 +917,7 @@ impl ConstraintSynthesizer<Fr> for CombineCircuit {
                     release(released, &large, values)?;
                 }
             }
-            CombineOutput::Subtotal => {
-                let mut preimage = vec![
-                    FpVar::constant(Fr::from(PARTIAL_TAG)),
-                    witness(output_blind)?,
-                ];
-                preimage.extend(sums.into_iter().flatten());
-                preimage.extend(counts);
-                chain(&preimage)?.enforce_equal(&outputs[0])?;
-            }
+            CombineOutput::Subtotal => unreachable!("a subtotal returned above"),
         }
         Ok(())
     }

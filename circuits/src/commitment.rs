@@ -29,10 +29,14 @@ use crate::{gadgets::pow2, poseidon, CircuitError, Fr};
 pub const GROUP_TAG: u64 = 0x7a6b_6601;
 /// Domain tag of a chunk commitment.
 pub const CHUNK_TAG: u64 = 0x7a6b_6602;
-/// Domain tag of a committed partial or subtotal (see [`crate::aggregate::Partial`]).
+/// Domain tag of a query's committed totals (see [`crate::aggregate::Partial`]).
 pub const PARTIAL_TAG: u64 = 0x7a6b_6603;
 /// Domain tag of a committed attribute (see [`crate::attribute`]).
 pub const ATTRIBUTE_TAG: u64 = 0x7a6b_6604;
+/// Domain tag of a committed evaluation (see [`crate::evaluation::commit`]).
+pub const EVALUATION_TAG: u64 = 0x7a6b_6605;
+/// Domain tag of a query's challenge (see [`crate::combine::challenge`]).
+pub const CHALLENGE_TAG: u64 = 0x7a6b_6606;
 
 /// Bits of one packed field element: every value below `2^253` is a canonical BN254
 /// scalar, so a 253-bit decomposition is unique.

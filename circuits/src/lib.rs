@@ -6,9 +6,11 @@
 //!   columns, one chunk commitment);
 //! - [`gadgets`]: range checks, bounded comparisons, equality and IN-list membership;
 //! - [`eddsa`]: circomlib's EdDSA-Poseidon over BabyJubJub, native and as a gadget;
+//! - [`evaluation`]: the random-evaluation argument that ties per-group totals to rows;
 //! - the circuits, each with a native twin computing the same outputs:
-//!   [`aggregate`] (filtered SUM/COUNT per group over one chunk), [`combine`] (opens
-//!   per-chunk partials, suppresses small groups, answers predicates), [`attribute`]
+//!   [`aggregate`] (a chunk's filtered SUM/COUNT per group, as its share of the totals'
+//!   evaluation), [`combine`] (adds the shares, opens the totals, suppresses small
+//!   groups, answers predicates, adds noise), [`attribute`]
 //!   (a committed value lies in a range) and [`eligibility`] (a signed credential makes
 //!   its holder an adult resident, with a per-dataset nullifier);
 //! - [`noise`]: binomial noise from a committed secret and a researcher's nonce;
@@ -23,6 +25,7 @@ pub mod commitment;
 pub mod eddsa;
 pub mod eligibility;
 mod error;
+pub mod evaluation;
 pub mod gadgets;
 pub mod noise;
 pub mod poseidon;

@@ -2,11 +2,12 @@
 
 mod common;
 
-use ark_ff::{One, UniformRand};
+use ark_ff::{Field, One, UniformRand};
 use common::*;
 use proptest::prelude::*;
 use zkfabric_circuits::{
-    aggregate::{evaluate, Aggregand, AggregateCircuit, FilterParams, Partial},
+    aggregate::{evaluate, share, Aggregand, AggregateCircuit, FilterParams},
+    evaluation::{self, Tallies},
     snark, CircuitError, Fr,
 };
 
@@ -14,21 +15,34 @@ fn honest(
     chunk: zkfabric_circuits::commitment::Chunk,
     query: zkfabric_circuits::aggregate::AggregateQuery,
 ) -> AggregateCircuit {
-    AggregateCircuit::new(shape(), query, chunk, Fr::from(4242u64)).unwrap()
+    AggregateCircuit::new(shape(), query, chunk, challenge(), Fr::from(4242u64)).unwrap()
+}
+
+/// `c` stating that its rows' tallies are `claimed`: the commitment to their share.
+fn claiming(c: &AggregateCircuit, claimed: &Tallies) -> AggregateCircuit {
+    let mut lying = c.clone();
+    let share = share(&c.shape, claimed, c.instance.challenge);
+    lying.instance.evaluation_commitment = evaluation::commit(share, c.blind);
+    lying
 }
 
 #[test]
 fn native_twin_computes_the_filtered_grouped_aggregate() {
-    let partial = evaluate(&shape(), &default_query(), &default_chunk()).unwrap();
+    let tallies = evaluate(&shape(), &default_query(), &default_chunk()).unwrap();
     // District 2, hours 7..=9, consent bit 1: rows 0, 1, 7 (row 3 lacks consent, row 2 is
     // out of hours). District 5: rows 4 and 5.
     assert_eq!(
-        partial,
-        Partial {
-            sums: vec![vec![1200 + 800 + 100, 300 + 450]],
-            counts: vec![3, 2]
-        }
+        tallies,
+        common::tallies(&[(2, 3, &[1200 + 800 + 100]), (5, 2, &[300 + 450])])
     );
+    let c = honest(default_chunk(), default_query());
+    assert_eq!(c.tallies, tallies);
+    // The share is the tallies' evaluation: r^2 (3 + s·2100) + r^5 (2 + s·750), s = r^8.
+    let r = challenge();
+    let s = r.pow([8u64]);
+    let expected = r.pow([2u64]) * (Fr::from(3u8) + s * Fr::from(2100u64))
+        + r.pow([5u64]) * (Fr::from(2u8) + s * Fr::from(750u64));
+    assert_eq!(c.share, expected);
 }
 
 #[test]
@@ -47,21 +61,40 @@ fn honest_proof_verifies_and_every_public_input_is_bound() {
 }
 
 #[test]
-fn a_claimed_partial_other_than_the_true_one_is_unsatisfiable() {
+fn a_claimed_share_other_than_the_rows_is_unsatisfiable() {
     let circuit = honest(default_chunk(), default_query());
     assert!(satisfied(circuit.clone()));
-    for (g, wrong) in [(0usize, 1u128), (1, 0)] {
-        let mut lie = circuit.partial.clone();
-        lie.sums[0][g] += 1 + wrong;
-        let mut c = circuit.clone();
-        c.instance.partial_commitment = lie.commit(c.blind);
-        assert!(!satisfied(c), "sum of group {g} inflated");
-        let mut lie = circuit.partial.clone();
-        lie.counts[g] -= 1;
-        let mut c = circuit.clone();
-        c.instance.partial_commitment = lie.commit(c.blind);
-        assert!(!satisfied(c), "count of group {g} lowered");
+    assert!(satisfied(claiming(&circuit, &circuit.tallies)));
+    let lies: [(&str, &[(u64, u64, &[u128])]); 6] = [
+        ("a sum inflated", &[(2, 3, &[2101]), (5, 2, &[750])]),
+        ("a count lowered", &[(2, 2, &[2100]), (5, 2, &[750])]),
+        // Row 7 (district 2, 100 kWh) moved to district 5.
+        ("a row moved", &[(2, 2, &[2000]), (5, 3, &[850])]),
+        ("a group dropped", &[(2, 3, &[2100])]),
+        (
+            "a group added",
+            &[(2, 3, &[2100]), (5, 2, &[750]), (3, 1, &[999])],
+        ),
+        // A key outside the 3-bit district codes: its monomial is no district's.
+        (
+            "a key outside",
+            &[(2, 3, &[2100]), (5, 2, &[750]), (8, 0, &[0])],
+        ),
+    ];
+    for (what, lie) in lies {
+        let claimed = tallies(lie);
+        let share = share(&circuit.shape, &claimed, challenge());
+        if share != circuit.share {
+            assert!(!satisfied(claiming(&circuit, &claimed)), "{what}");
+        } else {
+            // A count of zero at a key adds nothing: the same share, the same statement.
+            assert_eq!(what, "a key outside");
+        }
     }
+    // The same share at another challenge is another statement.
+    let mut lying = circuit.clone();
+    lying.instance.challenge += Fr::one();
+    assert!(!satisfied(lying));
 }
 
 /// A lying witness: the public statement stays the honest one, the witness changes.
@@ -89,7 +122,7 @@ fn lying_witnesses_leave_the_system_unsatisfied() {
     assert!(!lie(|c| c.chunk.salts[1] += Fr::one()));
     // An untouched column's value changes the digest the commitment binds.
     assert!(!lie(|c| c.chunk.columns[TIME][0] += 1));
-    // The blind of the partial.
+    // The blind of the evaluation.
     assert!(!lie(|c| c.blind += Fr::one()));
     // The chunk's identity as the statement gives it (from the manifest): another index,
     // another dataset, another number of present rows than the commitment binds.
@@ -127,21 +160,16 @@ fn proving_refuses_an_unsatisfied_witness() {
 fn edges_full_range_empty_chunk_all_filtered_and_padding() {
     let max_hour = (1 << 5) - 1;
     // lo = 0, hi = 2^w - 1: every consented row of the listed districts passes.
-    let full = honest(
-        default_chunk(),
-        query(vec![2, 5], (0, max_hour), vec![2, 5]),
-    );
-    assert_eq!(full.partial.counts, vec![4, 2]);
-    assert!(satisfied(full));
-    // Every row filtered out.
-    let none = honest(default_chunk(), query(vec![4], (0, max_hour), vec![2, 5]));
+    let full = honest(default_chunk(), query(vec![2, 5], (0, max_hour)));
     assert_eq!(
-        none.partial,
-        Partial {
-            sums: vec![vec![0, 0]],
-            counts: vec![0, 0]
-        }
+        full.tallies.values().map(|t| t.count).collect::<Vec<_>>(),
+        [4, 2]
     );
+    assert!(satisfied(full));
+    // Every row filtered out: no tallies, a share of zero.
+    let none = honest(default_chunk(), query(vec![4], (0, max_hour)));
+    assert!(none.tallies.is_empty());
+    assert_eq!(none.share, Fr::from(0u8));
     assert!(satisfied(none));
     // An empty chunk (all padding) and a partly filled one.
     for rows in [0usize, 3] {
@@ -149,26 +177,21 @@ fn edges_full_range_empty_chunk_all_filtered_and_padding() {
             .map(|i| (2, 8, 30 + i, 0b010, 10 * i))
             .collect();
         let c = honest(chunk(&data), default_query());
-        assert_eq!(c.partial.counts[0], rows as u64);
+        assert_eq!(c.tallies.get(&2).map_or(0, |t| t.count), rows as u64);
         assert!(satisfied(c));
     }
-    // Unused group slots (one key for two slots) count nothing.
-    let one_key = honest(default_chunk(), query(vec![2, 5], (7, 9), vec![5]));
-    assert_eq!(one_key.partial.counts, vec![2, 0]);
-    assert!(satisfied(one_key));
 }
 
 #[test]
 fn bad_parameters_are_refused_by_name() {
     let chunk = default_chunk();
     let err = |q| {
-        AggregateCircuit::new(shape(), q, chunk.clone(), Fr::from(1u8))
+        AggregateCircuit::new(shape(), q, chunk.clone(), challenge(), Fr::from(1u8))
             .unwrap_err()
             .to_string()
     };
-    assert!(err(query(vec![2, 5], (7, 32), vec![2])).contains("filter 1"));
-    assert!(err(query(vec![2, 5, 6], (7, 9), vec![2])).contains("IN list of 3"));
-    assert!(err(query(vec![2], (7, 9), vec![2, 2])).contains("appears twice"));
+    assert!(err(query(vec![2, 5], (7, 32))).contains("filter 1"));
+    assert!(err(query(vec![2, 5, 6], (7, 9))).contains("IN list of 3"));
     let mut q = default_query();
     q.purpose = 3;
     assert!(err(q).contains("purpose bit 3"));
@@ -179,22 +202,21 @@ fn counting_a_condition_answers_predicates() {
     // COUNT of selected rows with age in 0..=17, no GROUP BY: "is any selected donor a minor?"
     let mut s = shape();
     s.group_by = Vec::new();
-    s.groups = 1;
     s.filters.truncate(1);
     s.aggregand = Aggregand::CountWhere { column: AGE };
     let mut q = default_query();
     q.filters.truncate(1);
-    q.group_keys.clear();
     q.condition = Some((0, 17));
-    let c = AggregateCircuit::new(s.clone(), q.clone(), default_chunk(), Fr::from(7u8)).unwrap();
+    let c = AggregateCircuit::new(
+        s.clone(),
+        q.clone(),
+        default_chunk(),
+        challenge(),
+        Fr::from(7u8),
+    )
+    .unwrap();
     // Selected (district 2 or 5, consent bit 1): rows 0, 1, 2, 4, 5, 7; minors: row 4.
-    assert_eq!(
-        c.partial,
-        Partial {
-            sums: vec![vec![1]],
-            counts: vec![6]
-        }
-    );
+    assert_eq!(c.tallies, tallies(&[(0, 6, &[1])]));
     assert!(satisfied(c.clone()));
     let mut lying = c;
     lying.chunk.columns[AGE][4] = 18;
@@ -211,45 +233,33 @@ fn arb_rows() -> impl Strategy<Value = Vec<(u64, u64, u64, u64, u64)>> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
-    /// The circuit accepts the native twin's partial, and only it.
+    /// The circuit accepts the native twin's share, and not one of a row more.
     #[test]
     fn circuit_agrees_with_native_twin(
         rows in arb_rows(),
         districts in prop::collection::vec(0u64..8, 1..=2),
         lo in 0u64..32, span in 0u64..32,
-        keys in prop::collection::btree_set(0u64..8, 0..=2),
+        key in 0u64..8,
         purpose in 0u32..3,
     ) {
-        let mut q = query(districts, (lo, (lo + span).min(31)), keys.into_iter().collect());
+        let mut q = query(districts, (lo, (lo + span).min(31)));
         q.purpose = purpose;
         let blind = Fr::rand(&mut rng(5));
-        let c = AggregateCircuit::new(shape(), q, chunk(&rows), blind).unwrap();
+        let c = AggregateCircuit::new(shape(), q, chunk(&rows), challenge(), blind).unwrap();
         prop_assert!(satisfied(c.clone()));
-        let mut off = c.partial.clone();
-        off.counts[0] += 1;
-        let mut wrong = c;
-        wrong.instance.partial_commitment = off.commit(blind);
-        prop_assert!(!satisfied(wrong));
+        let mut off = c.tallies.clone();
+        off.entry(key).or_insert_with(|| tallies(&[(key, 0, &[0])])[&key].clone()).count += 1;
+        prop_assert!(!satisfied(claiming(&c, &off)));
     }
-}
-
-#[test]
-fn verifiers_refuse_a_malformed_query() {
-    // A repeated group key would count a row in two groups: no public inputs for it.
-    let mut instance = honest(default_chunk(), default_query()).instance;
-    instance.query.group_keys = vec![2, 2];
-    assert!(instance
-        .public_inputs(&shape())
-        .unwrap_err()
-        .to_string()
-        .contains("appears twice"));
 }
 
 #[test]
 fn query_filters_in_params_must_match_kinds() {
     let mut q = default_query();
     q.filters[0] = FilterParams::Range { lo: 0, hi: 1 };
-    assert!(AggregateCircuit::new(shape(), q, default_chunk(), Fr::from(1u8)).is_err());
+    assert!(
+        AggregateCircuit::new(shape(), q, default_chunk(), challenge(), Fr::from(1u8)).is_err()
+    );
 }
 
 #[test]
@@ -276,6 +286,7 @@ fn a_key_of_one_chunk_shape_verifies_no_statement_of_another_with_the_same_layou
         hours.clone(),
         default_query(),
         default_chunk(),
+        challenge(),
         Fr::from(1u8),
     )
     .unwrap();
@@ -307,11 +318,19 @@ fn a_clipped_sum_adds_each_row_at_most_its_bound_and_no_more() {
         ..default_query()
     };
     assert!(shape.description().ends_with("aggregand=clipped_sum:6"));
-    let partial = evaluate(&shape, &query, &default_chunk()).unwrap();
-    assert_eq!(partial.sums, [[900 + 800 + 100, 300 + 450]]);
-    let circuit =
-        AggregateCircuit::new(shape.clone(), query.clone(), default_chunk(), Fr::from(7u8))
-            .unwrap();
+    let clipped = evaluate(&shape, &query, &default_chunk()).unwrap();
+    assert_eq!(
+        clipped,
+        tallies(&[(2, 3, &[900 + 800 + 100]), (5, 2, &[300 + 450])])
+    );
+    let circuit = AggregateCircuit::new(
+        shape.clone(),
+        query.clone(),
+        default_chunk(),
+        challenge(),
+        Fr::from(7u8),
+    )
+    .unwrap();
     assert!(satisfied(circuit.clone()));
     // Every public input of a clipped sum's proof is bound, the clip bound included.
     let mut rng = rng(5);
@@ -322,16 +341,11 @@ fn a_clipped_sum_adds_each_row_at_most_its_bound_and_no_more() {
     assert_every_input_is_bound(pk.verifying_key(), &inputs, &proof);
 
     // A prover summing the row unclipped, or clipping below the bound, is caught.
-    for sums in [vec![1200 + 800 + 100, 750], vec![800 + 800 + 100, 750]] {
-        let mut lying = circuit.clone();
-        let partial = Partial {
-            sums: vec![sums],
-            counts: circuit.partial.counts.clone(),
-        };
-        lying.instance.partial_commitment = partial.commit(circuit.blind);
-        assert!(!satisfied(lying), "{:?}", partial.sums);
+    for sum in [1200 + 800 + 100, 800 + 800 + 100] {
+        let lie = tallies(&[(2, 3, &[sum]), (5, 2, &[750])]);
+        assert!(!satisfied(claiming(&circuit, &lie)), "{sum}");
     }
-    // Another bound in the statement under the same partial is caught too.
+    // Another bound in the statement under the same share is caught too.
     let mut lying = circuit.clone();
     lying.instance.query.clips = vec![1000];
     assert!(!satisfied(lying));
@@ -375,17 +389,18 @@ fn a_union_of_ranges_selects_rows_in_any_of_them_and_binds_each_bound() {
     };
     // District 2: rows 0 (hour 7) and 2 (hour 12); rows 1, 3 and 7 (hours 8 and 9) lie
     // between the ranges. District 5: row 5 (hour 7); row 4 (hour 9) lies between.
-    let partial = evaluate(&shape, &query, &default_chunk()).unwrap();
     assert_eq!(
-        partial,
-        Partial {
-            sums: vec![vec![1200 + 5000, 450]],
-            counts: vec![2, 1]
-        }
+        evaluate(&shape, &query, &default_chunk()).unwrap(),
+        tallies(&[(2, 2, &[1200 + 5000]), (5, 1, &[450])])
     );
-    let circuit =
-        AggregateCircuit::new(shape.clone(), query.clone(), default_chunk(), Fr::from(3u8))
-            .unwrap();
+    let circuit = AggregateCircuit::new(
+        shape.clone(),
+        query.clone(),
+        default_chunk(),
+        challenge(),
+        Fr::from(3u8),
+    )
+    .unwrap();
     let mut rng = rng(6);
     let pk = snark::setup::<AggregateCircuit, _>(&shape, &mut rng).unwrap();
     let inputs = circuit.instance.public_inputs(&shape).unwrap();
@@ -400,17 +415,14 @@ fn a_union_of_ranges_selects_rows_in_any_of_them_and_binds_each_bound() {
         lying.chunk.columns[HOUR][row] = hour;
         assert!(!satisfied(lying), "row {row} moved to hour {hour}");
     }
-    // The partial of one range only, or of the hull of both, is not the union's.
+    // The tallies of one range only, or of the hull of both, are not the union's.
     for ranges in [vec![(0, 7), (0, 7)], vec![(0, 31), (0, 31)]] {
         let other = AggregateQuery {
             filters: vec![FilterParams::In(vec![2, 5]), FilterParams::Ranges(ranges)],
             ..default_query()
         };
-        let mut lying = circuit.clone();
-        lying.instance.partial_commitment = evaluate(&shape, &other, &default_chunk())
-            .unwrap()
-            .commit(circuit.blind);
-        assert!(!satisfied(lying));
+        let lie = evaluate(&shape, &other, &default_chunk()).unwrap();
+        assert!(!satisfied(claiming(&circuit, &lie)));
     }
     // A union needs two ranges or more, as many as its shape has, each fitting the column.
     for ranges in [vec![(0, 7)], vec![(0, 7), (11, 32)]] {
@@ -440,15 +452,22 @@ fn several_measures_are_summed_each_and_every_clip_is_bound() {
         clips: vec![900, 50],
         ..default_query()
     };
-    let partial = evaluate(&shape, &query, &default_chunk()).unwrap();
     // District 2: rows 0, 1, 7 (ages 34, 71, 66 clip to 34, 50, 50); district 5: 4, 5.
     assert_eq!(
-        partial.sums,
-        [[900 + 800 + 100, 300 + 450], [34 + 50 + 50, 17 + 50]]
+        evaluate(&shape, &query, &default_chunk()).unwrap(),
+        tallies(&[
+            (2, 3, &[900 + 800 + 100, 34 + 50 + 50]),
+            (5, 2, &[300 + 450, 17 + 50])
+        ])
     );
-    let circuit =
-        AggregateCircuit::new(shape.clone(), query.clone(), default_chunk(), Fr::from(5u8))
-            .unwrap();
+    let circuit = AggregateCircuit::new(
+        shape.clone(),
+        query.clone(),
+        default_chunk(),
+        challenge(),
+        Fr::from(5u8),
+    )
+    .unwrap();
     let mut rng = rng(7);
     let pk = snark::setup::<AggregateCircuit, _>(&shape, &mut rng).unwrap();
     let inputs = circuit.instance.public_inputs(&shape).unwrap();
@@ -456,15 +475,11 @@ fn several_measures_are_summed_each_and_every_clip_is_bound() {
     let proof = snark::prove(&pk, circuit.clone(), &mut rng).unwrap();
     assert_every_input_is_bound(pk.verifying_key(), &inputs, &proof);
     // The second measure's sum changed, the measures swapped, or the second clip changed
-    // under the same partial: unsatisfied.
-    let mut changed = circuit.partial.clone();
-    changed.sums[1][0] += 1;
-    let mut swapped = circuit.partial.clone();
-    swapped.sums.swap(0, 1);
+    // under the same share: unsatisfied.
+    let changed = tallies(&[(2, 3, &[1800, 135]), (5, 2, &[750, 67])]);
+    let swapped = tallies(&[(2, 3, &[134, 1800]), (5, 2, &[67, 750])]);
     for lie in [changed, swapped] {
-        let mut lying = circuit.clone();
-        lying.instance.partial_commitment = lie.commit(circuit.blind);
-        assert!(!satisfied(lying));
+        assert!(!satisfied(claiming(&circuit, &lie)));
     }
     let mut lying = circuit.clone();
     lying.instance.query.clips = vec![900, 60];

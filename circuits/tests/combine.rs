@@ -1,4 +1,5 @@
-//! Combine circuit: release with minimum group size, predicates, subtotal trees.
+//! Combine circuit: the root's release with minimum group size, predicates, the
+//! random-evaluation check against the chunks' shares, subtotal trees.
 
 mod common;
 
@@ -8,28 +9,36 @@ use proptest::prelude::*;
 use zkfabric_circuits::{
     aggregate::Partial,
     combine::{
-        empty_slot_commitment, CombineCircuit, CombineOutput, CombineParams, CombineResult,
-        CombineShape, GroupAnswer, GroupRelease, Opening,
+        empty_slot_commitment, Closing, CombineCircuit, CombineOutput, CombineParams,
+        CombineResult, CombineShape, GroupAnswer, GroupRelease, Opening,
     },
+    evaluation::{GroupColumn, GroupDomain},
     snark, Fr,
 };
 
-fn opening(sums: [u128; 2], counts: [u64; 2], blind: u64) -> Opening {
-    Opening {
-        partial: Partial {
-            sums: vec![sums.to_vec()],
-            counts: counts.to_vec(),
-        },
-        blind: Fr::from(blind),
+fn partial(sums: [u128; 2], counts: [u64; 2]) -> Partial {
+    Partial {
+        sums: vec![sums.to_vec()],
+        counts: counts.to_vec(),
+    }
+}
+
+/// Two groups (codes 0 and 1 of a 1-bit column).
+fn two_groups() -> GroupDomain {
+    GroupDomain {
+        columns: vec![GroupColumn { width: 1, codes: 2 }],
     }
 }
 
 fn shape(output: CombineOutput) -> CombineShape {
-    CombineShape {
-        inputs: 4,
-        groups: 2,
-        sums: 1,
-        output,
+    match output {
+        CombineOutput::Subtotal => CombineShape::subtotal(4),
+        output => CombineShape {
+            inputs: 4,
+            domain: two_groups(),
+            sums: 1,
+            output,
+        },
     }
 }
 
@@ -41,19 +50,60 @@ fn params(k: u64, t: u64) -> CombineParams {
     }
 }
 
-/// A combine over [`openings`] with output `output`, minimum group size `k` and
-/// predicate threshold `t`.
+/// A combine over [`partials`] with output `output`, minimum group size `k` and
+/// predicate threshold `t`: a root opening their sum, or a subtotal of their shares.
 fn combine(output: CombineOutput, k: u64, t: u64) -> CombineCircuit {
-    CombineCircuit::new(shape(output), params(k, t), openings(), Fr::from(77u8)).unwrap()
+    combine_over(output, k, t, &partials())
+}
+
+fn combine_over(output: CombineOutput, k: u64, t: u64, partials: &[Partial]) -> CombineCircuit {
+    match output {
+        CombineOutput::Subtotal => {
+            let (openings, _) = shares(&shape(CombineOutput::Release), partials);
+            let closing = Closing::Subtotal {
+                blind: Fr::from(9u8),
+            };
+            CombineCircuit::new(shape(output), params(k, t), openings, closing).unwrap()
+        }
+        output => root(shape(output), params(k, t), partials).unwrap(),
+    }
 }
 
 /// Group 0 totals 10 rows, group 1 totals 9.
-fn openings() -> Vec<Opening> {
+fn partials() -> Vec<Partial> {
     vec![
-        opening([1000, 40], [6, 5], 11),
-        opening([500, 60], [4, 4], 12),
-        opening([0, 0], [0, 0], 13),
+        partial([1000, 40], [6, 5]),
+        partial([500, 60], [4, 4]),
+        partial([0, 0], [0, 0]),
     ]
+}
+
+/// `c` (a release) with its totals replaced by `totals`, and the release they make: committed anew when `recommit` (a prover choosing totals after the
+/// challenge), else under the old commitment. Only the evaluation check (or the
+/// commitment) can fail.
+fn with_totals(c: &CombineCircuit, totals: Partial, recommit: bool) -> CombineCircuit {
+    let mut lying = c.clone();
+    let CombineResult::Release { min_group_size, .. } = c.instance.result else {
+        panic!("a release")
+    };
+    lying.instance.result = root(
+        c.shape.clone(),
+        params(min_group_size, 0),
+        &[totals.clone()],
+    )
+    .unwrap()
+    .instance
+    .result;
+    let Closing::Root { blind, .. } = c.closing else {
+        panic!("a root")
+    };
+    if recommit {
+        lying.instance.totals.as_mut().unwrap().commitment = totals.commit(blind);
+    }
+    if let Closing::Root { totals: t, .. } = &mut lying.closing {
+        *t = totals;
+    }
+    lying
 }
 
 #[test]
@@ -73,10 +123,7 @@ fn release_suppresses_groups_below_k_exactly_at_the_edge() {
             ],
         }
     );
-    assert_eq!(
-        c.instance.partial_commitments[3],
-        empty_slot_commitment(&shape(CombineOutput::Release))
-    );
+    assert_eq!(c.instance.input_commitments[3], empty_slot_commitment());
     assert!(satisfied(c.clone()));
 
     // Claiming the suppressed group's real numbers, or suppressing a large group, fails.
@@ -133,15 +180,87 @@ fn release_suppresses_groups_below_k_exactly_at_the_edge() {
 fn openings_must_match_their_commitments() {
     let c = combine(CombineOutput::Release, 1, 0);
     let mut lying = c.clone();
-    lying.openings[1].partial.sums[0][0] += 1;
+    lying.openings[1].evaluation += Fr::one();
     assert!(!satisfied(lying));
     let mut lying = c.clone();
     lying.openings[0].blind += Fr::one();
     assert!(!satisfied(lying));
-    // A padded slot opens only to zeros.
-    let mut lying = c;
-    lying.openings[3].partial.counts[1] = 5;
+    // A padded slot opens only to zero.
+    let mut lying = c.clone();
+    lying.openings[3].evaluation = Fr::from(5u8);
     assert!(!satisfied(lying));
+    // The totals must open their commitment.
+    let Closing::Root { totals, .. } = c.closing.clone() else {
+        panic!("a root")
+    };
+    let mut more = totals.clone();
+    more.counts[1] += 1;
+    assert!(!satisfied(with_totals(&c, more, false)));
+}
+
+#[test]
+fn totals_other_than_the_chunks_do_not_evaluate_to_their_shares() {
+    // The attacks the random-evaluation argument answers, each with the totals committed
+    // anew (so the commitment opens) but the challenge the chunks were proven at.
+    let c = combine(CombineOutput::Release, 1, 0);
+    assert!(satisfied(c.clone()));
+    let Closing::Root { totals, .. } = c.closing.clone() else {
+        panic!("a root")
+    };
+    assert!(
+        satisfied(with_totals(&c, totals.clone(), true)),
+        "the true totals, committed anew, still satisfy"
+    );
+    let mut lies = Vec::new();
+    // A row moved to another group, with its value.
+    let mut moved = totals.clone();
+    moved.counts[0] -= 1;
+    moved.counts[1] += 1;
+    moved.sums[0][0] -= 40;
+    moved.sums[0][1] += 40;
+    lies.push(("a row moved to another group", moved));
+    // A group's total changed: its count, its sum.
+    let mut count = totals.clone();
+    count.counts[1] += 1;
+    lies.push(("a count changed", count));
+    let mut sum = totals.clone();
+    sum.sums[0][0] -= 1;
+    lies.push(("a sum changed", sum));
+    // The two groups swapped, a count and a sum swapped.
+    let mut swapped = totals.clone();
+    swapped.counts.swap(0, 1);
+    swapped.sums[0].swap(0, 1);
+    lies.push(("groups swapped", swapped));
+    let mut crossed = totals.clone();
+    crossed.counts[1] = totals.sums[0][1] as u64;
+    crossed.sums[0][1] = u128::from(totals.counts[1]);
+    lies.push(("count and sum crossed", crossed));
+    for (what, lie) in lies {
+        assert!(!satisfied(with_totals(&c, lie, true)), "{what}");
+    }
+}
+
+#[test]
+fn a_vector_changed_after_the_challenge_fails_at_the_root_or_at_the_chunks() {
+    // The prover proves its chunks at `r`, then commits to other totals. Kept at `r`, the
+    // root is unsatisfied (above); with the challenge recomputed from the new commitment
+    // the root statement names another `r` than every chunk proof was made at, so the
+    // chunk statements a verifier recomputes differ from the proven ones.
+    let c = combine(CombineOutput::Release, 1, 0);
+    let Closing::Root { totals, blind, .. } = c.closing.clone() else {
+        panic!("a root")
+    };
+    let mut lie = totals.clone();
+    lie.counts[0] += 1;
+    let mut lying = with_totals(&c, lie.clone(), true);
+    let other_r = challenge() + Fr::one();
+    lying.instance.totals.as_mut().unwrap().challenge = other_r;
+    if let Closing::Root { challenge: r, .. } = &mut lying.closing {
+        *r = other_r;
+    }
+    // The chunk shares were evaluated at the old challenge, so even the new one fails.
+    assert!(!satisfied(lying));
+    assert_ne!(lie.commit(blind), totals.commit(blind));
 }
 
 #[test]
@@ -200,54 +319,61 @@ fn predicate_releases_one_bit_per_group() {
 #[test]
 fn a_tree_of_combines_covers_more_chunks_than_one_combine() {
     let mut rng = rng(4);
-    let sub_shape = CombineShape {
-        inputs: 2,
-        groups: 2,
-        sums: 1,
-        output: CombineOutput::Subtotal,
-    };
+    let sub_shape = CombineShape::subtotal(2);
     let root_shape = CombineShape {
         inputs: 2,
-        groups: 2,
+        domain: two_groups(),
         sums: 1,
         output: CombineOutput::Release,
     };
     let sub_pk = snark::setup::<CombineCircuit, _>(&sub_shape, &mut rng).unwrap();
     let root_pk = snark::setup::<CombineCircuit, _>(&root_shape, &mut rng).unwrap();
     let leaves = [
-        opening([10, 1], [3, 1], 1),
-        opening([20, 2], [4, 1], 2),
-        opening([30, 3], [5, 1], 3),
-        opening([40, 4], [6, 1], 4),
+        partial([10, 1], [3, 1]),
+        partial([20, 2], [4, 1]),
+        partial([30, 3], [5, 1]),
+        partial([40, 4], [6, 1]),
     ];
+    let (shares, totals) = shares(&root_shape, &leaves);
     let mut subtotals = Vec::new();
-    for (i, pair) in leaves.chunks(2).enumerate() {
+    for (i, pair) in shares.chunks(2).enumerate() {
         let blind = Fr::from(100 + i as u64);
-        let c = CombineCircuit::new(sub_shape, params(0, 0), pair.to_vec(), blind).unwrap();
+        let c = CombineCircuit::new(
+            sub_shape.clone(),
+            params(0, 0),
+            pair.to_vec(),
+            Closing::Subtotal { blind },
+        )
+        .unwrap();
         let inputs = c.instance.public_inputs(&c.shape).unwrap();
-        let proof = snark::prove(&sub_pk, c, &mut rng).unwrap();
+        let evaluation = c.sum;
+        assert_eq!(evaluation, pair[0].evaluation + pair[1].evaluation);
+        let proof = snark::prove(&sub_pk, c.clone(), &mut rng).unwrap();
         assert!(snark::verify(sub_pk.verifying_key(), &inputs, &proof).unwrap());
-        let total = Partial {
-            sums: vec![vec![
-                pair[0].partial.sums[0][0] + pair[1].partial.sums[0][0],
-                pair[0].partial.sums[0][1] + pair[1].partial.sums[0][1],
-            ]],
-            counts: vec![
-                pair[0].partial.counts[0] + pair[1].partial.counts[0],
-                pair[0].partial.counts[1] + pair[1].partial.counts[1],
-            ],
-        };
         assert_eq!(
             inputs[3],
-            total.commit(blind),
-            "the subtotal is the committed total"
+            zkfabric_circuits::evaluation::commit(evaluation, blind),
+            "the subtotal is the committed sum"
         );
-        subtotals.push(Opening {
-            partial: total,
-            blind,
-        });
+        // A subtotal other than the sum is unsatisfied.
+        let mut lying = c.clone();
+        lying.instance.result = CombineResult::Subtotal {
+            commitment: zkfabric_circuits::evaluation::commit(evaluation + Fr::one(), blind),
+        };
+        assert!(!satisfied(lying));
+        subtotals.push(Opening { evaluation, blind });
     }
-    let root = CombineCircuit::new(root_shape, params(10, 0), subtotals, Fr::from(0u8)).unwrap();
+    let root = CombineCircuit::new(
+        root_shape,
+        params(10, 0),
+        subtotals,
+        Closing::Root {
+            totals,
+            blind: Fr::from(5u8),
+            challenge: challenge(),
+        },
+    )
+    .unwrap();
     assert_eq!(
         root.instance.result,
         CombineResult::Release {
@@ -309,12 +435,11 @@ proptest! {
         output in 0usize..3,
     ) {
         let output = [CombineOutput::Release, CombineOutput::Predicate, CombineOutput::Subtotal][output];
-        let openings = partials
+        let partials: Vec<Partial> = partials
             .into_iter()
-            .enumerate()
-            .map(|(i, (sums, counts))| Opening { partial: Partial { sums: vec![sums], counts }, blind: Fr::from(i as u64 + 1) })
+            .map(|(sums, counts)| Partial { sums: vec![sums], counts })
             .collect();
-        let c = CombineCircuit::new(shape(output), params(k, t), openings, Fr::from(9u8)).unwrap();
+        let c = combine_over(output, k, t, &partials);
         prop_assert!(satisfied(c.clone()));
         let mut wrong = c.clone();
         wrong.instance.result = altered(&c.instance.result);
@@ -333,19 +458,21 @@ fn verifiers_refuse_statements_of_another_shape() {
         .instance
         .public_inputs(&CombineShape {
             inputs: 3,
-            groups: 2,
-            sums: 1,
-            output: CombineOutput::Release
+            ..shape(CombineOutput::Release)
         })
         .is_err());
     assert!(c
         .instance
         .public_inputs(&CombineShape {
-            inputs: 4,
-            groups: 3,
-            sums: 1,
-            output: CombineOutput::Release
+            domain: GroupDomain {
+                columns: vec![GroupColumn { width: 2, codes: 3 }]
+            },
+            ..shape(CombineOutput::Release)
         })
+        .is_err());
+    assert!(c
+        .instance
+        .public_inputs(&shape(CombineOutput::Subtotal))
         .is_err());
 }
 
@@ -353,7 +480,7 @@ fn verifiers_refuse_statements_of_another_shape() {
 fn a_minimum_group_size_of_zero_is_refused_and_cannot_be_proven() {
     // Natively: no release or predicate under k = 0.
     for output in [CombineOutput::Release, CombineOutput::Predicate] {
-        let refused = CombineCircuit::new(shape(output), params(0, 1), openings(), Fr::from(7u8));
+        let refused = root(shape(output), params(0, 1), &partials());
         assert!(
             refused.is_err_and(|e| e.to_string().contains("minimum group size 0")),
             "{output:?}"
@@ -362,14 +489,7 @@ fn a_minimum_group_size_of_zero_is_refused_and_cannot_be_proven() {
     // In the circuit: a dishonest node answers "does any row meet the condition?" over
     // an empty group with k = 0, hoping for "holds" over zero rows. With every opening
     // zero, the only statement k = 0 could make is unsatisfiable.
-    let empty = vec![opening([0, 0], [0, 0], 5)];
-    let c = CombineCircuit::new(
-        shape(CombineOutput::Predicate),
-        params(1, 0),
-        empty,
-        Fr::from(1u8),
-    )
-    .unwrap();
+    let c = combine_over(CombineOutput::Predicate, 1, 0, &[partial([0, 0], [0, 0])]);
     assert_eq!(
         c.instance.result,
         CombineResult::Predicate {
@@ -397,7 +517,7 @@ fn a_key_of_one_combine_shape_verifies_no_statement_of_another() {
     let mut rng = rng(8);
     let one_group = |output| CombineShape {
         inputs: 2,
-        groups: 1,
+        domain: GroupDomain::default(),
         sums: 1,
         output,
     };
@@ -407,20 +527,18 @@ fn a_key_of_one_combine_shape_verifies_no_statement_of_another() {
     );
     let release_pk = snark::setup::<CombineCircuit, _>(&release, &mut rng).unwrap();
     let predicate_pk = snark::setup::<CombineCircuit, _>(&predicate, &mut rng).unwrap();
-    let leaf = Opening {
-        partial: Partial {
-            sums: vec![vec![3]],
-            counts: vec![3],
-        },
-        blind: Fr::from(3u8),
+    let leaf = Partial {
+        sums: vec![vec![3]],
+        counts: vec![3],
     };
-    let c = CombineCircuit::new(release, params(10, 0), vec![leaf], Fr::from(0u8)).unwrap();
+    let c = root(release.clone(), params(10, 0), &[leaf]).unwrap();
     let honest = c.instance.public_inputs(&release).unwrap();
     let proof = snark::prove(&release_pk, c.clone(), &mut rng).unwrap();
     assert!(snark::verify(release_pk.verifying_key(), &honest, &proof).unwrap());
     // The relabelled statement: same commitments, "k = 10, suppressed? no, holds? yes".
     let relabelled = zkfabric_circuits::combine::CombineInstance {
-        partial_commitments: c.instance.partial_commitments.clone(),
+        input_commitments: c.instance.input_commitments.clone(),
+        totals: c.instance.totals,
         result: CombineResult::Predicate {
             min_group_size: 10,
             threshold: 1,
@@ -441,26 +559,23 @@ fn several_sums_are_released_together_and_each_is_bound() {
     // Two measures per group: kWh and water. Group 0 totals 10 rows, group 1 totals 9.
     let shape = CombineShape {
         inputs: 2,
-        groups: 2,
+        domain: two_groups(),
         sums: 2,
         output: CombineOutput::Release,
     };
     assert_eq!(
         shape.description(),
-        "combine/v3 inputs=2 groups=2 sums=2 output=release"
+        "combine/v4 inputs=2 groups=2/1 sums=2 output=release"
     );
-    let leaf = |kwh: [u128; 2], water: [u128; 2], counts: [u64; 2], blind: u64| Opening {
-        partial: Partial {
-            sums: vec![kwh.to_vec(), water.to_vec()],
-            counts: counts.to_vec(),
-        },
-        blind: Fr::from(blind),
+    let leaf = |kwh: [u128; 2], water: [u128; 2], counts: [u64; 2]| Partial {
+        sums: vec![kwh.to_vec(), water.to_vec()],
+        counts: counts.to_vec(),
     };
     let leaves = vec![
-        leaf([1000, 40], [7, 1], [6, 5], 1),
-        leaf([500, 60], [3, 2], [4, 4], 2),
+        leaf([1000, 40], [7, 1], [6, 5]),
+        leaf([500, 60], [3, 2], [4, 4]),
     ];
-    let c = CombineCircuit::new(shape, params(10, 0), leaves.clone(), Fr::from(0u8)).unwrap();
+    let c = root(shape.clone(), params(10, 0), &leaves).unwrap();
     assert_eq!(
         c.instance.result,
         CombineResult::Release {
@@ -477,7 +592,7 @@ fn several_sums_are_released_together_and_each_is_bound() {
     let mut rng = rng(9);
     let pk = snark::setup::<CombineCircuit, _>(&shape, &mut rng).unwrap();
     let inputs = c.instance.public_inputs(&shape).unwrap();
-    assert_eq!(inputs.len(), 1 + 2 + 1 + 2 * (2 + 2));
+    assert_eq!(inputs.len(), 1 + 2 + 2 + 1 + 2 * (2 + 2));
     let proof = snark::prove(&pk, c.clone(), &mut rng).unwrap();
     assert_every_input_is_bound(pk.verifying_key(), &inputs, &proof);
     // The two sums swapped, one sum left out, or a third one added: refused.
@@ -495,14 +610,23 @@ fn several_sums_are_released_together_and_each_is_bound() {
             Err(e) => assert!(e.to_string().contains("sums"), "{e}"),
         }
     }
-    // A partial whose second measure differs from the committed one is caught.
-    let mut lying = c;
-    lying.openings[0].partial.sums[1][0] += 1;
-    assert!(!satisfied(lying));
+    // Totals whose second measure differs from the chunks' are caught, committed anew or
+    // not; so are the two measures swapped.
+    let Closing::Root { totals, .. } = c.closing.clone() else {
+        panic!("a root")
+    };
+    let mut changed = totals.clone();
+    changed.sums[1][0] += 1;
+    let mut swapped = totals.clone();
+    swapped.sums.swap(0, 1);
+    for lie in [changed, swapped] {
+        assert!(!satisfied(with_totals(&c, lie.clone(), true)));
+        assert!(!satisfied(with_totals(&c, lie, false)));
+    }
     // A predicate counts one condition: two sums is not its shape.
     let predicate = CombineShape {
         output: CombineOutput::Predicate,
         ..shape
     };
-    assert!(CombineCircuit::new(predicate, params(1, 1), leaves, Fr::from(0u8)).is_err());
+    assert!(root(predicate, params(1, 1), &leaves).is_err());
 }

@@ -9,8 +9,9 @@ use zkfabric_circuits::{
     aggregate::Partial,
     combine::{
         CombineCircuit, CombineOutput, CombineParams, CombineResult, CombineShape, GroupNoisy,
-        NoiseParams, Opening,
+        NoiseParams,
     },
+    evaluation::{GroupColumn, GroupDomain},
     noise::{noise, secret_commitment, NoiseSeed},
     snark, Fr,
 };
@@ -97,7 +98,9 @@ fn each_party_alone_changes_the_noise() {
 fn shape(coins: u32) -> CombineShape {
     CombineShape {
         inputs: 2,
-        groups: 2,
+        domain: GroupDomain {
+            columns: vec![GroupColumn { width: 1, codes: 2 }],
+        },
         sums: 1,
         output: CombineOutput::Noisy { coins },
     }
@@ -116,31 +119,25 @@ fn params(nonce: u64, threshold: u64) -> CombineParams {
     }
 }
 
-fn openings(counts: [u64; 2], sums: [u128; 2]) -> Vec<Opening> {
+/// Two chunks, each with rows of one group only.
+fn partials(counts: [u64; 2], sums: [u128; 2]) -> Vec<Partial> {
     vec![
-        Opening {
-            partial: Partial {
-                sums: vec![vec![sums[0], 0]],
-                counts: vec![counts[0], 0],
-            },
-            blind: Fr::from(11u8),
+        Partial {
+            sums: vec![vec![sums[0], 0]],
+            counts: vec![counts[0], 0],
         },
-        Opening {
-            partial: Partial {
-                sums: vec![vec![0, sums[1]]],
-                counts: vec![0, counts[1]],
-            },
-            blind: Fr::from(12u8),
+        Partial {
+            sums: vec![vec![0, sums[1]]],
+            counts: vec![0, counts[1]],
         },
     ]
 }
 
 fn noisy(coins: u32, nonce: u64, threshold: u64) -> CombineCircuit {
-    CombineCircuit::new(
+    root(
         shape(coins),
         params(nonce, threshold),
-        openings([40, 2], [12_345, 678]),
-        Fr::from(0u8),
+        &partials([40, 2], [12_345, 678]),
     )
     .unwrap()
 }
@@ -251,7 +248,7 @@ fn a_prover_cannot_steer_drop_or_rescale_the_noise() {
     assert_ne!(shape(24).digest(), shape(23).digest());
     assert_eq!(
         shape(24).description(),
-        "combine/v3 inputs=2 groups=2 sums=1 output=noisy coins=24"
+        "combine/v4 inputs=2 groups=2/1 sums=1 output=noisy coins=24"
     );
 }
 
@@ -274,13 +271,7 @@ proptest! {
         nonce in any::<u64>(),
         threshold in 0u64..200,
     ) {
-        let c = CombineCircuit::new(
-            shape(coins),
-            params(nonce, threshold),
-            openings(counts, sums),
-            Fr::from(0u8),
-        )
-        .unwrap();
+        let c = root(shape(coins), params(nonce, threshold), &partials(counts, sums)).unwrap();
         for (g, group) in groups(&c).into_iter().enumerate() {
             let heads = |p: u64| noise(&seed(nonce), p, coins);
             let count = counts[g] / 3 + u64::from(heads(2 * g as u64));
@@ -312,11 +303,11 @@ fn each_of_several_sums_draws_its_own_noise_at_its_own_step() {
         }),
         ..params(5, 10)
     };
-    let mut openings = openings([40, 2], [12_345, 678]);
-    for (o, water) in openings.iter_mut().zip([[700, 0], [0, 70]]) {
-        o.partial.sums.push(water.to_vec());
+    let mut partials = partials([40, 2], [12_345, 678]);
+    for (p, water) in partials.iter_mut().zip([[700, 0], [0, 70]]) {
+        p.sums.push(water.to_vec());
     }
-    let c = CombineCircuit::new(shape, params, openings, Fr::from(0u8)).unwrap();
+    let c = root(shape.clone(), params, &partials).unwrap();
     let heads = |p| u128::from(noise(&seed(5), p, 24));
     assert_eq!(
         groups(&c)[0],

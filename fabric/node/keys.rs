@@ -26,6 +26,7 @@ use zkfabric_circuits::{
     combine::{CombineCircuit, CombineOutput, CombineShape},
     commitment::{ChunkLayout, ColumnSpec},
     eligibility::{EligibilityCircuit, EligibilityShape, WithdrawalCircuit, WithdrawalShape},
+    evaluation::GroupDomain,
     snark::{self, Circuit, ConstraintMatrices, ProvingKey, Reduction},
     CircuitError,
 };
@@ -133,7 +134,7 @@ impl Shape {
                 .map_err(|_| bad(format!("{text:?} is not a number")))
         };
         let shape = match kind {
-            "aggregate/v3" => {
+            "aggregate/v4" => {
                 let columns = field("columns")?
                     .split(',')
                     .map(|c| match c.split_at_checked(1) {
@@ -186,33 +187,41 @@ impl Shape {
                         "none" => Vec::new(),
                         list => columns(list)?,
                     },
-                    groups: number(field("groups")?)?,
                     aggregand,
                 };
                 shape.validate().map_err(|e| bad(e.to_string()))?;
                 Shape::Aggregate(shape)
             }
-            "combine/v3" => Shape::Combine(CombineShape {
-                inputs: number(field("inputs")?)?,
-                groups: number(field("groups")?)?,
-                sums: number(field("sums")?)?,
-                output: match field("output")? {
-                    "release" => CombineOutput::Release,
-                    "predicate" => CombineOutput::Predicate,
-                    "subtotal" => CombineOutput::Subtotal,
-                    "noisy" => CombineOutput::Noisy {
+            "combine/v4" => {
+                let inputs = number(field("inputs")?)?;
+                let output = match field("output")? {
+                    "subtotal" => None,
+                    "release" => Some(CombineOutput::Release),
+                    "predicate" => Some(CombineOutput::Predicate),
+                    "noisy" => Some(CombineOutput::Noisy {
                         coins: number(field("coins")?)? as u32,
-                    },
+                    }),
                     other => return Err(bad(format!("output {other:?}"))),
-                },
-            }),
+                };
+                let shape = match output {
+                    None => CombineShape::subtotal(inputs),
+                    Some(output) => CombineShape {
+                        inputs,
+                        domain: GroupDomain::parse(field("groups")?).map_err(bad)?,
+                        sums: number(field("sums")?)?,
+                        output,
+                    },
+                };
+                shape.validate().map_err(|e| bad(e.to_string()))?;
+                Shape::Combine(shape)
+            }
             "eligibility/v2" => Shape::Eligibility(EligibilityShape {
                 districts: number(field("districts")?)?,
             }),
             WithdrawalShape::DESCRIPTION => Shape::Withdrawal,
             other => {
                 return Err(bad(format!(
-                    "{other:?} is not a circuit (aggregate/v3, combine/v3, eligibility/v2, withdrawal/v1)"
+                    "{other:?} is not a circuit (aggregate/v4, combine/v4, eligibility/v2, withdrawal/v1)"
                 )))
             }
         };
@@ -526,22 +535,23 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
 mod tests {
     use super::*;
 
-    const AGGREGATE: &str = "aggregate/v3 rows=8 columns=w32,n4,n5,n3,n7,n3,w24,w20,w24,n1 \
-        present=9 consent=5 filters=range:2,in:1:4 group_by=1 groups=8 aggregand=sum:6";
+    const AGGREGATE: &str = "aggregate/v4 rows=8 columns=w32,n4,n5,n3,n7,n3,w24,w20,w24,n1 \
+        present=9 consent=5 filters=range:2,in:1:4 group_by=1 aggregand=sum:6";
 
     #[test]
     fn every_canonical_description_parses_back_to_its_shape() {
         for description in [
             AGGREGATE,
-            "aggregate/v3 rows=8 columns=w32,n4,n1 present=2 consent=1 filters= group_by=none \
-             groups=1 aggregand=count",
-            "combine/v3 inputs=8 groups=1 sums=0 output=release",
-            "combine/v3 inputs=4 groups=8 sums=2 output=subtotal",
-            "combine/v3 inputs=8 groups=12 sums=1 output=noisy coins=354",
-            "aggregate/v3 rows=8 columns=w32,n4,w24,n1 present=3 consent=1 filters= \
-             group_by=none groups=1 aggregand=clipped_sum:2",
-            "aggregate/v3 rows=8 columns=w32,n4,n5,n3,n1 present=4 consent=3 \
-             filters=ranges:2:3 group_by=1+2 groups=288 aggregand=sum:0+4",
+            "aggregate/v4 rows=8 columns=w32,n4,n1 present=2 consent=1 filters= group_by=none \
+             aggregand=count",
+            "combine/v4 inputs=8 groups=none sums=0 output=release",
+            "combine/v4 inputs=4 output=subtotal",
+            "combine/v4 inputs=8 groups=12/4 sums=1 output=noisy coins=354",
+            "combine/v4 inputs=8 groups=12/4x24/5x5/3 sums=2 output=release",
+            "aggregate/v4 rows=8 columns=w32,n4,w24,n1 present=3 consent=1 filters= \
+             group_by=none aggregand=clipped_sum:2",
+            "aggregate/v4 rows=8 columns=w32,n4,n5,n3,n1 present=4 consent=3 \
+             filters=ranges:2:3 group_by=1+2 aggregand=sum:0+4",
             "eligibility/v2 districts=16",
             WithdrawalShape::DESCRIPTION,
         ] {
@@ -554,14 +564,22 @@ mod tests {
     fn other_text_is_refused_naming_what_is_wrong() {
         for (text, expected) in [
             ("aggregate/v2 rows=8", "is not a circuit"),
-            ("combine/v3 inputs=8 groups=1 sums=1", "no output="),
+            ("combine/v4 inputs=8 groups=none sums=1", "no output="),
             (
-                "combine/v3 inputs=eight groups=1 sums=1 output=release",
+                "combine/v4 inputs=eight groups=none sums=1 output=release",
                 "\"eight\" is not a number",
             ),
             (
-                "combine/v3 groups=1 inputs=8 sums=1 output=release",
+                "combine/v4 groups=none inputs=8 sums=1 output=release",
                 "not in canonical form",
+            ),
+            (
+                "combine/v4 inputs=8 groups=12:4 sums=1 output=release",
+                "not codes/width",
+            ),
+            (
+                "combine/v4 inputs=8 groups=17/4 sums=1 output=release",
+                "17 codes of 4 bits",
             ),
             (&AGGREGATE.replace("w32", "x32"), "column \"x32\""),
             (
@@ -579,7 +597,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let shape = CombineShape {
             inputs: 2,
-            groups: 1,
+            domain: GroupDomain::default(),
             sums: 0,
             output: CombineOutput::Release,
         };
@@ -608,12 +626,12 @@ mod tests {
     fn an_export_is_written_whole_and_a_zkey_for_another_shape_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("root.r1cs");
-        let description = "combine/v3 inputs=2 groups=1 sums=0 output=release";
+        let description = "combine/v4 inputs=2 groups=none sums=0 output=release";
         let matrices = export_r1cs(description, &out).unwrap();
         let bytes = fs::read(&out).unwrap();
         assert!(bytes.starts_with(b"r1cs") && matrices.num_constraints > 0);
         assert!(matches!(
-            export_r1cs("combine/v3 inputs=2", &dir.path().join("no.r1cs")),
+            export_r1cs("combine/v4 inputs=2", &dir.path().join("no.r1cs")),
             Err(KeyError::Shape { .. })
         ));
         assert!(!dir.path().join("no.r1cs").exists());

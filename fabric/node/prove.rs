@@ -1,11 +1,14 @@
-//! Answering a query with proofs: DataFusion computes the per-chunk partials, each
-//! chunk's native twin must agree with them, the chunk proofs run in parallel, and a tree
-//! of combine proofs closes the answer into a [`Bundle`].
+//! Answering a query with proofs: DataFusion computes the per-chunk tallies, their sum is
+//! committed as the totals and the challenge drawn, each chunk's native twin must agree
+//! with DataFusion, the chunk proofs run in parallel, and a tree of combine proofs closes
+//! the answer into a [`Bundle`].
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::atomic::{AtomicBool, Ordering},
 };
+
+use ark_ff::PrimeField;
 
 use datafusion::{
     arrow::{
@@ -19,12 +22,13 @@ use datafusion::{
 use rand::{rngs::OsRng, Rng};
 use rayon::prelude::*;
 use zkfabric_circuits::{
-    aggregate::{AggregateCircuit, AggregateInstance, Partial},
+    aggregate::{self, AggregateCircuit, AggregateInstance, Partial},
     combine::{
-        CombineCircuit, CombineOutput, CombineResult, CombineShape, GroupAnswer, GroupNoisy,
+        challenge, Closing, CombineCircuit, CombineResult, CombineShape, GroupAnswer, GroupNoisy,
         GroupRelease, NoiseParams, Opening,
     },
     commitment::Chunk,
+    evaluation::{add_tallies, Tallies, Tally},
     noise::NoiseSeed,
     snark::{self, ProvingKey},
     CircuitError, Fr,
@@ -72,8 +76,12 @@ pub enum ProveError {
     #[error("internal error, nothing proven: {0}")]
     Circuit(#[from] CircuitError),
     /// DataFusion and the native twin disagree on a chunk: an internal error.
-    #[error("internal error, nothing proven: chunk {chunk}'s partial from DataFusion differs from the committed rows")]
+    #[error("internal error, nothing proven: chunk {chunk}'s tallies from DataFusion differ from the committed rows")]
     Mismatch { chunk: u64 },
+    /// A selected row's group is not among the query's group slots (a code above its
+    /// column's domain): an internal error, the store holds what ingest refuses.
+    #[error("internal error, nothing proven: a selected row has group key {key}, outside the query's group slots")]
+    OutsideDomain { key: u64 },
     /// The node is shutting down; the proofs made so far were dropped.
     #[error("cancelled: the node is shutting down")]
     Cancelled,
@@ -221,6 +229,7 @@ pub struct Prepared {
     plan: Plan,
     manifest: SignedManifest,
     chunks: Vec<Chunk>,
+    totals_blind: Fr,
     noise: Option<PreparedNoise>,
 }
 
@@ -306,13 +315,37 @@ pub async fn prepare(store: &Store, request: &Request) -> Result<Prepared, Prove
             })
         }
     };
+    let totals_blind = totals_blind(store, &plan, &manifest);
     Ok(Prepared {
         ctx,
         plan,
         manifest,
         chunks,
+        totals_blind,
         noise,
     })
+}
+
+/// The blind of a query's totals: a hash of the node's signature on the statement (the
+/// dataset, epoch, circuits, public parameters and chunk commitments). Ed25519 signs
+/// deterministically, so the same question over the same chunks gets the same totals
+/// commitment and challenge, and cached chunk proofs stay usable; without the node's
+/// key no one can compute it, so the commitment hides the totals.
+fn totals_blind(store: &Store, plan: &Plan, manifest: &SignedManifest) -> Fr {
+    let circuits = &plan.circuits;
+    let mut statement = format!(
+        "zkfabric totals blind v1\n{}\n{}\n{}\n{:?}\n{}\n",
+        plan.schema.name,
+        manifest.manifest.epoch,
+        circuits.chunk_shape.description(),
+        circuits.chunk_query,
+        circuits.root_shape.description(),
+    );
+    for chunk in &manifest.manifest.chunks {
+        statement.push_str(&chunk.commitment);
+        statement.push('\n');
+    }
+    Fr::from_le_bytes_mod_order(&store.sign(statement.as_bytes()).to_bytes())
 }
 
 /// Answers `request` over `store` with proofs, using (and, with `request.setup`, making)
@@ -354,6 +387,7 @@ pub async fn prove(
         plan,
         manifest,
         chunks,
+        totals_blind,
         noise,
     } = prepared;
     let Plan {
@@ -368,39 +402,63 @@ pub async fn prove(
             Ok(())
         }
     };
-    let expected = partials(&ctx, schema, query, circuits).await?;
+    let expected = tallies(&ctx, schema, query, circuits).await?;
+
+    // The totals, committed before anything else: the challenge is drawn after them.
+    let shape = &circuits.chunk_shape;
+    let mut all = Tallies::new();
+    for tallies in expected.values() {
+        add_tallies(&mut all, tallies);
+    }
+    let totals = Partial::from_tallies(&circuits.root_shape.domain, shape.aggregand.sums(), &all)
+        .map_err(|key| ProveError::OutsideDomain { key })?;
+    let totals_commitment = totals.commit(totals_blind);
+    let published: Vec<(u64, Fr)> = manifest
+        .manifest
+        .chunks
+        .iter()
+        .map(|c| {
+            let commitment = fr_from_hex(&c.commitment).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "chunk {}'s published commitment is unreadable",
+                    c.index
+                ))
+            })?;
+            Ok((c.index, commitment))
+        })
+        .collect::<Result<_, ProveError>>()?;
+    let commitments: HashMap<u64, Fr> = published.iter().copied().collect();
+    let challenge = challenge(
+        shape,
+        &circuits.chunk_query,
+        &circuits.root_shape,
+        totals_commitment,
+        &published.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
+    );
 
     let on_setup = |_: &str| progress(Progress::Setup);
-    let chunk_description = circuits.chunk_shape.description();
-    let chunk_pk = keys.get::<AggregateCircuit>(
-        &circuits.chunk_shape,
-        &chunk_description,
-        request.setup,
-        on_setup,
-    )?;
+    let chunk_description = shape.description();
+    let chunk_pk =
+        keys.get::<AggregateCircuit>(shape, &chunk_description, request.setup, on_setup)?;
 
     progress(Progress::Proving {
         total: chunks.len(),
     });
     let chunk_fingerprint = snark::fingerprint(chunk_pk.verifying_key());
     let chunk_vk = snark::prepare(chunk_pk.verifying_key());
-    let parameters = format!("{:?}", circuits.chunk_query);
-    let commitments: HashMap<u64, Fr> = manifest
-        .manifest
-        .chunks
-        .iter()
-        .filter_map(|c| Some((c.index, fr_from_hex(&c.commitment)?)))
-        .collect();
+    // A cached proof answers the same public parameters under the same challenge.
+    let parameters = format!(
+        "{:?} challenge {}",
+        circuits.chunk_query,
+        fr_to_hex(&challenge)
+    );
+    let no_rows = Tallies::new();
     let proven: Vec<(u64, Opening, Fr, snark::Proof)> = in_waves(chunks, |chunk| {
         fail::fail_point!("prove-chunk");
         check_cancel()?;
         let index = chunk.index;
-        let partial = expected_partial(&expected, index, circuits);
-        let chunk_commitment = *commitments.get(&index).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "chunk {index}'s published commitment is unreadable"
-            ))
-        })?;
+        let tallies = expected.get(&index).unwrap_or(&no_rows);
+        let chunk_commitment = commitments[&index];
         let cache_key = ProofKey::new(
             &chunk_fingerprint,
             &chunk_description,
@@ -408,49 +466,50 @@ pub async fn prove(
             &chunk_commitment,
         );
         if let Some(cached) = proofs.get(&cache_key) {
-            let partial_commitment = partial.commit(cached.blind);
+            let share = aggregate::share(shape, tallies, challenge);
+            let evaluation_commitment = zkfabric_circuits::evaluation::commit(share, cached.blind);
             let instance = AggregateInstance {
                 chunk_commitment,
-                chunk: chunk.id(&circuits.chunk_shape.layout),
+                chunk: chunk.id(&shape.layout),
                 query: circuits.chunk_query.clone(),
-                partial_commitment,
+                challenge,
+                evaluation_commitment,
             };
-            let inputs = instance.public_inputs(&circuits.chunk_shape)?;
+            let inputs = instance.public_inputs(shape)?;
             if snark::verify_prepared(&chunk_vk, &inputs, &cached.proof)? {
                 progress(Progress::ChunkProven { reused: true });
                 let opening = Opening {
-                    partial,
+                    evaluation: share,
                     blind: cached.blind,
                 };
-                return Ok((index, opening, partial_commitment, cached.proof));
+                return Ok((index, opening, evaluation_commitment, cached.proof));
             }
             tracing::warn!("a cached proof of chunk {index} does not verify: proving again");
         }
         let blind = Fr::from(OsRng.gen::<u128>());
         let circuit = AggregateCircuit::new(
-            circuits.chunk_shape.clone(),
+            shape.clone(),
             circuits.chunk_query.clone(),
             chunk,
+            challenge,
             blind,
         )?;
-        if circuit.partial != partial {
+        if circuit.tallies != *tallies {
             return Err(ProveError::Mismatch { chunk: index });
         }
-        let commitment = circuit.instance.partial_commitment;
+        let commitment = circuit.instance.evaluation_commitment;
+        let evaluation = circuit.share;
         let proof = snark::prove(&chunk_pk, circuit, &mut OsRng)?;
         proofs.put(&cache_key, blind, &proof);
         progress(Progress::ChunkProven { reused: false });
-        Ok((index, Opening { partial, blind }, commitment, proof))
+        Ok((index, Opening { evaluation, blind }, commitment, proof))
     })?;
 
     progress(Progress::Combining);
     let fan_in = request.limits.combine_inputs;
-    let subtotal_shape = CombineShape {
-        output: CombineOutput::Subtotal,
-        ..circuits.root_shape
-    };
+    let subtotal_shape = CombineShape::subtotal(fan_in);
     let mut combine_proofs = Vec::new();
-    let mut level: Vec<Opening> = proven.iter().map(|(_, o, _, _)| o.clone()).collect();
+    let mut level: Vec<Opening> = proven.iter().map(|(_, o, _, _)| *o).collect();
     let mut subtotal_key = None;
     while level.len() > fan_in {
         if subtotal_key.is_none() {
@@ -464,21 +523,18 @@ pub async fn prove(
             check_cancel()?;
             let blind = Fr::from(OsRng.gen::<u128>());
             let circuit = CombineCircuit::new(
-                subtotal_shape,
+                subtotal_shape.clone(),
                 circuits.combine_params.clone(),
                 openings.to_vec(),
-                blind,
+                Closing::Subtotal { blind },
             )?;
             let CombineResult::Subtotal { commitment } = circuit.instance.result else {
                 unreachable!("a subtotal shape outputs a subtotal")
             };
-            let total = circuit.total.clone();
+            let evaluation = circuit.sum;
             let proof = snark::prove(pk, circuit, &mut OsRng)?;
             Ok::<_, ProveError>((
-                Opening {
-                    partial: total,
-                    blind,
-                },
+                Opening { evaluation, blind },
                 pb::CombineProof {
                     subtotal: fr_to_bytes(&commitment),
                     proof: snark::proof_to_bytes(&proof),
@@ -506,7 +562,16 @@ pub async fn prove(
             threshold: plan.threshold,
         });
     }
-    let root = CombineCircuit::new(circuits.root_shape, root_params, level, Fr::from(0u8))?;
+    let root = CombineCircuit::new(
+        circuits.root_shape.clone(),
+        root_params,
+        level,
+        Closing::Root {
+            totals,
+            blind: totals_blind,
+            challenge,
+        },
+    )?;
     let result = result_table(schema, query, circuits, &root.instance.result);
     let root_proof = snark::prove(&root_pk, root, &mut OsRng)?;
     combine_proofs.push(pb::CombineProof {
@@ -532,13 +597,14 @@ pub async fn prove(
             .iter()
             .map(|(index, _, commitment, proof)| pb::ChunkProof {
                 chunk: *index,
-                partial_commitment: fr_to_bytes(commitment),
+                evaluation_commitment: fr_to_bytes(commitment),
                 proof: snark::proof_to_bytes(proof),
             })
             .collect(),
         combine_proofs,
         verifying_keys,
         privacy: Some(privacy_terms(schema, circuits, noise)),
+        totals_commitment: fr_to_bytes(&totals_commitment),
     })
 }
 
@@ -698,10 +764,7 @@ pub async fn explain(
         touched,
     )];
     if subtotals > 0 {
-        let shape = CombineShape {
-            output: CombineOutput::Subtotal,
-            ..plan.circuits.root_shape
-        };
+        let shape = CombineShape::subtotal(request.limits.combine_inputs);
         circuits.push(circuit("subtotal", shape.description(), subtotals));
     }
     circuits.push(circuit("root", plan.circuits.root_shape.description(), 1));
@@ -729,10 +792,7 @@ pub async fn explain(
 /// The shapes of every key `circuits` can need, by role: `chunk`, `root` and `subtotal`
 /// (the subtotal combine only proves answers over more chunks than one combine opens).
 pub fn key_shapes(circuits: &CircuitQuery) -> [(&'static str, String); 3] {
-    let subtotal = CombineShape {
-        output: CombineOutput::Subtotal,
-        ..circuits.root_shape
-    };
+    let subtotal = CombineShape::subtotal(circuits.root_shape.inputs);
     [
         ("chunk", circuits.chunk_shape.description()),
         ("root", circuits.root_shape.description()),
@@ -750,11 +810,8 @@ pub fn setup_keys(keys: &KeyCache, circuits: &CircuitQuery) -> Result<Vec<String
         "{} {chunk}",
         snark::fingerprint(chunk_pk.verifying_key())
     )];
-    let subtotal = CombineShape {
-        output: CombineOutput::Subtotal,
-        ..circuits.root_shape
-    };
-    for shape in [circuits.root_shape, subtotal] {
+    let subtotal = CombineShape::subtotal(circuits.root_shape.inputs);
+    for shape in [circuits.root_shape.clone(), subtotal] {
         let d = shape.description();
         let pk = keys.get::<CombineCircuit>(&shape, &d, true, |_| ())?;
         lines.push(format!("{} {d}", snark::fingerprint(pk.verifying_key())));
@@ -769,9 +826,6 @@ fn verifying_key(pk: &ProvingKey, shape: String) -> pb::VerifyingKey {
         key: snark::verifying_key_to_bytes(pk.verifying_key()),
     }
 }
-
-/// Per chunk and group key, DataFusion's COUNT and the SUM of each aggregand.
-type Partials = HashMap<(u64, u64), (u64, Vec<u128>)>;
 
 /// The query's predicate over the table: the consent bit, then every filter.
 fn predicate(schema: &Schema, query: &ProvableQuery, purpose_bit: u32) -> Expr {
@@ -800,13 +854,14 @@ fn predicate(schema: &Schema, query: &ProvableQuery, purpose_bit: u32) -> Expr {
         .expect("the consent test is always there")
 }
 
-/// DataFusion's per-chunk, per-group partials of the canonical query, in one pass.
-async fn partials(
+/// DataFusion's per-chunk tallies of the canonical query (per group key, the COUNT and
+/// the SUM of each aggregand), in one pass.
+async fn tallies(
     ctx: &SessionContext,
     schema: &Schema,
     query: &ProvableQuery,
     circuits: &CircuitQuery,
-) -> Result<Partials, ProveError> {
+) -> Result<BTreeMap<u64, Tallies>, ProveError> {
     let clips = &circuits.chunk_query.clips;
     let addends: Vec<Expr> = match &query.aggregand {
         Aggregand::CountOnly => Vec::new(),
@@ -855,7 +910,7 @@ async fn partials(
         )?
         .collect()
         .await?;
-    let mut out = Partials::new();
+    let mut out = BTreeMap::<u64, Tallies>::new();
     let counted = 1 + usize::from(keyed);
     for b in &batches {
         let chunk = b.column(0).as_primitive::<UInt64Type>();
@@ -868,34 +923,16 @@ async fn partials(
                     _ => 0,
                 })
                 .collect();
-            out.insert(
-                (chunk.value(r), key.map_or(0, |k| k.value(r))),
-                (counts.value(r) as u64, sums),
+            out.entry(chunk.value(r)).or_default().insert(
+                key.map_or(0, |k| k.value(r)),
+                Tally {
+                    count: counts.value(r) as u64,
+                    sums,
+                },
             );
         }
     }
     Ok(out)
-}
-
-/// The partial DataFusion computed for `chunk`, in the circuit's group-slot order.
-fn expected_partial(partials: &Partials, chunk: u64, circuits: &CircuitQuery) -> Partial {
-    let keys = &circuits.chunk_query.group_keys;
-    let slots: Vec<u64> = if keys.is_empty() {
-        vec![0]
-    } else {
-        keys.clone()
-    };
-    let shape = &circuits.chunk_shape;
-    let mut partial = Partial::zero(shape.groups, shape.aggregand.sums());
-    for (slot, key) in slots.iter().enumerate() {
-        if let Some((count, sums)) = partials.get(&(chunk, *key)) {
-            partial.counts[slot] = *count;
-            for (measure, sum) in partial.sums.iter_mut().zip(sums) {
-                measure[slot] = *sum;
-            }
-        }
-    }
-    partial
 }
 
 /// The answer table from the root combine's result.
@@ -905,21 +942,13 @@ pub fn result_table(
     circuits: &CircuitQuery,
     result: &CombineResult,
 ) -> pb::ResultTable {
-    let keys = &circuits.chunk_query.group_keys;
-    let slots: Vec<u64> = if keys.is_empty() {
-        vec![0]
-    } else {
-        keys.clone()
-    };
+    let domain = &circuits.root_shape.domain;
     let negate = matches!(query.aggregand, Aggregand::CountWhere { negate: true, .. });
-    let rows = slots
-        .iter()
-        .zip(&circuits.groups)
-        .enumerate()
-        .map(|(slot, (&key, codes))| {
+    let rows = (0..domain.slots())
+        .map(|slot| {
             let mut row = pb::ResultRow {
-                key,
-                labels: query.group_labels(schema, codes),
+                key: domain.key(slot),
+                labels: query.group_labels(schema, &domain.codes(slot)),
                 ..Default::default()
             };
             match result {

@@ -22,7 +22,7 @@ use zkfabric_circuits::Fr;
 /// The bundle format this version writes and reads: 2 since bundles state their privacy
 /// mode and dp answers are noisy, 3 since queries group by several columns (result rows
 /// carry one label per grouping column).
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// Most slots (K or L) a bundle's circuits may have: a bound on what a verifier
 /// allocates for a bundle it has not checked yet (G is bounded by [`MAX_GROUPS`]).

@@ -2,7 +2,7 @@
 //! public parameters it means.
 //!
 //! A [`ProvableQuery`] is canonical: filters are merged per column and sorted, labels are
-//! codes, and the group keys are every code the grouping column can hold, so the same
+//! codes, and the group slots are every tuple of codes the grouping columns can hold, so the same
 //! question always gives the same statement. The node lowers SQL to it (with DataFusion,
 //! in the `zkfabric` crate); a verifier rebuilds the circuits' view of it from the bundle
 //! with [`ProvableQuery::circuit`], and reads it to a person with
@@ -14,6 +14,7 @@ use zkfabric_circuits::{
         MAX_MEASURES,
     },
     combine::{CombineOutput, CombineParams, CombineShape},
+    evaluation::{GroupColumn, GroupDomain, MAX_SLOTS},
 };
 
 use crate::{
@@ -173,7 +174,7 @@ pub struct OrderKey {
 }
 
 /// Most group slots any query has: the product of its grouping columns' codes.
-pub const MAX_GROUPS: usize = 4096;
+pub const MAX_GROUPS: usize = MAX_SLOTS;
 
 /// Most items of any IN list.
 pub const MAX_IN_ITEMS: usize = 64;
@@ -193,7 +194,7 @@ pub struct Limits {
     /// Most group slots `G` (at most [`MAX_GROUPS`]): GROUP BY takes columns whose codes
     /// make at most this many tuples.
     pub max_groups: usize,
-    /// Partial slots `K` of a combine.
+    /// Input slots `K` of a combine.
     pub combine_inputs: usize,
     /// Minimum group size `k`: smaller groups are suppressed.
     pub min_group_size: u64,
@@ -221,13 +222,10 @@ pub struct ShapeError(pub String);
 pub struct CircuitQuery {
     /// Shape of every chunk proof.
     pub chunk_shape: AggregateShape,
-    /// Public parameters of every chunk proof.
+    /// Public parameters of every chunk proof (all but the challenge).
     pub chunk_query: AggregateQuery,
-    /// Each group slot's codes, in GROUP BY order (one empty tuple without GROUP BY);
-    /// `chunk_query.group_keys` packs them.
-    pub groups: Vec<Vec<u64>>,
-    /// Shape of the root combine (Release or Predicate); inner combines are the same
-    /// shape with a Subtotal output.
+    /// Shape of the root combine (Release, Predicate or Noisy): its domain holds the
+    /// group slots. Inner combines are [`CombineShape::subtotal`]s.
     pub root_shape: CombineShape,
     /// Public parameters of the root combine (for a noisy root, the prover adds the
     /// noise seed).
@@ -347,30 +345,6 @@ impl ProvableQuery {
         text
     }
 
-    /// The group slots of this query's GROUP BY: every tuple of codes its columns may
-    /// hold, the first column varying slowest (one empty tuple without GROUP BY); `None`
-    /// when there are more than `max` or a column is unknown.
-    pub fn group_tuples(&self, schema: &Schema, max: usize) -> Option<Vec<Vec<u64>>> {
-        let mut tuples = vec![Vec::new()];
-        for name in &self.group_by {
-            let codes = u128::from(schema.column(name)?.1.max_code()) + 1;
-            if tuples.len() as u128 * codes > max as u128 {
-                return None;
-            }
-            tuples = tuples
-                .into_iter()
-                .flat_map(|t| {
-                    (0..codes as u64).map(move |code| {
-                        let mut t = t.clone();
-                        t.push(code);
-                        t
-                    })
-                })
-                .collect();
-        }
-        Some(tuples)
-    }
-
     /// How a group slot's codes read: per grouping column, its label, or the code in
     /// decimal for a column without labels.
     pub fn group_labels(&self, schema: &Schema, codes: &[u64]) -> Vec<String> {
@@ -469,13 +443,32 @@ impl ProvableQuery {
             }
             group_by.push(column);
         }
+        let layout = schema
+            .layout()
+            .map_err(|e| bad(format!("dataset {}: {e}", schema.name)))?;
+        // The group slots: every tuple of codes the grouping columns may hold.
+        let domain = GroupDomain {
+            columns: group_by
+                .iter()
+                .map(|&c| GroupColumn {
+                    width: layout.width(c),
+                    codes: schema.columns[c].max_code() + 1,
+                })
+                .collect(),
+        };
         let max_groups = limits.max_groups.min(MAX_GROUPS);
-        let tuples = self.group_tuples(schema, max_groups).ok_or_else(|| {
-            bad(format!(
-                "GROUP BY {}: at most {max_groups} groups (the product of the columns' codes)",
-                self.group_by.join(", ")
-            ))
-        })?;
+        domain
+            .columns
+            .iter()
+            .try_fold(1u128, |n, c| {
+                Some(n * u128::from(c.codes)).filter(|n| *n <= max_groups as u128)
+            })
+            .ok_or_else(|| {
+                bad(format!(
+                    "GROUP BY {}: at most {max_groups} groups (the product of the columns' codes)",
+                    self.group_by.join(", ")
+                ))
+            })?;
         if limits.min_group_size == 0 {
             return Err(bad(
                 "minimum group size 0: k is at least 1, so that no group of zero rows is \
@@ -483,8 +476,7 @@ impl ProvableQuery {
                     .into(),
             ));
         }
-        let groups = tuples.len();
-        let group_by_is_empty = group_by.is_empty();
+        let groups = domain.slots();
         let (aggregand, condition, output, threshold) = match &self.aggregand {
             Aggregand::CountOnly => (CircuitAggregand::CountOnly, None, CombineOutput::Release, 0),
             Aggregand::Sum(measures) => {
@@ -553,25 +545,16 @@ impl ProvableQuery {
             ),
             (_, aggregand, _) => (aggregand, Vec::new()),
         };
-        let layout = schema
-            .layout()
-            .map_err(|e| bad(format!("dataset {}: {e}", schema.name)))?;
         let chunk_shape = AggregateShape {
             layout,
             consent: schema.consent(),
             filters,
             group_by,
-            groups,
             aggregand,
-        };
-        let group_keys = match group_by_is_empty {
-            true => Vec::new(),
-            false => tuples.iter().map(|t| chunk_shape.group_key(t)).collect(),
         };
         let chunk_query = AggregateQuery {
             purpose,
             filters: params,
-            group_keys,
             condition,
             clips,
         };
@@ -579,16 +562,17 @@ impl ProvableQuery {
             .validate(&chunk_shape)
             .map_err(|e| bad(e.to_string()))?;
         let sums = chunk_shape.aggregand.sums();
+        let root_shape = CombineShape {
+            inputs: limits.combine_inputs,
+            domain,
+            sums,
+            output,
+        };
+        root_shape.validate().map_err(|e| bad(e.to_string()))?;
         Ok(CircuitQuery {
             chunk_shape,
             chunk_query,
-            groups: tuples,
-            root_shape: CombineShape {
-                inputs: limits.combine_inputs,
-                groups,
-                sums,
-                output,
-            },
+            root_shape,
             combine_params: CombineParams {
                 min_group_size: limits.min_group_size,
                 threshold,

@@ -5,8 +5,9 @@
 //! against their fingerprints and the pinned (fingerprint, shape) pairs, coverage (every
 //! chunk of the epoch is proven, once, in order, each under the dataset id, index and row
 //! count the manifest lists, no commitment listed twice), the result table against the
-//! query, and finally every proof against public inputs recomputed from manifest, query
-//! and result, batch-verified per key. Each statement begins with the digest of the
+//! query, the challenge (recomputed from the query, the totals' commitment and every
+//! chunk commitment), and finally every proof against public inputs recomputed from
+//! manifest, query, challenge and result, batch-verified per key. Each statement begins with the digest of the
 //! shape the verifier derived from the query, so a proof made under a key of another
 //! shape fails even when that key is trusted too. This module uses only the circuits, the protobuf
 //! messages and the pure query types: no DataFusion, no store.
@@ -18,8 +19,8 @@ use rand::rngs::OsRng;
 use zkfabric_circuits::{
     aggregate::{AggregateInstance, ChunkId},
     combine::{
-        empty_slot_commitment, CombineInstance, CombineOutput, CombineResult, CombineShape,
-        GroupAnswer, GroupNoisy, GroupRelease,
+        challenge, empty_slot_commitment, CombineInstance, CombineOutput, CombineResult,
+        CombineShape, GroupAnswer, GroupNoisy, GroupRelease, TotalsClaim,
     },
     snark::{self, Proof, VerifyingKey},
     Fr,
@@ -378,6 +379,18 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         ));
     }
 
+    // The challenge every chunk proof takes: drawn after the totals' commitment, the query
+    // and every chunk commitment, so none of them can be chosen knowing it.
+    let totals_commitment = fr_from_bytes(&bundle.totals_commitment, "totals_commitment")?;
+    let commitments: Vec<Fr> = touched.iter().map(|(_, c)| *c).collect();
+    let challenge = challenge(
+        &circuits.chunk_shape,
+        &circuits.chunk_query,
+        &circuits.root_shape,
+        totals_commitment,
+        &commitments,
+    );
+
     // Chunk statements.
     let chunk_shape = circuits.chunk_shape.description();
     let chunk_vk = key_for(chunk_shape.clone())?;
@@ -385,15 +398,16 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
     let mut chunk_statements = Vec::new();
     let mut level = Vec::new();
     for (i, (p, (chunk, commitment))) in bundle.chunk_proofs.iter().zip(&touched).enumerate() {
-        let partial_commitment = fr_from_bytes(
-            &p.partial_commitment,
-            &format!("chunk_proofs[{i}].partial_commitment"),
+        let evaluation_commitment = fr_from_bytes(
+            &p.evaluation_commitment,
+            &format!("chunk_proofs[{i}].evaluation_commitment"),
         )?;
         let inputs = AggregateInstance {
             chunk_commitment: *commitment,
             chunk: *chunk,
             query: circuits.chunk_query.clone(),
-            partial_commitment,
+            challenge,
+            evaluation_commitment,
         }
         .public_inputs(&circuits.chunk_shape)
         .map_err(|e| VerifyError::Failed(format!("query: {e}")))?;
@@ -402,22 +416,19 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
             proof(&p.proof, &format!("chunk_proofs[{i}].proof"))?,
         ));
         names.push(format!("chunk-{}", p.chunk));
-        level.push(partial_commitment);
+        level.push(evaluation_commitment);
     }
 
     // The combine tree: subtotal levels while more than K commitments remain, then the root.
     let fan_in = limits.combine_inputs;
-    let empty = empty_slot_commitment(&circuits.root_shape);
+    let empty = empty_slot_commitment();
     let pad = |mut slots: Vec<Fr>| {
         slots.resize(fan_in, empty);
         slots
     };
     let mut combines = bundle.combine_proofs.iter().enumerate();
     let mut subtotal_statements = Vec::new();
-    let subtotal_shape = CombineShape {
-        output: CombineOutput::Subtotal,
-        ..circuits.root_shape
-    };
+    let subtotal_shape = CombineShape::subtotal(fan_in);
     while level.len() > fan_in {
         let mut next = Vec::new();
         for slots in level.chunks(fan_in) {
@@ -426,7 +437,8 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
             })?;
             let commitment = fr_from_bytes(&c.subtotal, &format!("combine_proofs[{i}].subtotal"))?;
             let inputs = CombineInstance {
-                partial_commitments: pad(slots.to_vec()),
+                input_commitments: pad(slots.to_vec()),
+                totals: None,
                 result: CombineResult::Subtotal { commitment },
             }
             .public_inputs(&subtotal_shape)
@@ -456,7 +468,11 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         noise.map(|(plan, commitment, (q, n))| (plan.clone(), commitment, q, n)),
     )?;
     let root_inputs = CombineInstance {
-        partial_commitments: pad(level),
+        input_commitments: pad(level),
+        totals: Some(TotalsClaim {
+            challenge,
+            commitment: totals_commitment,
+        }),
         result,
     }
     .public_inputs(&circuits.root_shape)
@@ -811,7 +827,7 @@ fn check_outputs(query: &ProvableQuery) -> Result<(), VerifyError> {
 }
 
 /// The root combine's public result, read from the result table: one row per group slot,
-/// keyed as the query's group keys.
+/// keyed as the root's domain keys them.
 fn root_result(
     schema: &Schema,
     table: Option<&pb::ResultTable>,
@@ -823,13 +839,8 @@ fn root_result(
         field: "result".into(),
         message: "missing".into(),
     })?;
-    let keys = &circuits.chunk_query.group_keys;
-    let slots: Vec<u64> = if keys.is_empty() {
-        vec![0]
-    } else {
-        keys.clone()
-    };
-    let groups = &circuits.groups;
+    let domain = &circuits.root_shape.domain;
+    let slots: Vec<u64> = (0..domain.slots()).map(|g| domain.key(g)).collect();
     let row_keys: Vec<u64> = table.rows.iter().map(|r| r.key).collect();
     if row_keys != slots {
         return failed(format!(
@@ -838,8 +849,8 @@ fn root_result(
     }
     let negate = matches!(query.aggregand, Aggregand::CountWhere { negate: true, .. });
     let predicate = circuits.root_shape.output == CombineOutput::Predicate;
-    for ((i, r), codes) in table.rows.iter().enumerate().zip(groups) {
-        let labels = query.group_labels(schema, codes);
+    for (i, r) in table.rows.iter().enumerate() {
+        let labels = query.group_labels(schema, &domain.codes(i));
         if r.labels != labels {
             return failed(format!(
                 "result: row {i} is labelled {:?}, key {} is {labels:?}",

@@ -178,8 +178,12 @@ fn every_changed_field_of_a_bundle_is_rejected() {
             }),
         ),
         (
-            "partial commitment",
-            Box::new(|b| b.chunk_proofs[0].partial_commitment[0] ^= 1),
+            "evaluation commitment",
+            Box::new(|b| b.chunk_proofs[0].evaluation_commitment[0] ^= 1),
+        ),
+        (
+            "totals commitment (so the challenge)",
+            Box::new(|b| b.totals_commitment[0] ^= 1),
         ),
         ("chunk proof", Box::new(|b| b.chunk_proofs[0].proof[3] ^= 1)),
         (

@@ -12,12 +12,13 @@ use ark_r1cs_std::{
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, SynthesisError};
 
 use super::{
-    evaluate, Aggregand, AggregateInstance, AggregateQuery, AggregateShape, FilterParams,
-    FilterShape, Partial,
+    evaluate, share, Aggregand, AggregateInstance, AggregateQuery, AggregateShape, FilterParams,
+    FilterShape,
 };
 use crate::{
-    commitment::{Chunk, Group, CHUNK_TAG, GROUP_TAG, PARTIAL_TAG},
-    gadgets::{gated_eq, is_ge, is_in_range, is_member, to_bits, witness_bits},
+    commitment::{Chunk, Group, CHUNK_TAG, GROUP_TAG},
+    evaluation::{self, combine_values, gated_power, powers_of, squares, Tallies},
+    gadgets::{is_ge, is_in_range, is_member, to_bits, witness_bits},
     poseidon::gadget::chain,
     snark, CircuitError, Fr,
 };
@@ -33,34 +34,41 @@ pub struct AggregateCircuit {
     pub instance: AggregateInstance,
     /// The committed rows and salts.
     pub chunk: Chunk,
-    /// The partial's blinding factor.
+    /// The evaluation's blinding factor.
     pub blind: Fr,
-    /// The partial the statement commits to (the native twin's output).
-    pub partial: Partial,
+    /// The chunk's tallies by group key (the native twin's output).
+    pub tallies: Tallies,
+    /// The chunk's share of the evaluation at the challenge, which the statement commits
+    /// to.
+    pub share: Fr,
 }
 
 impl AggregateCircuit {
-    /// An honest circuit: runs the native twin on `chunk` and commits to its partial
-    /// under `blind`.
+    /// An honest circuit: runs the native twin on `chunk` and commits to its share of
+    /// the evaluation at `challenge` under `blind`.
     pub fn new(
         shape: AggregateShape,
         query: AggregateQuery,
         chunk: Chunk,
+        challenge: Fr,
         blind: Fr,
     ) -> Result<Self, CircuitError> {
-        let partial = evaluate(&shape, &query, &chunk)?;
+        let tallies = evaluate(&shape, &query, &chunk)?;
+        let share = share(&shape, &tallies, challenge);
         let instance = AggregateInstance {
             chunk_commitment: chunk.commitment(&shape.layout),
             chunk: chunk.id(&shape.layout),
             query,
-            partial_commitment: partial.commit(blind),
+            challenge,
+            evaluation_commitment: evaluation::commit(share, blind),
         };
         Ok(Self {
             shape,
             instance,
             chunk,
             blind,
-            partial,
+            tallies,
+            share,
         })
     }
 }
@@ -89,14 +97,13 @@ impl snark::Circuit for AggregateCircuit {
                     FilterShape::Ranges { count, .. } => FilterParams::Ranges(vec![(0, 0); *count]),
                 })
                 .collect(),
-            group_keys: Vec::new(),
             condition: matches!(shape.aggregand, Aggregand::CountWhere { .. }).then_some((0, 0)),
             clips: match &shape.aggregand {
                 Aggregand::ClippedSum { columns } => vec![0; columns.len()],
                 _ => Vec::new(),
             },
         };
-        Self::new(shape, query, chunk, Fr::zero())
+        Self::new(shape, query, chunk, Fr::zero(), Fr::zero())
     }
 
     fn public_inputs(&self) -> Result<Vec<Fr>, CircuitError> {
@@ -117,7 +124,8 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
             instance,
             chunk,
             blind,
-            partial: _,
+            tallies: _,
+            share: _,
         } = self;
         let layout = &shape.layout;
         let width = |c: usize| layout.width(c);
@@ -144,11 +152,6 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                 FilterShape::Ranges { count, .. } => take(2 * count),
             })
             .collect();
-        let keys = take(if shape.group_by.is_empty() {
-            0
-        } else {
-            shape.groups
-        });
         let condition = match shape.aggregand {
             Aggregand::CountWhere { .. } => take(2),
             _ => Vec::new(),
@@ -157,7 +160,8 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
             Aggregand::ClippedSum { columns } => take(columns.len()),
             _ => Vec::new(),
         };
-        let partial_commitment = take(1).remove(0);
+        let challenge = take(1).remove(0);
+        let evaluation_commitment = take(1).remove(0);
 
         // The statement is about this shape and no other.
         shape_digest.enforce_equal(&FpVar::constant(shape.digest()))?;
@@ -257,11 +261,12 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
         preimage.extend(digests);
         chain(&preimage)?.enforce_equal(&chunk_commitment)?;
 
-        // Row by row: the selection gate, the group it falls in, and what it adds.
-        let mut counts: Vec<Vec<FpVar<Fr>>> = vec![Vec::new(); shape.groups];
-        // Per measure and group, the terms of its sum.
-        let mut sums: Vec<Vec<Vec<FpVar<Fr>>>> =
-            vec![vec![Vec::new(); shape.groups]; shape.aggregand.sums()];
+        // Row by row: the selection gate, the row's monomial `gate · r^key` and what it
+        // adds; the count and each measure's sum are added up over the rows.
+        let key_bits: usize = shape.group_by.iter().map(|&c| width(c) as usize).sum();
+        let squares = squares(&challenge, key_bits as u32)?;
+        let mut count_terms = Vec::with_capacity(layout.capacity());
+        let mut sum_terms: Vec<Vec<FpVar<Fr>>> = vec![Vec::new(); shape.aggregand.sums()];
         for row in 0..layout.capacity() {
             let consent_bits = &columns[&shape.consent].bits[row];
             let consented: FpVar<Fr> = purpose_onehot
@@ -287,20 +292,15 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                 selected = &selected & &passes;
             }
             let gate = FpVar::from(selected) * consented;
-            let slots = match shape.group_by.as_slice() {
-                [] => vec![gate],
-                group_by => {
-                    // The row's key, packed as `AggregateShape::group_key` packs it: each
-                    // code is its bits, so below 2^width, and no two tuples share a key.
-                    let key = group_by.iter().fold(FpVar::zero(), |key, &c| {
-                        key * FpVar::constant(Fr::from(1u128 << width(c)))
-                            + &columns[&c].values[row]
-                    });
-                    keys.iter()
-                        .map(|k| gated_eq(&key, k, &gate))
-                        .collect::<Result<Vec<_>, _>>()?
-                }
-            };
+            // The key's bits, least significant first: the last grouping column's code
+            // is the lowest (as `AggregateShape::group_key` packs it).
+            let bits: Vec<Boolean<Fr>> = shape
+                .group_by
+                .iter()
+                .rev()
+                .flat_map(|c| columns[c].bits[row].iter().cloned())
+                .collect();
+            let monomial = gated_power(&gate, &bits, &squares)?;
             let value = |c: usize| &columns[&c].values[row];
             let addends: Vec<FpVar<Fr>> = match &shape.aggregand {
                 Aggregand::CountOnly => Vec::new(),
@@ -322,23 +322,19 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                     })
                     .collect::<Result<_, SynthesisError>>()?,
             };
-            for (g, slot) in slots.into_iter().enumerate() {
-                for (terms, addend) in sums.iter_mut().zip(&addends) {
-                    terms[g].push(&slot * addend);
-                }
-                counts[g].push(slot);
+            for (terms, addend) in sum_terms.iter_mut().zip(&addends) {
+                terms.push(&monomial * addend);
             }
+            count_terms.push(monomial);
         }
 
-        // The partial, committed under the blind.
-        let mut preimage = vec![FpVar::constant(Fr::from(PARTIAL_TAG)), witness(blind)?];
-        preimage.extend(
-            sums.iter()
-                .flatten()
-                .map(|terms| terms.iter().sum::<FpVar<Fr>>()),
-        );
-        preimage.extend(counts.iter().map(|terms| terms.iter().sum::<FpVar<Fr>>()));
-        chain(&preimage)?.enforce_equal(&partial_commitment)?;
+        // The share `count + s·sum_1 + ... + s^M·sum_M` (each a sum of monomials), with
+        // `s = r^(2^key bits)`, committed under the blind.
+        let count: FpVar<Fr> = count_terms.iter().sum();
+        let sums: Vec<FpVar<Fr>> = sum_terms.iter().map(|t| t.iter().sum()).collect();
+        let share = combine_values(&count, &sums, &powers_of(&squares[key_bits], sums.len()));
+        evaluation::commit_gadget(&share, &witness(blind)?)?
+            .enforce_equal(&evaluation_commitment)?;
         Ok(())
     }
 }

@@ -1,5 +1,8 @@
-//! The chunk-aggregate circuit: SUM and COUNT per group over the rows of one committed
-//! chunk that are present, consented to the query's purpose and pass every filter.
+//! The chunk-aggregate circuit: what the rows of one committed chunk that are present,
+//! consented to the query's purpose and pass every filter add to each group's COUNT and
+//! SUMs, stated as the chunk's share of the totals' random evaluation
+//! ([`crate::evaluation`]): `sum over selected rows of r^key · (1, s·v_1, ...)`, hidden
+//! under a commitment. The per-row cost grows with the key's bits, not with the groups.
 //!
 //! Public inputs, in order:
 //! 1. the shape's digest ([`AggregateShape::digest`]), fixed by a constraint, so a key of
@@ -10,15 +13,15 @@
 //! 4. per filter, in shape order: `lo, hi` for a range filter, `lo, hi` of each of its
 //!    ranges for a union of ranges, the `L` list items for an IN filter (a shorter list
 //!    is padded by repeating its first item);
-//! 5. with GROUP BY, the `G` group keys (unused slots hold [`UNUSED_GROUP_KEY`]); a key
-//!    packs the grouping columns' codes, the first column's in the highest bits, so that
-//!    keys sort as the tuples they pack;
-//! 6. for a counted condition ([`Aggregand::CountWhere`]), its `lo, hi`; for clipped
+//! 5. for a counted condition ([`Aggregand::CountWhere`]), its `lo, hi`; for clipped
 //!    sums ([`Aggregand::ClippedSum`]), each measure's clip bound;
-//! 7. the commitment to the hidden [`Partial`] (per-measure, per-group sums and per-group
-//!    counts, blinded).
+//! 6. the query's challenge `r` ([`crate::combine::challenge`]);
+//! 7. the commitment to the chunk's hidden evaluation ([`crate::evaluation::commit`]).
 //!
-//! [`evaluate`] is the native twin; [`AggregateCircuit`] the constraint system.
+//! A row's group key packs the grouping columns' codes, the first column's in the highest
+//! bits ([`AggregateShape::group_key`]); each code is its range-checked bits, so no two
+//! tuples share a key. [`evaluate`] is the native twin; [`AggregateCircuit`] the
+//! constraint system.
 
 mod circuit;
 
@@ -28,11 +31,9 @@ use std::fmt::Write as _;
 
 use crate::{
     commitment::{fits, ChunkLayout, PARTIAL_TAG},
+    evaluation::{self, GroupDomain, Tallies, Tally},
     poseidon, snark, CircuitError, Fr,
 };
-
-/// Group key of an unused group slot: `2^64`, which no value of any width equals.
-pub const UNUSED_GROUP_KEY: u128 = 1 << 64;
 
 /// A filter of the shape: which column and what kind of test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,8 +105,6 @@ pub struct AggregateShape {
     pub filters: Vec<FilterShape>,
     /// The grouping columns, in GROUP BY order (none: one group).
     pub group_by: Vec<usize>,
-    /// Number of group slots `G` (1 without GROUP BY).
-    pub groups: usize,
     /// What is summed.
     pub aggregand: Aggregand,
 }
@@ -152,11 +151,6 @@ impl AggregateShape {
                 self.key_width()
             ));
         }
-        match (self.group_by.is_empty(), self.groups) {
-            (false, 0) => return bad("GROUP BY needs at least one group slot".into()),
-            (true, g) if g != 1 => return bad(format!("{g} group slots without GROUP BY; use 1")),
-            _ => {}
-        }
         if let Aggregand::Sum { columns } | Aggregand::ClippedSum { columns } = &self.aggregand {
             if !(1..=MAX_MEASURES).contains(&columns.len()) {
                 return bad(format!(
@@ -189,24 +183,19 @@ impl AggregateShape {
                 FilterShape::Ranges { count, .. } => 2 * count,
             })
             .sum();
-        let keys = if self.group_by.is_empty() {
-            0
-        } else {
-            self.groups
-        };
         let condition = match &self.aggregand {
             Aggregand::CountWhere { .. } => 2,
             Aggregand::ClippedSum { columns } => columns.len(),
             _ => 0,
         };
-        6 + filters + keys + condition + 1
+        6 + filters + condition + 2
     }
 
     /// The canonical text of the shape: what keys are filed and pinned under, and what
     /// [`AggregateShape::digest`] hashes.
     pub fn description(&self) -> String {
         let layout = &self.layout;
-        let mut out = format!("aggregate/v3 rows={} columns=", layout.capacity());
+        let mut out = format!("aggregate/v4 rows={} columns=", layout.capacity());
         for (i, c) in layout.columns().iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
             let kind = if c.packed { "n" } else { "w" };
@@ -240,7 +229,7 @@ impl AggregateShape {
                     .join("+")
             ),
         };
-        let _ = write!(out, " groups={} aggregand=", self.groups);
+        out.push_str(" aggregand=");
         let list = |columns: &[usize]| {
             columns
                 .iter()
@@ -297,8 +286,6 @@ pub struct AggregateQuery {
     pub purpose: u32,
     /// One entry per filter of the shape.
     pub filters: Vec<FilterParams>,
-    /// Distinct group keys (at most `G`); empty without GROUP BY.
-    pub group_keys: Vec<u64>,
     /// Bounds of the counted condition, for [`Aggregand::CountWhere`].
     pub condition: Option<(u64, u64)>,
     /// The clip bound of each clipped column, for [`Aggregand::ClippedSum`] (empty
@@ -367,27 +354,6 @@ impl AggregateQuery {
                 _ => return bad(format!("filter {i}: parameters of the wrong kind")),
             }
         }
-        if shape.group_by.is_empty() && !self.group_keys.is_empty() {
-            return bad("group keys without GROUP BY".into());
-        }
-        if self.group_keys.len() > shape.groups {
-            return bad(format!(
-                "{} group keys, shape has {} slots",
-                self.group_keys.len(),
-                shape.groups
-            ));
-        }
-        for (i, k) in self.group_keys.iter().enumerate() {
-            if !crate::commitment::fits(*k, shape.key_width()) {
-                return bad(format!(
-                    "group key {k} exceeds the {} bits of the grouping columns",
-                    shape.key_width()
-                ));
-            }
-            if self.group_keys[..i].contains(k) {
-                return bad(format!("group key {k} appears twice"));
-            }
-        }
         match (&shape.aggregand, self.condition) {
             (Aggregand::CountWhere { column }, Some((lo, hi))) => {
                 if !fits(lo, *column) || !fits(hi, *column) {
@@ -421,17 +387,7 @@ impl AggregateQuery {
         Ok(())
     }
 
-    /// The group keys padded to `G` slots, as field elements.
-    pub(crate) fn padded_keys(&self, shape: &AggregateShape) -> Vec<Fr> {
-        if shape.group_by.is_empty() {
-            return Vec::new();
-        }
-        let mut keys: Vec<Fr> = self.group_keys.iter().map(|&k| Fr::from(k)).collect();
-        keys.resize(shape.groups, Fr::from(UNUSED_GROUP_KEY));
-        keys
-    }
-
-    /// Public inputs 2 to 5 (everything between the two commitments).
+    /// Public inputs 3 to 5 (everything between the chunk and the challenge).
     pub(crate) fn public_parameters(&self, shape: &AggregateShape) -> Vec<Fr> {
         let mut out = vec![Fr::from(self.purpose)];
         for (f, p) in shape.filters.iter().zip(&self.filters) {
@@ -448,7 +404,6 @@ impl AggregateQuery {
                 (_, FilterParams::In(_)) => unreachable!("validated"),
             }
         }
-        out.extend(self.padded_keys(shape));
         if let Some((lo, hi)) = self.condition {
             out.extend([Fr::from(lo), Fr::from(hi)]);
         }
@@ -457,14 +412,14 @@ impl AggregateQuery {
     }
 }
 
-/// A chunk's (or a subtree's) hidden result: per measure and group slot the sum, per
-/// group slot the count.
+/// A query's per-group totals over the slots of its [`GroupDomain`]: per measure and
+/// slot the sum, per slot the count. The root combine opens them under a commitment and
+/// checks their evaluation against the chunks' shares.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Partial {
-    /// Per measure, the per-group sums (below `2^64 · 2^20` for any chunk, so `u128` is
-    /// exact).
+    /// Per measure, the per-slot sums (below `2^64 · 2^40`, so `u128` is exact).
     pub sums: Vec<Vec<u128>>,
-    /// Per-group counts of selected rows.
+    /// Per-slot counts of selected rows.
     pub counts: Vec<u64>,
 }
 
@@ -477,13 +432,58 @@ impl Partial {
         }
     }
 
+    /// Adds `other` (of the same slots and measures) slot by slot.
+    pub fn add(&mut self, other: &Partial) {
+        for (count, c) in self.counts.iter_mut().zip(&other.counts) {
+            *count += c;
+        }
+        for (measure, m) in self.sums.iter_mut().zip(&other.sums) {
+            for (sum, s) in measure.iter_mut().zip(m) {
+                *sum += s;
+            }
+        }
+    }
+
+    /// The totals of `tallies` over the slots of `domain`, with `sums` measures; the key
+    /// of a tally outside the domain is the error.
+    pub fn from_tallies(domain: &GroupDomain, sums: usize, tallies: &Tallies) -> Result<Self, u64> {
+        let slots: std::collections::HashMap<u64, usize> =
+            (0..domain.slots()).map(|g| (domain.key(g), g)).collect();
+        let mut partial = Self::zero(domain.slots(), sums);
+        for (key, tally) in tallies {
+            let &slot = slots.get(key).ok_or(*key)?;
+            partial.counts[slot] += tally.count;
+            for (measure, sum) in partial.sums.iter_mut().zip(&tally.sums) {
+                measure[slot] += sum;
+            }
+        }
+        Ok(partial)
+    }
+
     /// The commitment `chain([PARTIAL_TAG, blind, sums..., counts...])` (sums measure by
-    /// measure) that a chunk proof outputs and a combine proof opens.
+    /// measure) that the root combine opens and the challenge binds.
     pub fn commit(&self, blind: Fr) -> Fr {
         let mut inputs = vec![Fr::from(PARTIAL_TAG), blind];
         inputs.extend(self.sums.iter().flatten().map(|&s| Fr::from(s)));
         inputs.extend(self.counts.iter().map(|&c| Fr::from(c)));
         poseidon::chain(&inputs)
+    }
+
+    /// The totals' evaluation at `challenge` ([`evaluation::evaluate`]), slot `g` under
+    /// the key `domain` gives it.
+    pub fn evaluate(&self, domain: &GroupDomain, challenge: Fr) -> Fr {
+        let sums: Vec<Vec<u128>> = (0..self.counts.len())
+            .map(|g| self.sums.iter().map(|m| m[g]).collect())
+            .collect();
+        evaluation::evaluate(
+            challenge,
+            domain.key_width(),
+            self.counts
+                .iter()
+                .zip(&sums)
+                .enumerate()
+                .map(|(g, (&count, sums))| (domain.key(g), count, sums.as_slice())),
+        )
     }
 }
 
@@ -509,8 +509,11 @@ pub struct AggregateInstance {
     pub chunk: ChunkId,
     /// The query's public parameters.
     pub query: AggregateQuery,
-    /// Commitment to the chunk's hidden partial.
-    pub partial_commitment: Fr,
+    /// The query's challenge `r`.
+    pub challenge: Fr,
+    /// Commitment to the chunk's hidden evaluation: its rows' share of the totals'
+    /// evaluation at `r`.
+    pub evaluation_commitment: Fr,
 }
 
 impl AggregateInstance {
@@ -533,21 +536,23 @@ impl AggregateInstance {
             Fr::from(self.chunk.rows),
         ];
         out.extend(self.query.public_parameters(shape));
-        out.push(self.partial_commitment);
+        out.extend([self.challenge, self.evaluation_commitment]);
         out
     }
 }
 
-/// Native twin of the circuit: the per-group sums and counts of `chunk` under `query`.
+/// Native twin of the circuit: the tallies of `chunk`'s selected rows under `query`, by
+/// group key. Its share of the evaluation at `r` is
+/// `evaluation::evaluate(r, shape.key_width(), ...)` over them.
 pub fn evaluate(
     shape: &AggregateShape,
     query: &AggregateQuery,
     chunk: &crate::commitment::Chunk,
-) -> Result<Partial, CircuitError> {
+) -> Result<Tallies, CircuitError> {
     shape.validate()?;
     query.validate(shape)?;
     chunk.validate(&shape.layout)?;
-    let mut partial = Partial::zero(shape.groups, shape.aggregand.sums());
+    let mut tallies = Tallies::new();
     let col = |c: usize, r: usize| chunk.columns[c][r];
     for row in 0..shape.layout.capacity() {
         let present = col(shape.layout.present(), row) == 1;
@@ -563,16 +568,14 @@ pub fn evaluate(
         if !(present && consented && passes) {
             continue;
         }
-        let slot = match shape.group_by.as_slice() {
-            [] => Some(0),
-            columns => {
-                let codes: Vec<u64> = columns.iter().map(|&c| col(c, row)).collect();
-                let key = shape.group_key(&codes);
-                query.group_keys.iter().position(|&k| k == key)
-            }
-        };
-        let Some(slot) = slot else { continue };
-        partial.counts[slot] += 1;
+        let codes: Vec<u64> = shape.group_by.iter().map(|&c| col(c, row)).collect();
+        let tally = tallies
+            .entry(shape.group_key(&codes))
+            .or_insert_with(|| Tally {
+                count: 0,
+                sums: vec![0; shape.aggregand.sums()],
+            });
+        tally.count += 1;
         let addends: Vec<u128> = match (&shape.aggregand, query.condition) {
             (Aggregand::CountOnly, _) => Vec::new(),
             (Aggregand::Sum { columns }, _) => {
@@ -590,9 +593,20 @@ pub fn evaluate(
             }
             (Aggregand::CountWhere { .. }, None) => unreachable!("validated"),
         };
-        for (sums, addend) in partial.sums.iter_mut().zip(addends) {
-            sums[slot] += addend;
+        for (sum, addend) in tally.sums.iter_mut().zip(addends) {
+            *sum += addend;
         }
     }
-    Ok(partial)
+    Ok(tallies)
+}
+
+/// A chunk's share of the evaluation at `challenge`, from its tallies.
+pub fn share(shape: &AggregateShape, tallies: &Tallies, challenge: Fr) -> Fr {
+    evaluation::evaluate(
+        challenge,
+        shape.key_width(),
+        tallies
+            .iter()
+            .map(|(&key, t)| (key, t.count, t.sums.as_slice())),
+    )
 }

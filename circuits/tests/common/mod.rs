@@ -4,9 +4,11 @@
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystem};
 use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 use zkfabric_circuits::{
-    aggregate::{Aggregand, AggregateQuery, AggregateShape, FilterParams, FilterShape},
+    aggregate::{Aggregand, AggregateQuery, AggregateShape, FilterParams, FilterShape, Partial},
+    combine::{Closing, CombineCircuit, CombineParams, CombineShape, Opening},
     commitment::{Chunk, ChunkLayout, ColumnSpec},
-    snark, Fr,
+    evaluation::{GroupColumn, GroupDomain, Tallies, Tally},
+    snark, CircuitError, Fr,
 };
 
 pub const TIME: usize = 0;
@@ -53,12 +55,11 @@ pub fn shape() -> AggregateShape {
             FilterShape::Range { column: HOUR },
         ],
         group_by: vec![DISTRICT],
-        groups: 2,
         aggregand: Aggregand::Sum { columns: vec![KWH] },
     }
 }
 
-pub fn query(districts: Vec<u64>, hours: (u64, u64), keys: Vec<u64>) -> AggregateQuery {
+pub fn query(districts: Vec<u64>, hours: (u64, u64)) -> AggregateQuery {
     AggregateQuery {
         purpose: 1,
         filters: vec![
@@ -68,14 +69,13 @@ pub fn query(districts: Vec<u64>, hours: (u64, u64), keys: Vec<u64>) -> Aggregat
                 hi: hours.1,
             },
         ],
-        group_keys: keys,
         condition: None,
         clips: Vec::new(),
     }
 }
 
 pub fn default_query() -> AggregateQuery {
-    query(vec![2, 5], (7, 9), vec![2, 5])
+    query(vec![2, 5], (7, 9))
 }
 
 /// Rows given as (district, hour, age, consent, kwh); all present.
@@ -139,4 +139,70 @@ pub fn assert_every_input_is_bound(vk: &snark::VerifyingKey, inputs: &[Fr], proo
             "public input {i} changed"
         );
     }
+}
+
+/// The challenge the tests evaluate at (a node draws it with `combine::challenge`).
+pub fn challenge() -> Fr {
+    Fr::from(0x5eed_c4a1_u64)
+}
+
+/// Tallies from `(key, count, sums)` entries.
+pub fn tallies(entries: &[(u64, u64, &[u128])]) -> Tallies {
+    entries
+        .iter()
+        .map(|&(key, count, sums)| {
+            (
+                key,
+                Tally {
+                    count,
+                    sums: sums.to_vec(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The domain of `GROUP BY district` over all eight 3-bit codes.
+pub fn districts() -> GroupDomain {
+    GroupDomain {
+        columns: vec![GroupColumn { width: 3, codes: 8 }],
+    }
+}
+
+/// Each partial's share of the evaluation at [`challenge`] as an opening (blinds 11,
+/// 12, ...), and their sum.
+pub fn shares(shape: &CombineShape, partials: &[Partial]) -> (Vec<Opening>, Partial) {
+    let mut totals = Partial::zero(shape.groups(), shape.sums);
+    let openings = partials
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            totals.add(p);
+            Opening {
+                evaluation: p.evaluate(&shape.domain, challenge()),
+                blind: Fr::from(11 + i as u64),
+            }
+        })
+        .collect();
+    (openings, totals)
+}
+
+/// The root combine over chunks whose totals are `partials`: each input is a chunk's
+/// share, and the root opens their sum (blind 77) at [`challenge`].
+pub fn root(
+    shape: CombineShape,
+    params: CombineParams,
+    partials: &[Partial],
+) -> Result<CombineCircuit, CircuitError> {
+    let (openings, totals) = shares(&shape, partials);
+    CombineCircuit::new(
+        shape,
+        params,
+        openings,
+        Closing::Root {
+            totals,
+            blind: Fr::from(77u8),
+            challenge: challenge(),
+        },
+    )
 }
