@@ -9,7 +9,7 @@
 //! default_purpose = "energy-research"  # used when a query names none
 //! min_group_size = 10                  # k: smaller groups are suppressed
 //! in_list_items = 64                   # the longest IN list (at most 64)
-//! max_groups = 512                     # G: most group slots (tuples of GROUP BY codes)
+//! max_groups = 4096                    # G: most group slots (tuples of GROUP BY codes)
 //! combine_inputs = 8                   # K: partials one combine proof opens
 //! proof_cache_entries = 4096           # chunk proofs kept for reuse (0: none)
 //!

@@ -204,7 +204,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             in_list: MAX_IN_ITEMS,
-            max_groups: 512,
+            max_groups: MAX_GROUPS,
             combine_inputs: 8,
             min_group_size: 10,
         }
