@@ -1,7 +1,7 @@
 //! What group slots cost: constraints per row of the chunk circuit, and constraints of
 //! the root combine, for a COUNT grouped by 1, 12, 144 and 1,440 group slots (no GROUP
 //! BY; district; origin x destination; district x hour x household_size), as the node
-//! plans them. With the random-evaluation argument a row pays two constraints per bit of
+//! plans them; and the filtered SUM of the `datasets` bench, for comparison. With the random-evaluation argument a row pays two constraints per bit of
 //! its group key, whatever the number of groups; the root pays per group, once per
 //! answer.
 //!
@@ -18,7 +18,7 @@ use zkfabric::{
 };
 
 /// (dataset, purpose, question).
-const QUESTIONS: [(&str, &str, &str); 4] = [
+const QUESTIONS: [(&str, &str, &str); 5] = [
     (
         "consumption",
         "energy-research",
@@ -40,6 +40,13 @@ const QUESTIONS: [(&str, &str, &str); 4] = [
         "SELECT district, hour, household_size, COUNT(*) FROM consumption \
          GROUP BY district, hour, household_size",
     ),
+    // The filtered SUM of the `datasets` bench: one range and one IN filter, no grouping.
+    (
+        "consumption",
+        "energy-research",
+        "SELECT SUM(kwh) FROM consumption \
+         WHERE hour BETWEEN 17 AND 21 AND household_size IN ('3', '4', '5+')",
+    ),
 ];
 
 fn groups(_: &mut Criterion) {
@@ -56,7 +63,7 @@ fn groups(_: &mut Criterion) {
         max_groups: MAX_GROUPS,
         ..Limits::default()
     };
-    println!("chunk circuit of a grouped COUNT, {rows}-row chunks (exact answers):");
+    println!("chunk and root circuits, {rows}-row chunks (exact answers):");
     for (dataset, purpose, sql) in QUESTIONS {
         let schema = Schema::builtin(dataset)
             .expect("a built-in dataset")
