@@ -97,6 +97,11 @@ pub struct NoisePlan {
     pub spread: u32,
 }
 
+/// Most coins one noisy root draws, all values together: about 13 constraints a coin, so
+/// at most some 14 million constraints (a careless or hostile question, say a GROUP BY
+/// of 4,096 groups at a small epsilon, would otherwise make a root no node can prove).
+pub const MAX_ROOT_COINS: u64 = 1 << 20;
+
 impl NoisePlan {
     /// The plan for `query` over `groups` group slots of `schema`'s dataset, whose unit
     /// is bounded by `bounds`, at `cost`.
@@ -140,6 +145,15 @@ impl NoisePlan {
             delta: cost.delta / f64::from(values_charged),
         };
         let coins = coins_for(per_value)?;
+        let root_coins = groups as u64 * u64::from(kinds) * u64::from(coins);
+        if root_coins > MAX_ROOT_COINS {
+            return Err(PrivacyError(format!(
+                "a noisy answer of {groups} groups x {kinds} values x {coins} coins draws \
+                 {root_coins} coins in its root proof (about {} million constraints); at \
+                 most {MAX_ROOT_COINS}: ask for fewer groups or sums, or spend more epsilon",
+                root_coins * 13 / 1_000_000
+            )));
+        }
         let sum_steps = clips
             .iter()
             .map(|clip| u128::from(rows) * clip.max(&1))
@@ -327,5 +341,39 @@ mod tests {
         ] {
             assert!(Cost::new(bad.0, bad.1).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_noisy_root_too_large_to_prove_is_refused_naming_its_coins() {
+        // GROUP BY a unit attribute (district): each of the 12 values of one unit is
+        // charged once. 12 groups at epsilon 1 fit; 4,096 groups of two values at epsilon
+        // 0.1 (tens of thousands of coins each) would draw billions of coins.
+        let schema = Schema::builtin("consumption").unwrap();
+        let crate::schema::Privacy::Dp(bounds) = &schema.privacy else {
+            unreachable!("consumption is dp")
+        };
+        let query = ProvableQuery {
+            purpose: "energy-research".into(),
+            filters: Vec::new(),
+            group_by: vec!["district".into()],
+            aggregand: Aggregand::Sum(vec!["kwh".into()]),
+            outputs: Vec::new(),
+            post: Default::default(),
+        };
+        let plan = |groups, epsilon| {
+            NoisePlan::new(
+                &schema,
+                bounds,
+                &query,
+                groups,
+                Cost::new(epsilon, 1e-7).unwrap(),
+            )
+        };
+        assert!(plan(12, 1.0).is_ok());
+        let err = plan(4096, 0.1).unwrap_err().0;
+        assert!(
+            err.contains("4096 groups x 2 values") && err.contains("at most 1048576"),
+            "{err}"
+        );
     }
 }

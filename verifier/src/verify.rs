@@ -128,7 +128,8 @@ impl PinnedKey {
             let at = || format!("{source} line {}", n + 1);
             let (fingerprint, shape) = line.split_once(char::is_whitespace).ok_or_else(|| {
                 format!(
-                    "{}: a fingerprint without the shape it is trusted for; a line is                      `sha256:... SHAPE`, as `zkfabric setup` and `keys import` print it",
+                    "{}: a fingerprint without the shape it is trusted for; a line is \
+                     `sha256:... SHAPE`, as `zkfabric setup` and `keys import` print it",
                     at()
                 )
             })?;
