@@ -1111,3 +1111,101 @@ fn the_six_questions_once_refused_are_answered_and_verify() {
         }
     }
 }
+
+#[test]
+fn arithmetic_between_aggregates_is_shown_as_datafusion_computes_it() {
+    use zkfabric::verifier::{
+        query::{Arithmetic, ArithmeticOp, OutputKind},
+        view::{value, view, Value},
+    };
+    let sum = |m| Box::new(Arithmetic::Aggregate(Box::new(OutputKind::Sum(m))));
+    let count = Box::new(Arithmetic::Aggregate(Box::new(OutputKind::Count)));
+    let q = lower(
+        "SELECT district, SUM(kwh) / COUNT(*) AS per_row, SUM(water) + 2 * SUM(kwh) \
+         FROM consumption GROUP BY district ORDER BY per_row DESC",
+    )
+    .unwrap();
+    assert_eq!(
+        q.outputs[1].kind,
+        OutputKind::Arithmetic(Arithmetic::Binary {
+            op: ArithmeticOp::Divide,
+            left: sum(0),
+            right: count,
+        })
+    );
+    assert_eq!(q.outputs[1].name, "per_row");
+    assert_eq!(
+        q.aggregand,
+        Aggregand::Sum(vec!["kwh".into(), "water".into()])
+    );
+    assert_eq!(q.post.order_by[0].output, 1);
+    for (sql, construct) in [
+        (
+            "SELECT hour + 1, COUNT(*) FROM consumption GROUP BY hour",
+            "arithmetic on the grouping column `hour`",
+        ),
+        (
+            "SELECT SUM(kwh) % COUNT(*) FROM consumption",
+            "`%` between aggregates",
+        ),
+        ("SELECT SUM(kwh) / 2.5 FROM consumption", "integers only"),
+        (
+            "SELECT abs(SUM(kwh)) FROM consumption",
+            "functions on aggregates",
+        ),
+    ] {
+        let err = lower(sql).unwrap_err().to_string();
+        assert!(err.contains(construct), "{sql}: {err}");
+    }
+
+    // Proven, verified, then computed over the released values as the table shows them
+    // (kWh, not the stored kWh x 1000): what DataFusion computes over the consented rows.
+    let node = node(96);
+    let sql = "SELECT district, SUM(kwh) / COUNT(*) AS per_row, SUM(water) + 2 * SUM(kwh) \
+               FROM consumption GROUP BY district ORDER BY per_row DESC";
+    let bundle = answer(&node, sql, "energy-research");
+    let report = verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned)).unwrap();
+    let schema = tiny();
+    let rows = &bundle.result.as_ref().unwrap().rows;
+    let shown = view(&schema, &report.query, rows);
+    let expected = plain(
+        &node,
+        "consumption",
+        "SELECT district, CAST(ROUND(10000 * CAST(SUM(kwh) AS DOUBLE) / 1000 / COUNT(*)) \
+         AS BIGINT), CAST(ROUND(10000 * (CAST(SUM(water) AS DOUBLE) + 2 * CAST(SUM(kwh) AS \
+         DOUBLE) / 1000)) AS BIGINT) FROM consumption WHERE (consent & 4) <> 0 GROUP BY district",
+    );
+    let real = |row, output| match value(&schema, &report.query, row, output) {
+        Some(Value::Real(v)) => (v * 10000.0).round() as i64,
+        other => panic!("{other:?}"),
+    };
+    let mut shown_released = 0;
+    for row in &shown {
+        if row.suppressed {
+            assert_eq!(value(&schema, &report.query, row, 1), None);
+            continue;
+        }
+        shown_released += 1;
+        let (per_row, total) = (&expected[&row.key].0, &expected[&row.key].1[0]);
+        assert!((real(row, 1) - *per_row as i64).abs() <= 1, "{row:?}");
+        assert!((real(row, 2) - *total as i64).abs() <= 1, "{row:?}");
+    }
+    assert!(shown_released > 0);
+    // Largest ratio first; suppressed groups (nulls) last.
+    let ratios: Vec<i64> = shown
+        .iter()
+        .filter(|r| !r.suppressed)
+        .map(|r| real(r, 1))
+        .collect();
+    assert!(ratios.windows(2).all(|w| w[0] >= w[1]), "{ratios:?}");
+    // The CSV shows the ratio in kWh a row, four decimals.
+    let csv = zkfabric::verifier::table::render(
+        &schema,
+        &report.query,
+        &bundle,
+        zkfabric::verifier::table::Format::Csv,
+    );
+    let first = shown.iter().find(|r| !r.suppressed).unwrap();
+    let line = format!("{},{:.4}", first.labels[0], real(first, 1) as f64 / 10000.0);
+    assert!(csv.contains(&line), "{line} in {csv}");
+}

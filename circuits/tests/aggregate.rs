@@ -65,7 +65,8 @@ fn a_claimed_share_other_than_the_rows_is_unsatisfiable() {
     let circuit = honest(default_chunk(), default_query());
     assert!(satisfied(circuit.clone()));
     assert!(satisfied(claiming(&circuit, &circuit.tallies)));
-    let lies: [(&str, &[(u64, u64, &[u128])]); 6] = [
+    type Entries<'a> = &'a [(u64, u64, &'a [u128])];
+    let lies: [(&str, Entries); 6] = [
         ("a sum inflated", &[(2, 3, &[2101]), (5, 2, &[750])]),
         ("a count lowered", &[(2, 2, &[2100]), (5, 2, &[750])]),
         // Row 7 (district 2, 100 kWh) moved to district 5.

@@ -89,7 +89,7 @@ fn with_totals(c: &CombineCircuit, totals: Partial, recommit: bool) -> CombineCi
     lying.instance.result = root(
         c.shape.clone(),
         params(min_group_size, 0),
-        &[totals.clone()],
+        std::slice::from_ref(&totals),
     )
     .unwrap()
     .instance

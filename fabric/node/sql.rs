@@ -16,6 +16,7 @@ use datafusion::{
     common::{Column as PlanColumn, ScalarValue},
     datasource::MemTable,
     error::DataFusionError,
+    execution::SessionStateBuilder,
     logical_expr::{
         expr::{AggregateFunction, Alias, InList},
         utils::split_conjunction,
@@ -35,8 +36,8 @@ use codes::Codes;
 
 use crate::circuits::aggregate::MAX_MEASURES;
 use crate::verifier::query::{
-    Aggregand, Comparison, Filter, Having, OrderKey, Output, OutputKind, PostProcessing,
-    ProvableQuery, Test, MAX_IN_ITEMS, MAX_RANGES,
+    Aggregand, Arithmetic, ArithmeticOp, Comparison, Filter, Having, OrderKey, Output, OutputKind,
+    PostProcessing, ProvableQuery, Test, MAX_IN_ITEMS, MAX_RANGES,
 };
 use crate::{
     shared::records,
@@ -152,6 +153,18 @@ pub async fn lower(
     let plan = state.statement_to_plan(statement).await?;
     let lowering = Lowering { schema };
     lowering.check_casts(&plan)?;
+    // Optimized without common-subexpression elimination, which would put a projection
+    // of shared aggregates (`SUM(kwh)` of `SUM(kwh) / COUNT(*)` and `2 * SUM(kwh)`)
+    // between SELECT and the aggregate.
+    let rules = state
+        .optimizers()
+        .iter()
+        .filter(|rule| rule.name() != "common_sub_expression_eliminate")
+        .cloned()
+        .collect();
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_optimizer_rules(rules)
+        .build();
     let plan = state.optimize(&plan)?;
     lowering.plan(&plan, purpose)
 }
@@ -596,10 +609,12 @@ impl Lowering<'_> {
         Ok(column)
     }
 
-    /// An integer literal, unwrapping casts the planner added.
+    /// An integer literal, unwrapping casts the planner added (and the decimals of scale
+    /// 0 its type coercion makes of integers).
     fn literal(&self, expr: &Expr) -> Option<i128> {
         match expr {
             Expr::Literal(value, _) => match value {
+                ScalarValue::Decimal128(Some(v), _, 0) => Some(*v),
                 ScalarValue::Int8(Some(v)) => Some(*v as i128),
                 ScalarValue::Int16(Some(v)) => Some(*v as i128),
                 ScalarValue::Int32(Some(v)) => Some(*v as i128),
@@ -952,6 +967,58 @@ impl Lowering<'_> {
         Ok((aggregand, kinds))
     }
 
+    /// Arithmetic between aggregates (COUNT, SUM, AVG) and integer literals: `+`, `-`,
+    /// `*`, `/`, the casts the planner adds for types set aside.
+    fn arithmetic(
+        &self,
+        expr: &Expr,
+        aggregate: &Aggregate,
+        kinds: &[OutputKind],
+    ) -> Result<Arithmetic, QueryError> {
+        let groups = aggregate.group_expr.len();
+        match expr {
+            Expr::Alias(Alias { expr, .. })
+            | Expr::Cast(Cast { expr, .. })
+            | Expr::TryCast(TryCast { expr, .. }) => self.arithmetic(expr, aggregate, kinds),
+            Expr::Column(c) => {
+                let i = aggregate.schema.index_of_column(c)?;
+                match kinds.get(i.wrapping_sub(groups)) {
+                    _ if i < groups => {
+                        unsupported(format!("arithmetic on the grouping column `{}`", c.name))
+                    }
+                    Some(kind @ (OutputKind::Count | OutputKind::Sum(_) | OutputKind::Avg(_))) => {
+                        Ok(Arithmetic::Aggregate(Box::new(kind.clone())))
+                    }
+                    _ => unsupported(format!("arithmetic on `{}`", c.name)),
+                }
+            }
+            Expr::Literal(..) => match self.literal(expr).map(i64::try_from) {
+                Some(Ok(v)) => Ok(Arithmetic::Literal(v)),
+                _ => unsupported(format!(
+                    "the literal `{expr}` in arithmetic (integers only)"
+                )),
+            },
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let op = match op {
+                    Operator::Plus => ArithmeticOp::Add,
+                    Operator::Minus => ArithmeticOp::Subtract,
+                    Operator::Multiply => ArithmeticOp::Multiply,
+                    Operator::Divide => ArithmeticOp::Divide,
+                    other => return unsupported(format!("`{other}` between aggregates")),
+                };
+                Ok(Arithmetic::Binary {
+                    op,
+                    left: Box::new(self.arithmetic(left, aggregate, kinds)?),
+                    right: Box::new(self.arithmetic(right, aggregate, kinds)?),
+                })
+            }
+            other => unsupported(format!(
+                "`{}` in SELECT: functions on aggregates",
+                describe(other)
+            )),
+        }
+    }
+
     fn outputs(
         &self,
         projection: Option<&Projection>,
@@ -964,7 +1031,7 @@ impl Lowering<'_> {
             if i < groups {
                 OutputKind::GroupKey(i)
             } else {
-                kinds[i - groups]
+                kinds[i - groups].clone()
             }
         };
         let Some(projection) = projection else {
@@ -994,10 +1061,11 @@ impl Lowering<'_> {
                     inner = expr;
                 }
                 let Expr::Column(c) = inner else {
-                    return unsupported(format!(
-                        "`{}` in SELECT: arithmetic or functions on aggregates",
-                        describe(expr)
-                    ));
+                    // Arithmetic between aggregates: no column of the aggregate is its
+                    // source (HAVING and ORDER BY name it above the projection).
+                    let arithmetic = self.arithmetic(inner, aggregate, kinds)?;
+                    let kind = OutputKind::Arithmetic(arithmetic);
+                    return Ok((Output { name, kind }, usize::MAX));
                 };
                 let i = aggregate.schema.index_of_column(c)?;
                 let name = if i < groups && !matches!(expr, Expr::Alias(_)) {

@@ -13,8 +13,9 @@ use crate::{
     files::{self, FileError},
     manifest::{Manifest, SignedManifest},
     query::{
-        in_list_slots, Aggregand, Comparison, Filter, Having, Limits, OrderKey, Output, OutputKind,
-        PostProcessing, ProvableQuery, Test, MAX_GROUPS, MAX_IN_ITEMS,
+        in_list_slots, Aggregand, Arithmetic, ArithmeticOp, Comparison, Filter, Having, Limits,
+        OrderKey, Output, OutputKind, PostProcessing, ProvableQuery, Test, MAX_GROUPS,
+        MAX_IN_ITEMS,
     },
 };
 use zkfabric_circuits::Fr;
@@ -138,14 +139,15 @@ pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::ProvableQuery {
         .iter()
         .map(|o| pb::Output {
             name: o.name.clone(),
-            kind: Some(match o.kind {
+            kind: Some(match &o.kind {
                 OutputKind::GroupKey(column) => pb::output::Kind::GroupKey(pb::GroupKey {
-                    column: column as u32,
+                    column: *column as u32,
                 }),
                 OutputKind::Count => pb::output::Kind::Count(pb::Empty {}),
-                OutputKind::Sum(m) => pb::output::Kind::Sum(pb::Measure { measure: m as u32 }),
-                OutputKind::Avg(m) => pb::output::Kind::Avg(pb::Measure { measure: m as u32 }),
+                OutputKind::Sum(m) => pb::output::Kind::Sum(pb::Measure { measure: *m as u32 }),
+                OutputKind::Avg(m) => pb::output::Kind::Avg(pb::Measure { measure: *m as u32 }),
                 OutputKind::Predicate => pb::output::Kind::Predicate(pb::Empty {}),
+                OutputKind::Arithmetic(a) => pb::output::Kind::Arithmetic(arithmetic_to_proto(a)),
             }),
         })
         .collect();
@@ -244,12 +246,15 @@ pub fn query_from_proto(
         .iter()
         .enumerate()
         .map(|(i, o)| {
-            let kind = match o.kind {
+            let kind = match &o.kind {
                 Some(pb::output::Kind::GroupKey(g)) => OutputKind::GroupKey(g.column as usize),
                 Some(pb::output::Kind::Count(_)) => OutputKind::Count,
                 Some(pb::output::Kind::Sum(m)) => OutputKind::Sum(m.measure as usize),
                 Some(pb::output::Kind::Avg(m)) => OutputKind::Avg(m.measure as usize),
                 Some(pb::output::Kind::Predicate(_)) => OutputKind::Predicate,
+                Some(pb::output::Kind::Arithmetic(a)) => OutputKind::Arithmetic(
+                    arithmetic_from_proto(a, &format!("query.outputs[{i}].arithmetic"))?,
+                ),
                 None => return Err(malformed(format!("query.outputs[{i}].kind"), "missing")),
             };
             Ok(Output {
@@ -357,5 +362,58 @@ pub fn read(path: &Path) -> Result<Bundle, BundleError> {
             .map_err(|e| malformed(path.display().to_string(), e.to_string()))
     } else {
         Bundle::decode(&bytes[..]).map_err(|e| malformed(path.display().to_string(), e.to_string()))
+    }
+}
+
+/// The protobuf form of an [`Arithmetic`].
+fn arithmetic_to_proto(a: &Arithmetic) -> pb::Arithmetic {
+    use pb::arithmetic::Node;
+    let node = match a {
+        Arithmetic::Aggregate(kind) => match **kind {
+            OutputKind::Sum(m) => Node::Sum(pb::Measure { measure: m as u32 }),
+            OutputKind::Avg(m) => Node::Avg(pb::Measure { measure: m as u32 }),
+            // Only COUNT, SUM and AVG are lowered into arithmetic.
+            _ => Node::Count(pb::Empty {}),
+        },
+        Arithmetic::Literal(v) => Node::Literal(*v),
+        Arithmetic::Binary { op, left, right } => Node::Binary(Box::new(pb::BinaryArithmetic {
+            op: op.symbol().to_string(),
+            left: Some(Box::new(arithmetic_to_proto(left))),
+            right: Some(Box::new(arithmetic_to_proto(right))),
+        })),
+    };
+    pb::Arithmetic { node: Some(node) }
+}
+
+/// An [`Arithmetic`] from its protobuf form at `field`.
+fn arithmetic_from_proto(a: &pb::Arithmetic, field: &str) -> Result<Arithmetic, BundleError> {
+    use pb::arithmetic::Node;
+    let aggregate = |kind| Ok(Arithmetic::Aggregate(Box::new(kind)));
+    match &a.node {
+        Some(Node::Count(_)) => aggregate(OutputKind::Count),
+        Some(Node::Sum(m)) => aggregate(OutputKind::Sum(m.measure as usize)),
+        Some(Node::Avg(m)) => aggregate(OutputKind::Avg(m.measure as usize)),
+        Some(Node::Literal(v)) => Ok(Arithmetic::Literal(*v)),
+        Some(Node::Binary(b)) => {
+            let op = ArithmeticOp::ALL
+                .into_iter()
+                .find(|op| op.symbol() == b.op)
+                .ok_or_else(|| {
+                    malformed(format!("{field}.op"), format!("{:?} is no operator", b.op))
+                })?;
+            let side = |side: &Option<Box<pb::Arithmetic>>, name: &str| {
+                let field = format!("{field}.{name}");
+                match side {
+                    Some(a) => arithmetic_from_proto(a, &field).map(Box::new),
+                    None => Err(malformed(field, "missing")),
+                }
+            };
+            Ok(Arithmetic::Binary {
+                op,
+                left: side(&b.left, "left")?,
+                right: side(&b.right, "right")?,
+            })
+        }
+        None => Err(malformed(field.to_string(), "missing")),
     }
 }

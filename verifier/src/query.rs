@@ -64,7 +64,7 @@ pub enum Aggregand {
 }
 
 /// What an output column of the answer shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OutputKind {
     /// The code of the grouping column at this position of GROUP BY (its label when the
     /// column has a dictionary).
@@ -78,6 +78,97 @@ pub enum OutputKind {
     Avg(usize),
     /// bool_and / bool_or.
     Predicate,
+    /// Arithmetic between aggregates (`SUM(kwh) / COUNT(*)`), evaluated after the proofs
+    /// by whoever reads the answer.
+    Arithmetic(Arithmetic),
+}
+
+/// Arithmetic between aggregates and integer literals: evaluated in real numbers over the
+/// released values as the answer shows them (a measure in its unit, kWh rather than the
+/// stored kWh x 1000), never inside a proof; a division by zero is null.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// COUNT(*), or the SUM or AVG of a measure ([`OutputKind::Count`], `Sum`, `Avg`).
+    Aggregate(Box<OutputKind>),
+    /// An integer literal.
+    Literal(i64),
+    /// `left op right`.
+    Binary {
+        op: ArithmeticOp,
+        left: Box<Arithmetic>,
+        right: Box<Arithmetic>,
+    },
+}
+
+/// The four operators of [`Arithmetic`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArithmeticOp {
+    Add,
+    Subtract,
+    Multiply,
+    Divide,
+}
+
+impl ArithmeticOp {
+    /// Every operator.
+    pub const ALL: [ArithmeticOp; 4] = [Self::Add, Self::Subtract, Self::Multiply, Self::Divide];
+
+    /// Its SQL symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Self::Add => "+",
+            Self::Subtract => "-",
+            Self::Multiply => "*",
+            Self::Divide => "/",
+        }
+    }
+}
+
+impl Arithmetic {
+    /// The aggregates it reads.
+    pub fn aggregates(&self) -> Vec<&OutputKind> {
+        match self {
+            Self::Aggregate(kind) => vec![kind],
+            Self::Literal(_) => Vec::new(),
+            Self::Binary { left, right, .. } => {
+                let mut all = left.aggregates();
+                all.extend(right.aggregates());
+                all
+            }
+        }
+    }
+
+    /// Its value from the values of its aggregates (`None`: unknown, or a division by
+    /// zero).
+    pub fn evaluate(&self, aggregate: &impl Fn(&OutputKind) -> Option<f64>) -> Option<f64> {
+        match self {
+            Self::Aggregate(kind) => aggregate(kind),
+            Self::Literal(v) => Some(*v as f64),
+            Self::Binary { op, left, right } => {
+                let (l, r) = (left.evaluate(aggregate)?, right.evaluate(aggregate)?);
+                match op {
+                    ArithmeticOp::Add => Some(l + r),
+                    ArithmeticOp::Subtract => Some(l - r),
+                    ArithmeticOp::Multiply => Some(l * r),
+                    ArithmeticOp::Divide => (r != 0.0).then(|| l / r),
+                }
+            }
+        }
+    }
+
+    /// It in words, with `name` for each aggregate.
+    pub fn describe(&self, name: &impl Fn(&OutputKind) -> String) -> String {
+        match self {
+            Self::Aggregate(kind) => name(kind),
+            Self::Literal(v) => v.to_string(),
+            Self::Binary { op, left, right } => format!(
+                "({} {} {})",
+                left.describe(name),
+                op.symbol(),
+                right.describe(name)
+            ),
+        }
+    }
 }
 
 /// One output column, in SELECT order.
@@ -245,17 +336,15 @@ impl ProvableQuery {
                 .and_then(|(_, c)| c.label_of(code))
                 .map_or_else(|| code.to_string(), |label| format!("'{label}'"))
         };
-        let outputs: Vec<String> = self
-            .outputs
-            .iter()
-            .map(|o| match (o.kind, &self.aggregand) {
-                (OutputKind::GroupKey(_), _) => format!("the {} of each group", o.name),
+        let describe = |kind: &OutputKind, name: &str| -> String {
+            match (kind, &self.aggregand) {
+                (OutputKind::GroupKey(_), _) => format!("the {name} of each group"),
                 (OutputKind::Count, _) => "the number of rows".to_string(),
-                (OutputKind::Sum(i), Aggregand::Sum(m)) if i < m.len() => {
-                    format!("the sum of {}", m[i])
+                (OutputKind::Sum(i), Aggregand::Sum(m)) if *i < m.len() => {
+                    format!("the sum of {}", m[*i])
                 }
-                (OutputKind::Avg(i), Aggregand::Sum(m)) if i < m.len() => {
-                    format!("the average of {}", m[i])
+                (OutputKind::Avg(i), Aggregand::Sum(m)) if *i < m.len() => {
+                    format!("the average of {}", m[*i])
                 }
                 (
                     OutputKind::Predicate,
@@ -271,7 +360,17 @@ impl ProvableQuery {
                     value(column, *lo),
                     value(column, *hi)
                 ),
-                _ => format!("`{}` (which does not fit the aggregand)", o.name),
+                _ => format!("`{name}` (which does not fit the aggregand)"),
+            }
+        };
+        let outputs: Vec<String> = self
+            .outputs
+            .iter()
+            .map(|o| match &o.kind {
+                OutputKind::Arithmetic(a) => {
+                    a.describe(&|kind: &OutputKind| describe(kind, &o.name))
+                }
+                kind => describe(kind, &o.name),
             })
             .collect();
         let mut text = format!(

@@ -11,6 +11,7 @@ use zkfabric_proto::v1 as pb;
 use crate::{
     query::{Aggregand, OutputKind, ProvableQuery},
     schema::Schema,
+    view::measure,
 };
 
 /// How an answer is written out.
@@ -50,10 +51,8 @@ pub fn render(
     let cells: Vec<Vec<Cell>> = shown
         .iter()
         .map(|row| {
-            query
-                .outputs
-                .iter()
-                .map(|o| cell(schema, query, o.kind, row))
+            (0..query.outputs.len())
+                .map(|output| cell(schema, query, output, row))
                 .collect()
         })
         .collect();
@@ -61,7 +60,7 @@ pub fn render(
     let units: Vec<Option<String>> = query
         .outputs
         .iter()
-        .map(|o| measure(schema, query, o.kind).and_then(|c| c.unit.clone()))
+        .map(|o| measure(schema, query, &o.kind).and_then(|c| c.unit.clone()))
         .collect();
     let notes = notes(schema, query, bundle);
     match format {
@@ -91,24 +90,10 @@ pub fn render(
     }
 }
 
-/// The measure column an output shows (SUM or AVG).
-fn measure<'s>(
-    schema: &'s Schema,
-    query: &ProvableQuery,
-    kind: OutputKind,
-) -> Option<&'s crate::schema::Column> {
-    let (OutputKind::Sum(m) | OutputKind::Avg(m), Aggregand::Sum(measures)) =
-        (kind, &query.aggregand)
-    else {
-        return None;
-    };
-    let name = measures.get(m)?;
-    schema.column(name).map(|(_, c)| c)
-}
-
-fn cell(schema: &Schema, query: &ProvableQuery, kind: OutputKind, row: &pb::ResultRow) -> Cell {
+fn cell(schema: &Schema, query: &ProvableQuery, output: usize, row: &pb::ResultRow) -> Cell {
+    let kind = &query.outputs[output].kind;
     if let OutputKind::GroupKey(column) = kind {
-        return Cell::Text(row.labels.get(column).cloned().unwrap_or_default());
+        return Cell::Text(row.labels.get(*column).cloned().unwrap_or_default());
     }
     if row.suppressed {
         return Cell::Null;
@@ -137,14 +122,14 @@ fn cell(schema: &Schema, query: &ProvableQuery, kind: OutputKind, row: &pb::Resu
             Some(e) => noisy(e, 1),
             None => number(count_text, None),
         },
-        OutputKind::Sum(m) => match (dp, row.sum_estimates.get(m), row.sums.get(m)) {
+        OutputKind::Sum(m) => match (dp, row.sum_estimates.get(*m), row.sums.get(*m)) {
             (true, Some(e), _) => noisy(e, scale),
             (false, _, Some(sum)) => number(scaled(sum, scale), None),
             _ => Cell::Null,
         },
         OutputKind::Avg(m) => {
             let (Some(sum), Ok(count)) = (
-                sum_text(m).and_then(|s| s.parse::<f64>().ok()),
+                sum_text(*m).and_then(|s| s.parse::<f64>().ok()),
                 count_text.parse::<f64>(),
             ) else {
                 return Cell::Null;
@@ -157,6 +142,11 @@ fn cell(schema: &Schema, query: &ProvableQuery, kind: OutputKind, row: &pb::Resu
             }
         }
         OutputKind::Predicate => Cell::Text(row.holds.to_string()),
+        // Four decimals: a ratio's digits, whatever the measures' units.
+        OutputKind::Arithmetic(_) => match crate::view::value(schema, query, row, output) {
+            Some(v) => number(format!("{:.4}", v.real()), None),
+            None => Cell::Null,
+        },
         OutputKind::GroupKey(_) => unreachable!("handled above"),
     }
 }

@@ -803,21 +803,29 @@ fn proof(bytes: &[u8], field: &str) -> Result<Proof, VerifyError> {
 }
 
 /// Outputs must fit the aggregand: predicates only with a counted condition, sums only
-/// with a measure.
+/// with a measure, arithmetic only between COUNT, SUM and AVG.
 fn check_outputs(query: &ProvableQuery) -> Result<(), VerifyError> {
-    for o in &query.outputs {
-        let fits = match (o.kind, &query.aggregand) {
-            (OutputKind::GroupKey(column), _) => column < query.group_by.len(),
+    fn fits(kind: &OutputKind, query: &ProvableQuery) -> bool {
+        match (kind, &query.aggregand) {
+            (OutputKind::GroupKey(column), _) => *column < query.group_by.len(),
             (OutputKind::Predicate, Aggregand::CountWhere { .. }) => true,
             (OutputKind::Predicate, _) => false,
             (_, Aggregand::CountWhere { .. }) => false,
             (OutputKind::Count, _) => true,
             (OutputKind::Sum(m) | OutputKind::Avg(m), Aggregand::Sum(measures)) => {
-                m < measures.len()
+                *m < measures.len()
             }
             (OutputKind::Sum(_) | OutputKind::Avg(_), _) => false,
-        };
-        if !fits {
+            (OutputKind::Arithmetic(a), _) => a.aggregates().into_iter().all(|k| {
+                matches!(
+                    k,
+                    OutputKind::Count | OutputKind::Sum(_) | OutputKind::Avg(_)
+                ) && fits(k, query)
+            }),
+        }
+    }
+    for o in &query.outputs {
+        if !fits(&o.kind, query) {
             return failed(format!(
                 "query: output `{}` does not fit the aggregand",
                 o.name

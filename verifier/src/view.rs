@@ -11,8 +11,8 @@ use std::cmp::Ordering;
 use zkfabric_proto::v1 as pb;
 
 use crate::{
-    query::{Comparison, OutputKind, ProvableQuery},
-    schema::Schema,
+    query::{Aggregand, Comparison, OutputKind, ProvableQuery},
+    schema::{Column, Schema},
 };
 
 /// One cell's value, as far as the released row states it.
@@ -20,7 +20,7 @@ use crate::{
 pub enum Value {
     /// A count, a sum, an estimate, or the code of a grouping column without labels.
     Integer(i128),
-    /// An average.
+    /// An average, or arithmetic between aggregates.
     Real(f64),
     /// A grouping column's label.
     Label(String),
@@ -39,7 +39,8 @@ impl Value {
         }
     }
 
-    fn real(&self) -> f64 {
+    /// The value as a real number (a label is NaN).
+    pub fn real(&self) -> f64 {
         match self {
             Value::Integer(v) => *v as f64,
             Value::Real(v) => *v,
@@ -56,12 +57,12 @@ pub fn value(
     row: &pb::ResultRow,
     output: usize,
 ) -> Option<Value> {
-    let kind = query.outputs.get(output)?.kind;
+    let kind = &query.outputs.get(output)?.kind;
     if let OutputKind::GroupKey(column) = kind {
-        let label = row.labels.get(column)?.clone();
+        let label = row.labels.get(*column)?.clone();
         let labelled = query
             .group_by
-            .get(column)
+            .get(*column)
             .and_then(|name| schema.column(name))
             .is_some_and(|(_, c)| !c.labels.is_empty());
         return match labelled {
@@ -69,6 +70,17 @@ pub fn value(
             false => label.parse().ok().map(Value::Integer),
         };
     }
+    aggregate(schema, query, row, kind)
+}
+
+/// The value of an aggregate output (COUNT, SUM, AVG, a predicate, arithmetic) in `row`,
+/// in stored units: what HAVING compares.
+fn aggregate(
+    schema: &Schema,
+    query: &ProvableQuery,
+    row: &pb::ResultRow,
+    kind: &OutputKind,
+) -> Option<Value> {
     if row.suppressed {
         return None;
     }
@@ -85,14 +97,38 @@ pub fn value(
     };
     match kind {
         OutputKind::Count => count.map(Value::Integer),
-        OutputKind::Sum(m) => sum(m).map(Value::Integer),
-        OutputKind::Avg(m) => match (sum(m), count) {
+        OutputKind::Sum(m) => sum(*m).map(Value::Integer),
+        OutputKind::Avg(m) => match (sum(*m), count) {
             (Some(sum), Some(count)) if count > 0 => Some(Value::Real(sum as f64 / count as f64)),
             _ => None,
         },
         OutputKind::Predicate => Some(Value::Bool(row.holds)),
-        OutputKind::GroupKey(_) => unreachable!("handled above"),
+        // Over the values as the answer shows them: each measure in its unit.
+        OutputKind::Arithmetic(a) => a
+            .evaluate(&|kind: &OutputKind| {
+                let scale = measure(schema, query, kind)
+                    .and_then(|c| c.scale)
+                    .unwrap_or(1);
+                aggregate(schema, query, row, kind).map(|v| v.real() / scale as f64)
+            })
+            .map(Value::Real),
+        OutputKind::GroupKey(_) => None,
     }
+}
+
+/// The measure column an output shows (SUM or AVG), whose unit and scale it takes.
+pub fn measure<'s>(
+    schema: &'s Schema,
+    query: &ProvableQuery,
+    kind: &OutputKind,
+) -> Option<&'s Column> {
+    let (OutputKind::Sum(m) | OutputKind::Avg(m), Aggregand::Sum(measures)) =
+        (kind, &query.aggregand)
+    else {
+        return None;
+    };
+    let name = measures.get(*m)?;
+    schema.column(name).map(|(_, c)| c)
 }
 
 /// The rows shown, in the order shown: those HAVING keeps, sorted by ORDER BY (ties in
