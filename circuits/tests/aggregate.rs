@@ -18,6 +18,23 @@ fn honest(
     AggregateCircuit::new(shape(), query, chunk, challenge(), Fr::from(4242u64)).unwrap()
 }
 
+/// The honest circuit of `shape` and `query` over the default chunk, at the test
+/// challenge, under blind `blind`.
+fn over_default_chunk(
+    shape: &zkfabric_circuits::aggregate::AggregateShape,
+    query: &zkfabric_circuits::aggregate::AggregateQuery,
+    blind: u8,
+) -> AggregateCircuit {
+    AggregateCircuit::new(
+        shape.clone(),
+        query.clone(),
+        default_chunk(),
+        challenge(),
+        Fr::from(blind),
+    )
+    .unwrap()
+}
+
 /// `c` stating that its rows' tallies are `claimed`: the commitment to their share.
 fn claiming(c: &AggregateCircuit, claimed: &Tallies) -> AggregateCircuit {
     let mut lying = c.clone();
@@ -208,14 +225,7 @@ fn counting_a_condition_answers_predicates() {
     let mut q = default_query();
     q.filters.truncate(1);
     q.condition = Some((0, 17));
-    let c = AggregateCircuit::new(
-        s.clone(),
-        q.clone(),
-        default_chunk(),
-        challenge(),
-        Fr::from(7u8),
-    )
-    .unwrap();
+    let c = over_default_chunk(&s, &q, 7);
     // Selected (district 2 or 5, consent bit 1): rows 0, 1, 2, 4, 5, 7; minors: row 4.
     assert_eq!(c.tallies, tallies(&[(0, 6, &[1])]));
     assert!(satisfied(c.clone()));
@@ -324,14 +334,7 @@ fn a_clipped_sum_adds_each_row_at_most_its_bound_and_no_more() {
         clipped,
         tallies(&[(2, 3, &[900 + 800 + 100]), (5, 2, &[300 + 450])])
     );
-    let circuit = AggregateCircuit::new(
-        shape.clone(),
-        query.clone(),
-        default_chunk(),
-        challenge(),
-        Fr::from(7u8),
-    )
-    .unwrap();
+    let circuit = over_default_chunk(&shape, &query, 7);
     assert!(satisfied(circuit.clone()));
     // Every public input of a clipped sum's proof is bound, the clip bound included.
     let mut rng = rng(5);
@@ -394,14 +397,7 @@ fn a_union_of_ranges_selects_rows_in_any_of_them_and_binds_each_bound() {
         evaluate(&shape, &query, &default_chunk()).unwrap(),
         tallies(&[(2, 2, &[1200 + 5000]), (5, 1, &[450])])
     );
-    let circuit = AggregateCircuit::new(
-        shape.clone(),
-        query.clone(),
-        default_chunk(),
-        challenge(),
-        Fr::from(3u8),
-    )
-    .unwrap();
+    let circuit = over_default_chunk(&shape, &query, 3);
     let mut rng = rng(6);
     let pk = snark::setup::<AggregateCircuit, _>(&shape, &mut rng).unwrap();
     let inputs = circuit.instance.public_inputs(&shape).unwrap();
@@ -461,14 +457,7 @@ fn several_measures_are_summed_each_and_every_clip_is_bound() {
             (5, 2, &[300 + 450, 17 + 50])
         ])
     );
-    let circuit = AggregateCircuit::new(
-        shape.clone(),
-        query.clone(),
-        default_chunk(),
-        challenge(),
-        Fr::from(5u8),
-    )
-    .unwrap();
+    let circuit = over_default_chunk(&shape, &query, 5);
     let mut rng = rng(7);
     let pk = snark::setup::<AggregateCircuit, _>(&shape, &mut rng).unwrap();
     let inputs = circuit.instance.public_inputs(&shape).unwrap();

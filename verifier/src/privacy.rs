@@ -345,20 +345,20 @@ mod tests {
 
     #[test]
     fn a_noisy_root_too_large_to_prove_is_refused_naming_its_coins() {
-        // GROUP BY a unit attribute (district): each of the 12 values of one unit is
-        // charged once. 12 groups at epsilon 1 fit; 4,096 groups of two values at epsilon
-        // 0.1 (tens of thousands of coins each) would draw billions of coins.
+        // COUNT by a unit attribute (district): a unit moves one value. 12 groups at
+        // epsilon 1 fit; 4,096 groups at epsilon 0.1 (thousands of coins each) would
+        // draw tens of millions of coins.
         let schema = Schema::builtin("consumption").unwrap();
         let crate::schema::Privacy::Dp(bounds) = &schema.privacy else {
             unreachable!("consumption is dp")
         };
         let query = ProvableQuery {
-            purpose: "energy-research".into(),
-            filters: Vec::new(),
             group_by: vec!["district".into()],
-            aggregand: Aggregand::Sum(vec!["kwh".into()]),
-            outputs: Vec::new(),
+            aggregand: Aggregand::CountOnly,
+            purpose: "public-health".into(),
+            filters: Vec::new(),
             post: Default::default(),
+            outputs: Vec::new(),
         };
         let plan = |groups, epsilon| {
             NoisePlan::new(
@@ -372,7 +372,7 @@ mod tests {
         assert!(plan(12, 1.0).is_ok());
         let err = plan(4096, 0.1).unwrap_err().0;
         assert!(
-            err.contains("4096 groups x 2 values") && err.contains("at most 1048576"),
+            err.contains("4096 groups x 1 values") && err.contains("at most 1048576"),
             "{err}"
         );
     }
