@@ -47,7 +47,7 @@ fn ingest(schema: &Schema, file: &std::path::Path) -> Duration {
     store.register(schema).expect("register");
     let started = Instant::now();
     store
-        .ingest(&schema.name, &[file.to_path_buf()])
+        .ingest(&schema.name, &[file.to_path_buf()], false)
         .expect("ingest");
     started.elapsed()
 }

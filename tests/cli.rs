@@ -212,6 +212,90 @@ fn a_crash_at_every_step_of_ingest_and_seal_leaves_a_consistent_store() {
 }
 
 #[test]
+fn an_ingest_killed_after_its_commit_and_run_again_never_doubles_rows() {
+    // The operator's sequence: an ingest killed after it committed (nothing said so),
+    // killed again, then run a third time. The dataset holds the file's rows once.
+    let tmp = TempDir::new().unwrap();
+    let data = tmp.path().join("data");
+    let rows = 600u64;
+    let f = generated_csv(tmp.path(), rows);
+    // Threshold-only, so that a file ingested twice on purpose is not refused for taking
+    // its households beyond their privacy units' bound (as a dp dataset would).
+    let schema = tiny_schema(tmp.path());
+    let run = |args: &[&str], failpoint: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_zkfabric"));
+        command.arg("--data-dir").arg(&data).args(args);
+        command.arg("--schema").arg(&schema);
+        if let Some(point) = failpoint {
+            command.env("FAILPOINTS", format!("{point}=panic"));
+        }
+        command.output().unwrap()
+    };
+    let stored = || {
+        let store = Store::open(&data).unwrap();
+        let summary = store.datasets().unwrap();
+        summary.first().map_or(0, |d| d.rows + d.pending)
+    };
+    for _ in 0..2 {
+        let out = run(&["ingest", "consumption", &f], Some("ingest-committed"));
+        assert!(!out.status.success());
+        assert_eq!(stored(), rows);
+    }
+    let out = run(&["ingest", "consumption", &f], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("was already ingested into consumption as batch 1")
+            && err.contains("--allow-duplicate"),
+        "{err}"
+    );
+    assert_eq!(stored(), rows, "exactly the file's rows, once");
+
+    // The catalog lists the batch with its file's SHA-256.
+    let sha256 = zkfabric::node::store::sha256_hex(&std::fs::read(&f).unwrap());
+    let shown = ok(zkfabric(&data, &["catalog", "show", "consumption"]));
+    assert!(shown.contains(&sha256) && shown.contains(&f), "{shown}");
+
+    // Two files of the same bytes in one ingest: refused, nothing stored.
+    let (other, twin) = (tmp.path().join("other.csv"), tmp.path().join("twin.csv"));
+    generate(&other, 100, 2);
+    std::fs::copy(&other, &twin).unwrap();
+    let out = run(
+        &[
+            "ingest",
+            "consumption",
+            other.to_str().unwrap(),
+            twin.to_str().unwrap(),
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has the same bytes as"), "{err}");
+    assert_eq!(stored(), rows);
+    // A copy under another name is the same file.
+    let copy = tmp.path().join("copy.csv");
+    std::fs::copy(&f, &copy).unwrap();
+    let out = run(&["ingest", "consumption", copy.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    assert_eq!(stored(), rows);
+
+    // Asked for, a byte-identical file is ingested again and recorded as such.
+    let out = ok(run(
+        &[
+            "ingest",
+            "consumption",
+            copy.to_str().unwrap(),
+            "--allow-duplicate",
+        ],
+        None,
+    ));
+    assert!(out.contains("committed as batch 2"), "{out}");
+    assert_eq!(stored(), 2 * rows);
+    let shown = ok(zkfabric(&data, &["catalog", "show", "consumption"]));
+    assert!(shown.contains("batch 1)"), "{shown}");
+}
+
+#[test]
 fn a_process_killed_at_random_times_leaves_a_consistent_store() {
     let tmp = TempDir::new().unwrap();
     let rows = 12_000u64;

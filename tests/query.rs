@@ -100,7 +100,7 @@ fn seal_eight_more(node: &mut Node, rows: usize) {
         [records::to_batch(&schema, &more, 0..8)],
     )
     .unwrap();
-    node.store.ingest("consumption", &[file]).unwrap();
+    node.store.ingest("consumption", &[file], false).unwrap();
     node.store.seal("consumption").unwrap();
 }
 

@@ -58,7 +58,7 @@ fn every_format_round_trips_through_ingest_and_seal() {
         for (all, part) in expected.iter_mut().zip(columns) {
             all.extend(part);
         }
-        store.ingest("consumption", &[path]).unwrap();
+        store.ingest("consumption", &[path], false).unwrap();
     }
     // 2100 rows: two full chunks were sealed on the way, 52 rows wait.
     assert_eq!(store.pending_rows("consumption").unwrap(), 2100 - 2048);
@@ -87,11 +87,11 @@ fn epochs_chain_and_never_change() {
     let tmp = TempDir::new().unwrap();
     let mut store = open(tmp.path());
     let (a, _) = generated(tmp.path(), "a.csv", 100, 1);
-    store.ingest("consumption", &[a]).unwrap();
+    store.ingest("consumption", &[a], false).unwrap();
     store.seal("consumption").unwrap();
     let first = store.manifest("consumption", Some(1)).unwrap();
     let (b, _) = generated(tmp.path(), "b.csv", 100, 2);
-    store.ingest("consumption", &[b]).unwrap();
+    store.ingest("consumption", &[b], false).unwrap();
     store.seal("consumption").unwrap();
     let second = store.manifest("consumption", None).unwrap();
     assert_eq!(second.manifest.epoch, 2);
@@ -114,7 +114,7 @@ fn a_bad_file_is_refused_by_row_and_column_and_stores_nothing() {
     let mut store = open(tmp.path());
     let (good, _) = generated(tmp.path(), "good.csv", 50, 1);
     store
-        .ingest("consumption", std::slice::from_ref(&good))
+        .ingest("consumption", std::slice::from_ref(&good), false)
         .unwrap();
     let before = (store.datasets().unwrap(), files_under(tmp.path()));
 
@@ -130,7 +130,7 @@ fn a_bad_file_is_refused_by_row_and_column_and_stores_nothing() {
     fs::write(&bad, lines.join("\n") + "\n").unwrap();
 
     let err = store
-        .ingest("consumption", &[good.clone(), bad.clone()])
+        .ingest("consumption", &[good.clone(), bad.clone()], false)
         .unwrap_err()
         .to_string();
     assert!(
@@ -159,7 +159,7 @@ fn a_bad_file_is_refused_by_row_and_column_and_stores_nothing() {
         lines[3] = fields.join(",");
         fs::write(&bad, lines.join("\n") + "\n").unwrap();
         let err = store
-            .ingest("consumption", std::slice::from_ref(&bad))
+            .ingest("consumption", std::slice::from_ref(&bad), false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -169,7 +169,7 @@ fn a_bad_file_is_refused_by_row_and_column_and_stores_nothing() {
     }
     fs::write(&bad, text.replace("household_size", "household_count")).unwrap();
     let err = store
-        .ingest("consumption", std::slice::from_ref(&bad))
+        .ingest("consumption", std::slice::from_ref(&bad), false)
         .unwrap_err()
         .to_string();
     assert!(
@@ -193,7 +193,7 @@ fn a_bad_file_is_refused_by_row_and_column_and_stores_nothing() {
     }
     fs::write(&bad, many.join("\n") + "\n").unwrap();
     let err = store
-        .ingest("consumption", std::slice::from_ref(&bad))
+        .ingest("consumption", std::slice::from_ref(&bad), false)
         .unwrap_err()
         .to_string();
     assert!(
@@ -212,7 +212,7 @@ fn a_bad_file_is_refused_by_row_and_column_and_stores_nothing() {
     moved[5] = fields.join(",");
     fs::write(&bad, moved.join("\n") + "\n").unwrap();
     let err = store
-        .ingest("consumption", std::slice::from_ref(&bad))
+        .ingest("consumption", std::slice::from_ref(&bad), false)
         .unwrap_err()
         .to_string();
     assert!(
@@ -249,7 +249,7 @@ fn chunks_committed_in_an_earlier_format_are_refused_by_name() {
     let tmp = TempDir::new().unwrap();
     let (file, _) = generated(tmp.path(), "rows.parquet", 100, 3);
     let mut store = open(tmp.path());
-    store.ingest("consumption", &[file]).unwrap();
+    store.ingest("consumption", &[file], false).unwrap();
     store.seal("consumption").unwrap();
     drop(store);
     let catalog = tmp.path().join("data/catalog.sqlite");
@@ -295,10 +295,10 @@ async fn an_epoch_is_a_datafusion_table_of_exactly_its_chunks() {
     let tmp = TempDir::new().unwrap();
     let mut store = open(tmp.path());
     let (a, first) = generated(tmp.path(), "a.parquet", 1500, 1);
-    store.ingest("consumption", &[a]).unwrap();
+    store.ingest("consumption", &[a], false).unwrap();
     store.seal("consumption").unwrap();
     let (b, _) = generated(tmp.path(), "b.parquet", 700, 2);
-    store.ingest("consumption", &[b]).unwrap();
+    store.ingest("consumption", &[b], false).unwrap();
     store.seal("consumption").unwrap();
 
     let sql = "SELECT _chunk, district, SUM(kwh) FROM consumption \

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
     node::config::Config,
-    node::store::{DatasetSummary, Store},
+    node::store::{DatasetSummary, IngestedBatch, Store},
     shared::records,
     shared::synth,
     verifier::command::{error_message, VerifyArgs},
@@ -99,6 +99,10 @@ enum Command {
         /// Register the dataset from this schema file (TOML) instead of a built-in one.
         #[arg(long)]
         schema: Option<PathBuf>,
+        /// Ingest a file even if its bytes were ingested before (the catalog records the
+        /// earlier batch): only for new readings that happen to be byte-identical.
+        #[arg(long)]
+        allow_duplicate: bool,
     },
     /// Seal every pending row into committed chunks and publish a signed epoch.
     Seal {
@@ -485,7 +489,15 @@ fn execute(cli: Cli) -> Result<()> {
             dataset,
             files,
             schema,
-        } => ingest(data_dir, &config, &dataset, &files, schema.as_deref()),
+            allow_duplicate,
+        } => ingest(
+            data_dir,
+            &config,
+            &dataset,
+            &files,
+            schema.as_deref(),
+            allow_duplicate,
+        ),
         Command::Query {
             sql,
             purpose,
@@ -663,8 +675,15 @@ fn execute(cli: Cli) -> Result<()> {
             Some(remote) => node::catalog_show(&remote, &dataset, epoch),
             None => {
                 let store = open(data_dir)?;
-                let signed = store.manifest(&dataset, epoch)?;
-                print_manifest(&signed, &store.epochs(&dataset)?, &store.node_key())
+                let epochs = store.epochs(&dataset)?;
+                if epoch.is_some() || !epochs.is_empty() {
+                    let signed = store.manifest(&dataset, epoch)?;
+                    print_manifest(&signed, &epochs, &store.node_key())?;
+                } else {
+                    println!("dataset      {dataset}: no epoch sealed yet");
+                }
+                print_ingested(&store.ingested(&dataset)?);
+                Ok(())
             }
         },
         Command::Catalog {
@@ -780,13 +799,14 @@ fn ingest(
     dataset: &str,
     files: &[PathBuf],
     schema: Option<&Path>,
+    allow_duplicate: bool,
 ) -> Result<()> {
     let mut store = open_with(data_dir, config, dataset, schema)?;
     let started = Instant::now();
     let spinner =
         ProgressBar::new_spinner().with_message(format!("ingesting {} file(s)", files.len()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let result = store.ingest(dataset, files);
+    let result = store.ingest(dataset, files, allow_duplicate);
     spinner.finish_and_clear();
     let (report, sealed) = result.context("nothing was ingested")?;
     let secs = started.elapsed().as_secs_f64();
@@ -796,6 +816,14 @@ fn ingest(
         report.rows as f64 / secs.max(1e-9),
         report.pending
     );
+    if !report.batches.is_empty() {
+        let batches: Vec<String> = report.batches.iter().map(u64::to_string).collect();
+        println!(
+            "committed as batch {} (`catalog show {dataset}` lists every batch and its file's \
+             SHA-256)",
+            batches.join(", ")
+        );
+    }
     if let Some(s) = sealed {
         println!(
             "sealed {} full chunk(s), {} rows: epoch {} published",
@@ -896,6 +924,27 @@ fn print_ledgers(
 }
 
 /// Prints an epoch's manifest and checks its signature against `node_key`.
+/// The files ingested into a dataset (this node's own record, not part of any manifest).
+fn print_ingested(batches: &[IngestedBatch]) {
+    if batches.is_empty() {
+        return;
+    }
+    println!("ingested     {} file(s), oldest first:", batches.len());
+    println!(
+        "{:>6} {:>8} {:>12} sha256 / file",
+        "batch", "rows", "unix time"
+    );
+    for b in batches {
+        let again = b.duplicate_of.map_or(String::new(), |d| {
+            format!(" (again, as --allow-duplicate asked: batch {d})")
+        });
+        println!(
+            "{:>6} {:>8} {:>12} {} {}{again}",
+            b.batch, b.rows, b.ingested_at, b.sha256, b.source
+        );
+    }
+}
+
 fn print_manifest(signed: &SignedManifest, epochs: &[u64], node_key: &VerifyingKey) -> Result<()> {
     let m = &signed.manifest;
     println!("dataset      {} (id {})", m.dataset, m.dataset_id);

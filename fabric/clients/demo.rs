@@ -88,7 +88,7 @@ pub fn prepare_with(
     )?;
     let mut store = Store::open(&dir.join("data"))?;
     store.register(schema)?;
-    store.ingest(&schema.name, &[file])?;
+    store.ingest(&schema.name, &[file], false)?;
     store.seal(&schema.name)?;
     Ok(store)
 }

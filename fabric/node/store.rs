@@ -49,7 +49,7 @@ mod ledger;
 mod seal;
 mod units;
 pub use donations::{sha256_hex, Admission, Donation, DonationStatus, Eligible, Withdrawal};
-pub use ingest::IngestReport;
+pub use ingest::{IngestReport, IngestedBatch};
 pub use ledger::{Charge, ChargeRequest, LedgerSummary};
 pub use seal::SealReport;
 
@@ -100,6 +100,25 @@ pub enum StoreError {
     /// A replayed eligibility proof, or a donor beyond the dataset's per-donor limit.
     #[error("donation refused: {0}")]
     Duplicate(String),
+    /// A file whose bytes were already ingested into the dataset; nothing was stored.
+    #[error(
+        "{file} was already ingested into {dataset} as batch {batch} ({when}, SHA-256 \
+         {sha256}): ingesting it again would count its rows twice. Nothing was stored; pass \
+         --allow-duplicate if it holds new readings that happen to be byte-identical"
+    )]
+    AlreadyIngested {
+        file: String,
+        dataset: String,
+        batch: u64,
+        when: String,
+        sha256: String,
+    },
+    /// Two files of one ingest have the same bytes; nothing was stored.
+    #[error(
+        "{second} has the same bytes as {first}, given before it: its rows would be counted \
+         twice. Nothing was stored; pass --allow-duplicate to ingest both"
+    )]
+    SameBytesTwice { first: String, second: String },
     /// No donation has that receipt id.
     #[error("no donation has receipt id `{0}`")]
     UnknownDonation(String),
@@ -198,6 +217,11 @@ CREATE TABLE IF NOT EXISTS ledger (
     dataset TEXT NOT NULL REFERENCES datasets(name), seq INTEGER NOT NULL,
     query_hash TEXT NOT NULL, nonce BLOB NOT NULL, entry BLOB NOT NULL,
     PRIMARY KEY (dataset, seq), UNIQUE (dataset, query_hash, nonce));
+CREATE TABLE IF NOT EXISTS ingested (
+    dataset TEXT NOT NULL REFERENCES datasets(name), batch INTEGER NOT NULL,
+    sha256 TEXT NOT NULL, source TEXT NOT NULL, rows INTEGER NOT NULL,
+    ingested_at INTEGER NOT NULL, duplicate_of INTEGER, PRIMARY KEY (dataset, batch));
+CREATE INDEX IF NOT EXISTS ingested_by_hash ON ingested (dataset, sha256);
 CREATE TABLE IF NOT EXISTS units (
     dataset TEXT NOT NULL REFERENCES datasets(name), unit INTEGER NOT NULL,
     rows INTEGER NOT NULL, attributes TEXT NOT NULL, PRIMARY KEY (dataset, unit));

@@ -149,7 +149,7 @@ fn sealed_store(dir: &Path, schema: &Schema, columns: &[Vec<u64>]) -> Store {
     .unwrap();
     let mut store = Store::open(&dir.join("data")).unwrap();
     store.register(schema).unwrap();
-    store.ingest(&schema.name, &[file]).unwrap();
+    store.ingest(&schema.name, &[file], false).unwrap();
     store.seal(&schema.name).unwrap();
     store
 }

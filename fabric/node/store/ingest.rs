@@ -1,12 +1,14 @@
 //! Ingest: record files validated against the dataset's schema and stored as pending
-//! rows, all files or none; full chunks are sealed at once.
+//! rows, all files or none; full chunks are sealed at once. Each file's SHA-256 is kept
+//! with the batch it became, so a file ingested again (an ingest killed after its commit
+//! and run once more) is refused instead of counting its rows twice.
 
-use std::{fs, path::PathBuf};
+use std::{collections::HashMap, fs, path::PathBuf};
 
 use fail::fail_point;
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{io, SealReport, Store, StoreError};
+use super::{io, sha256_hex, SealReport, Store, StoreError};
 use crate::{shared::records, verifier::schema::Schema};
 
 /// What an ingest stored.
@@ -16,23 +18,127 @@ pub struct IngestReport {
     pub rows: u64,
     /// Rows now waiting to be sealed.
     pub pending: u64,
+    /// The batches committed, one per non-empty file.
+    pub batches: Vec<u64>,
+}
+
+/// One ingested file, as the catalog keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestedBatch {
+    /// The batch its rows became.
+    pub batch: u64,
+    /// The file's SHA-256, hex.
+    pub sha256: String,
+    /// The file as it was named.
+    pub source: String,
+    /// Its rows.
+    pub rows: u64,
+    /// When it was ingested, in seconds since 1970.
+    pub ingested_at: u64,
+    /// The earlier batch of the same bytes, for a file ingested again on purpose
+    /// (`--allow-duplicate`).
+    pub duplicate_of: Option<u64>,
 }
 
 impl Store {
     /// Validates every file against the dataset's schema, then stores all their rows as
-    /// pending in one transaction: if any file is refused, nothing is stored. Full chunks
-    /// are sealed at once.
+    /// pending in one transaction: if any file is refused, nothing is stored. A file whose
+    /// bytes were already ingested into the dataset (or appear twice in `files`) is
+    /// refused naming the batch, unless `allow_duplicate`, which the catalog records. Full
+    /// chunks are sealed at once.
     pub fn ingest(
         &mut self,
         dataset: &str,
         files: &[PathBuf],
+        allow_duplicate: bool,
     ) -> Result<(IngestReport, Option<SealReport>), StoreError> {
         let schema = self.schema(dataset)?;
-        let parsed = files
-            .iter()
-            .map(|f| Ok((f.display().to_string(), records::read_file(&schema, f)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.add_pending(&schema, parsed, |_, _| Ok(()))
+        // Each file's SHA-256, by the name its batch records.
+        let mut sha_of: HashMap<String, String> = HashMap::new();
+        let mut parsed = Vec::with_capacity(files.len());
+        for file in files {
+            let source = file.display().to_string();
+            let sha256 = sha256_hex(&fs::read(file).map_err(io(file))?);
+            if let Some((earlier, _)) = sha_of.iter().find(|(_, h)| **h == sha256) {
+                if !allow_duplicate {
+                    return Err(StoreError::SameBytesTwice {
+                        first: earlier.clone(),
+                        second: source,
+                    });
+                }
+            }
+            parsed.push((source.clone(), records::read_file(&schema, file)?));
+            sha_of.insert(source, sha256);
+        }
+        // Refused before anything is written (the data directory's lock keeps another
+        // ingest from racing this one).
+        let earlier = |db: &rusqlite::Connection, sha256: &str| {
+            db.query_row(
+                "SELECT batch, ingested_at FROM ingested WHERE dataset = ?1 AND sha256 = ?2 \
+                 ORDER BY batch LIMIT 1",
+                params![dataset, sha256],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()
+        };
+        if !allow_duplicate {
+            for (source, sha256) in &sha_of {
+                if let Some((batch, when)) = earlier(&self.db, sha256)? {
+                    return Err(StoreError::AlreadyIngested {
+                        file: source.clone(),
+                        dataset: dataset.to_string(),
+                        batch: batch as u64,
+                        when: format!("ingested at Unix time {when}"),
+                        sha256: sha256.clone(),
+                    });
+                }
+            }
+        }
+        let at = super::donations::now();
+        self.add_pending(&schema, parsed, |tx, batches| {
+            for &batch in batches {
+                let (source, rows): (String, i64) = tx.query_row(
+                    "SELECT source, rows FROM pending WHERE batch = ?1",
+                    [batch],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let sha256 = &sha_of[&source];
+                let duplicate_of = earlier(tx, sha256)?.map(|(b, _)| b);
+                tx.execute(
+                    "INSERT INTO ingested (dataset, batch, sha256, source, rows, ingested_at, \
+                     duplicate_of) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        dataset,
+                        batch,
+                        sha256,
+                        source,
+                        rows,
+                        at as i64,
+                        duplicate_of
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The files ingested into `dataset`, oldest first.
+    pub fn ingested(&self, dataset: &str) -> Result<Vec<IngestedBatch>, StoreError> {
+        let mut statement = self.db.prepare(
+            "SELECT batch, sha256, source, rows, ingested_at, duplicate_of FROM ingested \
+             WHERE dataset = ?1 ORDER BY batch",
+        )?;
+        let rows = statement.query_map([dataset], |r| {
+            Ok(IngestedBatch {
+                batch: r.get::<_, i64>(0)? as u64,
+                sha256: r.get(1)?,
+                source: r.get(2)?,
+                rows: r.get::<_, i64>(3)? as u64,
+                ingested_at: r.get::<_, i64>(4)? as u64,
+                duplicate_of: r.get::<_, Option<i64>>(5)?.map(|b| b as u64),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Stores parsed files as pending batches in one transaction, calls `within` with the
@@ -102,7 +208,15 @@ impl Store {
         };
         let pending = self.pending_rows(dataset)?;
         tracing::info!(dataset, files = parsed.len(), rows, pending, "ingested");
-        Ok((IngestReport { rows, pending }, sealed))
+        let batches = batches.into_iter().map(|b| b as u64).collect();
+        Ok((
+            IngestReport {
+                rows,
+                pending,
+                batches,
+            },
+            sealed,
+        ))
     }
 
     /// Rows of `dataset` waiting to be sealed.
