@@ -455,6 +455,36 @@ fn query_verify_and_tampering_from_the_command_line() {
     ));
     assert!(verified.contains("keys         pinned by"), "{verified}");
     assert!(!nowhere.exists(), "verify touched no data directory");
+    // A verifier exports the verified answer as the node printed it: CSV alone on
+    // standard output (the report on standard error), only once every check held.
+    let again_path = again.to_str().unwrap();
+    let out = zkfabric(
+        &nowhere,
+        &["verify", again_path, "--trusted-keys", t, "--format", "csv"],
+    );
+    let exported = ok(out.clone());
+    assert_eq!(exported, csv, "the same CSV as `query --format csv`");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verified     consumption"));
+    let mut forged = zkfabric::verifier::bundle::read(&again).unwrap();
+    forged.result.as_mut().unwrap().rows[0].count += 1;
+    forged.result.as_mut().unwrap().rows[0].suppressed = false;
+    let forged_path = tmp.path().join("forged.zkf");
+    zkfabric::verifier::bundle::write(&forged, &forged_path, false).unwrap();
+    let out = zkfabric(
+        &nowhere,
+        &[
+            "verify",
+            forged_path.to_str().unwrap(),
+            "--trusted-keys",
+            t,
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "nothing exported"
+    );
     ok(zkfabric(
         &nowhere,
         &[

@@ -16,11 +16,10 @@ use crate::{
     node::store::{DatasetSummary, IngestedBatch, Store},
     shared::records,
     shared::synth,
-    verifier::command::{error_message, VerifyArgs},
+    verifier::command::{error_message, TableArgs, VerifyArgs},
     verifier::files,
     verifier::manifest::SignedManifest,
     verifier::schema::Schema,
-    verifier::table::Format,
 };
 
 mod answer;
@@ -158,6 +157,8 @@ enum Command {
         bundle: PathBuf,
         #[command(flatten)]
         args: VerifyArgs,
+        #[command(flatten)]
+        table: TableArgs,
     },
     /// Make and cache the proving keys the given queries need (single-party setup: for
     /// development only), and print their fingerprints for a trusted-keys file.
@@ -271,36 +272,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// How `query` writes its answer.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct TableArgs {
-    /// The answer as an aligned table, CSV or JSON: the rows SQL shows, columns named as
-    /// the SQL names them, numbers in each measure's unit, suppressed cells empty (the
-    /// bundle keeps the exact stored integers). With csv or json, standard output
-    /// carries the answer alone, and what else `query` says goes to standard error.
-    #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
-    /// Write the answer (in --format) to this file instead, and print the table.
-    #[arg(long)]
-    pub out_table: Option<PathBuf>,
-}
-
-impl TableArgs {
-    /// Whether standard output carries a CSV or JSON answer, and nothing else.
-    pub fn answer_on_stdout(&self) -> bool {
-        self.format != Format::Table && self.out_table.is_none()
-    }
-
-    /// Prints a line of `query`'s report: to standard output, or to standard error when
-    /// standard output carries the answer alone.
-    pub fn say(&self, line: &str) {
-        match self.answer_on_stdout() {
-            true => eprintln!("{line}"),
-            false => println!("{line}"),
-        }
-    }
 }
 
 /// The privacy cost of a query on a dp dataset (the node's `[privacy]` defaults when
@@ -570,7 +541,11 @@ fn execute(cli: Cli) -> Result<()> {
                 }
             }
         },
-        Command::Verify { bundle, args } => verify(&bundle, &args, remote.as_ref()),
+        Command::Verify {
+            bundle,
+            args,
+            table,
+        } => verify(&bundle, &args, &table, remote.as_ref()),
         Command::Setup { sql, purpose, cost } => match remote {
             Some(remote) => node::setup(&remote, &sql, purpose, &cost),
             None => setup(data_dir, &config, &sql, purpose, &cost),

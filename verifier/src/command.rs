@@ -199,17 +199,29 @@ pub enum SqlCheck {
 }
 
 /// Prints the report on a verified bundle: what was checked, against what, and the
-/// answer. Its first line is UNVERIFIED when no keys were pinned.
-pub fn print_report(report: &Report, bundle: &Bundle, secs: f64, args: &VerifyArgs, sql: SqlCheck) {
+/// answer, where `table` says (the report goes to standard error when standard output
+/// carries a CSV or JSON answer alone). Its first line is UNVERIFIED when no keys were
+/// pinned.
+pub fn print_report(
+    report: &Report,
+    bundle: &Bundle,
+    secs: f64,
+    args: &VerifyArgs,
+    sql: SqlCheck,
+    table: &TableArgs,
+) -> Result<()> {
+    macro_rules! say {
+        ($($arg:tt)*) => { table.say(&format!($($arg)*)) };
+    }
     if !report.keys_pinned {
-        println!(
+        say!(
             "UNVERIFIED   keys not pinned (--allow-unpinned-keys): the proofs were checked \
              against the bundle's own keys, and whoever made those can prove any answer"
         );
     }
-    println!("verified     {} epoch {}", report.dataset, report.epoch);
+    say!("verified     {} epoch {}", report.dataset, report.epoch);
     match &report.noise {
-        Some((plan, charge)) => println!(
+        Some((plan, charge)) => say!(
             "privacy      dp: every number is noisy (epsilon {}, delta {:e}, Binomial({}, 1/2) \
              noise per value, proven drawn from the committed secret and the nonce); charged \
              as ledger entry {}, spent ({}, {:e}) of the budget ({}, {:e})",
@@ -222,40 +234,41 @@ pub fn print_report(report: &Report, bundle: &Bundle, secs: f64, args: &VerifyAr
             charge.budget_epsilon,
             charge.budget_delta
         ),
-        None => println!(
+        None => say!(
             "privacy      {}: exact answers, groups under k = {} rows suppressed",
-            report.mode, report.min_group_size
+            report.mode,
+            report.min_group_size
         ),
     }
     match sql {
-        SqlCheck::Replanned => println!("sql          {}", bundle.sql),
+        SqlCheck::Replanned => say!("sql          {}", bundle.sql),
         SqlCheck::NotReplanned => {
-            println!(
+            say!(
                 "sql          {} (not re-planned: this verifier has no SQL planner)",
                 bundle.sql
             );
-            println!(
+            say!(
                 "query        the proofs are about {}",
                 report.query.in_words(&report.schema)
             );
         }
     }
-    println!(
+    say!(
         "node key     {} (manifest signature valid)",
         report.node_key
     );
-    println!(
+    say!(
         "coverage     all {} chunks of the epoch proven, each under the index and row \
          count the manifest lists",
         report.chunks
     );
-    println!(
+    say!(
         "proofs       {} verified in {:.1} ms",
         report.proofs,
         secs * 1000.0
     );
     if let Some(file) = args.trusted_keys.as_ref().filter(|_| report.keys_pinned) {
-        println!(
+        say!(
             "keys         pinned by {}: each proof's key is listed there for its shape",
             file.display()
         );
@@ -269,23 +282,23 @@ pub fn print_report(report: &Report, bundle: &Bundle, secs: f64, args: &VerifyAr
     };
     if report.noise.is_some() {
         match report.charge_in_ledger {
-            true => println!(
+            true => say!(
                 "ledger       the charge stands at its position in the ledger you gave, whose \
                  chain checks"
             ),
-            false => println!(
+            false => say!(
                 "ledger       position not checked: pass --ledger (`zkfabric ledger --json`) to \
                  refuse an answer whose cost the node left out of its ledger"
             ),
         }
     }
     match report.epochs_behind {
-        Some(0) => println!("epoch        the latest: its manifest is the head you pinned"),
-        Some(n) => println!(
+        Some(0) => say!("epoch        the latest: its manifest is the head you pinned"),
+        Some(n) => say!(
             "epoch        {n} epoch(s) behind the head you pinned: rows withdrawn since may \
              still count in this answer"
         ),
-        None => println!(
+        None => say!(
             "epoch        freshness not checked: pass --manifest-head (`zkfabric catalog \
              show` prints the latest manifest's hash) to refuse a stale or forked epoch"
         ),
@@ -310,21 +323,77 @@ pub fn print_report(report: &Report, bundle: &Bundle, secs: f64, args: &VerifyAr
             checked(args.expected_min_group_size.is_some())
         ),
     };
-    println!(
+    say!(
         "asked        sql {}; purpose {} {}; {protection}; epoch {}",
         sql_asked,
         report.query.purpose,
         checked(args.expected_purpose.is_some()),
         checked(args.expected_epoch.is_some()),
     );
-    println!();
-    print_answer(&report.schema, &report.query, bundle);
+    say!("");
+    table.write_answer(&report.schema, &report.query, bundle)
 }
 
 /// Prints the answer as a table: the query's output columns after its HAVING, ORDER BY
 /// and LIMIT, numbers in each measure's unit (see [`crate::table`]).
 pub fn print_answer(schema: &Schema, query: &ProvableQuery, bundle: &Bundle) {
     print!("{}", table::render(schema, query, bundle, Format::Table));
+}
+
+/// Where the answer goes and in what form: `--format` and `--out-table`, for `query` and
+/// `verify` alike.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct TableArgs {
+    /// The answer as an aligned table, CSV or JSON: the rows SQL shows, columns named as
+    /// the SQL names them, numbers in each measure's unit, suppressed cells empty (the
+    /// bundle keeps the exact stored integers). With csv or json, standard output
+    /// carries the answer alone, and the rest of the report goes to standard error.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Write the answer (in --format) to this file instead, and print the table.
+    #[arg(long)]
+    pub out_table: Option<PathBuf>,
+}
+
+impl TableArgs {
+    /// Whether standard output carries a CSV or JSON answer, and nothing else.
+    pub fn answer_on_stdout(&self) -> bool {
+        self.format != Format::Table && self.out_table.is_none()
+    }
+
+    /// Prints a line of the report: to standard output, or to standard error when
+    /// standard output carries the answer alone.
+    pub fn say(&self, line: &str) {
+        match self.answer_on_stdout() {
+            true => eprintln!("{line}"),
+            false => println!("{line}"),
+        }
+    }
+
+    /// Writes the answer: to `--out-table` (written whole, and the table printed too),
+    /// or to standard output in `--format`.
+    pub fn write_answer(
+        &self,
+        schema: &Schema,
+        query: &ProvableQuery,
+        bundle: &Bundle,
+    ) -> Result<()> {
+        let answer = table::render(schema, query, bundle, self.format);
+        match &self.out_table {
+            Some(path) => {
+                crate::files::write_bytes_atomically(path, answer.as_bytes())
+                    .with_context(|| format!("writing {}", path.display()))?;
+                print_answer(schema, query, bundle);
+                self.say(&format!(
+                    "table        {} ({:?})",
+                    path.display(),
+                    self.format
+                ));
+            }
+            None => print!("{answer}"),
+        }
+        Ok(())
+    }
 }
 
 /// An error for the command line: its chain of causes, each once (many errors already

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use zkfabric_verifier::{
     bundle,
-    command::{error_message, print_report, SqlCheck, VerifyArgs},
+    command::{error_message, print_report, SqlCheck, TableArgs, VerifyArgs},
     verify::verify,
 };
 
@@ -21,6 +21,8 @@ struct Cli {
     bundle: PathBuf,
     #[command(flatten)]
     args: VerifyArgs,
+    #[command(flatten)]
+    table: TableArgs,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,6 @@ fn run(cli: &Cli) -> Result<()> {
         started.elapsed().as_secs_f64(),
         &cli.args,
         SqlCheck::NotReplanned,
-    );
-    Ok(())
+        &cli.table,
+    )
 }

@@ -18,19 +18,18 @@ use crate::{
     node::prove::{self, Progress, Request},
     node::sql,
     verifier::bundle::{self, Bundle},
-    verifier::command::{print_answer, print_report, SqlCheck, VerifyArgs},
+    verifier::command::{print_report, SqlCheck, TableArgs, VerifyArgs},
     verifier::files,
     verifier::privacy::fresh_nonce,
     verifier::query::{CircuitQuery, ProvableQuery},
     verifier::schema::Schema,
-    verifier::table::render,
     verifier::verify::{self, Report},
 };
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use zkfabric_proto::v1 as pb;
 
-use super::{open, CostArgs, TableArgs};
+use super::{open, CostArgs};
 
 /// Runs `future` on the command's one async runtime (a gRPC channel lives on the runtime
 /// it was made on, so every call of a command shares it).
@@ -201,16 +200,7 @@ pub fn finish_answer(bundle: &Bundle, out: &Path, json: bool, table: &TableArgs)
     bundle::write(bundle, out, json).with_context(|| format!("writing {}", out.display()))?;
     let schema = Schema::parse("the bundle's schema", &bundle.schema)?;
     let (query, _) = bundle::query_from_proto(bundle.query.as_ref())?;
-    let answer = render(&schema, &query, bundle, table.format);
-    match &table.out_table {
-        Some(path) => {
-            files::write_bytes_atomically(path, answer.as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
-            print_answer(&schema, &query, bundle);
-            println!("table        {} ({:?})", path.display(), table.format);
-        }
-        None => print!("{answer}"),
-    }
+    table.write_answer(&schema, &query, bundle)?;
     table.say(&format!(
         "bundle       {}{}",
         out.display(),
@@ -221,7 +211,12 @@ pub fn finish_answer(bundle: &Bundle, out: &Path, json: bool, table: &TableArgs)
 
 /// `zkfabric verify`: exits 0 only if every check holds. The manifest must be signed by
 /// `--node-key` and by the key a `remote` node reports when given.
-pub fn verify(path: &Path, args: &VerifyArgs, remote: Option<&Remote>) -> Result<()> {
+pub fn verify(
+    path: &Path,
+    args: &VerifyArgs,
+    table: &TableArgs,
+    remote: Option<&Remote>,
+) -> Result<()> {
     let started = Instant::now();
     let bundle = bundle::read(path)?;
     let report =
@@ -232,8 +227,8 @@ pub fn verify(path: &Path, args: &VerifyArgs, remote: Option<&Remote>) -> Result
         started.elapsed().as_secs_f64(),
         args,
         SqlCheck::Replanned,
-    );
-    Ok(())
+        table,
+    )
 }
 
 /// `zkfabric export snarkjs`: verifies the bundle as `verify` does, then writes each proof
@@ -415,7 +410,7 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
             ledger: Some(ledger),
             ..VerifyArgs::default()
         };
-        verify(&out, &args, None)?;
+        verify(&out, &args, &TableArgs::default(), None)?;
     }
     if temporary.path() == dir {
         println!("\n(the demo's directory is removed; pass --keep DIR to keep it)");
