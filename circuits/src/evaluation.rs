@@ -49,12 +49,15 @@ pub struct GroupDomain {
 pub const MAX_SLOTS: usize = 4096;
 
 impl GroupDomain {
-    /// Checks that every column has 1 to `2^width` codes, the key fits 64 bits and there
-    /// are at most [`MAX_SLOTS`] slots.
+    /// Checks that every column is 1 to 64 bits wide with 1 to `2^width` codes, the key
+    /// fits 64 bits and there are at most [`MAX_SLOTS`] slots.
     pub fn validate(&self) -> Result<(), CircuitError> {
         let bad = |msg: String| Err(CircuitError::InvalidShape(msg));
         for (i, c) in self.columns.iter().enumerate() {
-            if c.width == 0 || c.codes == 0 || u128::from(c.codes) > 1u128 << c.width {
+            if !(1..=64).contains(&c.width)
+                || c.codes == 0
+                || u128::from(c.codes) > 1u128 << c.width
+            {
                 return bad(format!(
                     "grouping column {i}: {} codes of {} bits",
                     c.codes, c.width
