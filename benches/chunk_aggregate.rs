@@ -33,6 +33,7 @@ use rand_chacha::ChaCha20Rng;
 use zkfabric::circuits::{
     aggregate::{
         Aggregand, AggregateCircuit, AggregateQuery, AggregateShape, FilterParams, FilterShape,
+        Grouping,
     },
     combine::{CombineCircuit, CombineOutput, CombineParams, CombineShape},
     commitment::{Chunk, ChunkLayout, ColumnSpec},
@@ -83,7 +84,7 @@ fn circuit(rows: usize, rng: &mut ChaCha20Rng) -> AggregateCircuit {
             },
             FilterShape::Range { column: HOUR },
         ],
-        group_by: vec![DISTRICT],
+        group_by: vec![Grouping::Column(DISTRICT)],
         aggregand: Aggregand::Sum { columns: vec![KWH] },
     };
     let query = AggregateQuery {
@@ -94,6 +95,7 @@ fn circuit(rows: usize, rng: &mut ChaCha20Rng) -> AggregateCircuit {
         ],
         condition: None,
         clips: Vec::new(),
+        origins: Vec::new(),
     };
     let challenge = Fr::from(rng.gen::<u128>());
     AggregateCircuit::new(shape, query, chunk, challenge, Fr::from(rng.gen::<u128>()))

@@ -1,7 +1,8 @@
 //! What group slots cost: constraints per row of the chunk circuit, and constraints of
 //! the root combine, for a COUNT grouped by 1, 12, 144 and 1,440 group slots (no GROUP
 //! BY; district; origin x destination; district x hour x household_size), as the node
-//! plans them; and the filtered SUM of the `datasets` bench, for comparison. With the random-evaluation argument a row pays two constraints per bit of
+//! plans them; the hourly time buckets of a week (168 slots: a division a row); and the
+//! filtered SUM of the `datasets` bench, for comparison. With the random-evaluation argument a row pays two constraints per bit of
 //! its group key, whatever the number of groups; the root pays per group, once per
 //! answer.
 //!
@@ -18,7 +19,7 @@ use zkfabric::{
 };
 
 /// (dataset, purpose, question).
-const QUESTIONS: [(&str, &str, &str); 5] = [
+const QUESTIONS: [(&str, &str, &str); 6] = [
     (
         "consumption",
         "energy-research",
@@ -39,6 +40,13 @@ const QUESTIONS: [(&str, &str, &str); 5] = [
         "energy-research",
         "SELECT district, hour, household_size, COUNT(*) FROM consumption \
          GROUP BY district, hour, household_size",
+    ),
+    // Time buckets: the hours of one week, a range filter on time beside them.
+    (
+        "consumption",
+        "energy-research",
+        "SELECT date_trunc('hour', to_timestamp(time)), COUNT(*) FROM consumption \
+         WHERE time >= 1767571200 AND time < 1768176000 GROUP BY 1",
     ),
     // The filtered SUM of the `datasets` bench: one range and one IN filter, no grouping.
     (

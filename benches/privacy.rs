@@ -28,7 +28,7 @@ use zkfabric::{
     shared::synth,
     verifier::{
         privacy::{Cost, NoisePlan},
-        query::{Aggregand, ProvableQuery},
+        query::{Aggregand, Grouping, ProvableQuery},
         schema::{Privacy, Schema},
     },
 };
@@ -43,7 +43,7 @@ fn by_district() -> ProvableQuery {
     ProvableQuery {
         purpose: "energy-research".into(),
         filters: Vec::new(),
-        group_by: vec!["district".into()],
+        group_by: vec![Grouping::column("district")],
         aggregand: Aggregand::Sum(vec!["kwh".into()]),
         outputs: Vec::new(),
         post: Default::default(),

@@ -23,7 +23,7 @@ use rand_chacha::ChaCha20Rng;
 use zkfabric::circuits::{
     aggregate::{
         self, Aggregand, AggregateCircuit, AggregateInstance, AggregateQuery, AggregateShape,
-        ChunkId, FilterParams, FilterShape, Partial,
+        ChunkId, FilterParams, FilterShape, Grouping, Partial,
     },
     combine::{
         challenge, Closing, CombineCircuit, CombineInstance, CombineOutput, CombineParams,
@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             FilterShape::Range { column: HOUR },
         ],
-        group_by: vec![DISTRICT],
+        group_by: vec![Grouping::Column(DISTRICT)],
         aggregand: Aggregand::Sum { columns: vec![KWH] },
     };
     let query = AggregateQuery {
@@ -85,6 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         condition: None,
         clips: Vec::new(),
+        origins: Vec::new(),
     };
     // The group slots: districts 0..4, the ones the filter selects.
     let combine_shape = CombineShape {

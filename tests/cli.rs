@@ -438,6 +438,17 @@ fn query_verify_and_tampering_from_the_command_line() {
         }
     }
     assert!(released > 0, "{csv}");
+    // And as a chart: one panel per number, a bar per district, suppressed ones marked.
+    let chart = tmp.path().join("answer.svg");
+    let shown = answer_as(&["--chart", chart.to_str().unwrap()]);
+    assert!(shown.contains("chart        "), "{shown}");
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("sum(consumption.kwh) (kWh)"));
+    for district in ["Zhongzheng", "Daan", "Wenshan"] {
+        assert!(svg.contains(district), "{district} is labelled");
+    }
+    let suppressed = stored.iter().filter(|r| r.suppressed).count();
+    assert_eq!(svg.matches(">\nsuppressed\n<").count(), 2 * suppressed);
 
     let catalog = ok(zkfabric(&data, &["catalog"]));
     let node_key = catalog
@@ -464,6 +475,20 @@ fn query_verify_and_tampering_from_the_command_line() {
     );
     let exported = ok(out.clone());
     assert_eq!(exported, csv, "the same CSV as `query --format csv`");
+    // And the same chart as `query --chart` drew of it.
+    let redrawn = tmp.path().join("verified.svg");
+    ok(zkfabric(
+        &nowhere,
+        &[
+            "verify",
+            again_path,
+            "--trusted-keys",
+            t,
+            "--chart",
+            redrawn.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(std::fs::read_to_string(&redrawn).unwrap(), svg);
     assert!(String::from_utf8_lossy(&out.stderr).contains("verified     consumption"));
     let mut forged = zkfabric::verifier::bundle::read(&again).unwrap();
     forged.result.as_mut().unwrap().rows[0].count += 1;

@@ -438,8 +438,59 @@ fn verified_count(d: &Donors, epoch: u64, out: &str) -> (u64, u64) {
     (numbers[0] as u64, (numbers[1] * 1000.0).round() as u64)
 }
 
+/// `zkfabric withdraw` of donation `id` that panics at failpoint `point`.
+fn withdraw_crashing_at(d: &Donors, id: &str, holder: &str, point: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_zkfabric"))
+        .arg("--config")
+        .arg(&d.config)
+        .args(["withdraw", id, "--holder-key", holder])
+        .env("FAILPOINTS", format!("{point}=panic"))
+        .output()
+        .unwrap()
+}
+
+/// How many rows of any Parquet file under `dir` (pending batches, sealed chunks, and
+/// whatever else) have a `kwh` among `values`.
+fn stored_kwh(dir: &std::path::Path, values: &[u64]) -> usize {
+    use datafusion::arrow::{
+        array::AsArray,
+        compute::cast,
+        datatypes::{DataType, UInt64Type},
+    };
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut found = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found += stored_kwh(&path, values);
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let Some(kwh) = batch.column_by_name("kwh") else {
+                continue;
+            };
+            let kwh = cast(kwh, &DataType::UInt64).unwrap();
+            found += kwh
+                .as_primitive::<UInt64Type>()
+                .iter()
+                .filter(|v| v.is_some_and(|v| values.contains(&v)))
+                .count();
+        }
+    }
+    found
+}
+
 #[test]
-fn a_withdrawn_donation_leaves_the_next_epoch_and_the_old_one_still_verifies() {
+fn a_withdrawn_donation_leaves_the_next_epoch_is_erased_and_the_old_bundle_still_verifies() {
     let (d, _) = Donors::new();
     // 8 rows of others sealed into chunk 0 (epoch 1).
     let others = d.path("others.csv");
@@ -486,27 +537,59 @@ fn a_withdrawn_donation_leaves_the_next_epoch_and_the_old_one_still_verifies() {
     let all: u64 = (0..14).map(|i| 1000 + i).sum::<u64>() + 120 + 95;
     assert_eq!(verified_count(&d, 2, &before), (16, all));
 
-    // A crash at either step of the withdrawal changes nothing.
+    // The adult's rows (kwh 120 and 95, no one else's) are in the data directory.
+    let data = d.tmp.path().join("data");
+    assert_eq!(stored_kwh(&data, &[120, 95]), 2);
+
+    // A crash at either step before the commit changes nothing.
     for point in ["withdraw-files-written", "withdraw-before-commit"] {
-        let crashed = std::process::Command::new(env!("CARGO_BIN_EXE_zkfabric"))
-            .arg("--config")
-            .arg(&d.config)
-            .args(["withdraw", &id, "--holder-key", &adult.1])
-            .env("FAILPOINTS", format!("{point}=panic"))
-            .output()
-            .unwrap();
+        let crashed = withdraw_crashing_at(&d, &id, &adult.1, point);
         assert!(!crashed.status.success(), "{point}");
-        let store = Store::open(&d.tmp.path().join("data")).unwrap();
+        let store = Store::open(&data).unwrap();
         assert_eq!(store.epochs("consumption").unwrap(), vec![1, 2], "{point}");
         assert_eq!(store.datasets().unwrap()[0].rows, 16, "{point}");
     }
-    let out = ok(d.cli(&["withdraw", &id, "--holder-key", &adult.1]));
-    assert!(out.contains("excluded from epoch 3"), "{out}");
+    // A crash after it, before the files are erased: the next open erases them.
+    let crashed = withdraw_crashing_at(&d, &id, &adult.1, "withdraw-before-erase");
+    assert!(!crashed.status.success());
+    assert_eq!(
+        stored_kwh(&data, &[120, 95]),
+        2,
+        "the crash came before the erasure"
+    );
+    let store = Store::open(&data).unwrap();
+    assert_eq!(store.epochs("consumption").unwrap(), vec![1, 2, 3]);
+    drop(store);
+    // Erased: no file under the data directory holds a withdrawn row any more.
+    assert_eq!(stored_kwh(&data, &[120, 95]), 0);
     let after = d.path("epoch3.zkf");
     assert_eq!(verified_count(&d, 3, &after), (14, all - 215));
-    // The old epoch's bundle still verifies, and the old epoch still answers the same.
+    // The old epoch's bundle still verifies, but the old epoch answers no new query.
     ok(d.cli(&["verify", &before, "--trusted-keys", &trusted_keys(&d)]));
-    assert_eq!(verified_count(&d, 2, &d.path("again.zkf")), (16, all));
+    let old = d.cli(&[
+        "query",
+        "SELECT COUNT(*) FROM consumption",
+        "--purpose",
+        "energy-research",
+        "--epoch",
+        "2",
+    ]);
+    assert!(!old.status.success());
+    assert!(
+        stderr(&old).contains(
+            "epoch 2 of consumption held rows that a donor withdrew, erased since epoch 3"
+        ) && stderr(&old).contains("ask epoch 3 (the latest) instead"),
+        "{}",
+        stderr(&old)
+    );
+    // The catalog says so too, and shows the erased rows nowhere.
+    let shown = ok(d.cli(&["catalog", "show", "consumption", "--epoch", "2"]));
+    assert!(
+        shown.contains("erased       epoch 2 of consumption held rows"),
+        "{shown}"
+    );
+    let latest = ok(d.cli(&["catalog", "show", "consumption"]));
+    assert!(!latest.contains("erased "), "{latest}");
     let again = d.cli(&["withdraw", &id, "--holder-key", &adult.1]);
     assert!(
         stderr(&again).contains("already withdrawn"),

@@ -486,3 +486,24 @@ fn the_ledger_from_the_command_line_survives_crashes_and_runs_out() {
         "{out}"
     );
 }
+
+#[test]
+fn a_noisy_root_beyond_what_the_node_can_prove_is_refused_before_any_key() {
+    let node = node();
+    // Hourly buckets of 16 hours: a household's rows reach up to rows_per_unit (4)
+    // buckets, so each noisy count gets a quarter of epsilon and draws over a thousand
+    // coins; 16 of them are more than a node limited to 10,000 coins proves.
+    let hourly = "SELECT date_trunc('hour', to_timestamp(time)), COUNT(*) FROM consumption \
+                  WHERE time BETWEEN 1767571200 AND 1767628799 GROUP BY 1";
+    let mut request = request(hourly, fresh_nonce(), 10.0);
+    request.privacy.max_root_coins = 10_000;
+    let err = answer(&node, &request).unwrap_err().to_string();
+    assert!(
+        err.contains("16 groups x 1 values x")
+            && err.contains("this node proves at most 10000 ([privacy] max_root_coins"),
+        "{err}"
+    );
+    // Refused before anything was charged: the budget is whole.
+    let ledger = node.store.ledger("consumption").unwrap();
+    assert!(ledger.entries.is_empty(), "{:?}", ledger.entries);
+}

@@ -156,6 +156,21 @@ fn answer_with(node: &Node, proofs: &ProofCache, sql: &str, purpose: &str) -> (B
     (bundle, reused.into_inner())
 }
 
+/// The answer under `limits` (wider than the tests' default), or a panic naming `sql`.
+fn answer_under(node: &Node, limits: Limits, sql: &str, purpose: &str) -> Bundle {
+    block_on(prove::answer(
+        &node.store,
+        &node.keys,
+        &node.proofs,
+        &Request {
+            limits,
+            ..request(sql, purpose)
+        },
+        |_| (),
+    ))
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 fn lower(sql: &str) -> Result<ProvableQuery, sql::QueryError> {
     block_on(sql::lower_without_data(&tiny(), sql, "energy-research"))
 }
@@ -573,6 +588,32 @@ fn plain(node: &Node, dataset: &str, sql: &str) -> std::collections::HashMap<u64
     })
 }
 
+/// Checks a bundle's rows against `expected` (per key, plain DataFusion's count and sums
+/// over the consented rows): a released group equals it, a suppressed one has fewer than
+/// k = 3 rows there, and something is released.
+fn assert_rows_match(
+    sql: &str,
+    rows: &[zkfabric_proto::v1::ResultRow],
+    expected: &std::collections::HashMap<u64, (u64, Vec<u64>)>,
+) {
+    let mut released = 0;
+    for row in rows {
+        let (count, sums) = expected.get(&row.key).cloned().unwrap_or_default();
+        if row.suppressed {
+            assert!(
+                count < 3,
+                "{sql}: group {} of {count} rows suppressed",
+                row.key
+            );
+            continue;
+        }
+        released += 1;
+        let sums: Vec<String> = sums.iter().map(u64::to_string).collect();
+        assert_eq!((row.count, row.sums.clone()), (count, sums), "{sql}");
+    }
+    assert!(released > 0, "{sql}: something is released");
+}
+
 #[test]
 fn verified_answers_equal_plain_datafusion_over_the_consented_rows() {
     let node = node(96);
@@ -614,19 +655,7 @@ fn verified_answers_equal_plain_datafusion_over_the_consented_rows() {
         let bundle = answer(&node, sql, "energy-research");
         verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned)).unwrap();
         let expected = plain(&node, "consumption", direct);
-        for row in &bundle.result.as_ref().unwrap().rows {
-            let (count, sums) = expected.get(&row.key).cloned().unwrap_or_default();
-            if row.suppressed {
-                assert!(count < 3, "{sql}: group {} of {count} rows suppressed", row.key);
-            } else {
-                let sums: Vec<String> = sums.iter().map(u64::to_string).collect();
-                assert_eq!((row.count, row.sums.clone()), (count, sums), "{sql}");
-            }
-        }
-        assert!(
-            bundle.result.as_ref().unwrap().rows.iter().any(|r| !r.suppressed),
-            "{sql}: something is released"
-        );
+        assert_rows_match(sql, &bundle.result.as_ref().unwrap().rows, &expected);
     }
 }
 
@@ -822,7 +851,8 @@ fn grouping_by_two_columns_releases_every_pair_of_codes_in_order() {
         );
     }
     let query = bundle.query.as_ref().unwrap();
-    assert_eq!(query.group_by, ["household_size", "district"]);
+    let columns: Vec<&str> = query.group_by.iter().map(|g| g.column.as_str()).collect();
+    assert_eq!(columns, ["household_size", "district"]);
     // The statement names both columns; a verifier told of one only refuses it.
     let mut one = bundle.clone();
     one.query.as_mut().unwrap().group_by.pop();
@@ -1061,38 +1091,12 @@ fn the_six_questions_once_refused_are_answered_and_verify() {
         ),
     ];
     for (node, schema, purpose, sql, direct) in questions {
-        let bundle = block_on(prove::answer(
-            &node.store,
-            &node.keys,
-            &node.proofs,
-            &Request {
-                limits: wide,
-                ..request(sql, purpose)
-            },
-            |_| (),
-        ))
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let bundle = answer_under(node, wide, sql, purpose);
         let report = verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned))
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         let expected = plain(node, &schema.name, direct);
         let rows = &bundle.result.as_ref().unwrap().rows;
-        let mut released = 0;
-        for row in rows {
-            let (count, sums) = expected.get(&row.key).cloned().unwrap_or_default();
-            if row.suppressed {
-                assert!(
-                    count < 3,
-                    "{sql}: group {} of {count} rows suppressed",
-                    row.key
-                );
-                continue;
-            }
-            released += 1;
-            assert_eq!(row.count, count, "{sql}");
-            let sums: Vec<String> = sums.iter().map(u64::to_string).collect();
-            assert_eq!(row.sums, sums, "{sql}");
-        }
-        assert!(released > 0, "{sql}: something is released");
+        assert_rows_match(sql, rows, &expected);
         // ORDER BY total DESC: the shown rows are the released ones, largest first.
         if sql.contains("ORDER BY") {
             let shown = zkfabric::verifier::view::view(schema, &report.query, rows);
@@ -1208,4 +1212,256 @@ fn arithmetic_between_aggregates_is_shown_as_datafusion_computes_it() {
     let first = shown.iter().find(|r| !r.suppressed).unwrap();
     let line = format!("{},{:.4}", first.labels[0], real(first, 1) as f64 / 10000.0);
     assert!(csv.contains(&line), "{line} in {csv}");
+}
+
+#[test]
+fn time_buckets_group_as_date_trunc_and_date_bin_do_in_datafusion() {
+    use zkfabric::verifier::query::{Grouping, TimeBucket};
+    // 96 rows an hour apart from 2026-01-01T00:00:00 UTC (a Thursday): four days.
+    const START: u64 = 1_767_225_600;
+    let q = lower(
+        "SELECT date_trunc('day', to_timestamp(time)) AS day, COUNT(*) FROM consumption \
+         WHERE time >= 1767225600 AND time < 1767571200 GROUP BY day",
+    )
+    .unwrap();
+    assert_eq!(
+        q.group_by,
+        vec![Grouping {
+            column: "time".into(),
+            bucket: Some(TimeBucket::DAY)
+        }]
+    );
+    assert_eq!(q.outputs[0].name, "day");
+    // The same range as instants, as a DataFusion user writes it.
+    for range in [
+        "to_timestamp(time) >= '2026-01-01' AND to_timestamp(time) < TIMESTAMP '2026-01-05'",
+        "to_timestamp(time) BETWEEN '2026-01-01T00:00:00' AND '2026-01-04T23:59:59'",
+        "from_unixtime(CAST(time AS BIGINT)) >= '2026-01-01' AND to_timestamp_seconds(time) <= \
+         '2026-01-04 23:59:59'",
+    ] {
+        let instants = lower(&format!(
+            "SELECT date_trunc('day', to_timestamp(time)) AS day, COUNT(*) FROM consumption \
+             WHERE {range} GROUP BY day"
+        ))
+        .unwrap();
+        assert_eq!(instants, q, "{range}");
+    }
+    let err = lower(
+        "SELECT COUNT(*) FROM consumption WHERE to_timestamp(time) >= '2026-01-01T00:00:00.5'",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("is not supported"), "{err}");
+    for (sql, construct) in [
+        (
+            "SELECT date_trunc('month', to_timestamp(time)), COUNT(*) FROM consumption \
+             GROUP BY 1",
+            "months differ in length",
+        ),
+        (
+            "SELECT date_trunc('second', to_timestamp(time)), COUNT(*) FROM consumption \
+             GROUP BY 1",
+            "date_trunc('second', ...) in GROUP BY",
+        ),
+        (
+            "SELECT date_bin(INTERVAL '1 hour', to_timestamp(time), \
+             TIMESTAMP '2026-01-01T00:30:00'), COUNT(*) FROM consumption GROUP BY 1",
+            "date_bin with an origin",
+        ),
+        (
+            "SELECT date_bin(INTERVAL '1 month', to_timestamp(time)), COUNT(*) \
+             FROM consumption GROUP BY 1",
+            "an interval of whole seconds",
+        ),
+        (
+            "SELECT time, COUNT(*) FROM consumption GROUP BY time",
+            "date_trunc('hour', to_timestamp(time))",
+        ),
+        (
+            "SELECT date_trunc('hour', to_timestamp(kwh)), COUNT(*) FROM consumption \
+             GROUP BY 1",
+            "a measure column; bucket a time column",
+        ),
+        (
+            "SELECT date_trunc('hour', to_timestamp_millis(time)), COUNT(*) \
+             FROM consumption GROUP BY 1",
+            "the time column's seconds",
+        ),
+    ] {
+        let err = lower(sql).unwrap_err().to_string();
+        assert!(err.contains(construct), "{sql}: {err}");
+    }
+    // Without a range on time, the buckets span every second the column can hold.
+    let node = node(96);
+    let err = block_on(prove::answer(
+        &node.store,
+        &node.keys,
+        &node.proofs,
+        &request(
+            "SELECT date_trunc('hour', to_timestamp(time)), COUNT(*) FROM consumption \
+             GROUP BY 1",
+            "energy-research",
+        ),
+        |_| (),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("time buckets the WHERE clause's range"),
+        "{err}"
+    );
+
+    // (question, its key and sums for plain DataFusion, the first bucket's label).
+    let wide = Limits {
+        max_groups: 512,
+        ..limits()
+    };
+    for (sql, key, sums, first) in [
+        (
+            "SELECT date_trunc('day', to_timestamp(time)) AS day, COUNT(*), SUM(kwh) \
+             FROM consumption WHERE time >= 1767225600 AND time < 1767571200 \
+             GROUP BY day ORDER BY day",
+            "(CAST(time AS BIGINT) - 1767225600) / 86400",
+            ", SUM(kwh)",
+            "2026-01-01T00:00:00",
+        ),
+        // Weeks start on Mondays: 2025-12-29 is the first, and the range ends in the
+        // next, empty one.
+        (
+            "SELECT date_trunc('week', to_timestamp(time)), COUNT(*) FROM consumption \
+             WHERE time BETWEEN 1767225600 AND 1767700000 GROUP BY 1",
+            "(CAST(time AS BIGINT) - 1766966400) / 604800",
+            "",
+            "2025-12-29T00:00:00",
+        ),
+        // Half-day bins from a range that starts mid-bin, by household size.
+        (
+            "SELECT date_bin(INTERVAL '12 hours', to_timestamp(time)) AS slot, household_size, \
+             COUNT(*), SUM(water) FROM consumption WHERE time BETWEEN 1767236400 AND 1767571199 \
+             GROUP BY slot, household_size",
+            "(CAST(time AS BIGINT) - 1767225600) / 43200 * 8 + household_size",
+            ", SUM(water)",
+            "2026-01-01T00:00:00",
+        ),
+    ] {
+        let bundle = answer_under(&node, wide, sql, "energy-research");
+        verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        // A bundle that claims other buckets (another length, other boundaries, so
+        // another origin) or another range of time (another origin) verifies no more.
+        type Edit = fn(&mut zkfabric_proto::v1::ProvableQuery);
+        let edits: [(&str, Edit); 3] = [
+            ("bucket length", |q| {
+                q.group_by[0].bucket.as_mut().unwrap().seconds *= 2
+            }),
+            ("bucket boundaries", |q| {
+                let b = q.group_by[0].bucket.as_mut().unwrap();
+                b.offset = (b.offset + 1800) % b.seconds
+            }),
+            ("time range", |q| {
+                let f = q.filters.iter_mut().find(|f| f.column == "time").unwrap();
+                match f.test.as_mut().unwrap() {
+                    zkfabric_proto::v1::filter::Test::Range(r) => r.lo -= 86_400,
+                    _ => unreachable!("a range"),
+                }
+            }),
+        ];
+        for (what, edit) in edits {
+            let mut tampered = bundle.clone();
+            edit(tampered.query.as_mut().unwrap());
+            assert!(
+                verify::verify(&tampered, &Trust::keys(KeyPins::Unpinned)).is_err(),
+                "{sql}: {what} changed"
+            );
+        }
+        let expected = plain(
+            &node,
+            "consumption",
+            &format!(
+                "SELECT {key}, COUNT(*){sums} FROM consumption WHERE time >= {START} \
+                 AND (consent & 4) <> 0 AND {} GROUP BY 1",
+                sql.split_once("WHERE ")
+                    .unwrap()
+                    .1
+                    .split_once(" GROUP")
+                    .unwrap()
+                    .0
+            ),
+        );
+        let rows = &bundle.result.as_ref().unwrap().rows;
+        assert_eq!(rows[0].labels[0], first, "{sql}");
+        assert_rows_match(sql, rows, &expected);
+        // The buckets are DataFusion's own: its date_trunc or date_bin of each row, as
+        // nanoseconds since 1970, counts the same rows under the same starts.
+        let bucket = sql["SELECT ".len()..].split_once(" AS ").map_or_else(
+            || sql["SELECT ".len()..].split_once(", COUNT").unwrap().0,
+            |(b, _)| b,
+        );
+        let theirs = plain(
+            &node,
+            "consumption",
+            &format!(
+                "SELECT CAST({bucket} AS BIGINT), COUNT(*) FROM consumption \
+                 WHERE (consent & 4) <> 0 AND {} GROUP BY 1",
+                sql.split_once("WHERE ")
+                    .unwrap()
+                    .1
+                    .split_once(" GROUP")
+                    .unwrap()
+                    .0
+            ),
+        );
+        if !sql.contains("household_size") {
+            for row in rows.iter().filter(|r| !r.suppressed) {
+                let start =
+                    chrono::NaiveDateTime::parse_from_str(&row.labels[0], "%Y-%m-%dT%H:%M:%S")
+                        .unwrap()
+                        .and_utc()
+                        .timestamp_nanos_opt()
+                        .unwrap() as u64;
+                assert_eq!(theirs.get(&start).map(|t| t.0), Some(row.count), "{sql}");
+            }
+        }
+    }
+
+    // Days of movement and signal too: two days of hourly rows each.
+    for (dataset, purpose, bit, measure) in [
+        ("movement", "transport-research", 4, "distance"),
+        ("signal", "urban-planning", 2, "devices"),
+    ] {
+        let schema = Schema::builtin(dataset)
+            .unwrap()
+            .with_chunk_rows(8)
+            .unwrap()
+            .threshold_only()
+            .unwrap();
+        let node = node_of(&schema, random_rows(&schema, 48));
+        let range = "time BETWEEN 1767225600 AND 1767398399";
+        let sql = format!(
+            "SELECT date_trunc('day', to_timestamp(time)) AS day, COUNT(*), SUM({measure}) \
+             FROM {dataset} WHERE {range} GROUP BY day"
+        );
+        let bundle = block_on(prove::answer(
+            &node.store,
+            &node.keys,
+            &node.proofs,
+            &request(&sql, purpose),
+            |_| (),
+        ))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        verify::verify(&bundle, &Trust::keys(KeyPins::Unpinned))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let expected = plain(
+            &node,
+            dataset,
+            &format!(
+                "SELECT (CAST(time AS BIGINT) - {START}) / 86400, COUNT(*), SUM({measure}) \
+                 FROM {dataset} WHERE (consent & {bit}) <> 0 AND {range} GROUP BY 1"
+            ),
+        );
+        let rows = &bundle.result.as_ref().unwrap().rows;
+        assert_eq!(rows.len(), 2, "{sql}");
+        assert!(rows.iter().all(|r| !r.suppressed), "{sql}: {rows:?}");
+        assert_rows_match(&sql, rows, &expected);
+    }
 }

@@ -326,6 +326,7 @@ fn a_clipped_sum_adds_each_row_at_most_its_bound_and_no_more() {
     };
     let query = zkfabric_circuits::aggregate::AggregateQuery {
         clips: vec![900],
+        origins: Vec::new(),
         ..default_query()
     };
     assert!(shape.description().ends_with("aggregand=clipped_sum:6"));
@@ -447,6 +448,7 @@ fn several_measures_are_summed_each_and_every_clip_is_bound() {
     assert!(shape.description().ends_with("aggregand=clipped_sum:6+3"));
     let query = AggregateQuery {
         clips: vec![900, 50],
+        origins: Vec::new(),
         ..default_query()
     };
     // District 2: rows 0, 1, 7 (ages 34, 71, 66 clip to 34, 50, 50); district 5: 4, 5.
@@ -482,4 +484,78 @@ fn several_measures_are_summed_each_and_every_clip_is_bound() {
         ..shape
     };
     assert!(twice.validate().is_err());
+}
+
+#[test]
+fn a_time_bucket_is_the_one_quotient_of_a_selected_row_and_its_origin_is_bound() {
+    use zkfabric_circuits::aggregate::{Grouping, TimeBucket};
+    // Buckets of 3,000 s from the first row's time (rows are an hour apart), then the
+    // district: a 4-bit bucket code above the 3-bit district code.
+    const ORIGIN: i64 = 1_700_000_000;
+    let mut s = shape();
+    s.group_by = vec![
+        Grouping::Bucket(TimeBucket {
+            column: TIME,
+            seconds: 3000,
+            width: 4,
+        }),
+        Grouping::Column(DISTRICT),
+    ];
+    let mut q = default_query();
+    q.origins = vec![ORIGIN];
+    let honest = || over_default_chunk(&s, &q, 7);
+    // Selected: rows 0, 1, 7 (district 2) and 4, 5 (district 5); row i is 3,600 i s
+    // past the origin, so in bucket 3,600 i / 3,000.
+    let key = |bucket: u64, district: u64| bucket << 3 | district;
+    assert_eq!(
+        honest().tallies,
+        tallies(&[
+            (key(0, 2), 1, &[1200]),
+            (key(1, 2), 1, &[800]),
+            (key(8, 2), 1, &[100]),
+            (key(4, 5), 1, &[300]),
+            (key(6, 5), 1, &[450]),
+        ])
+    );
+    assert_eq!(honest().buckets[1][0], (1, 600));
+    assert!(satisfied(honest()));
+    let lie = |edit: &dyn Fn(&mut AggregateCircuit)| {
+        let mut c = honest();
+        edit(&mut c);
+        satisfied(c)
+    };
+    // Row 1 moved to the next bucket, or to the one before with its offset of 3,600 s
+    // (which its 12 bits hold, but is no offset within 3,000 s).
+    assert!(!lie(&|c| c.buckets[1][0] = (2, 600)));
+    assert!(!lie(&|c| c.buckets[1][0] = (0, 3600)));
+    // A row the query does not select has no bucket to keep.
+    assert!(lie(&|c| c.buckets[2][0] = (5, 17)));
+    // Another origin is another statement.
+    assert!(!lie(&|c| c.instance.query.origins[0] += 1));
+    assert!(!lie(&|c| c.instance.query.origins[0] -= 3000));
+    // A selected row before the origin, or beyond the code's bits, has no bucket at all.
+    let mut late = q.clone();
+    late.origins = vec![ORIGIN + 1];
+    let err = AggregateCircuit::new(s.clone(), late, default_chunk(), challenge(), Fr::one())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no 4-bit bucket of 3000 seconds"), "{err}");
+    let mut narrow = s.clone();
+    narrow.group_by[0] = Grouping::Bucket(TimeBucket {
+        column: TIME,
+        seconds: 3000,
+        width: 2,
+    });
+    assert!(
+        AggregateCircuit::new(narrow, q.clone(), default_chunk(), challenge(), Fr::one()).is_err()
+    );
+
+    // Every public input, the origin among them, is bound by a real proof.
+    let mut rng = rng(9);
+    let pk = snark::setup::<AggregateCircuit, _>(&s, &mut rng).unwrap();
+    let inputs = honest().instance.public_inputs(&s).unwrap();
+    assert_eq!(inputs.len(), s.num_public_inputs());
+    let proof = snark::prove(&pk, honest(), &mut rng).unwrap();
+    assert_every_input_is_bound(pk.verifying_key(), &inputs, &proof);
+    assert!(s.description().contains("group_by=bucket:0:3000:4+1"));
 }

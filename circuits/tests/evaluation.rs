@@ -6,7 +6,7 @@ mod common;
 use ark_ff::One;
 use common::*;
 use zkfabric_circuits::{
-    aggregate::{evaluate, AggregateCircuit, AggregateQuery, AggregateShape, Partial},
+    aggregate::{evaluate, AggregateCircuit, AggregateQuery, AggregateShape, Grouping, Partial},
     combine::{
         challenge, Closing, CombineCircuit, CombineOutput, CombineParams, CombineResult,
         CombineShape, Opening,
@@ -235,7 +235,7 @@ fn domains_pack_keys_as_the_chunk_circuit_does_and_read_back() {
     let keys: Vec<u64> = (0..domain.slots()).map(|g| domain.key(g)).collect();
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys sort as slots");
     let mut shape = shape();
-    shape.group_by = vec![DISTRICT, HOUR];
+    shape.group_by = vec![Grouping::Column(DISTRICT), Grouping::Column(HOUR)];
     assert_eq!(shape.group_key(&[5, 17]), (5 << 5) | 17);
     for bad in [
         "13/3",

@@ -150,6 +150,10 @@ enum Command {
         nonce: Option<String>,
         #[command(flatten)]
         table: TableArgs,
+        /// Also draw the answer as an SVG bar chart to this file: a bar per row shown,
+        /// suppressed groups marked, a dp estimate's 95% interval as an error bar.
+        #[arg(long)]
+        chart: Option<PathBuf>,
     },
     /// Verify an answer bundle offline: no network, no data directory.
     Verify {
@@ -159,6 +163,10 @@ enum Command {
         args: VerifyArgs,
         #[command(flatten)]
         table: TableArgs,
+        /// Also draw the verified answer as an SVG bar chart to this file (only once
+        /// every check held), as `query --chart` does.
+        #[arg(long)]
+        chart: Option<PathBuf>,
     },
     /// Make and cache the proving keys the given queries need (single-party setup: for
     /// development only), and print their fingerprints for a trusted-keys file.
@@ -242,7 +250,8 @@ enum Command {
         org_key: Option<PathBuf>,
     },
     /// Withdraw a donation: pending rows are dropped, sealed rows leave the next epoch
-    /// (the chunks holding them are sealed again); earlier epochs still verify.
+    /// (the chunks holding them are sealed again, and their old files erased); bundles of
+    /// earlier epochs still verify, but those epochs answer no new query.
     Withdraw {
         /// The receipt id.
         receipt: String,
@@ -483,6 +492,7 @@ fn execute(cli: Cli) -> Result<()> {
             cost: CostArgs { epsilon, delta },
             nonce,
             table,
+            chart,
         } => match remote {
             Some(remote) => {
                 let nonce = research_nonce(nonce.as_deref())?;
@@ -517,7 +527,15 @@ fn execute(cli: Cli) -> Result<()> {
                 if explain {
                     node::explain(&remote, request)
                 } else {
-                    node::query(&remote, request, &out, json, &verify, &table)
+                    node::query(
+                        &remote,
+                        request,
+                        &out,
+                        json,
+                        &verify,
+                        &table,
+                        chart.as_deref(),
+                    )
                 }
             }
             None => {
@@ -537,7 +555,16 @@ fn execute(cli: Cli) -> Result<()> {
                 if explain {
                     explain_query(data_dir, &request)
                 } else {
-                    query(data_dir, &config, &request, &out, json, &table).map(|_| ())
+                    query(
+                        data_dir,
+                        &config,
+                        &request,
+                        &out,
+                        json,
+                        &table,
+                        chart.as_deref(),
+                    )
+                    .map(|_| ())
                 }
             }
         },
@@ -545,7 +572,8 @@ fn execute(cli: Cli) -> Result<()> {
             bundle,
             args,
             table,
-        } => verify(&bundle, &args, &table, remote.as_ref()),
+            chart,
+        } => verify(&bundle, &args, &table, chart.as_deref(), remote.as_ref()),
         Command::Setup { sql, purpose, cost } => match remote {
             Some(remote) => node::setup(&remote, &sql, purpose, &cost),
             None => setup(data_dir, &config, &sql, purpose, &cost),
@@ -653,7 +681,11 @@ fn execute(cli: Cli) -> Result<()> {
                 let epochs = store.epochs(&dataset)?;
                 if epoch.is_some() || !epochs.is_empty() {
                     let signed = store.manifest(&dataset, epoch)?;
-                    print_manifest(&signed, &epochs, &store.node_key())?;
+                    let erased = store
+                        .check_queryable(&dataset, signed.manifest.epoch)
+                        .err()
+                        .map(|e| e.to_string());
+                    print_manifest(&signed, &epochs, &store.node_key(), erased)?;
                 } else {
                     println!("dataset      {dataset}: no epoch sealed yet");
                 }
@@ -920,10 +952,20 @@ fn print_ingested(batches: &[IngestedBatch]) {
     }
 }
 
-fn print_manifest(signed: &SignedManifest, epochs: &[u64], node_key: &VerifyingKey) -> Result<()> {
+/// Prints a signed manifest; `erased` says why its epoch answers no new query, if it
+/// does not.
+fn print_manifest(
+    signed: &SignedManifest,
+    epochs: &[u64],
+    node_key: &VerifyingKey,
+    erased: Option<String>,
+) -> Result<()> {
     let m = &signed.manifest;
     println!("dataset      {} (id {})", m.dataset, m.dataset_id);
     println!("epoch        {} of {epochs:?}", m.epoch);
+    if let Some(erased) = erased {
+        println!("erased       {erased}");
+    }
     println!("schema       {}", m.schema_hash);
     println!(
         "previous     {}",

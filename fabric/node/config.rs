@@ -20,6 +20,8 @@
 //! budget_delta = 1e-5
 //! threshold_only = []                  # built-in datasets answered exactly, with k (data
 //!                                      # about no one); their schema then says so
+//! max_root_coins = 131072              # most noise coins one answer's root proof draws
+//!                                      # (about 80 KB of memory each to set up and prove)
 //!
 //! [server]
 //! listen = "127.0.0.1:50051"
@@ -64,7 +66,7 @@ use serde::Deserialize;
 use crate::{
     node::{donor::DonorPolicy, keys::KeyMode},
     verifier::{
-        privacy::Cost,
+        privacy::{Cost, MAX_ROOT_COINS},
         query::{Limits, MAX_GROUPS, MAX_IN_ITEMS},
         schema::Schema,
     },
@@ -109,6 +111,11 @@ pub struct PrivacyConfig {
     /// Built-in datasets this node answers exactly (threshold-only), for data about no
     /// one; their registered schema states it.
     pub threshold_only: Vec<String>,
+    /// Most noise coins one answer's root proof may draw (groups x values x coins per
+    /// value): a question beyond it is refused before any key is made, rather than
+    /// exhausting the node's memory (setup and proving take some 80 KB a coin). At most
+    /// [`MAX_ROOT_COINS`].
+    pub max_root_coins: u64,
 }
 
 impl Default for PrivacyConfig {
@@ -119,6 +126,7 @@ impl Default for PrivacyConfig {
             budget_epsilon: 10.0,
             budget_delta: 1e-5,
             threshold_only: Vec::new(),
+            max_root_coins: 1 << 17,
         }
     }
 }
@@ -361,6 +369,12 @@ impl Config {
         }
         let p = &self.privacy;
         p.default_cost()?;
+        if !(1..=MAX_ROOT_COINS).contains(&p.max_root_coins) {
+            return Err(format!(
+                "[privacy]: max_root_coins = {} is outside 1 to {MAX_ROOT_COINS}",
+                p.max_root_coins
+            ));
+        }
         if !(p.budget_epsilon >= p.epsilon && p.budget_delta >= p.delta) {
             return Err(format!(
                 "[privacy]: the budget ({}, {:e}) is smaller than one default query ({}, {:e})",

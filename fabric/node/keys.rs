@@ -21,7 +21,7 @@ use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zkfabric_circuits::{
-    aggregate::{Aggregand, AggregateCircuit, AggregateShape, FilterShape},
+    aggregate::{Aggregand, AggregateCircuit, AggregateShape, FilterShape, Grouping, TimeBucket},
     circom::{r1cs, zkey::Zkey},
     combine::{CombineCircuit, CombineOutput, CombineShape},
     commitment::{ChunkLayout, ColumnSpec},
@@ -185,7 +185,18 @@ impl Shape {
                     filters,
                     group_by: match field("group_by")? {
                         "none" => Vec::new(),
-                        list => columns(list)?,
+                        list => list
+                            .split('+')
+                            .map(|g| match g.split(':').collect::<Vec<_>>()[..] {
+                                [c] => Ok(Grouping::Column(number(c)?)),
+                                ["bucket", c, seconds, width] => Ok(Grouping::Bucket(TimeBucket {
+                                    column: number(c)?,
+                                    seconds: number(seconds)? as u64,
+                                    width: number(width)? as u32,
+                                })),
+                                _ => Err(bad(format!("group_by {g:?}"))),
+                            })
+                            .collect::<Result<_, _>>()?,
                     },
                     aggregand,
                 };
@@ -552,6 +563,8 @@ mod tests {
              group_by=none aggregand=clipped_sum:2",
             "aggregate/v4 rows=8 columns=w32,n4,n5,n3,n1 present=4 consent=3 \
              filters=ranges:2:3 group_by=1+2 aggregand=sum:0+4",
+            "aggregate/v4 rows=8 columns=w32,n4,n5,n3,n1 present=4 consent=3 \
+             filters=range:0 group_by=bucket:0:3600:8+1 aggregand=count",
             "eligibility/v2 districts=16",
             WithdrawalShape::DESCRIPTION,
         ] {
@@ -585,6 +598,14 @@ mod tests {
             (
                 &AGGREGATE.replace("group_by=1", "group_by=12"),
                 "invalid shape",
+            ),
+            (
+                &AGGREGATE.replace("group_by=1", "group_by=bucket:0:0:8"),
+                "a time bucket of 0 seconds",
+            ),
+            (
+                &AGGREGATE.replace("group_by=1", "group_by=bucket:0:60"),
+                "group_by \"bucket:0:60\"",
             ),
         ] {
             let err = Shape::parse(text).unwrap_err().to_string();

@@ -13,16 +13,16 @@ use ark_ff::PrimeField;
 use datafusion::{
     arrow::{
         array::{Array, AsArray},
-        datatypes::{Int64Type, UInt64Type},
+        datatypes::{DataType, Int64Type, UInt64Type},
     },
     functions_aggregate::expr_fn::{count, sum},
-    logical_expr::{binary_expr, col, lit, when, Expr, Operator},
+    logical_expr::{binary_expr, cast, col, lit, when, Expr, Operator},
     prelude::SessionContext,
 };
 use rand::{rngs::OsRng, Rng};
 use rayon::prelude::*;
 use zkfabric_circuits::{
-    aggregate::{self, AggregateCircuit, AggregateInstance, Partial},
+    aggregate::{self, AggregateCircuit, AggregateInstance, Grouping, Partial},
     combine::{
         challenge, Closing, CombineCircuit, CombineResult, CombineShape, GroupAnswer, GroupNoisy,
         GroupRelease, NoiseParams, Opening,
@@ -212,6 +212,23 @@ pub async fn plan(
     let manifest = tables::register_epoch(ctx, store, &dataset, request.epoch)?;
     let query = sql::lower(ctx, &schema, &request.sql, &request.purpose).await?;
     let circuits = query.circuit(&schema, &request.limits, request.cost_for(&schema)?)?;
+    if let Some(noise) = circuits
+        .noise
+        .as_ref()
+        .filter(|n| n.root_coins > request.privacy.max_root_coins)
+    {
+        return Err(ProveError::Privacy(format!(
+            "a noisy answer of {} groups x {} values x {} coins draws {} coins in its root \
+             proof; this node proves at most {} ([privacy] max_root_coins, about 80 KB of \
+             memory a coin): ask for fewer groups (a narrower time range, fewer grouping \
+             columns) or sums, or spend more epsilon",
+            circuits.root_shape.groups(),
+            1 + noise.sum_steps.len(),
+            noise.coins,
+            noise.root_coins,
+            request.privacy.max_root_coins
+        )));
+    }
     Ok((
         Plan {
             schema,
@@ -884,15 +901,27 @@ async fn tallies(
     let mut group = vec![col(CHUNK_COLUMN)];
     let keyed = !query.group_by.is_empty();
     if keyed {
-        // The group key as the chunk circuit packs it: each code shifted past the widths
-        // of the columns after it.
+        // The group key as the chunk circuit packs it: each part's code shifted past the
+        // widths of the parts after it; a time bucket's code counted from its origin.
         let shape = &circuits.chunk_shape;
-        // (With two columns or more, each is narrower than 64 bits.)
+        let mut origins = circuits.chunk_query.origins.iter();
+        // (With two parts or more, each is narrower than 64 bits.)
         let key = shape
             .group_by
             .iter()
             .zip(&query.group_by)
-            .map(|(&c, name)| (shape.layout.width(c), col(name.as_str())))
+            .map(|(part, g)| {
+                let column = col(g.column.as_str());
+                let code = match part {
+                    Grouping::Column(_) => column,
+                    Grouping::Bucket(b) => cast(
+                        (cast(column, DataType::Int64) - lit(*origins.next().expect("one each")))
+                            / lit(b.seconds as i64),
+                        DataType::UInt64,
+                    ),
+                };
+                (part.width(&shape.layout), code)
+            })
             .reduce(|(_, key), (width, code)| (width, key * lit(1u64 << width) + code))
             .map(|(_, key)| key)
             .expect("GROUP BY names a column");

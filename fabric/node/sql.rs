@@ -36,8 +36,8 @@ use codes::Codes;
 
 use crate::circuits::aggregate::MAX_MEASURES;
 use crate::verifier::query::{
-    Aggregand, Arithmetic, ArithmeticOp, Comparison, Filter, Having, OrderKey, Output, OutputKind,
-    PostProcessing, ProvableQuery, Test, MAX_IN_ITEMS, MAX_RANGES,
+    Aggregand, Arithmetic, ArithmeticOp, Comparison, Filter, Grouping, Having, OrderKey, Output,
+    OutputKind, PostProcessing, ProvableQuery, Test, TimeBucket, MAX_IN_ITEMS, MAX_RANGES,
 };
 use crate::{
     shared::records,
@@ -48,9 +48,11 @@ use crate::{
 pub const SUPPORTED: &str = "a provable query is SELECT of COUNT(*), SUM(measure), \
     AVG(measure), or one bool_and/bool_or(column <op> literal), optionally with the grouping \
     column, FROM one dataset table, WHERE an AND of conditions on one column each (=, <>, <, \
-    <=, >, >=, BETWEEN, IN and NOT IN between a column and literals, ORed or negated), GROUP \
-    BY up to three dimension columns, HAVING comparisons of an output aggregate with an \
-    integer, ORDER BY output columns, LIMIT";
+    <=, >, >=, BETWEEN, IN and NOT IN between a column and literals, or to_timestamp(time) \
+    and instants, ORed or negated), GROUP \
+    BY up to three dimension columns or time buckets (date_trunc('minute'|'hour'|'day'|'week', \
+    to_timestamp(time)), date_bin(INTERVAL '15 minutes', to_timestamp(time))), HAVING \
+    comparisons of an output aggregate with an integer, ORDER BY output columns, LIMIT";
 
 /// Most columns a GROUP BY may name.
 const MAX_GROUP_COLUMNS: usize = 3;
@@ -665,9 +667,9 @@ impl Lowering<'_> {
                 (column, codes.complement(max))
             })),
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                let (column, op, value) = match (self.column(left), self.column(right)) {
-                    (Some(c), None) => (c, *op, self.literal(right)?),
-                    (None, Some(c)) => (c, op.swap()?, self.literal(left)?),
+                let (column, op, value) = match (self.operand(left), self.operand(right)) {
+                    (Some((c, instant)), None) => (c, *op, self.value(right, instant)?),
+                    (None, Some((c, instant))) => (c, op.swap()?, self.value(left, instant)?),
                     _ => return None,
                 };
                 Some(self.dataset_column(column, "a filter").and_then(|c| {
@@ -711,8 +713,8 @@ impl Lowering<'_> {
                 low,
                 high,
             }) => {
-                let column = self.column(expr)?;
-                let (lo, hi) = (self.literal(low)?, self.literal(high)?);
+                let (column, instant) = self.operand(expr)?;
+                let (lo, hi) = (self.value(low, instant)?, self.value(high, instant)?);
                 Some(self.dataset_column(column, "a filter").map(|c| {
                     let max = c.max_code();
                     let codes = Codes::range(lo, hi, max);
@@ -726,6 +728,62 @@ impl Lowering<'_> {
             }
             _ => None,
         }
+    }
+
+    /// The column a comparison tests: a plain column, or a time column read as a
+    /// timestamp (`to_timestamp(time)`, `to_timestamp_seconds(time)`,
+    /// `from_unixtime(CAST(time AS BIGINT))`), whose literals are instants (`true`).
+    fn operand<'e>(&self, expr: &'e Expr) -> Option<(&'e PlanColumn, bool)> {
+        if let Some(column) = self.column(expr) {
+            return Some((column, false));
+        }
+        let column = self.seconds_of(expr)?;
+        let is_time = self
+            .schema
+            .declared()
+            .iter()
+            .any(|c| c.name == column.name && c.kind == ColumnKind::Time);
+        is_time.then_some((column, true))
+    }
+
+    /// The column whose seconds `expr` reads as a timestamp: `to_timestamp(c)`,
+    /// `to_timestamp_seconds(c)` or `from_unixtime(c)`, casts unwrapped.
+    fn seconds_of<'e>(&self, expr: &'e Expr) -> Option<&'e PlanColumn> {
+        match expr {
+            Expr::Cast(Cast { expr, .. }) | Expr::Alias(Alias { expr, .. }) => {
+                self.seconds_of(expr)
+            }
+            Expr::ScalarFunction(f)
+                if ["to_timestamp", "to_timestamp_seconds", "from_unixtime"]
+                    .contains(&f.name()) =>
+            {
+                match f.args.as_slice() {
+                    [arg] => self.column(arg),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// A literal compared with an operand: an integer, or for a timestamp operand an
+    /// instant in whole seconds since 1970 (`'2026-01-05'`, `TIMESTAMP '2026-01-05
+    /// 06:00:00'`; an instant with a fraction of a second is not lowered).
+    fn value(&self, expr: &Expr, instant: bool) -> Option<i128> {
+        if !instant {
+            return self.literal(expr);
+        }
+        let (ticks, per_second): (i64, i64) = match expr {
+            Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }) => {
+                return self.value(expr, instant)
+            }
+            Expr::Literal(ScalarValue::TimestampSecond(Some(v), _), _) => (*v, 1),
+            Expr::Literal(ScalarValue::TimestampMillisecond(Some(v), _), _) => (*v, 1_000),
+            Expr::Literal(ScalarValue::TimestampMicrosecond(Some(v), _), _) => (*v, 1_000_000),
+            Expr::Literal(ScalarValue::TimestampNanosecond(Some(v), _), _) => (*v, 1_000_000_000),
+            _ => return None,
+        };
+        (ticks % per_second == 0).then(|| i128::from(ticks / per_second))
     }
 
     /// The largest code of a column [`Lowering::condition`] has named.
@@ -787,32 +845,141 @@ impl Lowering<'_> {
         self.schema.column(column).map_or(usize::MAX, |(i, _)| i)
     }
 
-    /// The grouping columns, in GROUP BY order: up to [`MAX_GROUP_COLUMNS`] dimensions.
-    fn group_by(&self, aggregate: &Aggregate) -> Result<Vec<String>, QueryError> {
+    /// The groupings, in GROUP BY order: up to [`MAX_GROUP_COLUMNS`] dimensions and time
+    /// buckets.
+    fn group_by(&self, aggregate: &Aggregate) -> Result<Vec<Grouping>, QueryError> {
         if aggregate.group_expr.len() > MAX_GROUP_COLUMNS {
             return unsupported(format!(
                 "GROUP BY of {} columns (at most {MAX_GROUP_COLUMNS})",
                 aggregate.group_expr.len()
             ));
         }
-        let mut columns: Vec<String> = Vec::new();
+        let mut groupings: Vec<Grouping> = Vec::new();
         for expr in &aggregate.group_expr {
-            let Some(column) = self.column(expr) else {
-                return unsupported(format!("GROUP BY `{}`", describe(expr)));
-            };
+            let grouping = self.grouping(expr)?;
+            if groupings.iter().any(|g| g.column == grouping.column) {
+                return unsupported(format!("GROUP BY `{}` twice", grouping.column));
+            }
+            groupings.push(grouping);
+        }
+        Ok(groupings)
+    }
+
+    /// One GROUP BY expression: a dimension column, or the buckets of the time column
+    /// that `date_trunc('minute'|'hour'|'day'|'week', to_timestamp(time))` or
+    /// `date_bin(INTERVAL '...', to_timestamp(time))` make.
+    fn grouping(&self, expr: &Expr) -> Result<Grouping, QueryError> {
+        if let Some(column) = self.column(expr) {
             let c = self.dataset_column(column, "GROUP BY")?;
             if c.kind != ColumnKind::Dimension {
                 return unsupported(format!(
-                    "GROUP BY `{}` (a {} column; group by a dimension)",
-                    c.name, c.kind
+                    "GROUP BY `{}` (a {} column; group by a dimension{})",
+                    c.name,
+                    c.kind,
+                    if c.kind == ColumnKind::Time {
+                        ", or by date_trunc('hour', to_timestamp(time)) for time buckets"
+                    } else {
+                        ""
+                    }
                 ));
             }
-            if columns.contains(&c.name) {
-                return unsupported(format!("GROUP BY `{}` twice", c.name));
-            }
-            columns.push(c.name.clone());
+            return Ok(Grouping::column(&c.name));
         }
-        Ok(columns)
+        let mut inner = expr;
+        while let Expr::Alias(Alias { expr, .. }) | Expr::Cast(Cast { expr, .. }) = inner {
+            inner = expr;
+        }
+        let Expr::ScalarFunction(f) = inner else {
+            return unsupported(format!("GROUP BY `{}`", describe(expr)));
+        };
+        let (bucket, timestamp) = match (f.name(), f.args.as_slice()) {
+            ("date_trunc", [unit, timestamp]) => {
+                let unit = match unit {
+                    Expr::Literal(
+                        ScalarValue::Utf8(Some(u))
+                        | ScalarValue::Utf8View(Some(u))
+                        | ScalarValue::LargeUtf8(Some(u)),
+                        _,
+                    ) => u.to_ascii_lowercase(),
+                    other => return unsupported(format!("date_trunc of the unit `{other}`")),
+                };
+                let bucket = match unit.as_str() {
+                    "minute" => TimeBucket::MINUTE,
+                    "hour" => TimeBucket::HOUR,
+                    "day" => TimeBucket::DAY,
+                    "week" => TimeBucket::WEEK,
+                    "month" | "quarter" | "year" => {
+                        return unsupported(format!(
+                            "date_trunc('{unit}', ...) in GROUP BY: {unit}s differ in length, \
+                             and buckets are proven by division (use 'week' or 'day')"
+                        ))
+                    }
+                    _ => {
+                        return unsupported(format!(
+                            "date_trunc('{unit}', ...) in GROUP BY (buckets of a minute, an \
+                             hour, a day or a week)"
+                        ))
+                    }
+                };
+                (bucket, timestamp)
+            }
+            ("date_bin", [interval, timestamp]) => (self.interval(interval)?, timestamp),
+            ("date_bin", _) => {
+                return unsupported(
+                    "date_bin with an origin in GROUP BY (its buckets count from 1970-01-01)",
+                )
+            }
+            (name, _) => {
+                return unsupported(format!(
+                    "GROUP BY {name}(...) (group by a dimension, or time buckets: \
+                     date_trunc('hour', to_timestamp(time)) or date_bin(INTERVAL '15 minutes', \
+                     to_timestamp(time)))"
+                ))
+            }
+        };
+        let column = self.seconds_of(timestamp);
+        let Some(column) = column else {
+            return unsupported(format!(
+                "time buckets of `{timestamp}` (bucket to_timestamp(time), the time column's \
+                 seconds)"
+            ));
+        };
+        let c = self.dataset_column(column, "GROUP BY")?;
+        if c.kind != ColumnKind::Time {
+            return unsupported(format!(
+                "time buckets of `{}` (a {} column; bucket a time column)",
+                c.name, c.kind
+            ));
+        }
+        Ok(Grouping {
+            column: c.name.clone(),
+            bucket: Some(bucket),
+        })
+    }
+
+    /// A `date_bin` interval literal as buckets from 1970-01-01: whole seconds, no months.
+    fn interval(&self, expr: &Expr) -> Result<TimeBucket, QueryError> {
+        let seconds = match expr {
+            Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(i)), _) if i.months == 0 => {
+                let nanos = i128::from(i.days) * 86_400_000_000_000 + i128::from(i.nanoseconds);
+                (nanos % 1_000_000_000 == 0).then_some(nanos / 1_000_000_000)
+            }
+            Expr::Literal(ScalarValue::IntervalDayTime(Some(i)), _) => {
+                let millis = i64::from(i.days) * 86_400_000 + i64::from(i.milliseconds);
+                (millis % 1000 == 0).then_some(i128::from(millis / 1000))
+            }
+            _ => None,
+        };
+        match seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .filter(|s| *s > 0)
+        {
+            Some(seconds) => Ok(TimeBucket::new(seconds, 0)),
+            None => unsupported(format!(
+                "date_bin of `{expr}` in GROUP BY (an interval of whole seconds, minutes, \
+                 hours or days; months differ in length)"
+            )),
+        }
     }
 
     /// The aggregand all aggregates share (the measures SUM and AVG name, in order of
@@ -1023,7 +1190,7 @@ impl Lowering<'_> {
         &self,
         projection: Option<&Projection>,
         aggregate: &Aggregate,
-        group_by: &[String],
+        group_by: &[Grouping],
         kinds: &[OutputKind],
     ) -> Result<(Vec<Output>, Vec<usize>), QueryError> {
         let groups = aggregate.group_expr.len();
@@ -1039,10 +1206,12 @@ impl Lowering<'_> {
             let outputs = fields
                 .clone()
                 .map(|i| Output {
-                    name: if i < groups {
-                        group_by[i].clone()
-                    } else {
-                        aggregate.schema.field(i).name().clone()
+                    name: match group_by.get(i) {
+                        Some(Grouping {
+                            column,
+                            bucket: None,
+                        }) => column.clone(),
+                        _ => aggregate.schema.field(i).name().clone(),
                     },
                     kind: kind_of(i),
                 })
@@ -1069,7 +1238,10 @@ impl Lowering<'_> {
                 };
                 let i = aggregate.schema.index_of_column(c)?;
                 let name = if i < groups && !matches!(expr, Expr::Alias(_)) {
-                    c.name.clone()
+                    match &group_by[i].bucket {
+                        None => group_by[i].column.clone(),
+                        Some(_) => c.name.clone(),
+                    }
                 } else {
                     name
                 };

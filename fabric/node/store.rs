@@ -122,6 +122,18 @@ pub enum StoreError {
     /// No donation has that receipt id.
     #[error("no donation has receipt id `{0}`")]
     UnknownDonation(String),
+    /// The epoch listed chunks that held withdrawn rows: their raw values are erased.
+    #[error(
+        "epoch {epoch} of {dataset} held rows that a donor withdrew, erased since epoch \
+         {withdrawn_in}: its bundles still verify, but it answers no new query; ask epoch \
+         {latest} (the latest) instead"
+    )]
+    Erased {
+        dataset: String,
+        epoch: u64,
+        withdrawn_in: u64,
+        latest: u64,
+    },
     /// The withdrawal secret does not match the donation's.
     #[error("the withdrawal secret does not match receipt `{0}`")]
     WrongSecret(String),
@@ -263,6 +275,8 @@ impl Store {
         let db = Connection::open(dir.join("catalog.sqlite"))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
+        // Deleted content is overwritten, not left in free pages.
+        db.pragma_update(None, "secure_delete", true)?;
         db.execute_batch(CATALOG)?;
         // Catalogs from before withdrawals lack the column that retires chunks.
         let retired: bool = db.query_row(
@@ -466,25 +480,70 @@ impl Store {
         })
     }
 
-    /// Path of sealed chunk `index`'s Parquet file.
+    /// Path of sealed chunk `index`'s Parquet file; a chunk retired by a withdrawal has
+    /// none (it is erased).
     pub fn chunk_file(&self, dataset: &str, index: u64) -> Result<PathBuf, StoreError> {
-        let file: String = self
+        let (file, retired_in): (String, Option<i64>) = self
             .db
             .query_row(
-                "SELECT file FROM chunks WHERE dataset = ?1 AND idx = ?2",
+                "SELECT file, retired_in FROM chunks WHERE dataset = ?1 AND idx = ?2",
                 params![dataset, index as i64],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?
             .ok_or_else(|| StoreError::Corrupt(format!("{dataset} has no chunk {index}")))?;
+        if let Some(withdrawn_in) = retired_in {
+            return Err(StoreError::Corrupt(format!(
+                "chunk {index} of {dataset} was erased: a donor withdrew rows of it, \
+                 retired in epoch {withdrawn_in}"
+            )));
+        }
         Ok(self.dir.join(dataset).join("chunks").join(file))
     }
 
-    /// Deletes pending and chunk files that no committed transaction references.
+    /// Refuses a query over `epoch` when it lists a chunk a withdrawal erased, naming
+    /// the withdrawal's epoch and the latest.
+    pub fn check_queryable(&self, dataset: &str, epoch: u64) -> Result<(), StoreError> {
+        let manifest = self.manifest(dataset, Some(epoch))?;
+        let indices: Vec<i64> = manifest
+            .manifest
+            .chunks
+            .iter()
+            .map(|c| c.index as i64)
+            .collect();
+        let mut stmt = self.db.prepare(
+            "SELECT idx, retired_in FROM chunks WHERE dataset = ?1 AND retired_in IS NOT NULL",
+        )?;
+        let retired: Vec<(i64, i64)> = stmt
+            .query_map([dataset], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        match retired
+            .iter()
+            .filter(|(idx, _)| indices.contains(idx))
+            .map(|(_, w)| *w as u64)
+            .min()
+        {
+            Some(withdrawn_in) => Err(StoreError::Erased {
+                dataset: dataset.to_string(),
+                epoch,
+                withdrawn_in,
+                latest: self
+                    .epochs(dataset)?
+                    .last()
+                    .copied()
+                    .unwrap_or(withdrawn_in),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes pending and chunk files that no committed transaction references, and
+    /// the files of chunks a withdrawal retired (erasure: their rows were withdrawn).
     fn remove_unreferenced_files(&self) -> Result<(), StoreError> {
         let referenced: HashSet<(String, String)> = {
             let mut stmt = self.db.prepare(
-                "SELECT dataset, 'pending/' || file FROM pending UNION ALL SELECT dataset, 'chunks/' || file FROM chunks",
+                "SELECT dataset, 'pending/' || file FROM pending UNION ALL SELECT dataset, \
+                 'chunks/' || file FROM chunks WHERE retired_in IS NULL",
             )?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?

@@ -48,7 +48,8 @@ pub enum TablesError {
 }
 
 /// Registers the chunks of `epoch` of `dataset` (the latest when `None`) with `ctx` as
-/// table `dataset`, and returns the epoch's signed manifest.
+/// table `dataset`, and returns the epoch's signed manifest; an epoch that held rows a
+/// donor has since withdrawn is refused (they are erased).
 pub fn register_epoch(
     ctx: &SessionContext,
     store: &Store,
@@ -56,6 +57,7 @@ pub fn register_epoch(
     epoch: Option<u64>,
 ) -> Result<SignedManifest, TablesError> {
     let manifest = store.manifest(dataset, epoch)?;
+    store.check_queryable(dataset, manifest.manifest.epoch)?;
     let schema = store.schema(dataset)?;
     let paths = manifest
         .manifest

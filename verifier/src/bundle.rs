@@ -13,17 +13,18 @@ use crate::{
     files::{self, FileError},
     manifest::{Manifest, SignedManifest},
     query::{
-        in_list_slots, Aggregand, Arithmetic, ArithmeticOp, Comparison, Filter, Having, Limits,
-        OrderKey, Output, OutputKind, PostProcessing, ProvableQuery, Test, MAX_GROUPS,
-        MAX_IN_ITEMS,
+        in_list_slots, Aggregand, Arithmetic, ArithmeticOp, Comparison, Filter, Grouping, Having,
+        Limits, OrderKey, Output, OutputKind, PostProcessing, ProvableQuery, Test, TimeBucket,
+        MAX_GROUPS, MAX_IN_ITEMS,
     },
 };
 use zkfabric_circuits::Fr;
 
 /// The bundle format this version writes and reads: 2 since bundles state their privacy
 /// mode and dp answers are noisy, 3 since queries group by several columns (result rows
-/// carry one label per grouping column).
-pub const FORMAT: u32 = 4;
+/// carry one label per grouping column), 4 since the aggregation argument is a random
+/// evaluation (the totals' commitment), 5 since GROUP BY takes time buckets.
+pub const FORMAT: u32 = 5;
 
 /// Most slots (K or L) a bundle's circuits may have: a bound on what a verifier
 /// allocates for a bundle it has not checked yet (G is bounded by [`MAX_GROUPS`]).
@@ -154,7 +155,17 @@ pub fn query_to_proto(q: &ProvableQuery, limits: &Limits) -> pb::ProvableQuery {
     pb::ProvableQuery {
         purpose: q.purpose.clone(),
         filters,
-        group_by: q.group_by.clone(),
+        group_by: q
+            .group_by
+            .iter()
+            .map(|g| pb::Grouping {
+                column: g.column.clone(),
+                bucket: g.bucket.map(|b| pb::TimeBucket {
+                    seconds: b.seconds,
+                    offset: b.offset,
+                }),
+            })
+            .collect(),
         aggregand: Some(pb::Aggregand { kind: Some(kind) }),
         min_group_size: limits.min_group_size,
         outputs,
@@ -310,7 +321,14 @@ pub fn query_from_proto(
     let query = ProvableQuery {
         purpose: q.purpose.clone(),
         filters,
-        group_by: q.group_by.clone(),
+        group_by: q
+            .group_by
+            .iter()
+            .map(|g| Grouping {
+                column: g.column.clone(),
+                bucket: g.bucket.map(|b| TimeBucket::new(b.seconds, b.offset)),
+            })
+            .collect(),
         aggregand,
         outputs,
         post: PostProcessing {

@@ -83,6 +83,9 @@ pub struct NoisePlan {
     pub per_value: Cost,
     /// Coins per value: the noise is Binomial(coins, 1/2).
     pub coins: u32,
+    /// Coins the root combine draws in all: groups x values x coins per value (what its
+    /// size, and a node's memory to prove it, grow with).
+    pub root_coins: u64,
     /// A COUNT's sensitivity: the most rows one unit adds to a group.
     pub count_step: u64,
     /// Each SUM's sensitivity: those rows, each at its measure's clip bound (in the
@@ -131,7 +134,7 @@ impl NoisePlan {
         let in_one_group = query
             .group_by
             .iter()
-            .all(|g| bounds.unit_attributes.contains(g));
+            .all(|g| g.bucket.is_none() && bounds.unit_attributes.contains(&g.column));
         let touched = if in_one_group {
             1
         } else {
@@ -163,6 +166,7 @@ impl NoisePlan {
             values_charged,
             per_value,
             coins,
+            root_coins,
             count_step: rows,
             sum_steps,
             threshold: upper_quantile(coins, SUPPRESSION_MISS),
@@ -171,10 +175,13 @@ impl NoisePlan {
     }
 
     /// The estimate of a value released as `released` steps of `step`: the noise's mean
-    /// removed, and the half step the division dropped on average put back.
+    /// removed, and the half step the division dropped on average put back; at least
+    /// zero, as the interval's low end is (a count or a sum of unsigned values never is
+    /// negative, so an average of a negative sum would mislead). Post-processing of the
+    /// released value: it costs no privacy.
     pub fn estimate(&self, released: u128, step: u128) -> i128 {
         let centred = released as i128 - i128::from(self.coins / 2);
-        centred * step as i128 + (step as i128 - 1) / 2
+        (centred * step as i128 + (step as i128 - 1) / 2).max(0)
     }
 
     /// A 95% interval for the true value behind `released` steps of `step`.
@@ -184,7 +191,7 @@ impl NoisePlan {
         let (step, zero) = (step as i128, 0);
         (
             ((centred - z) * step).max(zero),
-            (centred + z) * step + step - 1,
+            ((centred + z) * step + step - 1).max(zero),
         )
     }
 }
@@ -299,6 +306,7 @@ pub fn nonce_element(nonce: &[u8]) -> Result<Fr, PrivacyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::Grouping;
 
     #[test]
     fn coins_meet_the_profile_and_fewer_do_not() {
@@ -343,34 +351,55 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_noisy_root_too_large_to_prove_is_refused_naming_its_coins() {
-        // COUNT by a unit attribute (district): a unit moves one value. 12 groups at
-        // epsilon 1 fit; 4,096 groups at epsilon 0.1 (thousands of coins each) would
-        // draw tens of millions of coins.
+    /// The noise plan of a COUNT over consumption (a dp dataset), grouped by
+    /// `group_by` into `groups` slots, at epsilon `epsilon`.
+    fn count_plan(
+        group_by: Vec<Grouping>,
+        groups: usize,
+        epsilon: f64,
+    ) -> Result<NoisePlan, PrivacyError> {
         let schema = Schema::builtin("consumption").unwrap();
         let crate::schema::Privacy::Dp(bounds) = &schema.privacy else {
             unreachable!("consumption is dp")
         };
         let query = ProvableQuery {
-            group_by: vec!["district".into()],
+            group_by,
             aggregand: Aggregand::CountOnly,
             purpose: "public-health".into(),
             filters: Vec::new(),
             post: Default::default(),
             outputs: Vec::new(),
         };
-        let plan = |groups, epsilon| {
-            NoisePlan::new(
-                &schema,
-                bounds,
-                &query,
-                groups,
-                Cost::new(epsilon, 1e-7).unwrap(),
-            )
-        };
-        assert!(plan(12, 1.0).is_ok());
-        let err = plan(4096, 0.1).unwrap_err().0;
+        NoisePlan::new(
+            &schema,
+            bounds,
+            &query,
+            groups,
+            Cost::new(epsilon, 1e-7).unwrap(),
+        )
+    }
+
+    #[test]
+    fn an_estimate_is_never_below_zero_nor_outside_its_interval() {
+        let plan = count_plan(Vec::new(), 1, 1.0).unwrap();
+        for released in [0, u128::from(plan.coins / 4), u128::from(plan.coins)] {
+            let estimate = plan.estimate(released, 168);
+            let (low, high) = plan.interval(released, 168);
+            assert!(
+                estimate >= 0 && low <= estimate && estimate <= high,
+                "{released}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_noisy_root_too_large_to_prove_is_refused_naming_its_coins() {
+        // COUNT by a unit attribute (district): a unit moves one value. 12 groups at
+        // epsilon 1 fit; 4,096 groups at epsilon 0.1 (thousands of coins each) would
+        // draw tens of millions of coins.
+        let district = || vec![Grouping::column("district")];
+        assert!(count_plan(district(), 12, 1.0).is_ok());
+        let err = count_plan(district(), 4096, 0.1).unwrap_err().0;
         assert!(
             err.contains("4096 groups x 1 values") && err.contains("at most 1048576"),
             "{err}"

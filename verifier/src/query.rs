@@ -11,7 +11,7 @@
 use zkfabric_circuits::{
     aggregate::{
         Aggregand as CircuitAggregand, AggregateQuery, AggregateShape, FilterParams, FilterShape,
-        MAX_MEASURES,
+        Grouping as KeyPart, TimeBucket as CircuitBucket, MAX_MEASURES,
     },
     combine::{CombineOutput, CombineParams, CombineShape},
     evaluation::{GroupColumn, GroupDomain, MAX_SLOTS},
@@ -45,6 +45,101 @@ pub enum Test {
 
 /// Most ranges one filter's union may hold (each costs a row two range checks).
 pub const MAX_RANGES: usize = 4;
+
+/// One entry of GROUP BY: a dimension's codes, or a time column's buckets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grouping {
+    /// The column grouped on.
+    pub column: String,
+    /// For a time column, its buckets (`None`: the column's codes, for a dimension).
+    pub bucket: Option<TimeBucket>,
+}
+
+impl Grouping {
+    /// Grouping on a dimension's codes.
+    pub fn column(name: &str) -> Self {
+        Self {
+            column: name.to_string(),
+            bucket: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Grouping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.bucket {
+            None => write!(f, "{}", self.column),
+            Some(b) => write!(f, "{} by {}", self.column, b.unit()),
+        }
+    }
+}
+
+/// Time buckets of `seconds`, their boundaries at `offset + n · seconds` seconds since
+/// 1970-01-01 UTC: what `date_trunc` (minute, hour, day, week: weeks start on Mondays)
+/// and `date_bin` (a fixed interval from 1970) make of a time column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeBucket {
+    /// A bucket's length (at least 1 second).
+    pub seconds: u64,
+    /// Where the boundaries fall: below `seconds`.
+    pub offset: u64,
+}
+
+/// A day in seconds.
+const DAY: u64 = 86_400;
+
+impl TimeBucket {
+    /// `date_trunc`'s minute.
+    pub const MINUTE: Self = Self::new(60, 0);
+    /// `date_trunc`'s hour.
+    pub const HOUR: Self = Self::new(3_600, 0);
+    /// `date_trunc`'s day.
+    pub const DAY: Self = Self::new(DAY, 0);
+    /// `date_trunc`'s ISO week, from Monday (1970-01-05 was one).
+    pub const WEEK: Self = Self::new(7 * DAY, 4 * DAY);
+
+    /// Buckets of `seconds` with boundaries at `offset` past a multiple.
+    pub const fn new(seconds: u64, offset: u64) -> Self {
+        Self { seconds, offset }
+    }
+
+    /// Its name: `hour` for `date_trunc('hour', ...)`, `900 s` for a 15-minute
+    /// `date_bin`.
+    pub fn unit(&self) -> String {
+        match *self {
+            Self::MINUTE => "minute".into(),
+            Self::HOUR => "hour".into(),
+            Self::DAY => "day".into(),
+            Self::WEEK => "week".into(),
+            Self { seconds, offset: 0 } => format!("{seconds} s"),
+            Self { seconds, offset } => format!("{seconds} s from {offset} s"),
+        }
+    }
+
+    /// The start of the bucket holding `t`.
+    pub fn start(&self, t: i128) -> i128 {
+        t - (t - i128::from(self.offset)).rem_euclid(i128::from(self.seconds))
+    }
+
+    /// How a bucket starting at `start` reads: its UTC start as DataFusion shows a
+    /// timestamp (`2026-01-01T10:00:00`).
+    pub fn label(start: i64) -> String {
+        chrono::DateTime::from_timestamp(start, 0).map_or_else(
+            || format!("{start} s"),
+            |t| t.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string(),
+        )
+    }
+}
+
+/// The buckets a query's GROUP BY makes of a time column: from `origin` (the start of
+/// bucket 0), `codes` of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketSpan {
+    /// The start of bucket 0.
+    pub origin: i64,
+    /// How many buckets: those that hold a value the query's filters on the column allow.
+    pub codes: u64,
+}
 
 /// What each selected row adds to its group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,8 +282,8 @@ pub struct ProvableQuery {
     pub purpose: String,
     /// Filters, one per column and kind, sorted by column position.
     pub filters: Vec<Filter>,
-    /// The grouping columns, in GROUP BY order (empty: one group).
-    pub group_by: Vec<String>,
+    /// The groupings, in GROUP BY order (empty: one group).
+    pub group_by: Vec<Grouping>,
     /// What is added up.
     pub aggregand: Aggregand,
     /// Output columns in SELECT order.
@@ -411,7 +506,8 @@ impl ProvableQuery {
             });
         }
         if !self.group_by.is_empty() {
-            text.push_str(&format!(", grouped by {}", self.group_by.join(", ")));
+            let groupings: Vec<String> = self.group_by.iter().map(Grouping::to_string).collect();
+            text.push_str(&format!(", grouped by {}", groupings.join(", ")));
         }
         let name = |output: usize| {
             self.outputs
@@ -444,19 +540,58 @@ impl ProvableQuery {
         text
     }
 
-    /// How a group slot's codes read: per grouping column, its label, or the code in
-    /// decimal for a column without labels.
+    /// How a group slot's codes read: per grouping, its label, a time bucket's start
+    /// ([`TimeBucket::label`]), or the code in decimal for a column without labels.
     pub fn group_labels(&self, schema: &Schema, codes: &[u64]) -> Vec<String> {
         self.group_by
             .iter()
             .zip(codes)
-            .map(|(name, &code)| {
-                schema
-                    .column(name)
+            .map(|(g, &code)| match &g.bucket {
+                Some(bucket) => {
+                    let origin = self.bucket_span(schema, &g.column, bucket).origin;
+                    let start = i128::from(origin) + i128::from(code) * i128::from(bucket.seconds);
+                    TimeBucket::label(i64::try_from(start).unwrap_or(i64::MAX))
+                }
+                None => schema
+                    .column(&g.column)
                     .and_then(|(_, c)| c.label_of(code))
-                    .map_or_else(|| code.to_string(), str::to_string)
+                    .map_or_else(|| code.to_string(), str::to_string),
             })
             .collect()
+    }
+
+    /// The buckets of `column` this query groups on: from the bucket of the smallest
+    /// value its filters on the column allow to that of the largest (the column's whole
+    /// range without a filter on it).
+    pub fn bucket_span(&self, schema: &Schema, column: &str, bucket: &TimeBucket) -> BucketSpan {
+        let max = schema.column(column).map_or(0, |(_, c)| c.max_code());
+        let (lo, hi) = match self
+            .filters
+            .iter()
+            .find(|f| f.column == column)
+            .map(|f| &f.test)
+        {
+            None => (0, max),
+            Some(Test::Range { lo, hi }) => (*lo, *hi),
+            Some(Test::In(items)) => (
+                items.iter().copied().min().unwrap_or(0),
+                items.iter().copied().max().unwrap_or(0),
+            ),
+            Some(Test::Ranges(ranges)) => (
+                ranges.iter().map(|r| r.0).min().unwrap_or(0),
+                ranges.iter().map(|r| r.1).max().unwrap_or(0),
+            ),
+        };
+        let origin = bucket.start(i128::from(lo));
+        let codes = if lo > hi {
+            1
+        } else {
+            (i128::from(hi) - origin) / i128::from(bucket.seconds) + 1
+        };
+        BucketSpan {
+            origin: i64::try_from(origin).unwrap_or(i64::MIN),
+            codes: u64::try_from(codes).unwrap_or(u64::MAX),
+        }
     }
 
     /// The circuit shapes and public parameters of this query over `schema`, under
@@ -531,30 +666,52 @@ impl ProvableQuery {
                 }
             }
         }
-        let mut group_by = Vec::new();
-        for name in &self.group_by {
-            let column = index(name)?;
-            if schema.columns[column].kind != ColumnKind::Dimension {
-                return Err(bad(format!("GROUP BY `{name}`: not a dimension")));
-            }
-            if group_by.contains(&column) {
-                return Err(bad(format!("GROUP BY `{name}` twice")));
-            }
-            group_by.push(column);
-        }
         let layout = schema
             .layout()
             .map_err(|e| bad(format!("dataset {}: {e}", schema.name)))?;
-        // The group slots: every tuple of codes the grouping columns may hold.
-        let domain = GroupDomain {
-            columns: group_by
-                .iter()
-                .map(|&c| GroupColumn {
-                    width: layout.width(c),
-                    codes: schema.columns[c].max_code() + 1,
-                })
-                .collect(),
-        };
+        // The group slots: every tuple of codes the groupings may hold (a dimension's
+        // codes, the buckets a time filter spans).
+        let mut group_by: Vec<KeyPart> = Vec::new();
+        let mut origins = Vec::new();
+        let mut domain = GroupDomain::default();
+        for g in &self.group_by {
+            let column = index(&g.column)?;
+            if group_by.iter().any(|part| part.column() == column) {
+                return Err(bad(format!("GROUP BY `{}` twice", g.column)));
+            }
+            let kind = schema.columns[column].kind;
+            let (part, codes) = match &g.bucket {
+                None if kind == ColumnKind::Dimension => (
+                    KeyPart::Column(column),
+                    schema.columns[column].max_code() + 1,
+                ),
+                None => return Err(bad(format!("GROUP BY `{}`: not a dimension", g.column))),
+                Some(bucket) if kind == ColumnKind::Time => {
+                    if bucket.seconds == 0 || bucket.offset >= bucket.seconds {
+                        return Err(bad(format!(
+                            "GROUP BY `{g}`: buckets of {} s offset by {} s (a bucket is at \
+                             least 1 s, its offset below its length)",
+                            bucket.seconds, bucket.offset
+                        )));
+                    }
+                    let span = self.bucket_span(schema, &g.column, bucket);
+                    origins.push(span.origin);
+                    let width = (u64::BITS - (span.codes.max(2) - 1).leading_zeros()).min(64);
+                    let part = KeyPart::Bucket(CircuitBucket {
+                        column,
+                        seconds: bucket.seconds,
+                        width,
+                    });
+                    (part, span.codes)
+                }
+                Some(_) => return Err(bad(format!("GROUP BY `{g}`: not a time column"))),
+            };
+            domain.columns.push(GroupColumn {
+                width: part.width(&layout),
+                codes,
+            });
+            group_by.push(part);
+        }
         let max_groups = limits.max_groups.min(MAX_GROUPS);
         domain
             .columns
@@ -563,9 +720,18 @@ impl ProvableQuery {
                 Some(n * u128::from(c.codes)).filter(|n| *n <= max_groups as u128)
             })
             .ok_or_else(|| {
+                let groupings: Vec<String> =
+                    self.group_by.iter().map(Grouping::to_string).collect();
+                let buckets = self.group_by.iter().any(|g| g.bucket.is_some());
                 bad(format!(
-                    "GROUP BY {}: at most {max_groups} groups (the product of the columns' codes)",
-                    self.group_by.join(", ")
+                    "GROUP BY {}: at most {max_groups} groups (the product of the columns' \
+                     codes{})",
+                    groupings.join(", "),
+                    if buckets {
+                        " and the time buckets the WHERE clause's range on the time column spans"
+                    } else {
+                        ""
+                    }
                 ))
             })?;
         if limits.min_group_size == 0 {
@@ -656,6 +822,7 @@ impl ProvableQuery {
             filters: params,
             condition,
             clips,
+            origins,
         };
         chunk_query
             .validate(&chunk_shape)

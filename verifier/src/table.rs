@@ -30,13 +30,62 @@ pub enum Format {
 /// One cell: nothing (a suppressed group's number), a label, or a number written in
 /// decimal, with a dp estimate's 95% interval.
 #[derive(Clone, Debug, PartialEq)]
-enum Cell {
+pub enum Cell {
+    /// A suppressed group's number.
     Null,
+    /// A label, a predicate's answer.
     Text(String),
+    /// A number in its measure's unit, with a dp estimate's 95% interval.
     Number {
         value: String,
         interval: Option<(String, String)>,
     },
+}
+
+/// The answer as shown: the output columns' names and units, and the cells of the rows
+/// SQL shows (after HAVING, ORDER BY and LIMIT). What every format, and a chart, draws.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// Output column names, as the SQL names them.
+    pub names: Vec<String>,
+    /// Each column's unit (a measure's), if any.
+    pub units: Vec<Option<String>>,
+    /// One row of cells per row shown.
+    pub cells: Vec<Vec<Cell>>,
+    /// Which columns are grouping columns (their cells are labels).
+    pub keys: Vec<bool>,
+    /// What a reader must know about the numbers (suppression, privacy, units).
+    pub notes: Vec<String>,
+}
+
+impl Answer {
+    /// The answer of `bundle`, whose query and schema are given.
+    pub fn of(schema: &Schema, query: &ProvableQuery, bundle: &pb::Bundle) -> Self {
+        let rows = bundle.result.as_ref().map_or(&[][..], |r| &r.rows[..]);
+        let shown = crate::view::view(schema, query, rows);
+        Self {
+            names: query.outputs.iter().map(|o| o.name.clone()).collect(),
+            units: query
+                .outputs
+                .iter()
+                .map(|o| measure(schema, query, &o.kind).and_then(|c| c.unit.clone()))
+                .collect(),
+            cells: shown
+                .iter()
+                .map(|row| {
+                    (0..query.outputs.len())
+                        .map(|output| cell(schema, query, output, row))
+                        .collect()
+                })
+                .collect(),
+            keys: query
+                .outputs
+                .iter()
+                .map(|o| matches!(o.kind, OutputKind::GroupKey(_)))
+                .collect(),
+            notes: notes(schema, query, bundle),
+        }
+    }
 }
 
 /// The answer of `bundle` (whose query and schema are given), in `format`.
@@ -46,30 +95,16 @@ pub fn render(
     bundle: &pb::Bundle,
     format: Format,
 ) -> String {
-    let rows = bundle.result.as_ref().map_or(&[][..], |r| &r.rows[..]);
-    let shown = crate::view::view(schema, query, rows);
-    let cells: Vec<Vec<Cell>> = shown
-        .iter()
-        .map(|row| {
-            (0..query.outputs.len())
-                .map(|output| cell(schema, query, output, row))
-                .collect()
-        })
-        .collect();
-    let names: Vec<&str> = query.outputs.iter().map(|o| o.name.as_str()).collect();
-    let units: Vec<Option<String>> = query
-        .outputs
-        .iter()
-        .map(|o| measure(schema, query, &o.kind).and_then(|c| c.unit.clone()))
-        .collect();
-    let notes = notes(schema, query, bundle);
+    let answer = Answer::of(schema, query, bundle);
+    let names: Vec<&str> = answer.names.iter().map(String::as_str).collect();
+    let (units, cells, notes) = (&answer.units, &answer.cells, &answer.notes);
     match format {
-        Format::Table => table(&names, &units, &cells, &notes),
-        Format::Csv => csv(&names, &cells),
+        Format::Table => table(&names, units, cells, notes),
+        Format::Csv => csv(&names, cells),
         Format::Json => {
             let units: Map<String, Json> = names
                 .iter()
-                .zip(&units)
+                .zip(units)
                 .filter_map(|(n, u)| u.as_ref().map(|u| (n.to_string(), json!(u))))
                 .collect();
             let rows: Vec<Json> = cells

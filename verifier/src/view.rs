@@ -60,11 +60,12 @@ pub fn value(
     let kind = &query.outputs.get(output)?.kind;
     if let OutputKind::GroupKey(column) = kind {
         let label = row.labels.get(*column)?.clone();
-        let labelled = query
-            .group_by
-            .get(*column)
-            .and_then(|name| schema.column(name))
-            .is_some_and(|(_, c)| !c.labels.is_empty());
+        let labelled = query.group_by.get(*column).is_some_and(|g| {
+            g.bucket.is_some()
+                || schema
+                    .column(&g.column)
+                    .is_some_and(|(_, c)| !c.labels.is_empty())
+        });
         return match labelled {
             true => Some(Value::Label(label)),
             false => label.parse().ok().map(Value::Integer),

@@ -113,7 +113,24 @@ fn every_changed_field_of_a_bundle_is_rejected() {
         ),
         (
             "group by",
-            Box::new(|b| b.query.as_mut().unwrap().group_by = vec!["hour".into()]),
+            Box::new(|b| {
+                b.query.as_mut().unwrap().group_by = vec![pb::Grouping {
+                    column: "hour".into(),
+                    bucket: None,
+                }]
+            }),
+        ),
+        (
+            "group by time buckets",
+            Box::new(|b| {
+                b.query.as_mut().unwrap().group_by = vec![pb::Grouping {
+                    column: "time".into(),
+                    bucket: Some(pb::TimeBucket {
+                        seconds: 3600,
+                        offset: 0,
+                    }),
+                }]
+            }),
         ),
         (
             "minimum group size",

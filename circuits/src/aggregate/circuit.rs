@@ -13,7 +13,7 @@ use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, Synthesis
 
 use super::{
     evaluate, share, Aggregand, AggregateInstance, AggregateQuery, AggregateShape, FilterParams,
-    FilterShape,
+    FilterShape, Grouping,
 };
 use crate::{
     commitment::{Chunk, Group, CHUNK_TAG, GROUP_TAG},
@@ -41,6 +41,9 @@ pub struct AggregateCircuit {
     /// The chunk's share of the evaluation at the challenge, which the statement commits
     /// to.
     pub share: Fr,
+    /// Per row and per time bucket of the key (GROUP BY order), the row's bucket and its
+    /// offset in it: the witness the bucket's division is checked with.
+    pub buckets: Vec<Vec<(u64, u64)>>,
 }
 
 impl AggregateCircuit {
@@ -55,6 +58,15 @@ impl AggregateCircuit {
     ) -> Result<Self, CircuitError> {
         let tallies = evaluate(&shape, &query, &chunk)?;
         let share = share(&shape, &tallies, challenge);
+        let buckets = (0..shape.layout.capacity())
+            .map(|row| {
+                shape
+                    .buckets()
+                    .zip(&query.origins)
+                    .map(|(b, &origin)| b.split(chunk.columns[b.column][row], origin))
+                    .collect()
+            })
+            .collect();
         let instance = AggregateInstance {
             chunk_commitment: chunk.commitment(&shape.layout),
             chunk: chunk.id(&shape.layout),
@@ -69,6 +81,7 @@ impl AggregateCircuit {
             blind,
             tallies,
             share,
+            buckets,
         })
     }
 }
@@ -102,6 +115,7 @@ impl snark::Circuit for AggregateCircuit {
                 Aggregand::ClippedSum { columns } => vec![0; columns.len()],
                 _ => Vec::new(),
             },
+            origins: vec![0; shape.buckets().count()],
         };
         Self::new(shape, query, chunk, Fr::zero(), Fr::zero())
     }
@@ -126,6 +140,7 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
             blind,
             tallies: _,
             share: _,
+            buckets,
         } = self;
         let layout = &shape.layout;
         let width = |c: usize| layout.width(c);
@@ -160,6 +175,7 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
             Aggregand::ClippedSum { columns } => take(columns.len()),
             _ => Vec::new(),
         };
+        let origins = take(shape.buckets().count());
         let challenge = take(1).remove(0);
         let evaluation_commitment = take(1).remove(0);
 
@@ -200,7 +216,7 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
         // range-checked to its width, and every packed slot is unpacked uniquely.
         let mut touched: BTreeSet<usize> = [layout.present(), shape.consent].into();
         touched.extend(shape.filters.iter().map(FilterShape::column));
-        touched.extend(&shape.group_by);
+        touched.extend(shape.group_by.iter().map(Grouping::column));
         touched.extend(shape.aggregand.columns());
         let touched_groups: BTreeSet<usize> = touched.iter().map(|&c| layout.group_of(c)).collect();
         let mut columns: BTreeMap<usize, ColumnVars> = BTreeMap::new();
@@ -263,11 +279,11 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
 
         // Row by row: the selection gate, the row's monomial `gate · r^key` and what it
         // adds; the count and each measure's sum are added up over the rows.
-        let key_bits: usize = shape.group_by.iter().map(|&c| width(c) as usize).sum();
+        let key_bits = shape.key_width() as usize;
         let squares = squares(&challenge, key_bits as u32)?;
         let mut count_terms = Vec::with_capacity(layout.capacity());
         let mut sum_terms: Vec<Vec<FpVar<Fr>>> = vec![Vec::new(); shape.aggregand.sums()];
-        for row in 0..layout.capacity() {
+        for (row, splits) in buckets.iter().enumerate() {
             let consent_bits = &columns[&shape.consent].bits[row];
             let consented: FpVar<Fr> = purpose_onehot
                 .iter()
@@ -292,14 +308,24 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                 selected = &selected & &passes;
             }
             let gate = FpVar::from(selected) * consented;
-            // The key's bits, least significant first: the last grouping column's code
-            // is the lowest (as `AggregateShape::group_key` packs it).
-            let bits: Vec<Boolean<Fr>> = shape
-                .group_by
-                .iter()
-                .rev()
-                .flat_map(|c| columns[c].bits[row].iter().cloned())
-                .collect();
+            // The key's bits, least significant first: the last part's code is the
+            // lowest (as `AggregateShape::group_key` packs it).
+            let mut parts = Vec::with_capacity(shape.group_by.len());
+            let mut bucket = 0;
+            for g in &shape.group_by {
+                parts.push(match g {
+                    Grouping::Column(c) => columns[c].bits[row].clone(),
+                    Grouping::Bucket(b) => {
+                        let (code, offset) = splits[bucket];
+                        let time = &columns[&b.column].values[row];
+                        let bits =
+                            bucket_code(&cs, time, &origins[bucket], b, code, offset, &gate)?;
+                        bucket += 1;
+                        bits
+                    }
+                });
+            }
+            let bits: Vec<Boolean<Fr>> = parts.into_iter().rev().flatten().collect();
             let monomial = gated_power(&gate, &bits, &squares)?;
             let value = |c: usize| &columns[&c].values[row];
             let addends: Vec<FpVar<Fr>> = match &shape.aggregand {
@@ -337,4 +363,36 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
             .enforce_equal(&evaluation_commitment)?;
         Ok(())
     }
+}
+
+/// The bits of a time bucket's code for one row: witnessed `code` (in `bucket.width`
+/// bits) and `offset` (below `bucket.seconds`), with `time = origin + code · seconds +
+/// offset` enforced when the row is selected (`gate` is 1), so that a selected row has
+/// exactly one code. `width + 2·bits(seconds - 1) + 2` constraints.
+fn bucket_code(
+    cs: &ConstraintSystemRef<Fr>,
+    time: &FpVar<Fr>,
+    origin: &FpVar<Fr>,
+    bucket: &super::TimeBucket,
+    code: u64,
+    offset: u64,
+    gate: &FpVar<Fr>,
+) -> Result<Vec<Boolean<Fr>>, SynthesisError> {
+    let code_bits = witness_bits(cs.clone(), Some(Fr::from(code)), bucket.width)?;
+    let largest = bucket.seconds - 1;
+    let offset_width = u64::BITS - largest.leading_zeros();
+    let offset_bits = witness_bits(cs.clone(), Some(Fr::from(offset)), offset_width)?;
+    let offset = Boolean::le_bits_to_fp(&offset_bits)?;
+    if !bucket.seconds.is_power_of_two() {
+        // offset <= seconds - 1, beyond what its bits bound.
+        to_bits(
+            &(FpVar::constant(Fr::from(largest)) - &offset),
+            offset_width,
+        )?;
+    }
+    let split = origin
+        + Boolean::le_bits_to_fp(&code_bits)? * FpVar::constant(Fr::from(bucket.seconds))
+        + offset;
+    gate.mul_equals(&(time - split), &FpVar::zero())?;
+    Ok(code_bits)
 }

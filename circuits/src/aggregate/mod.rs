@@ -14,13 +14,16 @@
 //!    ranges for a union of ranges, the `L` list items for an IN filter (a shorter list
 //!    is padded by repeating its first item);
 //! 5. for a counted condition ([`Aggregand::CountWhere`]), its `lo, hi`; for clipped
-//!    sums ([`Aggregand::ClippedSum`]), each measure's clip bound;
+//!    sums ([`Aggregand::ClippedSum`]), each measure's clip bound; per time bucket of the
+//!    key ([`Grouping::Bucket`]), in GROUP BY order, its origin;
 //! 6. the query's challenge `r` ([`crate::combine::challenge`]);
 //! 7. the commitment to the chunk's hidden evaluation ([`crate::evaluation::commit`]).
 //!
 //! A row's group key packs the grouping columns' codes, the first column's in the highest
 //! bits ([`AggregateShape::group_key`]); each code is its range-checked bits, so no two
-//! tuples share a key. [`evaluate`] is the native twin; [`AggregateCircuit`] the
+//! tuples share a key. A time bucket's code is the row's time less the public origin,
+//! divided by the bucket's seconds: a witnessed quotient and remainder, the remainder
+//! below the divisor, so each selected row has exactly one. [`evaluate`] is the native twin; [`AggregateCircuit`] the
 //! constraint system.
 
 mod circuit;
@@ -94,6 +97,67 @@ impl Aggregand {
     }
 }
 
+/// One part of a row's group key, in GROUP BY order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Grouping {
+    /// A column's stored code (a dimension), in the column's width.
+    Column(usize),
+    /// The bucket a time column's value falls in.
+    Bucket(TimeBucket),
+}
+
+/// Buckets of `seconds` of a time column, numbered from a public origin (the query's
+/// [`AggregateQuery::origins`]): a value `t` is in bucket `(t - origin) / seconds`,
+/// rounded down, whose code must fit `width` bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TimeBucket {
+    /// The time column.
+    pub column: usize,
+    /// A bucket's length in seconds (at least 1).
+    pub seconds: u64,
+    /// Bits of a bucket's code.
+    pub width: u32,
+}
+
+impl TimeBucket {
+    /// The bucket of `value` counted from `origin`; `None` before the origin or beyond
+    /// `width` bits.
+    pub fn code(&self, value: u64, origin: i64) -> Option<u64> {
+        let since = u128::try_from(i128::from(value) - i128::from(origin)).ok()?;
+        let code = u64::try_from(since.checked_div(u128::from(self.seconds))?).ok()?;
+        fits(code, self.width).then_some(code)
+    }
+
+    /// The witness a row needs: its bucket and its offset in it, or zeros when it has no
+    /// bucket (a row that is not selected; a selected one makes the system unsatisfied).
+    pub fn split(&self, value: u64, origin: i64) -> (u64, u64) {
+        match self.code(value, origin) {
+            Some(code) => {
+                let since = i128::from(value) - i128::from(origin);
+                (code, since.rem_euclid(i128::from(self.seconds)) as u64)
+            }
+            None => (0, 0),
+        }
+    }
+}
+
+impl Grouping {
+    /// The column the part reads.
+    pub fn column(&self) -> usize {
+        match *self {
+            Self::Column(column) | Self::Bucket(TimeBucket { column, .. }) => column,
+        }
+    }
+
+    /// Bits of its code.
+    pub fn width(&self, layout: &ChunkLayout) -> u32 {
+        match self {
+            Self::Column(column) => layout.width(*column),
+            Self::Bucket(bucket) => bucket.width,
+        }
+    }
+}
+
 /// Everything that fixes the aggregate circuit's constraint system, and so its keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AggregateShape {
@@ -103,8 +167,8 @@ pub struct AggregateShape {
     pub consent: usize,
     /// The filters, ANDed.
     pub filters: Vec<FilterShape>,
-    /// The grouping columns, in GROUP BY order (none: one group).
-    pub group_by: Vec<usize>,
+    /// The parts of the group key, in GROUP BY order (none: one group).
+    pub group_by: Vec<Grouping>,
     /// What is summed.
     pub aggregand: Aggregand,
 }
@@ -139,10 +203,20 @@ impl AggregateShape {
                 _ => {}
             }
         }
-        for (i, &c) in self.group_by.iter().enumerate() {
+        for (i, g) in self.group_by.iter().enumerate() {
+            let c = g.column();
             exists(c, "GROUP BY")?;
-            if self.group_by[..i].contains(&c) {
+            if self.group_by[..i].iter().any(|other| other.column() == c) {
                 return bad(format!("GROUP BY column {c} appears twice"));
+            }
+            if let Grouping::Bucket(b) = g {
+                if b.seconds == 0 || !(1..=64).contains(&b.width) {
+                    return bad(format!(
+                        "a time bucket of {} seconds with {}-bit codes (at least 1 second, \
+                         1 to 64 bits)",
+                        b.seconds, b.width
+                    ));
+                }
             }
         }
         if self.key_width() > 64 {
@@ -188,7 +262,15 @@ impl AggregateShape {
             Aggregand::ClippedSum { columns } => columns.len(),
             _ => 0,
         };
-        6 + filters + condition + 2
+        6 + filters + condition + self.buckets().count() + 2
+    }
+
+    /// The time buckets of the key, in GROUP BY order.
+    pub fn buckets(&self) -> impl Iterator<Item = &TimeBucket> {
+        self.group_by.iter().filter_map(|g| match g {
+            Grouping::Bucket(b) => Some(b),
+            Grouping::Column(_) => None,
+        })
     }
 
     /// The canonical text of the shape: what keys are filed and pinned under, and what
@@ -219,12 +301,17 @@ impl AggregateShape {
         }
         let _ = match self.group_by.as_slice() {
             [] => write!(out, " group_by=none"),
-            columns => write!(
+            parts => write!(
                 out,
                 " group_by={}",
-                columns
+                parts
                     .iter()
-                    .map(usize::to_string)
+                    .map(|g| match g {
+                        Grouping::Column(c) => c.to_string(),
+                        Grouping::Bucket(b) => {
+                            format!("bucket:{}:{}:{}", b.column, b.seconds, b.width)
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join("+")
             ),
@@ -246,19 +333,19 @@ impl AggregateShape {
         out
     }
 
-    /// Bits of a group key: the grouping columns' widths added up.
+    /// Bits of a group key: the parts' widths added up.
     pub fn key_width(&self) -> u32 {
-        self.group_by.iter().map(|&c| self.layout.width(c)).sum()
+        self.group_by.iter().map(|g| g.width(&self.layout)).sum()
     }
 
-    /// The group key of a row whose grouping columns hold `codes` (in GROUP BY order):
-    /// each code shifted past the widths of the columns after it.
+    /// The group key of a row whose key parts are `codes` (in GROUP BY order): each
+    /// code shifted past the widths of the parts after it.
     pub fn group_key(&self, codes: &[u64]) -> u64 {
         self.group_by
             .iter()
             .zip(codes)
-            .fold(0u128, |key, (&c, &code)| {
-                (key << self.layout.width(c)) | u128::from(code)
+            .fold(0u128, |key, (g, &code)| {
+                (key << g.width(&self.layout)) | u128::from(code)
             }) as u64
     }
 
@@ -291,6 +378,10 @@ pub struct AggregateQuery {
     /// The clip bound of each clipped column, for [`Aggregand::ClippedSum`] (empty
     /// otherwise).
     pub clips: Vec<u64>,
+    /// The origin of each time bucket of the key, in GROUP BY order: the start of its
+    /// bucket 0, in the time column's seconds (before 1970 only for a week starting on a
+    /// Monday before it).
+    pub origins: Vec<i64>,
 }
 
 impl AggregateQuery {
@@ -384,6 +475,13 @@ impl AggregateQuery {
                 return bad(format!("clip bound {clip} exceeds column {column}'s width"));
             }
         }
+        if self.origins.len() != shape.buckets().count() {
+            return bad(format!(
+                "{} bucket origins for {} time buckets",
+                self.origins.len(),
+                shape.buckets().count()
+            ));
+        }
         Ok(())
     }
 
@@ -408,6 +506,7 @@ impl AggregateQuery {
             out.extend([Fr::from(lo), Fr::from(hi)]);
         }
         out.extend(self.clips.iter().map(|&c| Fr::from(c)));
+        out.extend(self.origins.iter().map(|&o| Fr::from(o)));
         out
     }
 }
@@ -568,7 +667,24 @@ pub fn evaluate(
         if !(present && consented && passes) {
             continue;
         }
-        let codes: Vec<u64> = shape.group_by.iter().map(|&c| col(c, row)).collect();
+        let mut origins = query.origins.iter();
+        let codes = shape
+            .group_by
+            .iter()
+            .map(|g| match g {
+                Grouping::Column(c) => Ok(col(*c, row)),
+                Grouping::Bucket(b) => {
+                    let (value, &origin) = (col(b.column, row), origins.next().expect("validated"));
+                    b.code(value, origin).ok_or_else(|| {
+                        CircuitError::InvalidQuery(format!(
+                            "row {row}: time {value} has no {}-bit bucket of {} seconds \
+                             from origin {origin}",
+                            b.width, b.seconds
+                        ))
+                    })
+                }
+            })
+            .collect::<Result<Vec<u64>, _>>()?;
         let tally = tallies
             .entry(shape.group_key(&codes))
             .or_insert_with(|| Tally {

@@ -4,7 +4,9 @@
 use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystem};
 use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 use zkfabric_circuits::{
-    aggregate::{Aggregand, AggregateQuery, AggregateShape, FilterParams, FilterShape, Partial},
+    aggregate::{
+        Aggregand, AggregateQuery, AggregateShape, FilterParams, FilterShape, Grouping, Partial,
+    },
     combine::{Closing, CombineCircuit, CombineParams, CombineShape, Opening},
     commitment::{Chunk, ChunkLayout, ColumnSpec},
     evaluation::{GroupColumn, GroupDomain, Tallies, Tally},
@@ -54,7 +56,7 @@ pub fn shape() -> AggregateShape {
             },
             FilterShape::Range { column: HOUR },
         ],
-        group_by: vec![DISTRICT],
+        group_by: vec![Grouping::Column(DISTRICT)],
         aggregand: Aggregand::Sum { columns: vec![KWH] },
     }
 }
@@ -71,6 +73,7 @@ pub fn query(districts: Vec<u64>, hours: (u64, u64)) -> AggregateQuery {
         ],
         condition: None,
         clips: Vec::new(),
+        origins: Vec::new(),
     }
 }
 

@@ -23,6 +23,7 @@ use crate::{
     verifier::privacy::fresh_nonce,
     verifier::query::{CircuitQuery, ProvableQuery},
     verifier::schema::Schema,
+    verifier::table::Answer,
     verifier::verify::{self, Report},
 };
 use anyhow::{anyhow, bail, Context, Result};
@@ -107,7 +108,8 @@ fn print_query(q: &ProvableQuery) {
         println!("filter       {} {:?}", f.column, f.test);
     }
     if !q.group_by.is_empty() {
-        println!("group by     {}", q.group_by.join(", "));
+        let groupings: Vec<String> = q.group_by.iter().map(ToString::to_string).collect();
+        println!("group by     {}", groupings.join(", "));
     }
     println!("aggregand    {:?}", q.aggregand);
 }
@@ -120,6 +122,7 @@ pub fn query(
     out: &Path,
     json: bool,
     table: &TableArgs,
+    chart: Option<&Path>,
 ) -> Result<Bundle> {
     check_purpose(request)?;
     let store = open(data_dir)?;
@@ -156,7 +159,7 @@ pub fn query(
         .into_inner()
         .expect("not poisoned")
         .map_or(total, |t| t.elapsed().as_secs_f64());
-    finish_answer(&bundle, out, json, table)?;
+    finish_answer(&bundle, out, json, table, chart)?;
     let reused = match reused.into_inner() {
         0 => String::new(),
         n => format!(" ({n} reused from the proof cache)"),
@@ -195,8 +198,15 @@ pub fn proven_rows(bundle: &Bundle) -> u64 {
     bundle.chunk_proofs.len() as u64 * chunk_rows
 }
 
-/// Writes the bundle (and its JSON form) and the answer it carries as `table` says.
-pub fn finish_answer(bundle: &Bundle, out: &Path, json: bool, table: &TableArgs) -> Result<()> {
+/// Writes the bundle (and its JSON form), the answer it carries as `table` says, and
+/// its chart to `chart` (SVG) when asked.
+pub fn finish_answer(
+    bundle: &Bundle,
+    out: &Path,
+    json: bool,
+    table: &TableArgs,
+    chart: Option<&Path>,
+) -> Result<()> {
     bundle::write(bundle, out, json).with_context(|| format!("writing {}", out.display()))?;
     let schema = Schema::parse("the bundle's schema", &bundle.schema)?;
     let (query, _) = bundle::query_from_proto(bundle.query.as_ref())?;
@@ -206,6 +216,23 @@ pub fn finish_answer(bundle: &Bundle, out: &Path, json: bool, table: &TableArgs)
         out.display(),
         if json { " (and .json)" } else { "" }
     ));
+    match chart {
+        Some(path) => write_chart(path, &schema, &query, bundle, table),
+        None => Ok(()),
+    }
+}
+
+/// Draws the answer of `bundle` to `path` (SVG) and says where.
+fn write_chart(
+    path: &Path,
+    schema: &Schema,
+    query: &ProvableQuery,
+    bundle: &Bundle,
+    table: &TableArgs,
+) -> Result<()> {
+    let answer = Answer::of(schema, query, bundle);
+    crate::clients::chart::write(path, &answer, &bundle.sql)?;
+    table.say(&format!("chart        {}", path.display()));
     Ok(())
 }
 
@@ -215,6 +242,7 @@ pub fn verify(
     path: &Path,
     args: &VerifyArgs,
     table: &TableArgs,
+    chart: Option<&Path>,
     remote: Option<&Remote>,
 ) -> Result<()> {
     let started = Instant::now();
@@ -228,7 +256,11 @@ pub fn verify(
         args,
         SqlCheck::Replanned,
         table,
-    )
+    )?;
+    match chart {
+        Some(path) => write_chart(path, &report.schema, &report.query, &bundle, table),
+        None => Ok(()),
+    }
 }
 
 /// `zkfabric export snarkjs`: verifies the bundle as `verify` does, then writes each proof
@@ -367,6 +399,7 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
         let request = Request::new(&config, q.sql.into(), Some(q.purpose.into()), None, true)
             .with_privacy(None, None, Some(fresh_nonce()))?;
         let out = dir.join(format!("{}.zkf", q.name));
+        let chart = out.with_extension("svg");
         query(
             &data_dir,
             &config,
@@ -374,6 +407,7 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
             &out,
             false,
             &TableArgs::default(),
+            Some(&chart),
         )?;
         // The demo trusts the keys it made itself: pinned by fingerprint and shape.
         let pins = dir.join("trusted-keys");
@@ -410,7 +444,7 @@ pub fn demo(rows: usize, keep: Option<PathBuf>) -> Result<()> {
             ledger: Some(ledger),
             ..VerifyArgs::default()
         };
-        verify(&out, &args, &TableArgs::default(), None)?;
+        verify(&out, &args, &TableArgs::default(), None, None)?;
     }
     if temporary.path() == dir {
         println!("\n(the demo's directory is removed; pass --keep DIR to keep it)");

@@ -323,8 +323,8 @@ pub fn withdraw(
     };
     match body.excluded_from {
         Some(epoch) => println!(
-            "receipt {} withdrawn: its rows are excluded from epoch {epoch} on (earlier \
-             epochs are unchanged and still verify)",
+            "receipt {} withdrawn: its rows are excluded from epoch {epoch} on and erased \
+             (bundles of earlier epochs still verify, but those epochs answer no new query)",
             body.id
         ),
         None => println!(

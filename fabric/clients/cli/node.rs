@@ -117,6 +117,7 @@ pub fn query(
     json: bool,
     verify: &VerifyArgs,
     table: &TableArgs,
+    chart: Option<&Path>,
 ) -> Result<()> {
     let started = Instant::now();
     let bar = chunk_bar("sent");
@@ -146,7 +147,7 @@ pub fn query(
             "UNVERIFIED   keys not pinned (--allow-unpinned-keys): the node's own keys were used",
         );
     }
-    finish_answer(&bundle, out, json, table)?;
+    finish_answer(&bundle, out, json, table, chart)?;
     let reused = match reused.into_inner() {
         0 => String::new(),
         n => format!(" ({n} reused from its proof cache)"),
@@ -185,14 +186,14 @@ pub fn catalog_show(remote: &Remote, dataset: &str, epoch: Option<u64>) -> Resul
             description,
         )
     })?;
-    let epochs: Vec<u64> = description
-        .map_err(RemoteError::from)?
-        .into_inner()
-        .epochs
+    let summaries = description.map_err(RemoteError::from)?.into_inner().epochs;
+    let epochs: Vec<u64> = summaries.iter().map(|e| e.epoch).collect();
+    let manifest = manifest?;
+    let erased = summaries
         .iter()
-        .map(|e| e.epoch)
-        .collect();
-    print_manifest(&manifest?, &epochs, &key?)
+        .find(|e| e.epoch == manifest.manifest.epoch)
+        .and_then(|e| e.erased.clone());
+    print_manifest(&manifest, &epochs, &key?, erased)
 }
 
 /// `zkfabric ledger --remote`: the node key and the ledgers of `dataset`, or of every

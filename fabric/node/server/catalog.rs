@@ -65,6 +65,10 @@ impl Catalog for CatalogService {
                         chunks: m.chunks.len() as u64,
                         rows: m.chunks.iter().map(|c| c.rows).sum(),
                         manifest_hash: m.hash(),
+                        erased: store
+                            .check_queryable(&dataset, epoch)
+                            .err()
+                            .map(|e| e.to_string()),
                     });
                 }
                 let donor_policy = node

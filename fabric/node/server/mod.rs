@@ -372,7 +372,9 @@ fn store_status(e: StoreError) -> Status {
         | StoreError::Unit(_) => Status::invalid_argument(e.to_string()),
         StoreError::WrongSecret(_) => Status::permission_denied(e.to_string()),
         StoreError::Duplicate(_) => Status::already_exists(e.to_string()),
-        StoreError::NotWithdrawable { .. } => Status::failed_precondition(e.to_string()),
+        StoreError::NotWithdrawable { .. } | StoreError::Erased { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
         StoreError::BudgetExhausted { .. } => Status::resource_exhausted(e.to_string()),
         other => internal(other),
     }

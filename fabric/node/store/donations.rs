@@ -263,8 +263,11 @@ impl Store {
     /// Withdraws a donation, authorised by `by` (its withdrawal secret's hash, or the
     /// donor's nullifier that the caller verified a proof for). Pending rows are dropped;
     /// sealed rows are dropped from a new epoch: each chunk holding some is sealed again
-    /// without them, with fresh salts, and retired from that epoch on (older epochs keep
-    /// it and still verify). All in one transaction.
+    /// without them, with fresh salts, and retired from that epoch on. All in one
+    /// transaction; then the files holding the withdrawn rows are erased (a crash before
+    /// that leaves them to the next open, which removes every file no live chunk or
+    /// pending batch references). Older epochs' bundles still verify (commitments stay),
+    /// but those epochs answer no new query ([`Store::check_queryable`]).
     pub fn withdraw(&mut self, id: &str, by: &Withdrawal) -> Result<Donation, StoreError> {
         let donation = self.donation(id)?;
         let (secret, batch, offset, pending): (String, Option<i64>, i64, i64) = self.db.query_row(
@@ -294,14 +297,12 @@ impl Store {
 
         // The pending part: its batch dropped, or rewritten without its rows.
         let mut rewritten = None;
-        let mut dropped_file = None;
         if let Some(batch) = batch.filter(|_| pending > 0) {
             let (file, rows): (String, i64) = self.db.query_row(
                 "SELECT file, rows FROM pending WHERE batch = ?1",
                 [batch],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            dropped_file = Some(file.clone());
             if rows > pending {
                 let columns = records::read_stored_file(&schema, &pending_dir.join(&file))?;
                 let kept = without(&columns, &[(offset as u64, pending as u64)]);
@@ -405,10 +406,9 @@ impl Store {
         )?;
         fail_point!("withdraw-before-commit");
         tx.commit()?;
-        // Unreferenced now; a crash before this leaves it for the next open to remove.
-        if let Some(file) = dropped_file {
-            let _ = std::fs::remove_file(pending_dir.join(file));
-        }
+        fail_point!("withdraw-before-erase");
+        // The dropped pending file and the retired chunks' files are unreferenced now.
+        self.remove_unreferenced_files()?;
         tracing::info!(dataset, chunks = resealed.len(), "withdrew a donation");
         self.donation(id)
     }
