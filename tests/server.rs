@@ -1,14 +1,32 @@
 //! The gRPC node as clients meet it: a real `zkfabric serve` process on a loopback port,
 //! driven by the generated clients. Verified queries end to end (bundles verified
 //! offline), tokens and roles, malformed and oversized requests, 16 concurrent clients,
-//! a full proving queue, per-address donor limits, and shutdown during a proof.
+//! a full proving queue, per-address donor limits, shutdown during a proof, and Arrow
+//! Flight SQL (metadata, a statement proven once, its bundle verified).
 
 use std::{collections::HashSet, path::PathBuf, process::Output};
+
+use arrow_flight::{
+    flight_service_client::FlightServiceClient,
+    sql::{
+        client::FlightSqlServiceClient, CommandGetDbSchemas, CommandGetTables,
+        CommandStatementQuery, ProstMessageExt, SqlInfo,
+    },
+    Action, FlightDescriptor, FlightInfo, IpcMessage,
+};
+use datafusion::arrow::{
+    array::{BinaryArray, Decimal128Array, Int64Array, StringArray},
+    datatypes::{DataType, Schema as ArrowSchema},
+    record_batch::RecordBatch,
+};
+use futures::TryStreamExt;
+use prost::Message;
 
 use tempfile::TempDir;
 use tonic::Code;
 use zkfabric::{
     clients::remote::{verify_receipt, Remote, RemoteError},
+    node::server::flight::{BUNDLE_ID, BUNDLE_SHA256, GET_BUNDLE},
     node::store::Store,
     verifier::ledger::check_chain,
     verifier::privacy::fresh_nonce,
@@ -921,4 +939,228 @@ fn a_noisy_answer_over_grpc_needs_a_nonce_is_charged_and_runs_out() {
         );
     });
     server.terminate();
+}
+
+/// A Flight SQL client's connection to `server`.
+async fn flight_client(
+    server: &common::Server,
+) -> FlightSqlServiceClient<tonic::transport::Channel> {
+    FlightSqlServiceClient::new(channel(&server.url).await)
+}
+
+/// Every batch a FlightInfo's first endpoint streams.
+async fn fetch(
+    client: &mut FlightSqlServiceClient<tonic::transport::Channel>,
+    info: &FlightInfo,
+) -> Vec<RecordBatch> {
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let stream = client.do_get(ticket).await.unwrap();
+    stream.try_collect().await.unwrap()
+}
+
+/// A statement's FlightInfo asked with the raw Flight client (so the status and the
+/// deadline are the caller's own), as `token`, for `purpose`.
+async fn flight_statement(
+    url: &str,
+    sql: &str,
+    token: Option<&str>,
+    deadline: Option<std::time::Duration>,
+) -> Result<FlightInfo, tonic::Status> {
+    let command = CommandStatementQuery {
+        query: sql.into(),
+        transaction_id: None,
+    };
+    let mut request =
+        tonic::Request::new(FlightDescriptor::new_cmd(command.as_any().encode_to_vec()));
+    if let Some(token) = token {
+        let bearer = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", bearer);
+    }
+    request
+        .metadata_mut()
+        .insert("x-zkfabric-purpose", "energy-research".parse().unwrap());
+    if let Some(deadline) = deadline {
+        request.set_timeout(deadline);
+    }
+    let mut client = FlightServiceClient::new(channel(url).await);
+    client
+        .get_flight_info(request)
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[test]
+fn flight_sql_lists_tables_answers_a_statement_once_and_its_bundle_verifies() {
+    const BY_SIZE: &str =
+        "SELECT household_size, COUNT(*), SUM(kwh) FROM consumption GROUP BY household_size";
+    let node = Node::new(64, "");
+    // Each chunk proof waits 200 ms: a statement proves for seconds, so a second ask
+    // arrives while the first is proving.
+    let server = node.serve("prove-chunk=sleep(200)");
+    let rt = runtime();
+    let admin = server.client(&rt, Some(ADMIN));
+    let researcher = server.client(&rt, Some(RESEARCHER));
+    rt.block_on(async {
+        setup_keys(&admin, BY_SIZE).await;
+
+        // No token, an unknown token: UNAUTHENTICATED, on metadata calls too.
+        let mut anonymous = flight_client(&server).await;
+        let refused = anonymous.get_catalogs().await.unwrap_err().to_string();
+        assert!(refused.contains("no bearer token"), "{refused}");
+        let stranger = flight_statement(&server.url, BY_SIZE, Some("zkf_stranger"), None);
+        assert_eq!(stranger.await.unwrap_err().code(), Code::Unauthenticated);
+
+        // Handshake with the token as a password: the bearer header comes back.
+        let mut client = flight_client(&server).await;
+        let payload = client.handshake("rita", RESEARCHER).await.unwrap();
+        assert_eq!(&payload[..], RESEARCHER.as_bytes());
+        assert_eq!(client.token().map(String::as_str), Some(RESEARCHER));
+
+        // Metadata: server info, the catalog, the schema, the datasets as tables.
+        let info = client
+            .get_sql_info(vec![SqlInfo::FlightSqlServerName])
+            .await
+            .unwrap();
+        assert_eq!(fetch(&mut client, &info).await[0].num_rows(), 1);
+        let catalogs = client.get_catalogs().await.unwrap();
+        let catalogs = fetch(&mut client, &catalogs).await;
+        assert_eq!(strings(&catalogs[0], "catalog_name"), ["zkfabric"]);
+        let schemas = client
+            .get_db_schemas(CommandGetDbSchemas::default())
+            .await
+            .unwrap();
+        let schemas = fetch(&mut client, &schemas).await;
+        assert_eq!(strings(&schemas[0], "db_schema_name"), ["public"]);
+        let tables = client
+            .get_tables(CommandGetTables {
+                include_schema: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let tables = fetch(&mut client, &tables).await;
+        assert_eq!(strings(&tables[0], "table_name"), ["consumption"]);
+        let encoded = tables[0]
+            .column_by_name("table_schema")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .unwrap()
+            .value(0)
+            .to_vec();
+        let table = ArrowSchema::try_from(IpcMessage(encoded.into())).unwrap();
+        let kwh = table.field_with_name("kwh").unwrap();
+        assert_eq!(kwh.metadata()["unit"], "kWh");
+        assert_eq!(kwh.metadata()["kind"], "measure");
+        assert_eq!(
+            table.field_with_name("district").unwrap().data_type(),
+            &DataType::Utf8
+        );
+        assert!(
+            table.field_with_name("household").is_err(),
+            "the unit column is listed"
+        );
+
+        // A statement asked three times at once, one of them with a deadline far shorter
+        // than the proof: the deadline is honoured, and the node proves once.
+        let short = flight_statement(
+            &server.url,
+            BY_SIZE,
+            Some(RESEARCHER),
+            Some(std::time::Duration::from_millis(300)),
+        );
+        let (late, first, second) = tokio::join!(
+            short,
+            flight_statement(&server.url, BY_SIZE, Some(RESEARCHER), None),
+            flight_statement(&server.url, BY_SIZE, Some(RESEARCHER), None)
+        );
+        let late = late.unwrap_err();
+        assert!(
+            matches!(late.code(), Code::DeadlineExceeded | Code::Cancelled),
+            "{late:?}"
+        );
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(first.endpoint[0].ticket, second.endpoint[0].ticket);
+        let bundles = std::fs::read_dir(node.data().join("bundles"))
+            .unwrap()
+            .count();
+        assert_eq!(bundles, 1, "the statement was proven more than once");
+
+        // The answer: labels, exact counts, sums in kWh, suppressed groups null.
+        let batches = fetch(&mut client, &first).await;
+        let answer = &batches[0];
+        let metadata = answer.schema().metadata().clone();
+        let id = metadata[BUNDLE_ID].clone();
+        assert_eq!(
+            strings(answer, "household_size"),
+            ["1", "2", "3", "4", "5+"]
+        );
+        let count = answer
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(
+            count.iter().collect::<Vec<_>>(),
+            [None, Some(64), None, None, None]
+        );
+        let sum = answer.column(2);
+        assert_eq!(sum.data_type(), &DataType::Decimal128(38, 3));
+        let sum = sum.as_any().downcast_ref::<Decimal128Array>().unwrap();
+        // 100 + 7i Wh over 64 rows.
+        assert_eq!(sum.value_as_string(1), "20.512");
+        assert!(answer.column(2).is_null(0));
+        assert_eq!(answer.schema().field(2).metadata()["unit"], "kWh");
+
+        // The bundle, by the GetBundle action: its SHA-256 is the schema's, it answers
+        // this SQL, and it verifies offline.
+        let action = Action::new(GET_BUNDLE, id.clone());
+        let results: Vec<arrow_flight::Result> = client
+            .do_action(action)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let bytes = &results[0].body;
+        assert_eq!(sha256_bytes(bytes), metadata[BUNDLE_SHA256]);
+        let bundle = pb::Bundle::decode(&bytes[..]).unwrap();
+        assert_eq!(bundle.sql, BY_SIZE);
+        verify_offline(&researcher, &bundle).await;
+
+        // A prepared statement (no parameters) is answered the same way.
+        client.set_header("x-zkfabric-purpose", "energy-research");
+        let mut prepared = client.prepare(BY_SIZE.into(), None).await.unwrap();
+        let info = prepared.execute().await.unwrap();
+        let again = fetch(&mut client, &info).await;
+        assert_eq!(
+            strings(&again[0], "household_size"),
+            strings(answer, "household_size")
+        );
+        assert_eq!(again[0].column(1), answer.column(1));
+        prepared.close().await.unwrap();
+
+        // A refused statement: INVALID_ARGUMENT naming the construct, as the CLI says it.
+        let max = "SELECT MAX(kwh) FROM consumption";
+        let refused = flight_statement(&server.url, max, Some(RESEARCHER), None)
+            .await
+            .unwrap_err();
+        let m = refused.message();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{m}");
+        assert!(m.contains("MAX"), "{m}");
+    });
+}
+
+/// The text column `name` of `batch`.
+fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
+    let column = batch.column_by_name(name).unwrap();
+    let column = datafusion::arrow::compute::cast(column, &DataType::Utf8).unwrap();
+    let text = column.as_any().downcast_ref::<StringArray>().unwrap();
+    text.iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect()
+}
+
+fn sha256_bytes(bytes: &[u8]) -> String {
+    zkfabric::node::store::sha256_hex(bytes)
 }

@@ -1,5 +1,6 @@
 //! The gRPC node that `zkfabric serve` runs: the Catalog, Query, Donor and Admin services
-//! of `proto/zkfabric/v1`, gRPC health and server reflection, over one store.
+//! of `proto/zkfabric/v1`, Arrow Flight SQL ([`flight`]), gRPC health and server
+//! reflection, over one store, on one port.
 //!
 //! - Catalog is public: everything in it is what verifiers check bundles against.
 //! - Query needs a researcher (or admin) bearer token, Admin an admin token
@@ -14,6 +15,7 @@ mod admin;
 pub mod auth;
 mod catalog;
 mod donor;
+pub mod flight;
 mod query;
 
 use std::{
@@ -273,6 +275,8 @@ pub async fn serve(
     health
         .set_serving::<AdminServer<admin::AdminService>>()
         .await;
+    let flight = flight::server(node.clone(), limit);
+    health.set_serving::<flight::FlightServer>().await;
     // Reflection in both versions: v1, and v1alpha, which stock clients such as Python's
     // grpcio-reflection still speak.
     let reflection = || {
@@ -325,6 +329,7 @@ pub async fn serve(
         .add_service(query)
         .add_service(donor)
         .add_service(admin)
+        .add_service(flight)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
         .await?;
     node.queue.drain().await;

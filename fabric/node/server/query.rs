@@ -237,6 +237,58 @@ impl Node {
         drop(ticket);
     }
 
+    /// Admits `request` to the proving queue for `caller` and starts proving it; returns
+    /// its events (progress, then the bundle). Refuses what cannot be answered (the SQL,
+    /// a missing key) before taking a place in the queue, and RESOURCE_EXHAUSTED when
+    /// the queue is full. Proving stops if the receiver is dropped.
+    pub(super) async fn enqueue(
+        self: &Arc<Self>,
+        request: prove::Request,
+        caller: &str,
+    ) -> Result<mpsc::UnboundedReceiver<Result<pb::RunEvent, Status>>, Status> {
+        let explanation = self.explain(request.clone()).await?;
+        if !request.setup {
+            if let Some(c) = explanation
+                .circuits
+                .iter()
+                .find(|c| !self.keys.has(&c.shape))
+            {
+                return Err(Status::failed_precondition(format!(
+                    "no proving key for {}: an administrator makes it with the Admin.Setup call",
+                    c.shape
+                )));
+            }
+        }
+        let ticket = self.queue.enter()?;
+        tracing::info!(
+            caller,
+            dataset = explanation.plan.schema.name,
+            epoch = explanation.epoch,
+            chunks = explanation.chunks.0,
+            "query queued"
+        );
+        let (events, stream) = mpsc::unbounded_channel();
+        tokio::spawn(
+            self.clone()
+                .run_job(request, explanation.constraints(), ticket, events),
+        );
+        Ok(stream)
+    }
+
+    /// A finished bundle by the id its answer returned (32 hex digits).
+    pub(super) fn read_bundle(&self, id: &str) -> Result<pb::Bundle, Status> {
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Status::invalid_argument(format!(
+                "bundle id {id:?}: expected the 32 hex digits a Run returned"
+            )));
+        }
+        let path = self.bundle_path(id);
+        if !path.exists() {
+            return Err(Status::not_found(format!("no bundle {id}")));
+        }
+        bundle::read(&path).map_err(internal)
+    }
+
     /// Writes a finished bundle under `DATA_DIR/bundles`, named by its content.
     fn keep_bundle(&self, bundle: &pb::Bundle) -> Result<String, Status> {
         let id = sha256_hex(&bundle.encode_to_vec())[..32].to_string();
@@ -270,31 +322,7 @@ impl query_server::Query for QueryService {
         let caller = self.0.tokens.require(&request, Role::Researcher)?;
         let setup = self.0.config.server.setup_missing_keys;
         let request = self.0.prove_request(request.into_inner(), setup)?;
-        // Refuse what cannot be answered before taking a place in the queue.
-        let explanation = self.0.explain(request.clone()).await?;
-        if !request.setup {
-            if let Some(c) = explanation
-                .circuits
-                .iter()
-                .find(|c| !self.0.keys.has(&c.shape))
-            {
-                return Err(Status::failed_precondition(format!(
-                    "no proving key for {}: an administrator makes it with the Admin.Setup call",
-                    c.shape
-                )));
-            }
-        }
-        let ticket = self.0.queue.enter()?;
-        tracing::info!(
-            caller,
-            dataset = explanation.plan.schema.name,
-            epoch = explanation.epoch,
-            chunks = explanation.chunks.0,
-            "query queued"
-        );
-        let (events, stream) = mpsc::unbounded_channel();
-        let node = self.0.clone();
-        tokio::spawn(node.run_job(request, explanation.constraints(), ticket, events));
+        let stream = self.0.enqueue(request, &caller).await?;
         Ok(Response::new(UnboundedReceiverStream::new(stream)))
     }
 
@@ -303,17 +331,7 @@ impl query_server::Query for QueryService {
         request: Request<pb::GetBundleRequest>,
     ) -> Result<Response<pb::Bundle>, Status> {
         self.0.tokens.require(&request, Role::Researcher)?;
-        let id = request.into_inner().bundle_id;
-        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Status::invalid_argument(format!(
-                "bundle id {id:?}: expected the 32 hex digits a Run returned"
-            )));
-        }
-        let path = self.0.bundle_path(&id);
-        if !path.exists() {
-            return Err(Status::not_found(format!("no bundle {id}")));
-        }
-        let bundle = bundle::read(&path).map_err(internal)?;
+        let bundle = self.0.read_bundle(&request.into_inner().bundle_id)?;
         Ok(Response::new(bundle))
     }
 }

@@ -1,0 +1,191 @@
+//! What Flight SQL clients receive, as Arrow: a verified answer as one record batch, and a
+//! dataset as the table researchers' SQL names.
+//!
+//! An answer's columns are those `query --format csv` writes, typed: group labels as
+//! text, exact counts as `Int64`, exact sums in their measure's unit as `Decimal128`
+//! (kWh to the watt-hour: `12.345`), averages, ratios and differentially private
+//! estimates as `Float64`, predicates as `Boolean`; a suppressed group's numbers are
+//! null. Under differential privacy each noisy COUNT or SUM is followed by its 95%
+//! interval, `NAME low` and `NAME high`. The schema's metadata names the bundle (its id
+//! and SHA-256) so a client can fetch it and verify the very answer it holds.
+
+use std::{collections::HashMap, sync::Arc};
+
+use datafusion::arrow::{
+    array::{ArrayRef, StringArray},
+    compute::{cast_with_options, CastOptions},
+    datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef},
+    record_batch::RecordBatch,
+};
+use prost::Message;
+use tonic::Status;
+use zkfabric_proto::v1 as pb;
+
+use crate::{
+    node::store::sha256_hex,
+    shared::records,
+    verifier::{
+        bundle,
+        query::{OutputKind, ProvableQuery},
+        schema::{ColumnKind, Schema},
+        table::{Answer, Cell},
+        view::measure,
+    },
+};
+
+/// Schema metadata key: the bundle's id, for `GetBundle`.
+pub const BUNDLE_ID: &str = "zkfabric.bundle_id";
+/// Schema metadata key: the SHA-256 of the bundle's bytes (hex), as `zkfabric verify`
+/// reads them.
+pub const BUNDLE_SHA256: &str = "zkfabric.bundle_sha256";
+
+/// How one output column is typed.
+#[derive(Clone, Copy)]
+enum Typed {
+    Label,
+    Predicate,
+    Integer,
+    /// Exact decimal with this many digits after the point.
+    Decimal(i8),
+    Real,
+}
+
+impl Typed {
+    fn data_type(self) -> DataType {
+        match self {
+            Self::Label => DataType::Utf8,
+            Self::Predicate => DataType::Boolean,
+            Self::Integer => DataType::Int64,
+            Self::Decimal(digits) => DataType::Decimal128(38, digits),
+            Self::Real => DataType::Float64,
+        }
+    }
+
+    /// The type of output `kind`; `noisy` under differential privacy.
+    fn of(schema: &Schema, query: &ProvableQuery, kind: &OutputKind, noisy: bool) -> Self {
+        match kind {
+            OutputKind::GroupKey(_) => Self::Label,
+            OutputKind::Predicate => Self::Predicate,
+            OutputKind::Count | OutputKind::Sum(_) if noisy => Self::Real,
+            OutputKind::Count => Self::Integer,
+            OutputKind::Sum(_) => {
+                let scale = measure(schema, query, kind)
+                    .and_then(|c| c.scale)
+                    .unwrap_or(1);
+                let digits = scale.ilog10();
+                match (scale, 10u64.pow(digits) == scale) {
+                    (1, _) => Self::Integer,
+                    (_, true) => Self::Decimal(digits as i8),
+                    (_, false) => Self::Real,
+                }
+            }
+            OutputKind::Avg(_) | OutputKind::Arithmetic(_) => Self::Real,
+        }
+    }
+}
+
+/// The answer `bundle` carries, as one record batch of the columns the SQL names (see
+/// the module's documentation); `id` is the bundle's id.
+pub fn answer_batch(bundle: &pb::Bundle, id: &str) -> Result<RecordBatch, Status> {
+    let invalid = |e: String| Status::internal(format!("bundle {id}: {e}"));
+    let schema =
+        Schema::parse("the bundle's schema", &bundle.schema).map_err(|e| invalid(e.to_string()))?;
+    let (query, _) =
+        bundle::query_from_proto(bundle.query.as_ref()).map_err(|e| invalid(e.to_string()))?;
+    let answer = Answer::of(&schema, &query, bundle);
+    let noisy = bundle.privacy.as_ref().is_some_and(|p| p.mode == "dp");
+
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let mut push = |name: String, typed: Typed, unit: Option<&String>, texts: Vec<Option<&str>>| {
+        let mut field = Field::new(name, typed.data_type(), true);
+        if let Some(unit) = unit {
+            field = field.with_metadata(HashMap::from([("unit".into(), unit.clone())]));
+        }
+        let text: ArrayRef = Arc::new(StringArray::from(texts));
+        let options = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        let column = cast_with_options(&text, field.data_type(), &options)
+            .map_err(|e| invalid(format!("column `{}`: {e}", field.name())))?;
+        fields.push(field);
+        columns.push(column);
+        Ok::<_, Status>(())
+    };
+    for (i, output) in query.outputs.iter().enumerate() {
+        let typed = Typed::of(&schema, &query, &output.kind, noisy);
+        let cells = answer.cells.iter().map(|row| &row[i]);
+        let values = cells
+            .clone()
+            .map(|cell| match cell {
+                Cell::Null => None,
+                Cell::Text(text) => Some(text.as_str()),
+                Cell::Number { value, .. } => Some(value.as_str()),
+            })
+            .collect();
+        let unit = answer.units[i].as_ref();
+        push(output.name.clone(), typed, unit, values)?;
+        if noisy && matches!(output.kind, OutputKind::Count | OutputKind::Sum(_)) {
+            for (bound, pick) in [("low", 0), ("high", 1)] {
+                let values = cells
+                    .clone()
+                    .map(|cell| match cell {
+                        Cell::Number {
+                            interval: Some((low, high)),
+                            ..
+                        } => Some([low, high][pick].as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                push(
+                    format!("{} {bound}", output.name),
+                    Typed::Real,
+                    unit,
+                    values,
+                )?;
+            }
+        }
+    }
+    let metadata = HashMap::from([
+        (BUNDLE_ID.to_string(), id.to_string()),
+        (
+            BUNDLE_SHA256.to_string(),
+            sha256_hex(&bundle.encode_to_vec()),
+        ),
+        ("zkfabric.dataset".to_string(), bundle.dataset.clone()),
+        ("zkfabric.epoch".to_string(), bundle.epoch.to_string()),
+        ("zkfabric.notes".to_string(), answer.notes.join("; ")),
+    ]);
+    let schema = Arc::new(ArrowSchema::new_with_metadata(fields, metadata));
+    RecordBatch::try_new(schema, columns).map_err(|e| invalid(e.to_string()))
+}
+
+/// A dataset as the table researchers' SQL names: the columns a query may use, labelled
+/// dimensions as text and every other column as its stored unsigned integer, each with
+/// its kind and (measures) unit and scale in the field's metadata. The privacy unit's
+/// column is left out: no query may use it.
+pub fn table_schema(schema: &Schema) -> SchemaRef {
+    let file = records::arrow_schema(schema);
+    let fields: Vec<Field> = schema
+        .declared()
+        .iter()
+        .zip(file.fields())
+        .filter(|(c, _)| c.kind != ColumnKind::Unit)
+        .map(|(c, field)| {
+            let mut metadata = HashMap::from([("kind".to_string(), c.kind.to_string())]);
+            let described = [
+                ("unit", c.unit.clone()),
+                ("scale", c.scale.map(|s| s.to_string())),
+                ("description", c.description.clone()),
+            ];
+            for (key, value) in described {
+                if let Some(value) = value {
+                    metadata.insert(key.to_string(), value);
+                }
+            }
+            field.as_ref().clone().with_metadata(metadata)
+        })
+        .collect();
+    Arc::new(ArrowSchema::new(fields))
+}
