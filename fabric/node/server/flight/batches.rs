@@ -189,3 +189,68 @@ pub fn table_schema(schema: &Schema) -> SchemaRef {
         .collect();
     Arc::new(ArrowSchema::new(fields))
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+    use super::*;
+    use crate::verifier::table::{render, Format};
+
+    /// Each fixture's answer as Arrow shows the numbers its verified CSV shows: the same
+    /// columns in the same order, nulls where the CSV is empty; exact sums are decimals,
+    /// noisy numbers carry their intervals.
+    #[test]
+    fn arrow_answers_carry_what_the_csv_shows() {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/verifier/tests/fixtures");
+        for name in ["grouped", "noisy", "kwh"] {
+            let path = std::path::Path::new(fixtures).join(format!("{name}.zkf"));
+            let bundle = bundle::read(&path).unwrap();
+            let batch = answer_batch(&bundle, "00").unwrap();
+            let schema = Schema::parse("fixture", &bundle.schema).unwrap();
+            let (query, _) = bundle::query_from_proto(bundle.query.as_ref()).unwrap();
+            let csv = render(&schema, &query, &bundle, Format::Csv);
+            let mut lines = csv.lines();
+            let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+            let names: Vec<&str> = batch
+                .schema_ref()
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            // The CSV writes intervals only when some cell has one; Arrow's schema has
+            // them whenever the answer is noisy.
+            let shared: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| header.contains(n))
+                .collect();
+            assert_eq!(shared, header, "{name}");
+            let options = FormatOptions::default().with_null("");
+            for (row, line) in lines.enumerate() {
+                for (column, text) in line.split(',').enumerate() {
+                    let array = batch.column_by_name(header[column]).unwrap();
+                    let shown = ArrayFormatter::try_new(array.as_ref(), &options)
+                        .unwrap()
+                        .value(row)
+                        .to_string();
+                    let same = match (shown.parse::<f64>(), text.parse::<f64>()) {
+                        (Ok(a), Ok(b)) => a == b,
+                        _ => shown == text,
+                    };
+                    assert!(same, "{name} row {row} `{}`: {shown} vs {text}", header[column]);
+                }
+            }
+            let metadata = batch.schema_ref().metadata();
+            assert_eq!(metadata[BUNDLE_SHA256], sha256_hex(&bundle.encode_to_vec()));
+            match name {
+                "noisy" => assert!(names.contains(&"count(*) low"), "{names:?}"),
+                _ => assert!(batch
+                    .schema_ref()
+                    .fields()
+                    .iter()
+                    .any(|f| matches!(f.data_type(), DataType::Decimal128(38, 3)))),
+            }
+        }
+    }
+}
