@@ -7,7 +7,8 @@
 //! estimates as `Float64`, predicates as `Boolean`; a suppressed group's numbers are
 //! null. Under differential privacy each noisy COUNT or SUM is followed by its 95%
 //! interval, `NAME low` and `NAME high`. The schema's metadata names the bundle (its id
-//! and SHA-256) so a client can fetch it and verify the very answer it holds.
+//! and SHA-256) so a client can fetch it and verify the very answer it holds, and says
+//! the dataset, epoch, privacy mode (`dp` or `threshold-only`) and the answer's notes.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -156,6 +157,10 @@ pub fn answer_batch(bundle: &pb::Bundle, id: &str) -> Result<RecordBatch, Status
         ("zkfabric.dataset".to_string(), bundle.dataset.clone()),
         ("zkfabric.epoch".to_string(), bundle.epoch.to_string()),
         ("zkfabric.notes".to_string(), answer.notes.join("; ")),
+        (
+            "zkfabric.privacy".to_string(),
+            bundle.privacy.as_ref().map_or("", |p| &p.mode).to_string(),
+        ),
     ]);
     let schema = Arc::new(ArrowSchema::new_with_metadata(fields, metadata));
     RecordBatch::try_new(schema, columns).map_err(|e| invalid(e.to_string()))
@@ -238,7 +243,11 @@ mod tests {
                         (Ok(a), Ok(b)) => a == b,
                         _ => shown == text,
                     };
-                    assert!(same, "{name} row {row} `{}`: {shown} vs {text}", header[column]);
+                    assert!(
+                        same,
+                        "{name} row {row} `{}`: {shown} vs {text}",
+                        header[column]
+                    );
                 }
             }
             let metadata = batch.schema_ref().metadata();
