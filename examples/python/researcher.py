@@ -6,7 +6,8 @@ GROUP BY (proven by the node: this takes as long as the proof), takes the answer
 pandas DataFrame, fetches the answer's bundle, verifies it offline with `zkfabric verify`
 against pinned keys and the SQL it asked, checks that the DataFrame says exactly what the
 verified bundle says, and draws the verified answer as a bar chart (PNG), suppressed
-groups marked.
+groups marked. The folder --out gets answer.parquet (the table as received),
+answer.zkf (the bundle), verified.csv (the verified answer) and answer.png.
 
     ZKFABRIC_TOKEN=zkf_... python researcher.py --uri grpc://127.0.0.1:50051 \\
         --trusted-keys trusted-keys --node-key HEX --out answers/
@@ -26,6 +27,7 @@ from pathlib import Path
 import adbc_driver_flightsql.dbapi as flight_sql
 import pandas as pd
 import pyarrow.flight as flight
+import pyarrow.parquet as pq
 from adbc_driver_flightsql import DatabaseOptions
 
 import matplotlib
@@ -99,6 +101,7 @@ def main():
     bundle_id = metadata[b"zkfabric.bundle_id"].decode()
     frame = answer.to_pandas()
     print(frame.to_string(index=False))
+    pq.write_table(answer, out / "answer.parquet")
     print("notes:", metadata[b"zkfabric.notes"].decode())
 
     bundle = out / "answer.zkf"

@@ -60,4 +60,24 @@ step "researcher.py against ${URL/http/grpc}"
 "$WORK/venv/bin/python" examples/python/researcher.py \
     --uri "${URL/http/grpc}" --trusted-keys "$WORK/trusted-keys" --node-key "$NODE_KEY" \
     --zkfabric "$ZK" --sql "$SQL" --out "$WORK/answers"
+step "the comparison refuses a table that differs from the verified one"
+"$WORK/venv/bin/python" - "$WORK/answers" <<'PY'
+import sys
+import pandas as pd
+import pyarrow.parquet as pq
+sys.path.insert(0, "examples/python")
+from researcher import compare
+answers = sys.argv[1]
+frame = pq.read_table(f"{answers}/answer.parquet").to_pandas()
+verified = pd.read_csv(f"{answers}/verified.csv", dtype=str, keep_default_na=False)
+assert compare(frame, verified) == [], "the received table differs from the verified one"
+changed = frame.copy()
+column = frame.columns[1]
+row = changed[column].first_valid_index()
+changed[column] = changed[column].astype(object)
+changed.loc[row if row is not None else 0, column] = 1e9
+assert compare(changed, verified), f"a changed {column!r} went unnoticed"
+assert compare(frame.iloc[:-1], verified), "a dropped row went unnoticed"
+print(f"a changed {column!r} and a dropped row are both reported")
+PY
 step "done"
