@@ -1,7 +1,8 @@
 //! Donors as they use the command line and a node: credentials issued and held,
 //! eligibility proven for a donation, and every refusal (no proof, an unknown issuer, a
-//! minor, a non-resident, a replayed proof, a donor beyond the per-donor limit, a proof
-//! for other records or a later cutoff), each storing nothing.
+//! minor, a non-resident, rows whose age or district is not the credential's, a replayed
+//! proof, a donor beyond the per-donor limit, a proof for other records or a later
+//! cutoff), each storing nothing.
 
 mod common;
 
@@ -10,12 +11,16 @@ use std::path::PathBuf;
 use common::{ok, runtime, status, Server};
 use tempfile::TempDir;
 use tonic::Code;
+use zkfabric::verifier::schema::Schema;
 use zkfabric::{
     clients::remote::{verify_receipt, Remote},
     node::store::Store,
     shared::credentials,
 };
-use zkfabric_circuits::{eligibility::EligibilityCircuit, snark::ProvingKey};
+use zkfabric_circuits::{
+    eligibility::{age_at, EligibilityCircuit},
+    snark::ProvingKey,
+};
 use zkfabric_proto::v1 as pb;
 
 struct Donors {
@@ -90,15 +95,38 @@ impl Donors {
         (credential, holder)
     }
 
+    /// A file of two readings (2026-01-05, 00:00 and 01:00 UTC, kwh 120 and 95) of a
+    /// household in `district` whose donor was born on `birth_date` (YYYY-MM-DD), each
+    /// row's age theirs at its time plus `age_error`.
+    fn rows_of(&self, name: &str, birth_date: &str, district: &str, age_error: u64) -> String {
+        let born: u32 = birth_date.replace('-', "").parse().unwrap();
+        let mut csv = String::from("time,district,hour,household_size,age,kwh,water,spend\n");
+        for (hour, time, kwh) in [(0, 1_767_571_200u64, 120), (1, 1_767_574_800, 95)] {
+            let age = age_at(born, time).unwrap() + age_error;
+            csv.push_str(&format!("{time},{district},{hour},2,{age},{kwh},5,0\n"));
+        }
+        let path = self.path(name);
+        std::fs::write(&path, csv).unwrap();
+        path
+    }
+
     fn donate(
         &self,
         extra: &[&str],
         credential: Option<&(String, String)>,
     ) -> std::process::Output {
-        let rows = self.path("rows.csv");
+        self.donate_file(&self.path("rows.csv"), extra, credential)
+    }
+
+    fn donate_file(
+        &self,
+        rows: &str,
+        extra: &[&str],
+        credential: Option<&(String, String)>,
+    ) -> std::process::Output {
         let mut args = vec![
             "donate",
-            rows.as_str(),
+            rows,
             "--dataset",
             "consumption",
             "--purposes",
@@ -155,11 +183,28 @@ fn an_eligible_donor_donates_once_and_every_ineligible_donation_is_refused() {
     );
     // A seventeen-year-old cannot even make the proof.
     let minor = d.credential("minor", "issuer.json", &born_years_ago(17), 4);
-    let text = stderr(&d.donate(&[], Some(&minor)));
+    let rows = d.rows_of("minor.csv", &born_years_ago(17), "Daan", 0);
+    let text = stderr(&d.donate_file(&rows, &[], Some(&minor)));
     assert!(text.contains("does not make its holder eligible"), "{text}");
     // Eighteen today is an adult.
     let today18 = d.credential("today18", "issuer.json", &born_years_ago(18), 6);
-    ok(d.donate(&[], Some(&today18)));
+    let rows = d.rows_of("today18.csv", &born_years_ago(18), "Xinyi", 0);
+    ok(d.donate_file(&rows, &[], Some(&today18)));
+    // Rows that say another age or district than the credential cannot be proven: the
+    // holder's command names the row and the column.
+    let older = d.credential("older", "issuer.json", "1985-06-15", 4);
+    let rows = d.rows_of("older.csv", "1985-06-15", "Daan", 1);
+    let text = stderr(&d.donate_file(&rows, &[], Some(&older)));
+    assert!(
+        text.contains("row 0 of the file: age 41 is not the holder's age 40"),
+        "{text}"
+    );
+    let rows = d.rows_of("moved.csv", "1985-06-15", "Xinyi", 0);
+    let text = stderr(&d.donate_file(&rows, &[], Some(&older)));
+    assert!(
+        text.contains("row 0 of the file: district 6 is not the credential's district 4"),
+        "{text}"
+    );
     // A credential whose signature was tampered with.
     let tampered = d.credential("tampered", "issuer.json", "1970-01-01", 4);
     let mut file: serde_json::Value =
@@ -206,7 +251,7 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
     let url = server.url.clone();
 
     // The honest path from the command line: policy and proving key from the node.
-    let adult = d.credential("adult", "issuer.json", "1985-06-15", 6);
+    let adult = d.credential("adult", "issuer.json", "1985-06-15", 4);
     let out = ok(d.donate(&["--remote", &url], Some(&adult)));
     assert!(
         out.contains("donated 2 rows") && out.contains("nullifier"),
@@ -242,24 +287,39 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
             .await
             .unwrap()
             .into_inner();
-        let pk =
-            ProvingKey::from_bytes::<EligibilityCircuit>(&key.key, &credentials::SHAPE).unwrap();
-        let records = std::fs::read(d.path("rows.csv")).unwrap();
+        let schema = Schema::builtin("consumption")
+            .unwrap()
+            .with_chunk_rows(8)
+            .unwrap()
+            .threshold_only()
+            .unwrap();
+        let shape = credentials::shape(&schema);
+        assert_eq!(policy.shape, shape.description());
+        assert!(
+            policy.shape.contains("rows=168 bound=age+district"),
+            "{}",
+            policy.shape
+        );
+        let pk = ProvingKey::from_bytes::<EligibilityCircuit>(&key.key, &shape).unwrap();
+        // The rows of a donor born 1979-02-28 in Daan.
+        let records = std::fs::read(d.rows_of("second.csv", "1979-02-28", "Daan", 0)).unwrap();
         let prove = |files: &(String, String), policy: &pb::DonorPolicy, records: &[u8]| {
             let holder = credentials::read_json(std::path::Path::new(&files.1)).unwrap();
             let credential = credentials::read_json(std::path::Path::new(&files.0)).unwrap();
             let (holding, issuer) =
                 credentials::holding(&holder, &credential, "credential").unwrap();
-            credentials::prove(
-                &pk,
+            let purposes = ["energy-research".to_string()];
+            let format = pb::RecordFormat::Csv;
+            let rows = credentials::bound_rows_of(&schema, records, format, &purposes).unwrap();
+            let proving = credentials::Proving {
                 policy,
-                &node_key,
-                "consumption",
+                pk: &pk,
+                node_key: &node_key,
+                dataset: "consumption",
                 records,
-                holding,
-                issuer,
-            )
-            .unwrap()
+                rows: &rows,
+            };
+            credentials::prove(&proving, holding, issuer).unwrap()
         };
         let request = |records: &[u8], proof: pb::EligibilityProof| pb::DonateRequest {
             dataset: "consumption".into(),
@@ -283,6 +343,20 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
         );
         assert_eq!(c, Code::PermissionDenied, "{m}");
         assert!(m.contains("does not verify"), "{m}");
+        // So is the proof with rows whose ages are a year off (the file's other bytes as
+        // proven): the node reads the ages from the file, and the proof is of others.
+        let aged = String::from_utf8(records.clone())
+            .unwrap()
+            .replace(",2,46,", ",2,47,");
+        assert_ne!(aged.as_bytes(), &records[..]);
+        let (c, m) = status(
+            remote
+                .donor()
+                .donate(request(aged.as_bytes(), proof.clone()))
+                .await,
+        );
+        assert_eq!(c, Code::PermissionDenied, "{m}");
+        assert!(m.contains("age and district values"), "{m}");
         // A changed nullifier is refused too.
         let mut changed = proof.clone();
         changed.nullifier[31] ^= 1;
@@ -306,7 +380,7 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
         // A cutoff later than the node's (a 17-year-old's proof) is refused.
         let mut lenient = policy.clone();
         lenient.cutoff += 10_000;
-        let third = d.credential("third", "issuer.json", "1990-01-01", 4);
+        let third = d.credential("third", "issuer.json", "1979-02-28", 4);
         let (c, m) = status(
             remote
                 .donor()

@@ -88,6 +88,16 @@ impl Bound {
         self.age || self.district
     }
 
+    /// The bound values in words: "age and district", "age", "district" or "no".
+    pub fn in_words(&self) -> &'static str {
+        match (self.age, self.district) {
+            (true, true) => "age and district",
+            (true, false) => "age",
+            (false, true) => "district",
+            (false, false) => "no",
+        }
+    }
+
     fn describe(&self) -> &'static str {
         match (self.age, self.district) {
             (true, true) => "age+district",

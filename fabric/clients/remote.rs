@@ -24,6 +24,7 @@ use crate::{
     shared::credentials::{self, CredentialFile, HolderKey, OrganisationKey},
     verifier::bundle::{self, BundleError},
     verifier::manifest::{parse_ed25519_key, SignedManifest},
+    verifier::schema::Schema,
 };
 
 /// Largest message a client accepts (bundles carry every proof and verifying key).
@@ -293,17 +294,26 @@ impl Remote {
                 Some(key.sign(dataset, &records, &purposes).map_err(invalid)?),
             ),
             DonorProof::Credential { holder, credential } => {
-                let policy = self
+                let description = self
                     .catalog()
                     .describe_dataset(pb::DescribeDatasetRequest {
                         dataset: dataset.to_string(),
                     })
                     .await?
-                    .into_inner()
-                    .donor_policy
-                    .ok_or_else(|| {
-                        RemoteError::Invalid(format!("{dataset} takes no eligibility proof"))
-                    })?;
+                    .into_inner();
+                let policy = description.donor_policy.ok_or_else(|| {
+                    RemoteError::Invalid(format!("{dataset} takes no eligibility proof"))
+                })?;
+                let schema = Schema::parse("the node's schema", &description.schema)
+                    .map_err(|e| RemoteError::Invalid(e.to_string()))?;
+                let shape = credentials::policy_shape(&policy).map_err(invalid)?;
+                if shape != credentials::shape(&schema) {
+                    return Err(RemoteError::Invalid(format!(
+                        "the policy's eligibility circuit {} does not bind the schema's \
+                         credential-backed columns",
+                        policy.shape
+                    )));
+                }
                 let key = self
                     .catalog()
                     .get_proving_key(pb::GetProvingKeyRequest {
@@ -311,14 +321,21 @@ impl Remote {
                     })
                     .await?
                     .into_inner();
-                let pk =
-                    ProvingKey::from_bytes::<EligibilityCircuit>(&key.key, &credentials::SHAPE)
-                        .map_err(|e| RemoteError::Invalid(format!("eligibility key: {e}")))?;
+                let pk = ProvingKey::from_bytes::<EligibilityCircuit>(&key.key, &shape)
+                    .map_err(|e| RemoteError::Invalid(format!("eligibility key: {e}")))?;
                 let (holding, issuer) =
                     credentials::holding(holder, credential, "credential").map_err(invalid)?;
-                let proof =
-                    credentials::prove(&pk, &policy, &node_key, dataset, &records, holding, issuer)
-                        .map_err(invalid)?;
+                let rows = credentials::bound_rows_of(&schema, &records, format, &purposes)
+                    .map_err(invalid)?;
+                let proving = credentials::Proving {
+                    policy: &policy,
+                    pk: &pk,
+                    node_key: &node_key,
+                    dataset,
+                    records: &records,
+                    rows: &rows,
+                };
+                let proof = credentials::prove(&proving, holding, issuer).map_err(invalid)?;
                 (Some(proof), None)
             }
         };

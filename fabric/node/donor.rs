@@ -9,7 +9,7 @@ use ed25519_dalek::VerifyingKey as NodeKey;
 use serde::Deserialize;
 use zkfabric_circuits::{
     eddsa,
-    eligibility::{self, EligibilityInstance, WithdrawalCircuit},
+    eligibility::{self, BoundRow, EligibilityInstance, EligibilityShape, WithdrawalCircuit},
     snark, Fr,
 };
 use zkfabric_proto::v1 as pb;
@@ -17,8 +17,8 @@ use zkfabric_proto::v1 as pb;
 use crate::{
     node::store::{sha256_hex, Admission, Donation, DonationStatus, Eligible},
     shared::credentials::{
-        bulk_message, cutoff, describe_shape, fr_from_hex, fr_to_hex, records_hash, refused, scope,
-        withdrawal_binding, DonorError, SHAPE,
+        bulk_message, cutoff, fr_from_hex, fr_to_hex, records_hash, refused, scope, segments,
+        withdrawal_binding, DonorError, DISTRICT_SLOTS,
     },
     verifier::manifest::parse_ed25519_key,
 };
@@ -75,12 +75,11 @@ impl DonorPolicy {
         }
         let slots = eligibility::DISTRICT_BITS;
         if self.districts.is_empty()
-            || self.districts.len() > SHAPE.districts
+            || self.districts.len() > DISTRICT_SLOTS
             || self.districts.iter().any(|d| d >> slots != 0)
         {
             return Err(format!(
-                "districts must be 1 to {} codes below 2^{slots}",
-                SHAPE.districts
+                "districts must be 1 to {DISTRICT_SLOTS} codes below 2^{slots}"
             ));
         }
         if self.min_age > 150 || self.donations_per_donor == 0 {
@@ -115,31 +114,38 @@ pub fn check_withdrawal(
     Ok(())
 }
 
-/// The protobuf form of a policy, with today's cutoff.
-pub fn policy_to_proto(policy: &DonorPolicy, today: u32) -> pb::DonorPolicy {
+/// The protobuf form of a policy, with today's cutoff and the dataset's eligibility
+/// circuit.
+pub fn policy_to_proto(
+    policy: &DonorPolicy,
+    shape: &EligibilityShape,
+    today: u32,
+) -> pb::DonorPolicy {
     pb::DonorPolicy {
         issuers: policy.issuers.clone(),
         districts: policy.districts.clone(),
         min_age: policy.min_age,
         cutoff: cutoff(today, policy.min_age),
         donations_per_donor: policy.donations_per_donor,
-        shape: describe_shape(),
+        shape: shape.description(),
         organisations: policy.organisations.clone(),
     }
 }
 
-/// Checks a donation's eligibility proof against `policy` on `today`: an accepted issuer,
-/// a cutoff no later than today's, the policy's districts, the dataset's scope and the
-/// donated records. Returns the nullifier (hex).
+/// Checks a donation's eligibility proofs against `policy` on `today`: an accepted
+/// issuer, a cutoff no later than today's, the policy's districts, the dataset's scope,
+/// the donated records, and one proof per segment of their rows, each checked against
+/// the rows' credential-bound values as the node read them from the file. Returns the
+/// nullifier (hex).
 pub fn check(
     vk: &snark::VerifyingKey,
     policy: &DonorPolicy,
     today: u32,
     node_key: &NodeKey,
-    dataset: &str,
-    records: &[u8],
+    donation: &Submitted,
     proof: &pb::EligibilityProof,
 ) -> Result<String, DonorError> {
+    let dataset = donation.dataset;
     if !policy.issuers.contains(&proof.issuer) {
         return refused(format!(
             "issuer {} is not accepted for {dataset}",
@@ -160,22 +166,39 @@ pub fn check(
     if proof.nullifier.len() != 32 || nullifier.into_bigint().to_bytes_be() != proof.nullifier {
         return refused("the nullifier is not a field element (32 bytes, big-endian)");
     }
-    let instance = EligibilityInstance {
-        issuer,
-        cutoff: proof.cutoff,
-        districts: policy.districts.clone(),
-        scope: scope(node_key, dataset),
-        records: records_hash(records),
-        nullifier,
-    };
-    let inputs = instance.public_inputs(&SHAPE)?;
-    let groth16 = snark::proof_from_bytes(&proof.proof)
-        .map_err(|e| DonorError::Refused(format!("malformed proof: {e}")))?;
-    if !snark::verify(vk, &inputs, &groth16)? {
+    let shape = &donation.shape;
+    let segments = segments(shape, donation.rows);
+    if proof.proofs.len() != segments.len() {
         return refused(format!(
-            "the proof does not verify for these records, {dataset}'s districts and this \
-             issuer"
+            "{} rows need {} eligibility proofs (one per {} rows), not {}",
+            donation.rows.len(),
+            segments.len(),
+            shape.rows,
+            proof.proofs.len()
         ));
+    }
+    for (segment, bytes) in segments.iter().zip(&proof.proofs) {
+        let instance = EligibilityInstance {
+            issuer,
+            cutoff: proof.cutoff,
+            districts: policy.districts.clone(),
+            scope: scope(node_key, dataset),
+            records: records_hash(donation.records),
+            nullifier,
+            rows: eligibility::rows_digest(shape.bound, segment, shape.rows),
+        };
+        let inputs = instance.public_inputs(shape)?;
+        let groth16 = snark::proof_from_bytes(bytes)
+            .map_err(|e| DonorError::Refused(format!("malformed proof: {e}")))?;
+        if !snark::verify(vk, &inputs, &groth16)? {
+            let first = segment.index as usize * shape.rows;
+            return refused(format!(
+                "the proof of rows {first}..{} does not verify for these records, their {} \
+                 values, {dataset}'s districts and this issuer",
+                first + segment.rows.len(),
+                shape.bound.in_words()
+            ));
+        }
     }
     Ok(fr_to_hex(&nullifier))
 }
@@ -218,19 +241,11 @@ pub fn admit(
             "send an eligibility proof or an organisation's signature, not both".into(),
         )),
         (Some(policy), Some(proof), None) => {
-            let nullifier = check(
-                &vk()?,
-                policy,
-                today,
-                node_key,
-                dataset,
-                donation.records,
-                proof,
-            )?;
+            let nullifier = check(&vk()?, policy, today, node_key, donation, proof)?;
             Ok(Admission {
                 eligible: Some(Eligible {
                     nullifier,
-                    proof_sha256: sha256_hex(&proof.proof),
+                    proof_sha256: sha256_hex(&proof.proofs.concat()),
                     limit: policy.donations_per_donor,
                 }),
                 organisation: None,
@@ -260,6 +275,10 @@ pub struct Submitted<'a> {
     pub dataset: &'a str,
     /// The record file's bytes.
     pub records: &'a [u8],
+    /// The dataset's eligibility circuit.
+    pub shape: EligibilityShape,
+    /// The credential-bound values of the file's rows, as the node read them.
+    pub rows: &'a [BoundRow],
     /// Purposes consented to.
     pub purposes: &'a [String],
     /// A household's eligibility proof.

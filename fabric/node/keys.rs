@@ -226,13 +226,14 @@ impl Shape {
                 shape.validate().map_err(|e| bad(e.to_string()))?;
                 Shape::Combine(shape)
             }
-            "eligibility/v2" => Shape::Eligibility(EligibilityShape {
-                districts: number(field("districts")?)?,
-            }),
+            "eligibility/v3" => Shape::Eligibility(
+                EligibilityShape::parse(description)
+                    .ok_or_else(|| bad("not an eligibility/v3 shape".into()))?,
+            ),
             WithdrawalShape::DESCRIPTION => Shape::Withdrawal,
             other => {
                 return Err(bad(format!(
-                    "{other:?} is not a circuit (aggregate/v4, combine/v4, eligibility/v2, withdrawal/v1)"
+                    "{other:?} is not a circuit (aggregate/v4, combine/v4, eligibility/v3, withdrawal/v1)"
                 )))
             }
         };

@@ -21,22 +21,82 @@ use sha2::{Digest, Sha256};
 use zkfabric_circuits::{
     eddsa::{self, Point, Scalar, SecretKey, Signature},
     eligibility::{
-        self, Credential, EligibilityCircuit, EligibilityShape, Holding, Requirement,
-        WithdrawalCircuit, WithdrawalShape,
+        self, BoundRow, Credential, EligibilityCircuit, EligibilityShape, Holding, Requirement,
+        Segment, WithdrawalCircuit, WithdrawalShape,
     },
     snark::{self, ProvingKey},
     Fr,
 };
 use zkfabric_proto::v1 as pb;
 
-use crate::verifier::files::{self, FileError};
+use crate::{
+    shared::records::{self, RecordsError},
+    verifier::{
+        files::{self, FileError},
+        schema::Schema,
+    },
+};
 
-/// The eligibility circuit every node uses: up to 16 allowed districts.
-pub const SHAPE: EligibilityShape = EligibilityShape { districts: 16 };
+/// Allowed-district slots of every eligibility circuit.
+pub const DISTRICT_SLOTS: usize = 16;
+/// Rows one eligibility proof binds: a week of hourly readings. A longer donation carries
+/// one proof per segment of this many rows.
+pub const SEGMENT_ROWS: usize = 168;
 
-/// The canonical description of [`SHAPE`] (its key's name).
-pub fn describe_shape() -> String {
-    SHAPE.description()
+/// The eligibility circuit of donations to a dataset of `schema`: its credential-bound
+/// columns ([`Schema::attested`]), [`SEGMENT_ROWS`] rows a proof when it has any.
+pub fn shape(schema: &Schema) -> EligibilityShape {
+    let bound = schema.attested().bound;
+    EligibilityShape {
+        districts: DISTRICT_SLOTS,
+        rows: if bound.any() { SEGMENT_ROWS } else { 0 },
+        bound,
+    }
+}
+
+/// The eligibility shape a description names, if it is one a node publishes a key for
+/// (16 district slots, [`SEGMENT_ROWS`] rows when it binds any): a bounded set, so no
+/// request makes the node set up arbitrary circuits.
+pub fn published_shape(description: &str) -> Option<EligibilityShape> {
+    let shape = EligibilityShape::parse(description)?;
+    let rows = if shape.bound.any() { SEGMENT_ROWS } else { 0 };
+    (shape.districts == DISTRICT_SLOTS && shape.rows == rows).then_some(shape)
+}
+
+/// A donation's bound rows in the segments its proofs cover, in file order: one segment
+/// (empty) when the shape binds no rows.
+pub fn segments(shape: &EligibilityShape, rows: &[BoundRow]) -> Vec<Segment> {
+    if !shape.binds_rows() || rows.is_empty() {
+        return vec![Segment::default()];
+    }
+    rows.chunks(shape.rows)
+        .enumerate()
+        .map(|(index, rows)| Segment {
+            index: index as u64,
+            rows: rows.to_vec(),
+        })
+        .collect()
+}
+
+/// The credential-bound values of a donated record file's rows, in file order (none when
+/// `schema` binds none), read as the node reads the donation for `purposes`.
+pub fn bound_rows(
+    schema: &Schema,
+    path: &Path,
+    purposes: &[String],
+) -> Result<Vec<BoundRow>, DonorError> {
+    let attested = schema.attested();
+    if !attested.bound.any() {
+        return Ok(Vec::new());
+    }
+    let fill = records::DonationFill {
+        consent: records::consent_bits(schema, purposes).map_err(DonorError::Records)?,
+        unit: schema.unit().map(|_| records::UnitFill::Otherwise(0)),
+    };
+    let columns = records::read_donation(schema, path, fill)
+        .map_err(|e: RecordsError| DonorError::Records(e.to_string()))?;
+    let rows = columns.first().map_or(0, Vec::len);
+    Ok((0..rows).map(|row| attested.row(&columns, row)).collect())
 }
 
 /// The canonical description of the withdrawal circuit (its key's name).
@@ -76,6 +136,10 @@ pub enum DonorError {
     /// The holder is not eligible, or proving failed.
     #[error("eligibility: {0}")]
     Circuit(#[from] zkfabric_circuits::CircuitError),
+    /// The donated records or purposes are malformed (the message names file, row and
+    /// column, or the purpose).
+    #[error("{0}")]
+    Records(String),
 }
 
 pub(crate) fn refused<T>(message: impl Into<String>) -> Result<T, DonorError> {
@@ -303,41 +367,117 @@ pub fn cutoff(date: u32, min_age: u32) -> u32 {
     date - min_age * 10_000
 }
 
-/// Proves that `holding` (issued by `issuer`) makes its holder eligible under `policy`
-/// (as a node published it) for donating `records` to `dataset`.
-pub fn prove(
-    pk: &ProvingKey,
-    policy: &pb::DonorPolicy,
-    node_key: &NodeKey,
-    dataset: &str,
+/// The file extension of a donation's record format, if it names one.
+pub fn record_extension(format: pb::RecordFormat) -> Option<&'static str> {
+    match format {
+        pb::RecordFormat::Csv => Some("csv"),
+        pb::RecordFormat::Parquet => Some("parquet"),
+        pb::RecordFormat::ArrowIpc => Some("arrow"),
+        _ => None,
+    }
+}
+
+/// [`bound_rows`] of a record file's bytes in `format`, read as the node reads them.
+pub fn bound_rows_of(
+    schema: &Schema,
     records: &[u8],
+    format: pb::RecordFormat,
+    purposes: &[String],
+) -> Result<Vec<BoundRow>, DonorError> {
+    let extension = record_extension(format)
+        .ok_or_else(|| DonorError::Records("name the records' format".into()))?;
+    let dir = tempfile::tempdir().map_err(|e| DonorError::Records(e.to_string()))?;
+    let path = dir.path().join(format!("records.{extension}"));
+    std::fs::write(&path, records).map_err(|e| DonorError::Records(e.to_string()))?;
+    bound_rows(schema, &path, purposes).map_err(|e| {
+        DonorError::Records(
+            e.to_string()
+                .replace(&path.display().to_string(), "records"),
+        )
+    })
+}
+
+/// The policy's eligibility shape, as the node published it.
+pub fn policy_shape(policy: &pb::DonorPolicy) -> Result<EligibilityShape, DonorError> {
+    published_shape(&policy.shape).ok_or_else(|| {
+        DonorError::Refused(format!(
+            "the policy names eligibility circuit {:?}, which this client does not know",
+            policy.shape
+        ))
+    })
+}
+
+/// What a donation proves with: the policy the node publishes, its proving key, and
+/// the donated records (file bytes, and the credential-bound values of their rows).
+pub struct Proving<'a> {
+    /// The dataset's donor policy, as published.
+    pub policy: &'a pb::DonorPolicy,
+    /// The proving key of the policy's shape.
+    pub pk: &'a ProvingKey,
+    /// The node's key (the nullifier scope).
+    pub node_key: &'a NodeKey,
+    /// The dataset.
+    pub dataset: &'a str,
+    /// The record file's bytes.
+    pub records: &'a [u8],
+    /// Its rows' credential-bound values ([`bound_rows`]).
+    pub rows: &'a [BoundRow],
+}
+
+/// Proves that `holding` (issued by `issuer`) makes its holder eligible under the
+/// published policy for donating the records, and that every row's credential-bound
+/// values are the credential's: one proof per segment. A row that disagrees is named
+/// (its position in the file, from 0) before anything is proven.
+pub fn prove(
+    proving: &Proving,
     holding: Holding,
     issuer: Point,
 ) -> Result<pb::EligibilityProof, DonorError> {
+    let Proving {
+        policy, dataset, ..
+    } = proving;
     if !policy.issuers.contains(&eddsa::point_to_hex(&issuer)) {
         return refused(format!(
             "the credential's issuer is not accepted for {dataset}"
         ));
+    }
+    let shape = policy_shape(policy)?;
+    let segments = segments(&shape, proving.rows);
+    if shape.binds_rows() {
+        for segment in &segments {
+            if let Some((row, why)) =
+                eligibility::row_mismatch(shape.bound, &holding.credential, &segment.rows)
+            {
+                return refused(format!(
+                    "row {} of the file: {why}; the credential backs this dataset's {} \
+                     columns, so the file must agree with it",
+                    segment.index as usize * shape.rows + row,
+                    shape.bound.in_words()
+                ));
+            }
+        }
     }
     let requirement = Requirement {
         issuer,
         cutoff: policy.cutoff,
         districts: policy.districts.clone(),
     };
-    let circuit = EligibilityCircuit::new(
-        SHAPE,
-        &requirement,
-        scope(node_key, dataset),
-        records_hash(records),
-        holding,
-    )?;
-    let nullifier = circuit.instance.nullifier;
-    let proof = snark::prove(pk, circuit, &mut rand::rngs::OsRng)?;
+    let scope = scope(proving.node_key, dataset);
+    let records = records_hash(proving.records);
+    let mut nullifier = Fr::from(0u8);
+    let mut proofs = Vec::with_capacity(segments.len());
+    for segment in segments {
+        let circuit =
+            EligibilityCircuit::new(shape, &requirement, scope, records, holding, segment)?;
+        nullifier = circuit.instance.nullifier;
+        let proof = snark::prove(proving.pk, circuit, &mut rand::rngs::OsRng)?;
+        proofs.push(snark::proof_to_bytes(&proof));
+    }
     Ok(pb::EligibilityProof {
         issuer: eddsa::point_to_hex(&issuer),
         cutoff: policy.cutoff,
         nullifier: nullifier.into_bigint().to_bytes_be(),
-        proof: snark::proof_to_bytes(&proof),
+        proofs,
     })
 }
 

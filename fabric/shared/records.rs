@@ -303,6 +303,32 @@ pub struct DonationFill {
     pub unit: Option<UnitFill>,
 }
 
+/// The consent bits of `purposes` in `schema`'s consent column; the message names an
+/// unknown purpose, or says none was named.
+pub fn consent_bits(schema: &Schema, purposes: &[String]) -> Result<u64, String> {
+    let consent = &schema.columns[schema.consent()];
+    if purposes.is_empty() {
+        return Err(format!(
+            "name at least one purpose to consent to ({})",
+            consent.purposes.join(", ")
+        ));
+    }
+    purposes.iter().try_fold(0u64, |bits, purpose| {
+        let bit = consent
+            .purposes
+            .iter()
+            .position(|p| p == purpose)
+            .ok_or_else(|| {
+                format!(
+                    "unknown purpose `{purpose}` (purposes of {}: {})",
+                    schema.name,
+                    consent.purposes.join(", ")
+                )
+            })?;
+        Ok(bits | 1 << bit)
+    })
+}
+
 /// Where a donated row's privacy unit comes from.
 #[derive(Clone, Copy, Debug)]
 pub enum UnitFill {

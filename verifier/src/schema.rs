@@ -32,7 +32,10 @@ use std::{collections::BTreeMap, fmt, ops::Range};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
-use zkfabric_circuits::commitment::{ChunkLayout, ColumnSpec, MAX_WIDTH};
+use zkfabric_circuits::{
+    commitment::{ChunkLayout, ColumnSpec, MAX_WIDTH},
+    eligibility::{Bound, BoundRow, AGE_BITS, DISTRICT_BITS, TIME_BITS},
+};
 
 /// Name of the implied column that marks real rows.
 pub const PRESENT: &str = "present";
@@ -103,6 +106,21 @@ pub struct Column {
     pub unit: Option<String>,
     /// What the column holds, for people reading the catalog.
     pub description: Option<String>,
+    /// What a donor's credential attests of the column, if anything: donations with a
+    /// credential prove each row's value against it.
+    pub credential: Option<Attested>,
+}
+
+/// A column value a donor's credential backs (`credential = "age"` or `"residence"` in a
+/// schema): the eligibility proof checks it row by row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attested {
+    /// An attribute: the holder's age in whole years at the row's time (from the birth
+    /// date; the dataset needs a time column of at most 32 bits).
+    Age,
+    /// A dimension: the holder's residence district code.
+    Residence,
 }
 
 impl Column {
@@ -197,6 +215,31 @@ pub struct Schema {
     pub source: String,
 }
 
+/// The columns donors' credentials back in a dataset ([`Schema::attested`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttestedColumns {
+    /// Which values the eligibility circuit binds.
+    pub bound: Bound,
+    /// The time column (when age is bound).
+    pub time: Option<usize>,
+    /// The column attested as age.
+    pub age: Option<usize>,
+    /// The column attested as residence.
+    pub residence: Option<usize>,
+}
+
+impl AttestedColumns {
+    /// Row `row`'s bound values, from column-major stored values.
+    pub fn row(&self, columns: &[Vec<u64>], row: usize) -> BoundRow {
+        let value = |column: Option<usize>| column.map_or(0, |c| columns[c][row]);
+        BoundRow {
+            time: value(self.time),
+            age: value(self.age),
+            district: value(self.residence),
+        }
+    }
+}
+
 /// Why a schema file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -247,6 +290,7 @@ struct ColumnFile {
     unit: Option<String>,
     description: Option<String>,
     max: Option<u64>,
+    credential: Option<Attested>,
 }
 
 /// The built-in datasets' schema files.
@@ -390,6 +434,25 @@ impl Schema {
             if c.kind != ColumnKind::Consent && !c.purposes.is_empty() {
                 return fail("only the consent column lists purposes".into());
             }
+            match c.credential {
+                Some(Attested::Age) if c.kind != ColumnKind::Attribute || width > AGE_BITS => {
+                    return fail(format!(
+                        "credential = \"age\" is for an attribute of at most {AGE_BITS} bits"
+                    ))
+                }
+                Some(Attested::Residence)
+                    if c.kind != ColumnKind::Dimension || width > DISTRICT_BITS =>
+                {
+                    return fail(format!(
+                        "credential = \"residence\" is for a dimension of at most \
+                         {DISTRICT_BITS} bits (the credential's district codes)"
+                    ))
+                }
+                Some(attested) if columns.iter().any(|o| o.credential == Some(attested)) => {
+                    return fail(format!("a second column attested as {attested:?}"))
+                }
+                _ => {}
+            }
             columns.push(Column {
                 name: c.name.clone(),
                 kind: c.kind,
@@ -400,6 +463,7 @@ impl Schema {
                 scale: c.scale,
                 unit: c.unit.clone(),
                 description: c.description.clone(),
+                credential: c.credential,
             });
         }
         let consent = columns
@@ -410,6 +474,21 @@ impl Schema {
             return Err(invalid(
                 raw.name.span(),
                 format!("a dataset needs exactly one consent column, found {consent}"),
+            ));
+        }
+        let times: Vec<&Column> = columns
+            .iter()
+            .filter(|c| c.kind == ColumnKind::Time)
+            .collect();
+        if columns.iter().any(|c| c.credential == Some(Attested::Age))
+            && !matches!(times[..], [time] if time.width <= TIME_BITS)
+        {
+            return Err(invalid(
+                raw.name.span(),
+                format!(
+                    "a column attested as age needs exactly one time column of at most \
+                     {TIME_BITS} bits: a row's age is the holder's at its time"
+                ),
             ));
         }
         let units = columns
@@ -432,6 +511,7 @@ impl Schema {
             scale: None,
             unit: None,
             description: Some("1 for a real row, 0 for chunk padding".into()),
+            credential: None,
         });
         let privacy = match &raw.privacy {
             None => {
@@ -524,6 +604,23 @@ impl Schema {
             .layout()
             .map_err(|e| invalid(raw.name.span(), e.to_string()))?;
         Ok(schema)
+    }
+
+    /// What donors' credentials back in this dataset: the bound columns, and the
+    /// positions of the time, age and residence columns a proof reads.
+    pub fn attested(&self) -> AttestedColumns {
+        let find = |a| self.columns.iter().position(|c| c.credential == Some(a));
+        let age = find(Attested::Age);
+        let residence = find(Attested::Residence);
+        AttestedColumns {
+            bound: Bound {
+                age: age.is_some(),
+                district: residence.is_some(),
+            },
+            time: age.and_then(|_| self.columns.iter().position(|c| c.kind == ColumnKind::Time)),
+            age,
+            residence,
+        }
     }
 
     /// The privacy unit's column, if the dataset has one.

@@ -219,17 +219,17 @@ pub fn donate_remote(remote: &Remote, donation: Donation) -> Result<()> {
 pub fn donate_local(data_dir: &Path, config: &Config, donation: Donation) -> Result<()> {
     let (records, _) = donation.records()?;
     let mut store = open_with(data_dir, config, donation.dataset, None)?;
+    let schema = store.schema(donation.dataset)?;
+    let shape = credentials::shape(&schema);
     let keys = KeyCache::new(data_dir).with_mode(config.keys.mode);
     let key = || {
-        keys.get::<EligibilityCircuit>(
-            &credentials::SHAPE,
-            &credentials::describe_shape(),
-            true,
-            |_| eprintln!("warning: making a development key for eligibility proofs"),
-        )
+        keys.get::<EligibilityCircuit>(&shape, &shape.description(), true, |_| {
+            eprintln!("warning: making a development key for eligibility proofs")
+        })
     };
     let today = credentials::today();
     let policy = config.donors.get(donation.dataset);
+    let mut rows = Vec::new();
     let (eligibility, organisation) = match Proof::read(&donation.proof)? {
         Proof::None => (None, None),
         Proof::Organisation(org) => (
@@ -238,19 +238,20 @@ pub fn donate_local(data_dir: &Path, config: &Config, donation: Donation) -> Res
         ),
         Proof::Credential(credential, holder) => {
             let published = policy
-                .map(|p| donor::policy_to_proto(p, today))
+                .map(|p| donor::policy_to_proto(p, &shape, today))
                 .ok_or_else(|| anyhow!("{} takes no eligibility proof", donation.dataset))?;
             let (holding, issuer) = credentials::holding(&holder, &credential, "--credential")?;
-            let proof = credentials::prove(
-                &*key()?,
-                &published,
-                &store.node_key(),
-                donation.dataset,
-                &records,
-                holding,
-                issuer,
-            )
-            .context("no eligibility proof was made")?;
+            rows = credentials::bound_rows(&schema, donation.file, &donation.purposes)?;
+            let proving = credentials::Proving {
+                policy: &published,
+                pk: &*key()?,
+                node_key: &store.node_key(),
+                dataset: donation.dataset,
+                records: &records,
+                rows: &rows,
+            };
+            let proof = credentials::prove(&proving, holding, issuer)
+                .context("no eligibility proof was made")?;
             (Some(proof), None)
         }
     };
@@ -266,6 +267,8 @@ pub fn donate_local(data_dir: &Path, config: &Config, donation: Donation) -> Res
         &donor::Submitted {
             dataset: donation.dataset,
             records: &records,
+            shape,
+            rows: &rows,
             purposes: &donation.purposes,
             eligibility: eligibility.as_ref(),
             organisation: organisation.as_ref(),

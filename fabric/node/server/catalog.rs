@@ -71,11 +71,10 @@ impl Catalog for CatalogService {
                             .map(|e| e.to_string()),
                     });
                 }
-                let donor_policy = node
-                    .config
-                    .donors
-                    .get(&dataset)
-                    .map(|p| donor::policy_to_proto(p, credentials::today()));
+                let donor_policy = node.config.donors.get(&dataset).map(|p| {
+                    let shape = credentials::shape(&schema);
+                    donor::policy_to_proto(p, &shape, credentials::today())
+                });
                 Ok(pb::DatasetDescription {
                     donor_policy,
                     summary: Some(summary_to_proto(&summary)),

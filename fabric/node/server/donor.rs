@@ -49,42 +49,18 @@ impl Donor for DonorService {
         if dataset.is_empty() {
             return Err(invalid("dataset", "empty"));
         }
-        let extension = match pb::RecordFormat::try_from(format) {
-            Ok(pb::RecordFormat::Csv) => "csv",
-            Ok(pb::RecordFormat::Parquet) => "parquet",
-            Ok(pb::RecordFormat::ArrowIpc) => "arrow",
-            _ => {
-                return Err(invalid(
+        let extension = pb::RecordFormat::try_from(format)
+            .ok()
+            .and_then(credentials::record_extension)
+            .ok_or_else(|| {
+                invalid(
                     "format",
                     "name the records' format: CSV, Parquet or Arrow IPC",
-                ))
-            }
-        };
+                )
+            })?;
         if records.is_empty() {
             return Err(invalid("records", "empty"));
         }
-        let node = self.0.clone();
-        let admission = donor::admit(
-            self.0.config.donors.get(&dataset),
-            || {
-                node.donor_key(&credentials::describe_shape())
-                    .map(|k| k.verifying_key().clone())
-                    .map_err(|s| DonorError::Refused(s.message().to_string()))
-            },
-            credentials::today(),
-            &self.0.node_key,
-            &donor::Submitted {
-                dataset: &dataset,
-                records: &records,
-                purposes: &purposes,
-                eligibility: eligibility.as_ref(),
-                organisation: organisation.as_ref(),
-            },
-        )
-        .map_err(|e| match e {
-            DonorError::Refused(_) => Status::permission_denied(e.to_string()),
-            _ => Status::invalid_argument(e.to_string()),
-        })?;
         let secret = hex::encode(rand::random::<[u8; 32]>());
         let secret_hash = sha256_hex(secret.as_bytes());
         let node = self.0.clone();
@@ -94,18 +70,47 @@ impl Donor for DonorService {
                 store
                     .register_on_first_use(&dataset, |d| node.config.builtin_schema(d))
                     .map_err(store_status)?;
+                let schema = store.schema(&dataset).map_err(store_status)?;
                 let dir = tempfile::tempdir().map_err(internal)?;
                 let path = dir.path().join(format!("records.{extension}"));
                 std::fs::write(&path, &records).map_err(internal)?;
+                // Name the request's field, not the node's temporary file.
+                let named = |message: &str| message.replace(&path.display().to_string(), "records");
+                let policy = node.config.donors.get(&dataset);
+                let shape = credentials::shape(&schema);
+                let rows = match (policy, &eligibility) {
+                    (Some(_), Some(_)) => credentials::bound_rows(&schema, &path, &purposes)
+                        .map_err(|e| Status::invalid_argument(named(&e.to_string())))?,
+                    _ => Vec::new(),
+                };
+                let admission = donor::admit(
+                    policy,
+                    || {
+                        node.donor_key(&shape.description())
+                            .map(|k| k.verifying_key().clone())
+                            .map_err(|s| DonorError::Refused(s.message().to_string()))
+                    },
+                    credentials::today(),
+                    &node.node_key,
+                    &donor::Submitted {
+                        dataset: &dataset,
+                        records: &records,
+                        shape,
+                        rows: &rows,
+                        purposes: &purposes,
+                        eligibility: eligibility.as_ref(),
+                        organisation: organisation.as_ref(),
+                    },
+                )
+                .map_err(|e| match e {
+                    DonorError::Refused(_) => Status::permission_denied(e.to_string()),
+                    _ => Status::invalid_argument(e.to_string()),
+                })?;
                 let (donation, _) = store
                     .donate(&dataset, &path, &purposes, &secret_hash, &admission)
                     .map_err(|e| {
-                        // Name the request's field, not the node's temporary file.
                         let status = store_status(e);
-                        let message = status
-                            .message()
-                            .replace(&path.display().to_string(), "records");
-                        Status::new(status.code(), message)
+                        Status::new(status.code(), named(status.message()))
                     })?;
                 Ok(receipt(store, &donation))
             })

@@ -55,6 +55,7 @@ use crate::{
     node::sql::QueryError,
     node::store::{Store, StoreError},
     node::tables::TablesError,
+    shared::credentials,
 };
 
 use self::{auth::Tokens, query::ProvingQueue};
@@ -176,21 +177,17 @@ impl Node {
     /// withdrawal circuit's, by shape (a development key is made on first use).
     fn donor_key(&self, shape: &str) -> Result<Arc<ProvingKey>, Status> {
         let warn = |shape: &str| tracing::warn!(shape, "making a development key for donors");
-        let key = if shape == crate::shared::credentials::describe_shape() {
-            self.keys.get::<EligibilityCircuit>(
-                &crate::shared::credentials::SHAPE,
-                shape,
-                true,
-                warn,
-            )
-        } else if shape == crate::shared::credentials::WITHDRAWAL_SHAPE {
+        let key = if let Some(eligibility) = credentials::published_shape(shape) {
+            self.keys
+                .get::<EligibilityCircuit>(&eligibility, shape, true, warn)
+        } else if shape == credentials::WITHDRAWAL_SHAPE {
             self.keys
                 .get::<WithdrawalCircuit>(&WithdrawalShape, shape, true, warn)
         } else {
             return Err(Status::not_found(format!(
-                "no proving key is published for {shape:?}; donors use {} and {}",
-                crate::shared::credentials::describe_shape(),
-                crate::shared::credentials::WITHDRAWAL_SHAPE
+                "no proving key is published for {shape:?}; donors use the eligibility shape \
+                 of a dataset's donor policy (DescribeDataset) and {}",
+                credentials::WITHDRAWAL_SHAPE
             )));
         };
         key.map_err(internal)
@@ -230,8 +227,10 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let mut store = Store::open(data_dir)?;
     // Datasets that take donations exist from the start, so donors can read their policy.
+    let mut donor_shapes = vec![credentials::WITHDRAWAL_SHAPE.to_string()];
     for dataset in config.donors.keys() {
         store.register_on_first_use(dataset, |d| config.builtin_schema(d))?;
+        donor_shapes.push(credentials::shape(&store.schema(dataset)?).description());
     }
     let node_key = store.node_key();
     let server = &config.server;
@@ -291,11 +290,12 @@ pub async fn serve(
         .check_mode()
         .map_err(|e| ServerError::Keys(e.to_string()))?;
     if !node.config.donors.is_empty() {
-        // Donors fetch this key to prove eligibility; make it before the first asks.
+        // Donors fetch these keys to prove eligibility; make them before the first asks.
         let keys_node = node.clone();
         tokio::task::spawn_blocking(move || {
-            keys_node.donor_key(&crate::shared::credentials::describe_shape())?;
-            keys_node.donor_key(crate::shared::credentials::WITHDRAWAL_SHAPE)
+            donor_shapes
+                .iter()
+                .try_for_each(|shape| keys_node.donor_key(shape).map(drop))
         })
         .await
         .map_err(|e| ServerError::Keys(e.to_string()))?

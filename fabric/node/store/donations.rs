@@ -116,27 +116,7 @@ impl Store {
     ) -> Result<(Donation, Option<SealReport>), StoreError> {
         let eligible = admission.eligible.as_ref();
         let schema = self.schema(dataset)?;
-        let consent_column = &schema.columns[schema.consent()];
-        if purposes.is_empty() {
-            return Err(StoreError::Donation(format!(
-                "name at least one purpose to consent to ({})",
-                consent_column.purposes.join(", ")
-            )));
-        }
-        let mut bits = 0u64;
-        for purpose in purposes {
-            let bit = consent_column
-                .purposes
-                .iter()
-                .position(|p| p == purpose)
-                .ok_or_else(|| {
-                    StoreError::Donation(format!(
-                        "unknown purpose `{purpose}` (purposes of {dataset}: {})",
-                        consent_column.purposes.join(", ")
-                    ))
-                })?;
-            bits |= 1 << bit;
-        }
+        let bits = records::consent_bits(&schema, purposes).map_err(StoreError::Donation)?;
         let id = hex::encode(rand::random::<[u8; 16]>());
         // The donor's privacy unit: the credential's nullifier (one donor, however many
         // donations). Otherwise (an organisation's file, an open donation) the file's
