@@ -19,10 +19,16 @@ use zkfabric::{
     clients::remote::{DonorProof, Remote, WithdrawWith},
     shared::credentials::{self, HolderKey, IssuerKey},
 };
+use zkfabric::circuits::eligibility::age_at;
 use zkfabric_proto::v1 as pb;
 
+/// The donor's birth date, as the municipality's credential says it (YYYYMMDD).
+const BIRTH_DATE: u32 = 19_830_412;
+
 /// One household's week: 168 hourly readings from Monday 2026-01-05, without a consent
-/// column (the donation names its purposes).
+/// column (the donation names its purposes), in district 4 (Daan), each row's age the
+/// donor's (born 1983-04-12) at its time: the credential backs both, and the proof checks
+/// them row by row.
 fn week_of_readings() -> Vec<u8> {
     let mut csv = String::from("time,district,hour,household_size,age,kwh,water,spend\n");
     let monday = 1_767_571_200u64;
@@ -35,9 +41,10 @@ fn week_of_readings() -> Vec<u8> {
             250 + 11 * (h % 7)
         };
         let water = if (6..=8).contains(&hour) { 60 } else { 8 };
+        let time = monday + 3600 * h;
+        let age = age_at(BIRTH_DATE, time).expect("born before 2026");
         csv.push_str(&format!(
-            "{},Daan,{hour},3,41,{kwh},{water},{}\n",
-            monday + 3600 * h,
+            "{time},Daan,{hour},3,{age},{kwh},{water},{}\n",
             if hour == 18 { 2450 } else { 0 }
         ));
     }
@@ -86,7 +93,7 @@ async fn main() -> Result<()> {
 
     // The household: a secret only it keeps, and a credential for its commitment.
     let holder = HolderKey::generate();
-    let credential = issuer.issue("issuer key", &holder.holder, 19830412, 4)?;
+    let credential = issuer.issue("issuer key", &holder.holder, BIRTH_DATE, 4)?;
     println!(
         "the municipality signed a credential for holder {}...: born 1983-04-12, district 4",
         &holder.holder[..16]
