@@ -21,6 +21,37 @@ pub struct ChunkEntry {
     pub commitment: String,
     /// Rows in the chunk (padding excluded).
     pub rows: u64,
+    /// Of them, rows donated with an eligibility proof: the node checked, when they were
+    /// donated, that their credential-backed columns (the schema's `credential` marks)
+    /// are the donor's credential's. Absent when 0 (so manifests of earlier versions
+    /// keep their bytes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub credential_rows: u64,
+    /// Of them, rows of bulk donations an accepted organisation signed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub organisation_rows: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Who vouches for an epoch's rows, as its signed manifest states it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backing {
+    /// Every row of the epoch.
+    pub rows: u64,
+    /// Rows donated with a credential (their credential-backed columns proven).
+    pub credential: u64,
+    /// Rows an organisation signed for.
+    pub organisation: u64,
+}
+
+impl Backing {
+    /// Rows only the node's operator vouches for (ingested, or donated without a policy).
+    pub fn operator(&self) -> u64 {
+        self.rows - self.credential - self.organisation
+    }
 }
 
 /// The signed content of one epoch.
@@ -75,6 +106,16 @@ pub enum ManifestError {
 }
 
 impl Manifest {
+    /// Who vouches for the epoch's rows: the credential and organisation counts of every
+    /// chunk.
+    pub fn backing(&self) -> Backing {
+        self.chunks.iter().fold(Backing::default(), |b, c| Backing {
+            rows: b.rows + c.rows,
+            credential: b.credential + c.credential_rows,
+            organisation: b.organisation + c.organisation_rows,
+        })
+    }
+
     /// The bytes that are hashed and signed: the manifest as compact JSON, fields in
     /// declaration order.
     pub fn canonical_bytes(&self) -> Vec<u8> {

@@ -360,6 +360,9 @@ impl Store {
                 }
             }
         }
+        // The donation's rows leave the chunks before the manifest counts who vouches
+        // for each chunk's rows.
+        tx.execute("DELETE FROM donation_rows WHERE donation = ?1", [id])?;
         let excluded_from = if resealed.is_empty() {
             None
         } else {
@@ -378,7 +381,6 @@ impl Store {
             debug_assert_eq!(published, epoch);
             Some(epoch)
         };
-        tx.execute("DELETE FROM donation_rows WHERE donation = ?1", [id])?;
         tx.execute(
             "UPDATE donations SET batch = NULL, pending_rows = 0, withdrawn_at = ?2,
                  excluded_from = ?3 WHERE id = ?1",
@@ -395,7 +397,7 @@ impl Store {
 }
 
 /// The epoch the next publication of `dataset` will have.
-fn next_epoch(tx: &Transaction, dataset: &str) -> Result<u64, StoreError> {
+pub(super) fn next_epoch(tx: &Transaction, dataset: &str) -> Result<u64, StoreError> {
     let last: Option<i64> = tx.query_row(
         "SELECT MAX(epoch) FROM epochs WHERE dataset = ?1",
         [dataset],
@@ -442,7 +444,8 @@ fn move_rows(
 ) -> Result<(), StoreError> {
     let others: Vec<(i64, u64)> = {
         let mut stmt = tx.prepare(
-            "SELECT rowid, first FROM donation_rows WHERE chunk = ?1 AND donation != ?2",
+            "SELECT rowid, first FROM donation_rows WHERE chunk = ?1 AND donation != ?2
+                 AND dataset = (SELECT dataset FROM donations WHERE id = ?2)",
         )?;
         let rows = stmt.query_map(params![chunk as i64, id], |r| {
             Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))

@@ -120,7 +120,8 @@ impl Store {
         for (batch, _, _) in &batches {
             tx.execute("DELETE FROM pending WHERE batch = ?1", [batch])?;
         }
-        let epoch = publish_epoch(&tx, schema, &self.key)?;
+        // Donations record their sealed rows first: the manifest counts them.
+        let epoch = super::donations::next_epoch(&tx, dataset)?;
         super::donations::sealed(
             &tx,
             &batches,
@@ -129,6 +130,8 @@ impl Store {
             epoch,
             (first_index as u64, capacity as u64),
         )?;
+        let published = publish_epoch(&tx, schema, &self.key)?;
+        debug_assert_eq!(published, epoch);
         fail_point!("seal-before-commit");
         tx.commit()?;
         fail_point!("seal-committed");
@@ -232,16 +235,25 @@ pub(super) fn publish_epoch(
         .map(|(_, text)| serde_json::from_str::<SignedManifest>(&text).map(|m| m.manifest.hash()))
         .transpose()
         .map_err(|e| StoreError::Corrupt(format!("previous manifest: {e}")))?;
+    // Each live chunk with the rows donors' credentials and organisations vouch for.
     let chunks = {
         let mut stmt = tx.prepare(
-            "SELECT idx, commitment, rows FROM chunks
-             WHERE dataset = ?1 AND retired_in IS NULL ORDER BY idx",
+            "SELECT c.idx, c.commitment, c.rows,
+                 COALESCE(SUM(CASE WHEN d.nullifier IS NOT NULL THEN r.rows END), 0),
+                 COALESCE(SUM(CASE WHEN d.organisation IS NOT NULL THEN r.rows END), 0)
+             FROM chunks c
+             LEFT JOIN donation_rows r ON r.dataset = c.dataset AND r.chunk = c.idx
+             LEFT JOIN donations d ON d.id = r.donation
+             WHERE c.dataset = ?1 AND c.retired_in IS NULL
+             GROUP BY c.idx ORDER BY c.idx",
         )?;
         let rows = stmt.query_map([dataset], |r| {
             Ok(ChunkEntry {
                 index: r.get::<_, i64>(0)? as u64,
                 commitment: r.get(1)?,
                 rows: r.get::<_, i64>(2)? as u64,
+                credential_rows: r.get::<_, i64>(3)? as u64,
+                organisation_rows: r.get::<_, i64>(4)? as u64,
             })
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
