@@ -15,11 +15,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use zkfabric::circuits::eligibility::age_at;
 use zkfabric::{
     clients::remote::{DonorProof, Remote, WithdrawWith},
     shared::credentials::{self, HolderKey, IssuerKey},
 };
-use zkfabric::circuits::eligibility::age_at;
 use zkfabric_proto::v1 as pb;
 
 /// The donor's birth date, as the municipality's credential says it (YYYYMMDD).

@@ -242,6 +242,17 @@ fn an_eligible_donor_donates_once_and_every_ineligible_donation_is_refused() {
         6,
         "the eligible and accepted donations, nothing else"
     );
+    // Sealed, the signed manifest says who vouches for which rows.
+    ok(d.cli(&["seal", "consumption"]));
+    let shown = ok(d.cli(&["catalog", "show", "consumption"]));
+    assert!(
+        shown.contains(
+            "of the epoch's 6 rows, 4 (66.7%) donated with a credential (their age and \
+             district proven against it), 2 (33.3%) signed by an organisation, 0 (0.0%) \
+             ingested by the node's operator"
+        ),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -638,8 +649,18 @@ fn a_withdrawn_donation_leaves_the_next_epoch_is_erased_and_the_old_bundle_still
     assert_eq!(stored_kwh(&data, &[120, 95]), 0);
     let after = d.path("epoch3.zkf");
     assert_eq!(verified_count(&d, 3, &after), (14, all - 215));
-    // The old epoch's bundle still verifies, but the old epoch answers no new query.
-    ok(d.cli(&["verify", &before, "--trusted-keys", &trusted_keys(&d)]));
+    // The old epoch's bundle still verifies, and says who vouched for its rows: the
+    // adult's 2 rows were proven against their credential; the other 14 the operator
+    // ingested. The new epoch has no credential-backed row left.
+    let verified = ok(d.cli(&["verify", &before, "--trusted-keys", &trusted_keys(&d)]));
+    assert!(
+        verified.contains(
+            "of the epoch's 16 rows, 2 (12.5%) donated with a credential (their age and \
+             district proven against it), 0 (0.0%) signed by an organisation, 14 (87.5%) \
+             ingested by the node's operator"
+        ),
+        "{verified}"
+    );
     let old = d.cli(&[
         "query",
         "SELECT COUNT(*) FROM consumption",
@@ -662,8 +683,16 @@ fn a_withdrawn_donation_leaves_the_next_epoch_is_erased_and_the_old_bundle_still
         shown.contains("erased       epoch 2 of consumption held rows"),
         "{shown}"
     );
+    assert!(
+        shown.contains("of the epoch's 16 rows, 2 (12.5%)"),
+        "{shown}"
+    );
     let latest = ok(d.cli(&["catalog", "show", "consumption"]));
     assert!(!latest.contains("erased "), "{latest}");
+    assert!(
+        latest.contains("of the epoch's 14 rows, 0 (0.0%) donated with a credential"),
+        "{latest}"
+    );
     let again = d.cli(&["withdraw", &id, "--holder-key", &adult.1]);
     assert!(
         stderr(&again).contains("already withdrawn"),

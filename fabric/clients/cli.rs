@@ -685,7 +685,8 @@ fn execute(cli: Cli) -> Result<()> {
                         .check_queryable(&dataset, signed.manifest.epoch)
                         .err()
                         .map(|e| e.to_string());
-                    print_manifest(&signed, &epochs, &store.node_key(), erased)?;
+                    let schema = store.schema(&dataset)?;
+                    print_manifest(&signed, &schema, &epochs, &store.node_key(), erased)?;
                 } else {
                     println!("dataset      {dataset}: no epoch sealed yet");
                 }
@@ -956,6 +957,7 @@ fn print_ingested(batches: &[IngestedBatch]) {
 /// does not.
 fn print_manifest(
     signed: &SignedManifest,
+    schema: &Schema,
     epochs: &[u64],
     node_key: &VerifyingKey,
     erased: Option<String>,
@@ -979,6 +981,10 @@ fn print_manifest(
     }
     let rows: u64 = m.chunks.iter().map(|c| c.rows).sum();
     println!("total        {} chunks, {rows} rows", m.chunks.len());
+    println!(
+        "backing      {}",
+        crate::verifier::command::backing_in_words(&m.backing(), schema)
+    );
     match signed.verify(Some(node_key)) {
         Ok(()) => {
             println!("signature    valid, node key {}", signed.node_key);

@@ -13,7 +13,7 @@ use ed25519_dalek::VerifyingKey as NodeKey;
 
 use crate::{
     bundle::Bundle,
-    manifest::{parse_ed25519_key, SignedManifest},
+    manifest::{parse_ed25519_key, Backing, SignedManifest},
     privacy::Cost,
     query::ProvableQuery,
     schema::Schema,
@@ -263,6 +263,10 @@ pub fn print_report(
         report.chunks
     );
     say!(
+        "backing      {}",
+        backing_in_words(&report.backing, &report.schema)
+    );
+    say!(
         "proofs       {} verified in {:.1} ms",
         report.proofs,
         secs * 1000.0
@@ -332,6 +336,29 @@ pub fn print_report(
     );
     say!("");
     table.write_answer(&report.schema, &report.query, bundle)
+}
+
+/// Who vouches for an epoch's rows, in words: credential-backed rows (with the values
+/// their credentials back, from the schema), organisation-signed rows, and the rest.
+pub fn backing_in_words(backing: &Backing, schema: &Schema) -> String {
+    let percent = |n: u64| 100.0 * n as f64 / backing.rows.max(1) as f64;
+    let bound = schema.attested().bound;
+    let proven = match bound.any() {
+        true => format!("their {} proven against it", bound.in_words()),
+        false => "the donor's eligibility proven; no column is credential-backed".into(),
+    };
+    format!(
+        "of the epoch's {} rows, {} ({:.1}%) donated with a credential ({proven}), {} \
+         ({:.1}%) signed by an organisation, {} ({:.1}%) ingested by the node's operator, as \
+         its signed manifest states",
+        backing.rows,
+        backing.credential,
+        percent(backing.credential),
+        backing.organisation,
+        percent(backing.organisation),
+        backing.operator(),
+        percent(backing.operator())
+    )
 }
 
 /// Prints the answer as a table: the query's output columns after its HAVING, ORDER BY

@@ -31,7 +31,7 @@ use crate::{
     bundle::{self, fr_from_bytes, Bundle, BundleError, FORMAT},
     ledger,
     manifest::SignedManifest,
-    manifest::{fr_from_hex, fr_to_hex},
+    manifest::{fr_from_hex, fr_to_hex, Backing},
     privacy::{nonce_element, query_hash, Cost, NoisePlan},
     query::{Aggregand, OutputKind, ProvableQuery},
     schema::Schema,
@@ -181,6 +181,8 @@ pub struct Report {
     pub node_key: String,
     /// Chunks in the epoch, every one proven.
     pub chunks: usize,
+    /// Who vouches for the epoch's rows, as its signed manifest states.
+    pub backing: Backing,
     /// Proofs checked.
     pub proofs: usize,
     /// Whether the verifying keys were pinned by `--trusted-keys`.
@@ -556,6 +558,7 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         epoch: bundle.epoch,
         node_key: signed.node_key.clone(),
         chunks: touched.len(),
+        backing: manifest.backing(),
         proofs,
         keys_pinned: matches!(trust.keys, KeyPins::Pinned(_)),
         min_group_size: limits.min_group_size,

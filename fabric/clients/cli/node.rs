@@ -186,14 +186,16 @@ pub fn catalog_show(remote: &Remote, dataset: &str, epoch: Option<u64>) -> Resul
             description,
         )
     })?;
-    let summaries = description.map_err(RemoteError::from)?.into_inner().epochs;
+    let description = description.map_err(RemoteError::from)?.into_inner();
+    let schema = crate::verifier::schema::Schema::parse("the node's schema", &description.schema)?;
+    let summaries = description.epochs;
     let epochs: Vec<u64> = summaries.iter().map(|e| e.epoch).collect();
     let manifest = manifest?;
     let erased = summaries
         .iter()
         .find(|e| e.epoch == manifest.manifest.epoch)
         .and_then(|e| e.erased.clone());
-    print_manifest(&manifest, &epochs, &key?, erased)
+    print_manifest(&manifest, &schema, &epochs, &key?, erased)
 }
 
 /// `zkfabric ledger --remote`: the node key and the ledgers of `dataset`, or of every
