@@ -1052,6 +1052,8 @@ fn flight_sql_lists_tables_answers_a_statement_once_and_its_bundle_verifies() {
         let kwh = table.field_with_name("kwh").unwrap();
         assert_eq!(kwh.metadata()["unit"], "kWh");
         assert_eq!(kwh.metadata()["kind"], "measure");
+        let age = table.field_with_name("age").unwrap();
+        assert_eq!(age.metadata()["credential"], "age");
         assert_eq!(
             table.field_with_name("district").unwrap().data_type(),
             &DataType::Utf8

@@ -53,15 +53,25 @@ URL=$(grep -o 'http://[0-9.:]*' "$WORK/serve.out" | head -1)
 [ -n "$URL" ] || { echo "run.sh: the node printed no address" >&2; exit 1; }
 
 step "the researcher: a virtual environment from requirements.txt"
-python3 -m venv "$WORK/venv"
-"$WORK/venv/bin/pip" install --quiet --disable-pip-version-check -r examples/python/requirements.txt
+TARGET=()
+if python3 -m venv "$WORK/venv" 2>/dev/null; then
+    PYTHON="$WORK/venv/bin/python"
+else
+    # No venv module (some distributions package it apart): pip into a folder of our own.
+    echo "python3 -m venv is unavailable; installing into $WORK/site instead"
+    export PYTHONPATH="$WORK/site"
+    PYTHON=python3
+    TARGET=(--target "$WORK/site")
+fi
+"$PYTHON" -m pip install --quiet --disable-pip-version-check "${TARGET[@]}" \
+    -r examples/python/requirements.txt
 
 step "researcher.py against ${URL/http/grpc}"
-"$WORK/venv/bin/python" examples/python/researcher.py \
+"$PYTHON" examples/python/researcher.py \
     --uri "${URL/http/grpc}" --trusted-keys "$WORK/trusted-keys" --node-key "$NODE_KEY" \
     --zkfabric "$ZK" --sql "$SQL" --out "$WORK/answers"
 step "the comparison refuses a table that differs from the verified one"
-"$WORK/venv/bin/python" - "$WORK/answers" <<'PY'
+"$PYTHON" - "$WORK/answers" <<'PY'
 import sys
 import pandas as pd
 import pyarrow.parquet as pq

@@ -566,7 +566,9 @@ mod tests {
              filters=ranges:2:3 group_by=1+2 aggregand=sum:0+4",
             "aggregate/v4 rows=8 columns=w32,n4,n5,n3,n1 present=4 consent=3 \
              filters=range:0 group_by=bucket:0:3600:8+1 aggregand=count",
-            "eligibility/v2 districts=16",
+            "eligibility/v3 districts=16 rows=168 bound=age+district",
+            "eligibility/v3 districts=16 rows=168 bound=age",
+            "eligibility/v3 districts=16 rows=0 bound=none",
             WithdrawalShape::DESCRIPTION,
         ] {
             let shape = Shape::parse(description).unwrap();
@@ -578,6 +580,11 @@ mod tests {
     fn other_text_is_refused_naming_what_is_wrong() {
         for (text, expected) in [
             ("aggregate/v2 rows=8", "is not a circuit"),
+            ("eligibility/v2 districts=16", "is not a circuit"),
+            (
+                "eligibility/v3 districts=16 rows=168 bound=income",
+                "not an eligibility/v3 shape",
+            ),
             ("combine/v4 inputs=8 groups=none sums=1", "no output="),
             (
                 "combine/v4 inputs=eight groups=none sums=1 output=release",

@@ -210,6 +210,8 @@ mod tests {
                 index: 0,
                 commitment: fr_to_hex(&Fr::from(5u8)),
                 rows: 8,
+                credential_rows: 3,
+                organisation_rows: 0,
             }],
             previous: Some("sha256:11".into()),
             privacy: "dp".into(),
@@ -233,6 +235,8 @@ mod tests {
             |m| m.chunks[0].commitment = fr_to_hex(&Fr::from(6u8)),
             |m| m.previous = None,
             |m| m.schema_hash.push('0'),
+            |m| m.chunks[0].credential_rows += 1,
+            |m| m.chunks[0].organisation_rows += 1,
         ];
         for edit in edits {
             let mut tampered = signed.clone();
@@ -243,5 +247,26 @@ mod tests {
             ));
         }
         assert_eq!(fr_to_hex(&Fr::from(5u8)).len(), 66);
+    }
+
+    #[test]
+    fn backing_counts_are_left_out_when_zero_so_older_manifests_keep_their_bytes() {
+        let mut m = manifest();
+        let text = String::from_utf8(m.canonical_bytes()).unwrap();
+        assert!(text.contains("\"credential_rows\":3") && !text.contains("organisation_rows"));
+        m.chunks[0].credential_rows = 0;
+        let older = String::from_utf8(m.canonical_bytes()).unwrap();
+        assert!(!older.contains("credential_rows"), "{older}");
+        let parsed: Manifest = serde_json::from_str(&older).unwrap();
+        assert_eq!(parsed, m);
+        assert_eq!(
+            manifest().backing(),
+            Backing {
+                rows: 8,
+                credential: 3,
+                organisation: 0
+            }
+        );
+        assert_eq!(manifest().backing().operator(), 5);
     }
 }

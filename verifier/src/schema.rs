@@ -743,4 +743,59 @@ mod tests {
         );
         assert!(error(HEAD).starts_with("test.toml"));
     }
+
+    #[test]
+    fn credential_marks_bind_age_and_residence_and_are_checked() {
+        let consumption = Schema::builtin("consumption").unwrap().attested();
+        assert_eq!(
+            consumption.bound,
+            Bound {
+                age: true,
+                district: true
+            }
+        );
+        let movement = Schema::builtin("movement").unwrap();
+        assert_eq!(
+            movement.attested().bound,
+            Bound {
+                age: true,
+                district: false
+            }
+        );
+        assert!(!Schema::builtin("signal").unwrap().attested().bound.any());
+        let row = consumption.row(&[vec![100], vec![4], vec![7], vec![1], vec![41]], 0);
+        assert_eq!((row.time, row.district, row.age), (100, 4, 41));
+
+        let column = |name: &str, kind: &str, width: u32, credential: &str| {
+            format!(
+                "[[columns]]\nname = \"{name}\"\nkind = \"{kind}\"\nwidth = {width}\n\
+                 credential = \"{credential}\"\n"
+            )
+        };
+        let time = "[[columns]]\nname = \"time\"\nkind = \"time\"\nwidth = 32\n";
+        let no_time = format!("{HEAD}{CONSENT}{}", column("age", "attribute", 7, "age"));
+        assert!(
+            error(&no_time).contains("needs exactly one time column"),
+            "{}",
+            error(&no_time)
+        );
+        let measure = format!(
+            "{HEAD}{CONSENT}{time}{}",
+            column("age", "measure", 7, "age")
+        );
+        assert!(error(&measure).contains("is for an attribute"));
+        let wide = format!(
+            "{HEAD}{CONSENT}{}",
+            column("d", "dimension", 17, "residence")
+        );
+        assert!(error(&wide).contains("at most 16 bits"), "{}", error(&wide));
+        let twice = format!(
+            "{HEAD}{CONSENT}{}{}",
+            column("d", "dimension", 4, "residence"),
+            column("e", "dimension", 4, "residence")
+        );
+        assert!(error(&twice).contains("a second column attested"));
+        let unknown = format!("{HEAD}{CONSENT}{}", column("d", "dimension", 4, "income"));
+        assert!(error(&unknown).contains("income"));
+    }
 }

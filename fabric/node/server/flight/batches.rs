@@ -168,7 +168,8 @@ pub fn answer_batch(bundle: &pb::Bundle, id: &str) -> Result<RecordBatch, Status
 
 /// A dataset as the table researchers' SQL names: the columns a query may use, labelled
 /// dimensions as text and every other column as its stored unsigned integer, each with
-/// its kind and (measures) unit and scale in the field's metadata. The privacy unit's
+/// its kind, (measures) unit and scale, and what a donor's credential backs of it
+/// (`credential`: `age` or `residence`) in the field's metadata. The privacy unit's
 /// column is left out: no query may use it.
 pub fn table_schema(schema: &Schema) -> SchemaRef {
     let file = records::arrow_schema(schema);
@@ -183,6 +184,10 @@ pub fn table_schema(schema: &Schema) -> SchemaRef {
                 ("unit", c.unit.clone()),
                 ("scale", c.scale.map(|s| s.to_string())),
                 ("description", c.description.clone()),
+                (
+                    "credential",
+                    c.credential.map(|a| format!("{a:?}").to_lowercase()),
+                ),
             ];
             for (key, value) in described {
                 if let Some(value) = value {
