@@ -126,8 +126,8 @@ pub(crate) struct FlightSqlNode {
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
 
 /// A stream of `batch`, under `schema`.
-fn stream(schema: SchemaRef, batch: Result<RecordBatch, Status>) -> Response<DoGetStream> {
-    let batches = futures::stream::once(async move { batch.map_err(FlightError::from) });
+fn stream(schema: SchemaRef, batch: Result<RecordBatch, FlightError>) -> Response<DoGetStream> {
+    let batches = futures::stream::once(async move { batch });
     let data = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .build(batches)
@@ -316,8 +316,7 @@ impl FlightSqlService for FlightSqlNode {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder().schema();
-        flight_info(query, &schema, request.into_inner())
+        flight_info(query, &query.into_builder().schema(), request.into_inner())
     }
 
     async fn do_get_catalogs(
@@ -327,10 +326,7 @@ impl FlightSqlService for FlightSqlNode {
     ) -> Result<Response<DoGetStream>, Status> {
         let mut builder = query.into_builder();
         builder.append(CATALOG);
-        Ok(stream(
-            builder.schema(),
-            builder.build().map_err(Status::from),
-        ))
+        Ok(stream(builder.schema(), builder.build()))
     }
 
     async fn get_flight_info_schemas(
@@ -338,8 +334,11 @@ impl FlightSqlService for FlightSqlNode {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        flight_info(query, &schema, request.into_inner())
+        flight_info(
+            query.clone(),
+            &query.into_builder().schema(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_schemas(
@@ -349,10 +348,7 @@ impl FlightSqlService for FlightSqlNode {
     ) -> Result<Response<DoGetStream>, Status> {
         let mut builder = query.into_builder();
         builder.append(CATALOG, DB_SCHEMA);
-        Ok(stream(
-            builder.schema(),
-            builder.build().map_err(Status::from),
-        ))
+        Ok(stream(builder.schema(), builder.build()))
     }
 
     async fn get_flight_info_tables(
@@ -360,8 +356,11 @@ impl FlightSqlService for FlightSqlNode {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        flight_info(query, &schema, request.into_inner())
+        flight_info(
+            query.clone(),
+            &query.into_builder().schema(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_tables(
@@ -375,10 +374,7 @@ impl FlightSqlService for FlightSqlNode {
                 .append(CATALOG, DB_SCHEMA, name, "TABLE", &schema)
                 .map_err(Status::from)?;
         }
-        Ok(stream(
-            builder.schema(),
-            builder.build().map_err(Status::from),
-        ))
+        Ok(stream(builder.schema(), builder.build()))
     }
 
     async fn get_flight_info_table_types(
@@ -386,8 +382,7 @@ impl FlightSqlService for FlightSqlNode {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder().schema();
-        flight_info(query, &schema, request.into_inner())
+        flight_info(query, &query.into_builder().schema(), request.into_inner())
     }
 
     async fn do_get_table_types(
@@ -397,10 +392,7 @@ impl FlightSqlService for FlightSqlNode {
     ) -> Result<Response<DoGetStream>, Status> {
         let mut builder = query.into_builder();
         builder.append("TABLE");
-        Ok(stream(
-            builder.schema(),
-            builder.build().map_err(Status::from),
-        ))
+        Ok(stream(builder.schema(), builder.build()))
     }
 
     async fn get_flight_info_sql_info(
@@ -418,10 +410,7 @@ impl FlightSqlService for FlightSqlNode {
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let builder = query.into_builder(&self.sql_info);
-        Ok(stream(
-            builder.schema(),
-            builder.build().map_err(Status::from),
-        ))
+        Ok(stream(builder.schema(), builder.build()))
     }
 
     async fn do_action_fallback(
