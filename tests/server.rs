@@ -965,6 +965,7 @@ async fn flight_statement(
     sql: &str,
     token: Option<&str>,
     deadline: Option<std::time::Duration>,
+    headers: &[(&'static str, &str)],
 ) -> Result<FlightInfo, tonic::Status> {
     let command = CommandStatementQuery {
         query: sql.into(),
@@ -979,6 +980,9 @@ async fn flight_statement(
     request
         .metadata_mut()
         .insert("x-zkfabric-purpose", "energy-research".parse().unwrap());
+    for (name, value) in headers {
+        request.metadata_mut().insert(*name, value.parse().unwrap());
+    }
     if let Some(deadline) = deadline {
         request.set_timeout(deadline);
     }
@@ -993,7 +997,7 @@ async fn flight_statement(
 fn flight_sql_lists_tables_answers_a_statement_once_and_its_bundle_verifies() {
     const BY_SIZE: &str =
         "SELECT household_size, COUNT(*), SUM(kwh) FROM consumption GROUP BY household_size";
-    let node = Node::new(64, "");
+    let node = Node::new(64, "queries_per_token = 1");
     // Each chunk proof waits 200 ms: a statement proves for seconds, so a second ask
     // arrives while the first is proving.
     let server = node.serve("prove-chunk=sleep(200)");
@@ -1007,7 +1011,7 @@ fn flight_sql_lists_tables_answers_a_statement_once_and_its_bundle_verifies() {
         let mut anonymous = flight_client(&server).await;
         let refused = anonymous.get_catalogs().await.unwrap_err().to_string();
         assert!(refused.contains("no bearer token"), "{refused}");
-        let stranger = flight_statement(&server.url, BY_SIZE, Some("zkf_stranger"), None);
+        let stranger = flight_statement(&server.url, BY_SIZE, Some("zkf_stranger"), None, &[]);
         assert_eq!(stranger.await.unwrap_err().code(), Code::Unauthenticated);
 
         // Handshake with the token as a password: the bearer header comes back.
@@ -1070,16 +1074,34 @@ fn flight_sql_lists_tables_answers_a_statement_once_and_its_bundle_verifies() {
             BY_SIZE,
             Some(RESEARCHER),
             Some(std::time::Duration::from_millis(300)),
+            &[],
         );
-        let (late, first, second) = tokio::join!(
-            short,
-            flight_statement(&server.url, BY_SIZE, Some(RESEARCHER), None),
-            flight_statement(&server.url, BY_SIZE, Some(RESEARCHER), None)
+        // Once the short one has given up, the statement still proves, and the token
+        // (allowed one query at a time here) may not queue another.
+        let late_then_another = async {
+            let late = short.await;
+            let epoch = [("x-zkfabric-epoch", "1")];
+            let another =
+                flight_statement(&server.url, BY_SIZE, Some(RESEARCHER), None, &epoch).await;
+            (late, another)
+        };
+        let ((late, another), first, second) = tokio::join!(
+            late_then_another,
+            flight_statement(&server.url, BY_SIZE, Some(RESEARCHER), None, &[]),
+            flight_statement(&server.url, BY_SIZE, Some(RESEARCHER), None, &[])
         );
         let late = late.unwrap_err();
         assert!(
             matches!(late.code(), Code::DeadlineExceeded | Code::Cancelled),
             "{late:?}"
+        );
+        let another = another.unwrap_err();
+        assert_eq!(another.code(), Code::ResourceExhausted, "{another:?}");
+        assert!(
+            another
+                .message()
+                .contains("token `rita` has 1 queries queued or proving"),
+            "{another:?}"
         );
         let (first, second) = (first.unwrap(), second.unwrap());
         assert_eq!(first.endpoint[0].ticket, second.endpoint[0].ticket);
@@ -1144,7 +1166,7 @@ fn flight_sql_lists_tables_answers_a_statement_once_and_its_bundle_verifies() {
 
         // A refused statement: INVALID_ARGUMENT naming the construct, as the CLI says it.
         let max = "SELECT MAX(kwh) FROM consumption";
-        let refused = flight_statement(&server.url, max, Some(RESEARCHER), None)
+        let refused = flight_statement(&server.url, max, Some(RESEARCHER), None, &[])
             .await
             .unwrap_err();
         let m = refused.message();

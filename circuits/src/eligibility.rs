@@ -582,16 +582,18 @@ impl EligibilityCircuit {
         let bound = self.shape.bound;
         let rows = &self.segment.rows;
         let youngest_value = rows.iter().map(|r| r.age).min().unwrap_or(0);
-        let youngest = FpVar::new_witness(cs.clone(), || Ok(Fr::from(youngest_value)))?;
-        let instants = if bound.age {
+        // With ages bound: the segment's youngest age, and the birthdays around it.
+        let ages = if bound.age {
+            let youngest = FpVar::new_witness(cs.clone(), || Ok(Fr::from(youngest_value)))?;
             to_bits(&youngest, AGE_BITS)?;
-            Some(birthday_instants(
+            let instants = birthday_instants(
                 cs.clone(),
                 self.holding.credential.birth_date,
                 birth_date,
                 &youngest,
                 youngest_value,
-            )?)
+            )?;
+            Some((youngest, instants))
         } else {
             None
         };
@@ -603,7 +605,7 @@ impl EligibilityCircuit {
             let row = rows.get(slot);
             let present = FpVar::from(Boolean::new_witness(cs.clone(), || Ok(row.is_some()))?);
             let mut packed = FpVar::constant(Fr::from(1u8));
-            if let Some([first, second, third]) = &instants {
+            if let Some((youngest, [first, second, third])) = &ages {
                 let older = FpVar::from(Boolean::new_witness(cs.clone(), || {
                     Ok(row.is_some_and(|r| r.age > youngest_value))
                 })?);
@@ -617,7 +619,7 @@ impl EligibilityCircuit {
                     &(&present * (until - &time - FpVar::constant(Fr::from(1u8)))),
                     YEAR_SPAN_BITS,
                 )?;
-                packed += time.double()? + (&youngest + older) * pow2(AGE_SHIFT);
+                packed += time.double()? + (youngest + older) * pow2(AGE_SHIFT);
             }
             if bound.district {
                 packed += district * pow2(DISTRICT_SHIFT);

@@ -30,6 +30,7 @@
 //! request_timeout_secs = 30            # longest wait for the store (admin calls wait on)
 //! proving_workers = 1                  # queries proven at once (each uses every core)
 //! queue_capacity = 8                   # queries waiting; more get RESOURCE_EXHAUSTED
+//! queries_per_token = 2                # queued or proving at once for one token
 //! max_concurrent_requests = 64         # calls in progress per connection
 //! donations_per_minute = 30            # per client address
 //! setup_missing_keys = false           # make development keys for researchers' queries
@@ -202,6 +203,10 @@ pub struct ServerConfig {
     pub proving_workers: usize,
     /// Queries waiting for a worker beyond those being proven.
     pub queue_capacity: usize,
+    /// Queries one token may have queued or proving at once (Flight SQL statements run
+    /// to their end when their caller leaves, so without it one researcher could fill
+    /// the queue).
+    pub queries_per_token: usize,
     /// Calls in progress per connection.
     pub max_concurrent_requests: usize,
     /// Donor calls per client address per minute.
@@ -237,6 +242,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             proving_workers: 1,
             queue_capacity: 8,
+            queries_per_token: 2,
             max_concurrent_requests: 64,
             donations_per_minute: 30,
             setup_missing_keys: false,
@@ -354,9 +360,13 @@ impl Config {
             }
         }
         let s = &self.server;
-        if s.proving_workers == 0 || s.max_concurrent_requests == 0 || s.donations_per_minute == 0 {
-            return Err("[server]: proving_workers, max_concurrent_requests and \
-                        donations_per_minute must be at least 1"
+        if s.proving_workers == 0
+            || s.max_concurrent_requests == 0
+            || s.donations_per_minute == 0
+            || s.queries_per_token == 0
+        {
+            return Err("[server]: proving_workers, max_concurrent_requests, \
+                        donations_per_minute and queries_per_token must be at least 1"
                 .into());
         }
         for t in &s.tokens {

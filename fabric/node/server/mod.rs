@@ -242,7 +242,11 @@ pub async fn serve(
         keys: KeyCache::new(data_dir).with_mode(config.keys.mode),
         proofs: ProofCache::open(data_dir, config.query.proof_cache_entries)?,
         tokens: Tokens::new(&server.tokens),
-        queue: ProvingQueue::new(server.proving_workers, server.queue_capacity),
+        queue: ProvingQueue::new(
+            server.proving_workers,
+            server.queue_capacity,
+            server.queries_per_token,
+        ),
         donors: RateLimiter::keyed(Quota::per_minute(per_minute)),
         node_key,
         shutdown: stopped,

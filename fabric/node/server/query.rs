@@ -2,6 +2,7 @@
 //! GetBundle. Needs a researcher or admin token.
 
 use std::{
+    collections::HashMap,
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
@@ -27,36 +28,60 @@ use crate::{
 /// Serves [`query_server::Query`].
 pub(crate) struct QueryService(pub Arc<Node>);
 
-/// Proving slots: `workers` queries proven at once, `capacity` more waiting.
+/// Proving slots: `workers` queries proven at once, `capacity` more waiting, at most
+/// `per_token` of them one token's.
 pub(crate) struct ProvingQueue {
     slots: Arc<Semaphore>,
     workers: Arc<Semaphore>,
     total: u32,
+    per_token: usize,
+    /// Queries queued or proving, by the name of the token that asked.
+    held: Arc<Mutex<HashMap<String, usize>>>,
     waiting: AtomicUsize,
     /// Measured seconds per constraint of the latest answers, for estimates.
     seconds_per_constraint: Mutex<Option<f64>>,
 }
 
 impl ProvingQueue {
-    pub(crate) fn new(workers: usize, capacity: usize) -> Self {
+    pub(crate) fn new(workers: usize, capacity: usize, per_token: usize) -> Self {
         let total = (workers + capacity) as u32;
         Self {
             slots: Arc::new(Semaphore::new(total as usize)),
             workers: Arc::new(Semaphore::new(workers)),
             total,
+            per_token,
+            held: Arc::default(),
             waiting: AtomicUsize::new(0),
             seconds_per_constraint: Mutex::new(None),
         }
     }
 
-    /// A place in the queue, or RESOURCE_EXHAUSTED with the queue's length.
-    fn enter(&self) -> Result<OwnedSemaphorePermit, Status> {
-        self.slots.clone().try_acquire_owned().map_err(|_| {
+    /// A place in the queue for `caller`'s query, or RESOURCE_EXHAUSTED with the queue's
+    /// length, or with the token's own limit.
+    fn enter(&self, caller: &str) -> Result<Place, Status> {
+        let mut held = self
+            .held
+            .lock()
+            .map_err(|_| Status::internal("queue poisoned"))?;
+        let mine = held.get(caller).copied().unwrap_or(0);
+        if mine >= self.per_token {
+            return Err(Status::resource_exhausted(format!(
+                "token `{caller}` has {mine} queries queued or proving, the most one token \
+                 may; wait for one to finish"
+            )));
+        }
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "the proving queue is full: {} queries queued or proving, the most this node \
                  takes; retry later",
                 self.total
             ))
+        })?;
+        *held.entry(caller.to_string()).or_default() += 1;
+        Ok(Place {
+            _slot: slot,
+            caller: caller.to_string(),
+            held: self.held.clone(),
         })
     }
 
@@ -79,6 +104,27 @@ impl ProvingQueue {
                 let now = seconds / constraints as f64;
                 // A moving average: recent answers count most.
                 *rate = Some(rate.map_or(now, |r| 0.7 * now + 0.3 * r));
+            }
+        }
+    }
+}
+
+/// A query's place in the queue: its slot, and its count against its token's limit,
+/// both given back when it is dropped.
+pub(crate) struct Place {
+    _slot: OwnedSemaphorePermit,
+    caller: String,
+    held: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.held.lock() {
+            if let Some(mine) = held.get_mut(&self.caller) {
+                *mine -= 1;
+                if *mine == 0 {
+                    held.remove(&self.caller);
+                }
             }
         }
     }
@@ -123,7 +169,7 @@ impl Node {
         self: Arc<Self>,
         request: prove::Request,
         constraints: Option<u64>,
-        ticket: OwnedSemaphorePermit,
+        ticket: Place,
         events: mpsc::UnboundedSender<Result<pb::RunEvent, Status>>,
     ) {
         let send = |event| events.send(Ok(pb::RunEvent { event: Some(event) })).is_ok();
@@ -259,7 +305,7 @@ impl Node {
                 )));
             }
         }
-        let ticket = self.queue.enter()?;
+        let ticket = self.queue.enter(caller)?;
         tracing::info!(
             caller,
             dataset = explanation.plan.schema.name,
