@@ -59,6 +59,8 @@ async fn main() -> Result<()> {
     // privacy budget runs out (a dp node refuses once its budget is spent).
     config.privacy.threshold_only = vec!["consumption".into()];
     config.server.queue_capacity = clients;
+    // Every client shares one token here.
+    config.server.queries_per_token = clients;
     config.server.tokens = vec![Token {
         name: "load".into(),
         role: Role::Admin,
