@@ -2,7 +2,7 @@
 //! eligibility proven for a donation, and every refusal (no proof, an unknown issuer, a
 //! minor, a non-resident, rows whose age or district is not the credential's, a replayed
 //! proof, a donor beyond the per-donor limit, a proof for other records or a later
-//! cutoff), each storing nothing.
+//! cutoff, a file donated again), each storing nothing.
 
 mod common;
 
@@ -231,8 +231,17 @@ fn an_eligible_donor_donates_once_and_every_ineligible_donation_is_refused() {
     assert!(text.contains("issuer is not accepted"), "{text}");
     // A company's bulk donation, signed with an accepted organisation key; another
     // organisation's is refused.
-    let out = ok(d.donate(&["--org-key", &d.path("org.json")], None));
+    let company = d.rows_of("company.csv", "1970-01-01", "Datong", 0);
+    let org_key = ["--org-key", &d.path("org.json")];
+    let out = ok(d.donate_file(&company, &org_key, None));
     assert!(out.contains("signed by organisation"), "{out}");
+    // The same file again (a retry after a lost answer, say) is refused, naming the
+    // receipt that holds its rows: a donation never doubles rows.
+    let text = stderr(&d.donate_file(&company, &org_key, None));
+    assert!(
+        text.contains("were already donated to consumption: receipt"),
+        "{text}"
+    );
     let other = d.path("other-org.json");
     ok(d.cli(&["credential", "keygen", "--organisation", "--out", &other]));
     let text = stderr(&d.donate(&["--org-key", &other], None));
@@ -448,9 +457,18 @@ fn a_node_checks_eligibility_proofs_and_refuses_replays_and_tampering() {
             org.sign("consumption", &records, &["energy-research".to_string()])
                 .unwrap(),
         );
-        let response = remote.donor().donate(signed).await.unwrap().into_inner();
+        let response = remote
+            .donor()
+            .donate(signed.clone())
+            .await
+            .unwrap()
+            .into_inner();
         let body = verify_receipt(response.receipt.as_ref().unwrap(), None).unwrap();
         assert_eq!(body.organisation, org.public);
+        // Sent again: ALREADY_EXISTS naming the receipt that holds the rows.
+        let (c, m) = status(remote.donor().donate(signed).await);
+        assert_eq!(c, Code::AlreadyExists, "{m}");
+        assert!(m.contains(&format!("receipt {}", body.id)), "{m}");
 
         // No proof at all.
         let mut bare = request(&records, pb::EligibilityProof::default());

@@ -184,11 +184,28 @@ fn readings_csv(rows: usize, consent: Option<&str>) -> Vec<u8> {
     csv.into_bytes()
 }
 
+/// A donation of `rows` readings. Each call's file differs (its spend column counts the
+/// calls), as two households' files would: the node stores a file only once.
 fn donate_request(rows: usize, purposes: &[&str]) -> pb::DonateRequest {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let csv = String::from_utf8(readings_csv(rows, None)).unwrap();
+    let records: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match i {
+            0 => format!("{line}\n"),
+            _ => format!(
+                "{}{}\n",
+                line.trim_end_matches(|c: char| c.is_ascii_digit()),
+                call
+            ),
+        })
+        .collect();
     pb::DonateRequest {
         dataset: "consumption".into(),
         format: pb::RecordFormat::Csv as i32,
-        records: readings_csv(rows, None),
+        records: records.into_bytes(),
         purposes: purposes.iter().map(|p| p.to_string()).collect(),
         eligibility: None,
         organisation: None,

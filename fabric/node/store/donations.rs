@@ -167,6 +167,7 @@ impl Store {
                 if let Some(e) = eligible {
                     check_eligible(tx, dataset, e)?;
                 }
+                check_new_records(tx, dataset, &donation.records_sha256)?;
                 tx.execute(
                     "INSERT INTO donations (id, dataset, batch, records_sha256, rows,
                         purposes, donated_at, secret_sha256, nullifier, proof_sha256,
@@ -468,6 +469,27 @@ fn move_rows(
         )?;
     }
     Ok(())
+}
+
+/// Within a donation's transaction: no standing donation to `dataset` holds the same
+/// file (its SHA-256), so a donation retried after its answer was lost, or sent twice,
+/// never doubles rows; the message names the receipt that holds them.
+fn check_new_records(tx: &Transaction, dataset: &str, sha256: &str) -> Result<(), StoreError> {
+    let earlier: Option<String> = tx
+        .query_row(
+            "SELECT id FROM donations
+             WHERE dataset = ?1 AND records_sha256 = ?2 AND withdrawn_at IS NULL",
+            params![dataset, sha256],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match earlier {
+        Some(id) => Err(StoreError::Duplicate(format!(
+            "these records (SHA-256 {sha256}) were already donated to {dataset}: receipt {id} \
+             holds them (Donor.GetReceipt shows it); a file is stored once"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Within a donation's transaction: the proof was never used, and the donor has room
