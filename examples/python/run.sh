@@ -12,9 +12,16 @@ cd "$(dirname "$0")/../.."
 ROWS=${1:-8192}
 WORK=$(mktemp -d)
 NODE=
+# Stops the node and removes the work folder, keeping the script's own exit status: a
+# node killed by SIGTERM makes `wait` return 143, which must not become the script's.
 cleanup() {
-    [ -n "$NODE" ] && kill "$NODE" 2>/dev/null && wait "$NODE" 2>/dev/null
+    local status=$?
+    if [ -n "$NODE" ]; then
+        kill "$NODE" 2>/dev/null || true
+        wait "$NODE" 2>/dev/null || true
+    fi
     if [ "${KEEP:-0}" = 1 ]; then echo "work folder: $WORK"; else rm -rf "$WORK"; fi
+    exit "$status"
 }
 trap cleanup EXIT
 step() { printf '\n== [%d s] %s\n' "$SECONDS" "$*"; }
@@ -42,7 +49,9 @@ export ZKFABRIC_TOKEN
 ZKFABRIC_TOKEN=$(tail -1 "$WORK/token.txt")
 
 step "the node, on a free loopback port"
-zk serve --listen 127.0.0.1:0 >"$WORK/serve.out" 2>"$WORK/serve.log" &
+# The binary itself, not the `zk` function: `&` on a function forks a shell, and killing
+# that shell would leave the node running.
+"$ZK" --config "$WORK/node.toml" serve --listen 127.0.0.1:0 >"$WORK/serve.out" 2>"$WORK/serve.log" &
 NODE=$!
 for _ in $(seq 300); do
     grep -q 'http://' "$WORK/serve.out" 2>/dev/null && break
