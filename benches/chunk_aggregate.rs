@@ -33,7 +33,7 @@ use rand_chacha::ChaCha20Rng;
 use zkfabric::circuits::{
     aggregate::{
         Aggregand, AggregateCircuit, AggregateQuery, AggregateShape, FilterParams, FilterShape,
-        Grouping,
+        Grouping, Selection,
     },
     combine::{CombineCircuit, CombineOutput, CombineParams, CombineShape},
     commitment::{Chunk, ChunkLayout, ColumnSpec},
@@ -76,7 +76,7 @@ fn circuit(rows: usize, rng: &mut ChaCha20Rng) -> AggregateCircuit {
     let chunk = Chunk::seal(&layout, 1, 0, columns, rng).expect("values fit");
     let shape = AggregateShape {
         layout,
-        consent: CONSENT,
+        selection: Selection::Purpose { consent: CONSENT },
         filters: vec![
             FilterShape::In {
                 column: DISTRICT,
@@ -86,6 +86,7 @@ fn circuit(rows: usize, rng: &mut ChaCha20Rng) -> AggregateCircuit {
         ],
         group_by: vec![Grouping::Column(DISTRICT)],
         aggregand: Aggregand::Sum { columns: vec![KWH] },
+        weight: None,
     };
     let query = AggregateQuery {
         purpose: 2,

@@ -23,7 +23,7 @@ use rand_chacha::ChaCha20Rng;
 use zkfabric::circuits::{
     aggregate::{
         self, Aggregand, AggregateCircuit, AggregateInstance, AggregateQuery, AggregateShape,
-        ChunkId, FilterParams, FilterShape, Grouping, Partial,
+        ChunkId, FilterParams, FilterShape, Grouping, Partial, Selection,
     },
     combine::{
         challenge, Closing, CombineCircuit, CombineInstance, CombineOutput, CombineParams,
@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let purpose = 2; // energy-research
     let shape = AggregateShape {
         layout: layout.clone(),
-        consent: CONSENT,
+        selection: Selection::Purpose { consent: CONSENT },
         filters: vec![
             FilterShape::In {
                 column: DISTRICT,
@@ -76,6 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         group_by: vec![Grouping::Column(DISTRICT)],
         aggregand: Aggregand::Sum { columns: vec![KWH] },
+        weight: None,
     };
     let query = AggregateQuery {
         purpose,

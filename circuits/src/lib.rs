@@ -13,6 +13,8 @@
 //!   groups, answers predicates, adds noise), [`attribute`]
 //!   (a committed value lies in a range) and [`eligibility`] (a signed credential makes
 //!   its holder an adult resident, with a per-dataset nullifier);
+//! - [`rollup`]: a roll-up's cells, and how a sealing proves them the aggregation of its
+//!   rows with two sets of [`aggregate`] proofs at one challenge;
 //! - [`noise`]: binomial noise from a committed secret and a researcher's nonce;
 //! - [`snark`]: Groth16 setup, proving from cached constraint matrices, verification,
 //!   batch verification, key (de)serialization and fingerprints.
@@ -29,6 +31,7 @@ pub mod evaluation;
 pub mod gadgets;
 pub mod noise;
 pub mod poseidon;
+pub mod rollup;
 pub mod snark;
 
 pub use error::CircuitError;

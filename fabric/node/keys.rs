@@ -21,7 +21,9 @@ use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zkfabric_circuits::{
-    aggregate::{Aggregand, AggregateCircuit, AggregateShape, FilterShape, Grouping, TimeBucket},
+    aggregate::{
+        Aggregand, AggregateCircuit, AggregateShape, FilterShape, Grouping, Selection, TimeBucket,
+    },
     circom::{r1cs, zkey::Zkey},
     combine::{CombineCircuit, CombineOutput, CombineShape},
     commitment::{ChunkLayout, ColumnSpec},
@@ -179,9 +181,17 @@ impl Shape {
                     },
                     _ => return Err(bad("aggregand".into())),
                 };
+                let selection = match field("consent")?.split_once(':') {
+                    None if field("consent")? == "none" => Selection::Present,
+                    None => Selection::Purpose {
+                        consent: number(field("consent")?)?,
+                    },
+                    Some(("by_purpose", c)) => Selection::ByPurpose { consent: number(c)? },
+                    _ => return Err(bad("consent".into())),
+                };
                 let shape = AggregateShape {
                     layout,
-                    consent: number(field("consent")?)?,
+                    selection,
                     filters,
                     group_by: match field("group_by")? {
                         "none" => Vec::new(),
@@ -199,6 +209,7 @@ impl Shape {
                             .collect::<Result<_, _>>()?,
                     },
                     aggregand,
+                    weight: fields.get("weight").map(|w| number(w)).transpose()?,
                 };
                 shape.validate().map_err(|e| bad(e.to_string()))?;
                 Shape::Aggregate(shape)

@@ -11,7 +11,7 @@
 use zkfabric_circuits::{
     aggregate::{
         Aggregand as CircuitAggregand, AggregateQuery, AggregateShape, FilterParams, FilterShape,
-        Grouping as KeyPart, TimeBucket as CircuitBucket, MAX_MEASURES,
+        Grouping as KeyPart, Selection, TimeBucket as CircuitBucket, MAX_MEASURES,
     },
     combine::{CombineOutput, CombineParams, CombineShape},
     evaluation::{GroupColumn, GroupDomain, MAX_SLOTS},
@@ -812,10 +812,13 @@ impl ProvableQuery {
         };
         let chunk_shape = AggregateShape {
             layout,
-            consent: schema.consent(),
+            selection: Selection::Purpose {
+                consent: schema.consent(),
+            },
             filters,
             group_by,
             aggregand,
+            weight: None,
         };
         let chunk_query = AggregateQuery {
             purpose,

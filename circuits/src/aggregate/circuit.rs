@@ -13,7 +13,7 @@ use ark_relations::gr1cs::{ConstraintSynthesizer, ConstraintSystemRef, Synthesis
 
 use super::{
     evaluate, share, Aggregand, AggregateInstance, AggregateQuery, AggregateShape, FilterParams,
-    FilterShape, Grouping,
+    FilterShape, Grouping, Selection,
 };
 use crate::{
     commitment::{Chunk, Group, CHUNK_TAG, GROUP_TAG},
@@ -157,7 +157,10 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
         let shape_digest = take(1).remove(0);
         let chunk_commitment = take(1).remove(0);
         let chunk_id = take(3);
-        let purpose = take(1).remove(0);
+        let purpose = match shape.selection {
+            Selection::Purpose { .. } => take(1).pop(),
+            Selection::ByPurpose { .. } | Selection::Present => None,
+        };
         let filter_params: Vec<Vec<FpVar<Fr>>> = shape
             .filters
             .iter()
@@ -203,21 +206,29 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
 
         // The purpose as a one-hot vector over the consent bits; exactly one is set, so
         // the purpose names an existing bit.
-        let purpose_onehot = (0..width(shape.consent))
-            .map(|i| purpose.is_eq(&FpVar::constant(Fr::from(i))))
-            .collect::<Result<Vec<_>, _>>()?;
-        purpose_onehot
-            .iter()
-            .map(|bit| FpVar::from(bit.clone()))
-            .sum::<FpVar<Fr>>()
-            .enforce_equal(&FpVar::constant(Fr::from(1u8)))?;
+        let purpose_onehot = match (&purpose, shape.selection) {
+            (Some(purpose), Selection::Purpose { consent }) => {
+                let onehot = (0..width(consent))
+                    .map(|i| purpose.is_eq(&FpVar::constant(Fr::from(i))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                onehot
+                    .iter()
+                    .map(|bit| FpVar::from(bit.clone()))
+                    .sum::<FpVar<Fr>>()
+                    .enforce_equal(&FpVar::constant(Fr::from(1u8)))?;
+                onehot
+            }
+            _ => Vec::new(),
+        };
 
         // Re-hash the touched groups from per-value bits: every value a query reads is
         // range-checked to its width, and every packed slot is unpacked uniquely.
-        let mut touched: BTreeSet<usize> = [layout.present(), shape.consent].into();
+        let mut touched: BTreeSet<usize> = [layout.present()].into();
+        touched.extend(shape.selection.consent());
         touched.extend(shape.filters.iter().map(FilterShape::column));
         touched.extend(shape.group_by.iter().map(Grouping::column));
         touched.extend(shape.aggregand.columns());
+        touched.extend(shape.weight);
         let touched_groups: BTreeSet<usize> = touched.iter().map(|&c| layout.group_of(c)).collect();
         let mut columns: BTreeMap<usize, ColumnVars> = BTreeMap::new();
         let mut digests = Vec::with_capacity(layout.groups().len());
@@ -277,19 +288,21 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
         preimage.extend(digests);
         chain(&preimage)?.enforce_equal(&chunk_commitment)?;
 
-        // Row by row: the selection gate, the row's monomial `gate · r^key` and what it
-        // adds; the count and each measure's sum are added up over the rows.
+        // Row by row: the selection gate, the row's monomial `gate · r^key` and its values
+        // (count, then sums; per purpose for a row split by purpose), each value's
+        // monomial multiple added up over the rows in its slot.
         let key_bits = shape.key_width() as usize;
         let squares = squares(&challenge, key_bits as u32)?;
-        let mut count_terms = Vec::with_capacity(layout.capacity());
-        let mut sum_terms: Vec<Vec<FpVar<Fr>>> = vec![Vec::new(); shape.aggregand.sums()];
+        let mut slot_terms: Vec<Vec<FpVar<Fr>>> = vec![Vec::new(); shape.sums() + 1];
         for (row, splits) in buckets.iter().enumerate() {
-            let consent_bits = &columns[&shape.consent].bits[row];
-            let consented: FpVar<Fr> = purpose_onehot
-                .iter()
-                .zip(consent_bits)
-                .map(|(wanted, bit)| FpVar::from(wanted & bit))
-                .sum();
+            let consented: FpVar<Fr> = match shape.selection {
+                Selection::Purpose { consent } => purpose_onehot
+                    .iter()
+                    .zip(&columns[&consent].bits[row])
+                    .map(|(wanted, bit)| FpVar::from(wanted & bit))
+                    .sum(),
+                Selection::ByPurpose { .. } | Selection::Present => FpVar::one(),
+            };
             let mut selected = present.bits[row][0].clone();
             for (f, params) in shape.filters.iter().zip(&filter_params) {
                 let v = &columns[&f.column()].values[row];
@@ -307,7 +320,10 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                 };
                 selected = &selected & &passes;
             }
-            let gate = FpVar::from(selected) * consented;
+            let gate = match shape.selection {
+                Selection::Purpose { .. } => FpVar::from(selected) * consented,
+                Selection::ByPurpose { .. } | Selection::Present => FpVar::from(selected),
+            };
             // The key's bits, least significant first: the last part's code is the
             // lowest (as `AggregateShape::group_key` packs it).
             let mut parts = Vec::with_capacity(shape.group_by.len());
@@ -348,16 +364,31 @@ impl ConstraintSynthesizer<Fr> for AggregateCircuit {
                     })
                     .collect::<Result<_, SynthesisError>>()?,
             };
-            for (terms, addend) in sum_terms.iter_mut().zip(&addends) {
-                terms.push(&monomial * addend);
+            let mut terms: Vec<FpVar<Fr>> = addends.iter().map(|a| &monomial * a).collect();
+            terms.insert(
+                0,
+                match shape.weight {
+                    Some(w) => &monomial * value(w),
+                    None => monomial,
+                },
+            );
+            if let Selection::ByPurpose { consent } = shape.selection {
+                // Once per consent bit, times the bit: one constraint a value and purpose.
+                terms = columns[&consent].bits[row]
+                    .iter()
+                    .flat_map(|bit| terms.iter().map(move |t| t * FpVar::from(bit.clone())))
+                    .collect();
             }
-            count_terms.push(monomial);
+            for (slot, term) in slot_terms.iter_mut().zip(terms) {
+                slot.push(term);
+            }
         }
 
         // The share `count + s·sum_1 + ... + s^M·sum_M` (each a sum of monomials), with
         // `s = r^(2^key bits)`, committed under the blind.
-        let count: FpVar<Fr> = count_terms.iter().sum();
-        let sums: Vec<FpVar<Fr>> = sum_terms.iter().map(|t| t.iter().sum()).collect();
+        let mut slots = slot_terms.iter().map(|t| t.iter().sum::<FpVar<Fr>>());
+        let count = slots.next().expect("a count slot");
+        let sums: Vec<FpVar<Fr>> = slots.collect();
         let share = combine_values(&count, &sums, &powers_of(&squares[key_bits], sums.len()));
         evaluation::commit_gadget(&share, &witness(blind)?)?
             .enforce_equal(&evaluation_commitment)?;

@@ -9,7 +9,8 @@
 //!    one shape verifies no statement of another;
 //! 2. the chunk commitment, the dataset id, the chunk's index and its number of present
 //!    rows (all four from the manifest: the commitment binds the other three);
-//! 3. the purpose: the bit of the consent column the query needs;
+//! 3. the purpose: the bit of the consent column the query needs (only when rows are
+//!    selected by purpose, [`Selection::Purpose`]);
 //! 4. per filter, in shape order: `lo, hi` for a range filter, `lo, hi` of each of its
 //!    ranges for a union of ranges, the `L` list items for an IN filter (a shorter list
 //!    is padded by repeating its first item);
@@ -18,6 +19,11 @@
 //!    key ([`Grouping::Bucket`]), in GROUP BY order, its origin;
 //! 6. the query's challenge `r` ([`crate::combine::challenge`]);
 //! 7. the commitment to the chunk's hidden evaluation ([`crate::evaluation::commit`]).
+//!
+//! Roll-ups use two more selections ([`Selection`]): at sealing, every present row with
+//! its values split by purpose (one count and one sum per measure for each consent bit,
+//! so a roll-up's cells answer any purpose), and, over the cells, every present cell
+//! weighted by a count column ([`AggregateShape::weight`]): a cell stands for its rows.
 //!
 //! A row's group key packs the grouping columns' codes, the first column's in the highest
 //! bits ([`AggregateShape::group_key`]); each code is its range-checked bits, so no two
@@ -79,6 +85,41 @@ pub enum Aggregand {
 
 /// Most measures one query sums.
 pub const MAX_MEASURES: usize = 4;
+
+/// Most summed columns of any shape: a roll-up's cells carry a count and a sum per
+/// measure for every purpose (3 purposes of 4 measures: 14 sums besides the weight).
+pub const MAX_SUMMED_COLUMNS: usize = 32;
+
+/// Which rows a chunk proof adds up, and how their values enter the share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Selection {
+    /// Present rows whose consent column (packed) has the query's purpose bit set (a
+    /// public input) and that pass every filter: a query over rows.
+    Purpose {
+        /// The consent column.
+        consent: usize,
+    },
+    /// Present rows that pass every filter, each adding, for every bit `p` of the consent
+    /// column, `c_p · (1, v_1, ..., v_M)` in its own value slots (`c_p` the row's bit):
+    /// what a roll-up's cells must hold, per purpose, proven at sealing.
+    ByPurpose {
+        /// The consent column.
+        consent: usize,
+    },
+    /// Present rows that pass every filter, whatever their consent: rows that hold no
+    /// consent column, such as a roll-up's cells (split by purpose already).
+    Present,
+}
+
+impl Selection {
+    /// The consent column, when the selection reads one.
+    pub fn consent(&self) -> Option<usize> {
+        match *self {
+            Self::Purpose { consent } | Self::ByPurpose { consent } => Some(consent),
+            Self::Present => None,
+        }
+    }
+}
 
 impl Aggregand {
     /// The columns whose values are added up, one sum each (the condition's column for a
@@ -163,14 +204,17 @@ impl Grouping {
 pub struct AggregateShape {
     /// How the chunk is committed.
     pub layout: ChunkLayout,
-    /// Column of consent bits, one bit per purpose (packed).
-    pub consent: usize,
+    /// Which rows are added up: by the query's purpose, or every present row.
+    pub selection: Selection,
     /// The filters, ANDed.
     pub filters: Vec<FilterShape>,
     /// The parts of the group key, in GROUP BY order (none: one group).
     pub group_by: Vec<Grouping>,
     /// What is summed.
     pub aggregand: Aggregand,
+    /// A column whose value is the number of rows each row stands for (a roll-up cell's
+    /// count), added to COUNT in place of 1; none: every row counts once.
+    pub weight: Option<usize>,
 }
 
 impl AggregateShape {
@@ -187,9 +231,23 @@ impl AggregateShape {
                 )))
             }
         };
-        exists(self.consent, "consent")?;
-        if !self.layout.columns()[self.consent].packed {
-            return bad(format!("consent column {} must be packed", self.consent));
+        if let Some(consent) = self.selection.consent() {
+            exists(consent, "consent")?;
+            if !self.layout.columns()[consent].packed {
+                return bad(format!("consent column {consent} must be packed"));
+            }
+        }
+        if let Some(weight) = self.weight {
+            exists(weight, "weight")?;
+            if !matches!(self.aggregand, Aggregand::CountOnly | Aggregand::Sum { .. })
+                || !matches!(self.selection, Selection::Present)
+            {
+                return bad(
+                    "a weight column (a roll-up cell's count) goes with plain sums over \
+                     present rows only"
+                        .into(),
+                );
+            }
         }
         for f in &self.filters {
             exists(f.column(), "filter")?;
@@ -226,9 +284,9 @@ impl AggregateShape {
             ));
         }
         if let Aggregand::Sum { columns } | Aggregand::ClippedSum { columns } = &self.aggregand {
-            if !(1..=MAX_MEASURES).contains(&columns.len()) {
+            if !(1..=MAX_SUMMED_COLUMNS).contains(&columns.len()) {
                 return bad(format!(
-                    "{} summed columns; a query sums 1 to {MAX_MEASURES}",
+                    "{} summed columns; a shape sums 1 to {MAX_SUMMED_COLUMNS}",
                     columns.len()
                 ));
             }
@@ -262,7 +320,20 @@ impl AggregateShape {
             Aggregand::ClippedSum { columns } => columns.len(),
             _ => 0,
         };
-        6 + filters + condition + self.buckets().count() + 2
+        let purpose = usize::from(matches!(self.selection, Selection::Purpose { .. }));
+        5 + purpose + filters + condition + self.buckets().count() + 2
+    }
+
+    /// The number of sums in each group's tally and value slots besides the first
+    /// count: the aggregand's, or for [`Selection::ByPurpose`] a count and the aggregand's
+    /// sums for every purpose, less the first count (`P · (M + 1) - 1`).
+    pub fn sums(&self) -> usize {
+        match self.selection {
+            Selection::ByPurpose { consent } => {
+                self.layout.width(consent) as usize * (self.aggregand.sums() + 1) - 1
+            }
+            Selection::Purpose { .. } | Selection::Present => self.aggregand.sums(),
+        }
     }
 
     /// The time buckets of the key, in GROUP BY order.
@@ -283,12 +354,13 @@ impl AggregateShape {
             let kind = if c.packed { "n" } else { "w" };
             let _ = write!(out, "{sep}{kind}{}", c.width);
         }
-        let _ = write!(
-            out,
-            " present={} consent={} filters=",
-            layout.present(),
-            self.consent
-        );
+        let _ = write!(out, " present={} consent=", layout.present());
+        let _ = match self.selection {
+            Selection::Purpose { consent } => write!(out, "{consent}"),
+            Selection::ByPurpose { consent } => write!(out, "by_purpose:{consent}"),
+            Selection::Present => write!(out, "none"),
+        };
+        out.push_str(" filters=");
         for (i, f) in self.filters.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
             let _ = match f {
@@ -330,6 +402,9 @@ impl AggregateShape {
             Aggregand::CountWhere { column } => write!(out, "count_where:{column}"),
             Aggregand::ClippedSum { columns } => write!(out, "clipped_sum:{}", list(columns)),
         };
+        if let Some(weight) = self.weight {
+            let _ = write!(out, " weight={weight}");
+        }
         out
     }
 
@@ -390,12 +465,21 @@ impl AggregateQuery {
         let bad = |msg: String| Err(CircuitError::InvalidQuery(msg));
         let layout = &shape.layout;
         let fits = |v: u64, column: usize| fits(v, layout.width(column));
-        if self.purpose >= layout.width(shape.consent) {
-            return bad(format!(
-                "purpose bit {} outside the {}-bit consent column",
-                self.purpose,
-                layout.width(shape.consent)
-            ));
+        match shape.selection {
+            Selection::Purpose { consent } if self.purpose >= layout.width(consent) => {
+                return bad(format!(
+                    "purpose bit {} outside the {}-bit consent column",
+                    self.purpose,
+                    layout.width(consent)
+                ))
+            }
+            Selection::ByPurpose { .. } | Selection::Present if self.purpose != 0 => {
+                return bad(format!(
+                    "purpose bit {} for a shape that selects by no purpose (it must be 0)",
+                    self.purpose
+                ))
+            }
+            _ => {}
         }
         if self.filters.len() != shape.filters.len() {
             return bad(format!(
@@ -487,7 +571,10 @@ impl AggregateQuery {
 
     /// Public inputs 3 to 5 (everything between the chunk and the challenge).
     pub(crate) fn public_parameters(&self, shape: &AggregateShape) -> Vec<Fr> {
-        let mut out = vec![Fr::from(self.purpose)];
+        let mut out = Vec::new();
+        if let Selection::Purpose { .. } = shape.selection {
+            out.push(Fr::from(self.purpose));
+        }
         for (f, p) in shape.filters.iter().zip(&self.filters) {
             match (f, p) {
                 (_, FilterParams::Range { lo, hi }) => out.extend([Fr::from(*lo), Fr::from(*hi)]),
@@ -655,7 +742,10 @@ pub fn evaluate(
     let col = |c: usize, r: usize| chunk.columns[c][r];
     for row in 0..shape.layout.capacity() {
         let present = col(shape.layout.present(), row) == 1;
-        let consented = (col(shape.consent, row) >> query.purpose) & 1 == 1;
+        let consented = match shape.selection {
+            Selection::Purpose { consent } => (col(consent, row) >> query.purpose) & 1 == 1,
+            Selection::ByPurpose { .. } | Selection::Present => true,
+        };
         let passes = shape.filters.iter().zip(&query.filters).all(|(f, p)| {
             let v = col(f.column(), row);
             match p {
@@ -685,13 +775,6 @@ pub fn evaluate(
                 }
             })
             .collect::<Result<Vec<u64>, _>>()?;
-        let tally = tallies
-            .entry(shape.group_key(&codes))
-            .or_insert_with(|| Tally {
-                count: 0,
-                sums: vec![0; shape.aggregand.sums()],
-            });
-        tally.count += 1;
         let addends: Vec<u128> = match (&shape.aggregand, query.condition) {
             (Aggregand::CountOnly, _) => Vec::new(),
             (Aggregand::Sum { columns }, _) => {
@@ -709,14 +792,36 @@ pub fn evaluate(
             }
             (Aggregand::CountWhere { .. }, None) => unreachable!("validated"),
         };
-        for (sum, addend) in tally.sums.iter_mut().zip(addends) {
+        // The row's values: its count (its weight, or 1) then its sums; for a row split
+        // by purpose, that list once per consent bit, times the bit.
+        let mut values = vec![shape.weight.map_or(1, |w| u128::from(col(w, row)))];
+        values.extend(addends);
+        let values: Vec<u128> = match shape.selection {
+            Selection::ByPurpose { consent } => (0..shape.layout.width(consent))
+                .flat_map(|p| {
+                    let bit = u128::from((col(consent, row) >> p) & 1);
+                    values.iter().map(move |v| bit * v)
+                })
+                .collect(),
+            Selection::Purpose { .. } | Selection::Present => values,
+        };
+        let tally = tallies
+            .entry(shape.group_key(&codes))
+            .or_insert_with(|| Tally {
+                count: 0,
+                sums: vec![0; shape.sums()],
+            });
+        tally.count += u64::try_from(values[0]).expect("a count or a column's value");
+        for (sum, addend) in tally.sums.iter_mut().zip(&values[1..]) {
             *sum += addend;
         }
     }
     Ok(tallies)
 }
 
-/// A chunk's share of the evaluation at `challenge`, from its tallies.
+/// A chunk's share of the evaluation at `challenge`, from its tallies (for
+/// [`Selection::ByPurpose`], purpose 0's count is the tally's count and the rest are its
+/// sums, in the order [`AggregateShape::sums`] gives).
 pub fn share(shape: &AggregateShape, tallies: &Tallies, challenge: Fr) -> Fr {
     evaluation::evaluate(
         challenge,

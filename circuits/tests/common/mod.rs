@@ -6,6 +6,7 @@ use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 use zkfabric_circuits::{
     aggregate::{
         Aggregand, AggregateQuery, AggregateShape, FilterParams, FilterShape, Grouping, Partial,
+        Selection,
     },
     combine::{Closing, CombineCircuit, CombineParams, CombineShape, Opening},
     commitment::{Chunk, ChunkLayout, ColumnSpec},
@@ -48,7 +49,7 @@ pub fn layout() -> ChunkLayout {
 pub fn shape() -> AggregateShape {
     AggregateShape {
         layout: layout(),
-        consent: CONSENT,
+        selection: Selection::Purpose { consent: CONSENT },
         filters: vec![
             FilterShape::In {
                 column: DISTRICT,
@@ -58,6 +59,7 @@ pub fn shape() -> AggregateShape {
         ],
         group_by: vec![Grouping::Column(DISTRICT)],
         aggregand: Aggregand::Sum { columns: vec![KWH] },
+        weight: None,
     }
 }
 
