@@ -296,7 +296,8 @@ fn honest_cells(s: &RollupShapes) -> Vec<Vec<u64>> {
 fn every_lie_about_the_cells_makes_the_sides_differ() {
     let s = shapes(false);
     let rows = sealed();
-    let lies: Vec<(&str, Box<dyn Fn(&mut Vec<Vec<u64>>)>)> = vec![
+    type Lie<'a> = (&'a str, Box<dyn Fn(&mut Vec<Vec<u64>>) + 'a>);
+    let lies: Vec<Lie> = vec![
         (
             "a count changed",
             Box::new(|c| c[s.count_column(1)][0] += 1),
