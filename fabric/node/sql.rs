@@ -903,18 +903,15 @@ impl Lowering<'_> {
                     ) => u.to_ascii_lowercase(),
                     other => return unsupported(format!("date_trunc of the unit `{other}`")),
                 };
-                let bucket = match unit.as_str() {
-                    "minute" => TimeBucket::MINUTE,
-                    "hour" => TimeBucket::HOUR,
-                    "day" => TimeBucket::DAY,
-                    "week" => TimeBucket::WEEK,
-                    "month" | "quarter" | "year" => {
+                let bucket = match (TimeBucket::named(&unit), unit.as_str()) {
+                    (Some(bucket), _) => bucket,
+                    (None, "month" | "quarter" | "year") => {
                         return unsupported(format!(
                             "date_trunc('{unit}', ...) in GROUP BY: {unit}s differ in length, \
                              and buckets are proven by division (use 'week' or 'day')"
                         ))
                     }
-                    _ => {
+                    (None, _) => {
                         return unsupported(format!(
                             "date_trunc('{unit}', ...) in GROUP BY (buckets of a minute, an \
                              hour, a day or a week)"

@@ -17,6 +17,7 @@ use zkfabric_circuits::{
     evaluation::{GroupColumn, GroupDomain, MAX_SLOTS},
 };
 
+pub use crate::schema::TimeBucket;
 use crate::{
     privacy::{Cost, NoisePlan},
     schema::{ColumnKind, Privacy, Schema},
@@ -71,63 +72,6 @@ impl std::fmt::Display for Grouping {
             None => write!(f, "{}", self.column),
             Some(b) => write!(f, "{} by {}", self.column, b.unit()),
         }
-    }
-}
-
-/// Time buckets of `seconds`, their boundaries at `offset + n · seconds` seconds since
-/// 1970-01-01 UTC: what `date_trunc` (minute, hour, day, week: weeks start on Mondays)
-/// and `date_bin` (a fixed interval from 1970) make of a time column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TimeBucket {
-    /// A bucket's length (at least 1 second).
-    pub seconds: u64,
-    /// Where the boundaries fall: below `seconds`.
-    pub offset: u64,
-}
-
-/// A day in seconds.
-const DAY: u64 = 86_400;
-
-impl TimeBucket {
-    /// `date_trunc`'s minute.
-    pub const MINUTE: Self = Self::new(60, 0);
-    /// `date_trunc`'s hour.
-    pub const HOUR: Self = Self::new(3_600, 0);
-    /// `date_trunc`'s day.
-    pub const DAY: Self = Self::new(DAY, 0);
-    /// `date_trunc`'s ISO week, from Monday (1970-01-05 was one).
-    pub const WEEK: Self = Self::new(7 * DAY, 4 * DAY);
-
-    /// Buckets of `seconds` with boundaries at `offset` past a multiple.
-    pub const fn new(seconds: u64, offset: u64) -> Self {
-        Self { seconds, offset }
-    }
-
-    /// Its name: `hour` for `date_trunc('hour', ...)`, `900 s` for a 15-minute
-    /// `date_bin`.
-    pub fn unit(&self) -> String {
-        match *self {
-            Self::MINUTE => "minute".into(),
-            Self::HOUR => "hour".into(),
-            Self::DAY => "day".into(),
-            Self::WEEK => "week".into(),
-            Self { seconds, offset: 0 } => format!("{seconds} s"),
-            Self { seconds, offset } => format!("{seconds} s from {offset} s"),
-        }
-    }
-
-    /// The start of the bucket holding `t`.
-    pub fn start(&self, t: i128) -> i128 {
-        t - (t - i128::from(self.offset)).rem_euclid(i128::from(self.seconds))
-    }
-
-    /// How a bucket starting at `start` reads: its UTC start as DataFusion shows a
-    /// timestamp (`2026-01-01T10:00:00`).
-    pub fn label(start: i64) -> String {
-        chrono::DateTime::from_timestamp(start, 0).map_or_else(
-            || format!("{start} s"),
-            |t| t.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string(),
-        )
     }
 }
 

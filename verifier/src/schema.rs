@@ -18,6 +18,18 @@
 //! clip = { kwh = 5000 }  # a row adds at most this to a SUM (stored units; proven)
 //! ```
 //!
+//! A schema may declare **roll-ups**: aggregates by a key that the node materializes as
+//! cells when it seals rows and proves equal to them, so that queries on the key cost
+//! cells, not rows (see [`Rollup`]):
+//!
+//! ```toml
+//! [[rollups]]
+//! name = "by_district_hour"
+//! dimensions = ["district", "hour", "day(time)"]   # dimensions, and time buckets:
+//!                                                  # minute, hour, day or week of a time column
+//! measures = ["kwh"]                               # each cell sums these, per purpose
+//! ```
+//!
 //! Every schema says how its answers protect the people in it (see [`Privacy`]); a
 //! schema without a `[privacy]` section is refused, so that no dataset is answered
 //! exactly by omission.
@@ -151,6 +163,135 @@ impl Column {
     }
 }
 
+/// Time buckets of `seconds`, their boundaries at `offset + n · seconds` seconds since
+/// 1970-01-01 UTC: what `date_trunc` (minute, hour, day, week: weeks start on Mondays)
+/// and `date_bin` (a fixed interval from 1970) make of a time column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeBucket {
+    /// A bucket's length (at least 1 second).
+    pub seconds: u64,
+    /// Where the boundaries fall: below `seconds`.
+    pub offset: u64,
+}
+
+/// A day in seconds.
+const DAY: u64 = 86_400;
+
+impl TimeBucket {
+    /// `date_trunc`'s minute.
+    pub const MINUTE: Self = Self::new(60, 0);
+    /// `date_trunc`'s hour.
+    pub const HOUR: Self = Self::new(3_600, 0);
+    /// `date_trunc`'s day.
+    pub const DAY: Self = Self::new(DAY, 0);
+    /// `date_trunc`'s ISO week, from Monday (1970-01-05 was one).
+    pub const WEEK: Self = Self::new(7 * DAY, 4 * DAY);
+
+    /// Buckets of `seconds` with boundaries at `offset` past a multiple.
+    pub const fn new(seconds: u64, offset: u64) -> Self {
+        Self { seconds, offset }
+    }
+
+    /// The bucket `date_trunc` names `unit` (`minute`, `hour`, `day` or `week`): the
+    /// fixed-length ones, which a division proves.
+    pub fn named(unit: &str) -> Option<Self> {
+        match unit {
+            "minute" => Some(Self::MINUTE),
+            "hour" => Some(Self::HOUR),
+            "day" => Some(Self::DAY),
+            "week" => Some(Self::WEEK),
+            _ => None,
+        }
+    }
+
+    /// Its name: `hour` for `date_trunc('hour', ...)`, `900 s` for a 15-minute
+    /// `date_bin`.
+    pub fn unit(&self) -> String {
+        match *self {
+            Self::MINUTE => "minute".into(),
+            Self::HOUR => "hour".into(),
+            Self::DAY => "day".into(),
+            Self::WEEK => "week".into(),
+            Self { seconds, offset: 0 } => format!("{seconds} s"),
+            Self { seconds, offset } => format!("{seconds} s from {offset} s"),
+        }
+    }
+
+    /// The start of the bucket holding `t`.
+    pub fn start(&self, t: i128) -> i128 {
+        t - (t - i128::from(self.offset)).rem_euclid(i128::from(self.seconds))
+    }
+
+    /// How a bucket starting at `start` reads: its UTC start as DataFusion shows a
+    /// timestamp (`2026-01-01T10:00:00`).
+    pub fn label(start: i64) -> String {
+        chrono::DateTime::from_timestamp(start, 0).map_or_else(
+            || format!("{start} s"),
+            |t| t.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string(),
+        )
+    }
+}
+
+/// A roll-up a schema declares: for every tuple of its key that sealed rows hold, a cell
+/// with, per purpose, the number of rows consented to it and their sums of each measure
+/// (clipped, on a `dp` dataset, as noisy sums clip). Queries that filter and group by the
+/// key only are answered from the cells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rollup {
+    /// Its name, unique within the dataset.
+    pub name: String,
+    /// The key, in order.
+    pub dimensions: Vec<RollupDimension>,
+    /// The measures each cell sums.
+    pub measures: Vec<String>,
+}
+
+/// One part of a roll-up's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RollupDimension {
+    /// A dimension column.
+    Column(String),
+    /// Time buckets of a time column.
+    Bucket {
+        /// The time column.
+        column: String,
+        /// The buckets.
+        bucket: TimeBucket,
+    },
+}
+
+impl RollupDimension {
+    /// The column the part reads.
+    pub fn column(&self) -> &str {
+        match self {
+            Self::Column(column) | Self::Bucket { column, .. } => column,
+        }
+    }
+
+    /// Reads `district` or `day(time)` (a unit [`TimeBucket::named`] knows, of a column).
+    fn parse(text: &str) -> Self {
+        let bucket = text
+            .strip_suffix(')')
+            .and_then(|t| t.split_once('('))
+            .and_then(|(unit, column)| {
+                Some(Self::Bucket {
+                    column: column.trim().to_string(),
+                    bucket: TimeBucket::named(unit.trim())?,
+                })
+            });
+        bucket.unwrap_or_else(|| Self::Column(text.to_string()))
+    }
+}
+
+impl fmt::Display for RollupDimension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Column(column) => f.write_str(column),
+            Self::Bucket { column, bucket } => write!(f, "{}({column})", bucket.unit()),
+        }
+    }
+}
+
 /// How a dataset's answers protect the people in it, declared by its schema (and so
 /// signed into every manifest through the schema hash).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,6 +352,8 @@ pub struct Schema {
     pub columns: Vec<Column>,
     /// How its answers protect the people in it.
     pub privacy: Privacy,
+    /// The roll-ups it declares.
+    pub rollups: Vec<Rollup>,
     /// The TOML text it was parsed from (what the schema hash covers).
     pub source: String,
 }
@@ -263,6 +406,17 @@ struct SchemaFile {
     chunk_rows: Spanned<usize>,
     columns: Vec<Spanned<ColumnFile>>,
     privacy: Option<Spanned<PrivacyFile>>,
+    #[serde(default)]
+    rollups: Vec<Spanned<RollupFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollupFile {
+    name: String,
+    dimensions: Vec<String>,
+    #[serde(default)]
+    measures: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -592,18 +746,123 @@ impl Schema {
                 }
             }
         };
-        let schema = Self {
+        let mut schema = Self {
             name,
             id: *raw.id.get_ref(),
             chunk_rows,
             columns,
             privacy,
+            rollups: Vec::new(),
             source: text.to_string(),
         };
         schema
             .layout()
             .map_err(|e| invalid(raw.name.span(), e.to_string()))?;
+        for spanned in &raw.rollups {
+            let r = spanned.get_ref();
+            let rollup = schema.check_rollup(r).map_err(|message| {
+                invalid(spanned.span(), format!("roll-up `{}`: {message}", r.name))
+            })?;
+            schema.rollups.push(rollup);
+        }
         Ok(schema)
+    }
+
+    /// A declared roll-up, validated against the columns and the earlier roll-ups.
+    fn check_rollup(&self, r: &RollupFile) -> Result<Rollup, String> {
+        if !is_identifier(&r.name) {
+            return Err("the name is not an identifier".into());
+        }
+        if self.rollups.iter().any(|o| o.name == r.name) {
+            return Err("declared twice".into());
+        }
+        if r.dimensions.is_empty() {
+            return Err("needs at least one dimension".into());
+        }
+        let mut dimensions: Vec<RollupDimension> = Vec::new();
+        for text in &r.dimensions {
+            let d = RollupDimension::parse(text);
+            let kind = self.column(d.column()).map(|(_, c)| c.kind);
+            match (&d, kind) {
+                (RollupDimension::Column(_), Some(ColumnKind::Dimension))
+                | (RollupDimension::Bucket { .. }, Some(ColumnKind::Time)) => {}
+                (RollupDimension::Column(c), _) => {
+                    return Err(format!(
+                        "dimension `{c}` is not a dimension column (or minute, hour, day or \
+                         week of a time column: `day(time)`)"
+                    ))
+                }
+                (RollupDimension::Bucket { column, .. }, _) => {
+                    return Err(format!("`{text}`: `{column}` is not a time column"))
+                }
+            }
+            if dimensions.iter().any(|o| o.column() == d.column()) {
+                return Err(format!("column `{}` is in the key twice", d.column()));
+            }
+            dimensions.push(d);
+        }
+        for (i, m) in r.measures.iter().enumerate() {
+            if !matches!(self.column(m), Some((_, c)) if c.kind == ColumnKind::Measure) {
+                return Err(format!("`{m}` is not a measure column"));
+            }
+            if r.measures[..i].contains(m) {
+                return Err(format!("measure `{m}` is listed twice"));
+            }
+        }
+        let rollup = Rollup {
+            name: r.name.clone(),
+            dimensions,
+            measures: r.measures.clone(),
+        };
+        self.rollup_shapes(&rollup, self.chunk_rows)
+            .map_err(|e| e.to_string())?;
+        Ok(rollup)
+    }
+
+    /// A roll-up as the circuits see it: its key and measures by column index, clipped
+    /// on a `dp` dataset.
+    pub fn rollup_circuit(&self, rollup: &Rollup) -> zkfabric_circuits::rollup::Rollup {
+        use zkfabric_circuits::rollup::KeyPart;
+        let index = |name: &str| self.column(name).map(|(i, _)| i).expect("validated");
+        zkfabric_circuits::rollup::Rollup {
+            key: rollup
+                .dimensions
+                .iter()
+                .map(|d| match d {
+                    RollupDimension::Column(c) => KeyPart::Column(index(c)),
+                    RollupDimension::Bucket { column, bucket } => KeyPart::Bucket {
+                        column: index(column),
+                        seconds: bucket.seconds,
+                        offset: bucket.offset,
+                    },
+                })
+                .collect(),
+            measures: rollup.measures.iter().map(|m| index(m)).collect(),
+            clipped: matches!(self.privacy, Privacy::Dp(_)),
+        }
+    }
+
+    /// The clip bound of each of a roll-up's measures on a `dp` dataset (a sealing's
+    /// public parameters); none otherwise.
+    pub fn rollup_clips(&self, rollup: &Rollup) -> Vec<u64> {
+        match &self.privacy {
+            Privacy::Dp(bounds) => rollup
+                .measures
+                .iter()
+                .map(|m| bounds.clip_of(self, m))
+                .collect(),
+            Privacy::ThresholdOnly => Vec::new(),
+        }
+    }
+
+    /// A roll-up's chunk shapes and cell layout, with cell chunks of `cell_rows` rows.
+    pub fn rollup_shapes(
+        &self,
+        rollup: &Rollup,
+        cell_rows: usize,
+    ) -> Result<zkfabric_circuits::rollup::RollupShapes, zkfabric_circuits::CircuitError> {
+        self.rollup_circuit(rollup)
+            .shapes(&self.layout()?, self.consent(), cell_rows)
     }
 
     /// What donors' credentials back in this dataset: the bound columns, and the
@@ -797,5 +1056,93 @@ mod tests {
         assert!(error(&twice).contains("a second column attested"));
         let unknown = format!("{HEAD}{CONSENT}{}", column("d", "dimension", 4, "income"));
         assert!(error(&unknown).contains("income"));
+    }
+
+    #[test]
+    fn rollups_are_declared_checked_and_named_in_errors() {
+        let columns = "[[columns]]\nname = \"time\"\nkind = \"time\"\nwidth = 32\n\
+                       [[columns]]\nname = \"d\"\nkind = \"dimension\"\nwidth = 4\n\
+                       [[columns]]\nname = \"kwh\"\nkind = \"measure\"\nwidth = 24\n\
+                       [privacy]\nmode = \"threshold-only\"\n";
+        let with = |rollup: &str| format!("{HEAD}{CONSENT}{columns}[[rollups]]\n{rollup}");
+        let schema = Schema::parse(
+            "test.toml",
+            &with("name = \"daily\"\ndimensions = [\"d\", \"day(time)\"]\nmeasures = [\"kwh\"]\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            schema.rollups,
+            vec![Rollup {
+                name: "daily".into(),
+                dimensions: vec![
+                    RollupDimension::Column("d".into()),
+                    RollupDimension::Bucket {
+                        column: "time".into(),
+                        bucket: TimeBucket::DAY
+                    }
+                ],
+                measures: vec!["kwh".into()],
+            }]
+        );
+        assert_eq!(schema.rollups[0].dimensions[1].to_string(), "day(time)");
+        let shapes = schema.rollup_shapes(&schema.rollups[0], 8).unwrap();
+        // One purpose: the cells hold the key, present, a count and a sum.
+        assert_eq!(shapes.cell_layout().columns().len(), 5);
+        assert!(schema.rollup_clips(&schema.rollups[0]).is_empty());
+
+        for (rollup, message) in [
+            (
+                "name = \"x y\"\ndimensions = [\"d\"]\n",
+                "roll-up `x y`: the name is not an identifier",
+            ),
+            (
+                "name = \"r\"\ndimensions = []\n",
+                "roll-up `r`: needs at least one dimension",
+            ),
+            (
+                "name = \"r\"\ndimensions = [\"kwh\"]\n",
+                "roll-up `r`: dimension `kwh` is not a dimension column",
+            ),
+            (
+                "name = \"r\"\ndimensions = [\"month(time)\"]\n",
+                "dimension `month(time)` is not a dimension column",
+            ),
+            (
+                "name = \"r\"\ndimensions = [\"day(d)\"]\n",
+                "`day(d)`: `d` is not a time column",
+            ),
+            (
+                "name = \"r\"\ndimensions = [\"d\", \"d\"]\n",
+                "column `d` is in the key twice",
+            ),
+            (
+                "name = \"r\"\ndimensions = [\"d\"]\nmeasures = [\"d\"]\n",
+                "`d` is not a measure column",
+            ),
+            (
+                "name = \"r\"\ndimensions = [\"d\"]\nmeasures = [\"kwh\", \"kwh\"]\n",
+                "measure `kwh` is listed twice",
+            ),
+            (
+                "name = \"r\"\ndimensions = [\"d\", \"minute(time)\", \"hour(time)\"]\n",
+                "column `time` is in the key twice",
+            ),
+            (
+                "name = \"r\"\ndimensions = [\"d\"]\ncolour = 1\n",
+                "unknown field `colour`",
+            ),
+        ] {
+            let e = error(&with(rollup));
+            assert!(e.contains(message), "{e}");
+        }
+        let twice = format!(
+            "{}[[rollups]]\nname = \"daily\"\ndimensions = [\"d\"]\n",
+            with("name = \"daily\"\ndimensions = [\"d\"]\n")
+        );
+        assert!(
+            error(&twice).contains("line 25: roll-up `daily`: declared twice"),
+            "{}",
+            error(&twice)
+        );
     }
 }
