@@ -672,3 +672,81 @@ fn query_verify_and_tampering_from_the_command_line() {
     let out = zkfabric(&data, &["query", "SELECT COUNT(*) FROM consumption"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--purpose"));
 }
+
+#[test]
+fn a_crash_while_rolling_up_leaves_the_store_as_before_the_seal() {
+    // A daily roll-up in 64-row chunks: ingesting 300 rows seals four chunks and rolls
+    // them up. A crash after the cell files are written, or before the commit, leaves
+    // the rows pending, no sealing and no cell file; after the commit, all of it.
+    let tmp = TempDir::new().unwrap();
+    let schema = tmp.path().join("rolled.toml");
+    let source = Schema::builtin("consumption")
+        .unwrap()
+        .source
+        .replace("chunk_rows = 1024", "chunk_rows = 64")
+        + "\n[[rollups]]\nname = \"daily\"\ndimensions = [\"district\", \"day(time)\"]\n\
+           measures = [\"kwh\"]\n";
+    std::fs::write(&schema, source).unwrap();
+    let csv = generated_csv(tmp.path(), 300);
+    for (point, committed) in [
+        ("seal-cells-written", false),
+        ("seal-before-commit", false),
+        ("seal-committed", true),
+    ] {
+        let data = tmp.path().join(point);
+        let run = |args: &[&str], failpoint: Option<&str>| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_zkfabric"));
+            command.arg("--data-dir").arg(&data).args(args);
+            if args[0] == "ingest" {
+                command.arg("--schema").arg(&schema);
+            }
+            if let Some(point) = failpoint {
+                command.env("FAILPOINTS", format!("{point}=panic"));
+            }
+            command.output().unwrap()
+        };
+        let out = run(&["ingest", "consumption", &csv], Some(point));
+        assert!(!out.status.success(), "{point} was not reached");
+        let cells_dir = data.join("consumption/rollups/daily");
+        let cell_files = || {
+            std::fs::read_dir(&cells_dir)
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
+        {
+            let store = Store::open(&data).unwrap();
+            let summary = &store.datasets().unwrap()[0];
+            assert_eq!(
+                (summary.rows, summary.pending),
+                if committed { (256, 44) } else { (0, 300) },
+                "{point}"
+            );
+            if !committed {
+                assert_eq!(
+                    cell_files(),
+                    0,
+                    "{point}: cell files of no sealing were removed"
+                );
+                assert!(store.epochs("consumption").unwrap().is_empty());
+            }
+        }
+        let out = run(&["seal", "consumption"], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("(roll-up daily)"), "{said}");
+        let store = Store::open(&data).unwrap();
+        let manifest = store.manifest("consumption", None).unwrap().manifest;
+        assert_eq!(manifest.check_rollups(), Ok(()));
+        let listed: usize = manifest.rollups[0]
+            .sealings
+            .iter()
+            .map(|s| s.cells.len())
+            .sum();
+        assert_eq!(cell_files(), listed, "{point}");
+        assert_eq!(manifest.chunks.iter().map(|c| c.rows).sum::<u64>(), 300);
+    }
+}

@@ -425,3 +425,213 @@ fn a_donor_is_one_unit_however_many_donations_it_makes() {
     );
     assert_eq!(store.pending_rows("consumption").unwrap(), 100);
 }
+
+/// Consumption in chunks of 64 rows, rolled up daily by district and household size.
+fn rolled_up() -> Schema {
+    let base = consumption().with_chunk_rows(64).unwrap();
+    let text = format!(
+        "{}\n[[rollups]]\nname = \"daily\"\n\
+         dimensions = [\"district\", \"household_size\", \"day(time)\"]\nmeasures = [\"kwh\"]\n",
+        base.source
+    );
+    Schema::parse("rolled.toml", &text).unwrap()
+}
+
+/// Per (district, household size, day's first second), per purpose, the rows consented to
+/// it and their kWh clipped at 1000 (the schema's bound), computed from the rows alone.
+type Cells = std::collections::BTreeMap<(u64, u64, u64), Vec<u64>>;
+
+fn expected_cells(schema: &Schema, columns: &[Vec<u64>]) -> Cells {
+    let at = |name: &str| schema.column(name).unwrap().0;
+    let [time, district, size, consent, kwh] =
+        ["time", "district", "household_size", "consent", "kwh"].map(at);
+    let mut cells = Cells::new();
+    let rows = columns[time].iter().enumerate();
+    for (row, &t) in rows {
+        let cell = cells
+            .entry((columns[district][row], columns[size][row], t - t % 86_400))
+            .or_insert_with(|| vec![0; 6]);
+        for purpose in 0..3 {
+            if columns[consent][row] >> purpose & 1 == 1 {
+                cell[2 * purpose] += 1;
+                cell[2 * purpose + 1] += columns[kwh][row].min(1000);
+            }
+        }
+    }
+    cells
+}
+
+/// The cells of the latest epoch's roll-up, read back from the store: every cell chunk
+/// of every sealing the manifest lists, its commitment checked against the manifest's.
+fn stored_cells(store: &Store, schema: &Schema) -> Cells {
+    let manifest = store.manifest(&schema.name, None).unwrap().manifest;
+    assert_eq!(manifest.check_rollups(), Ok(()));
+    let shapes = schema.rollup_shapes(&schema.rollups[0], 64).unwrap();
+    let mut cells = Cells::new();
+    for sealing in &manifest.rollups[0].sealings {
+        for entry in &sealing.cells {
+            let chunk = store
+                .cell_chunk(&schema.name, "daily", entry.index)
+                .unwrap();
+            assert_eq!(
+                fr_to_hex(&chunk.commitment(shapes.cell_layout())),
+                entry.commitment
+            );
+            for row in 0..entry.rows as usize {
+                let value = |c: usize| chunk.columns[c][row];
+                let cell = cells
+                    .entry((value(0), value(1), value(2)))
+                    .or_insert_with(|| vec![0; 6]);
+                for (total, column) in cell.iter_mut().zip(3..9) {
+                    *total += value(column);
+                }
+            }
+        }
+    }
+    cells.retain(|_, values| values.iter().any(|&v| v > 0));
+    cells
+}
+
+#[test]
+fn a_seal_rolls_its_new_chunks_up_into_committed_cells_of_each_purpose() {
+    let tmp = TempDir::new().unwrap();
+    let schema = rolled_up();
+    let mut store = Store::open(&tmp.path().join("data")).unwrap();
+    store.register(&schema).unwrap();
+    let (file, columns) = generated(tmp.path(), "a.csv", 300, 4);
+    // 256 rows are sealed on ingest (epoch 1, one sealing), 44 by the seal (epoch 2).
+    let (_, sealed) = store.ingest("consumption", &[file], false).unwrap();
+    let first = sealed.unwrap();
+    assert_eq!(first.rollups.len(), 1);
+    assert_eq!(
+        (first.rollups[0].rollup.as_str(), first.rollups[0].chunks),
+        ("daily", 4)
+    );
+    let second = store.seal("consumption").unwrap().unwrap();
+    assert_eq!(second.rollups[0].chunks, 1);
+    let manifest = store.manifest("consumption", None).unwrap().manifest;
+    let sealings: Vec<&Vec<u64>> = manifest.rollups[0]
+        .sealings
+        .iter()
+        .map(|s| &s.chunks)
+        .collect();
+    assert_eq!(sealings, [&vec![0, 1, 2, 3], &vec![4]]);
+    let earlier = store.manifest("consumption", Some(1)).unwrap().manifest;
+    assert_eq!(
+        earlier.rollups[0].sealings,
+        manifest.rollups[0].sealings[..1]
+    );
+    let mut expected = expected_cells(&schema, &columns);
+    expected.retain(|_, values| values.iter().any(|&v| v > 0));
+    assert_eq!(stored_cells(&store, &schema), expected);
+    // The cells are the first sealing's and the second's: a key of both days' rows may
+    // be in both, added up above.
+    assert_eq!(
+        first.rollups[0].cells + second.rollups[0].cells,
+        manifest.rollups[0]
+            .sealings
+            .iter()
+            .flat_map(|s| &s.cells)
+            .map(|c| c.rows)
+            .sum::<u64>()
+    );
+    // Cell files live beside the chunks, and nothing else is there.
+    let files = fs::read_dir(tmp.path().join("data/consumption/rollups/daily"))
+        .unwrap()
+        .count() as u64;
+    assert_eq!(
+        files,
+        manifest.rollups[0]
+            .sealings
+            .iter()
+            .map(|s| s.cells.len() as u64)
+            .sum::<u64>()
+    );
+}
+
+#[test]
+fn a_withdrawal_rolls_up_again_without_the_withdrawn_rows_and_erases_their_cells() {
+    let tmp = TempDir::new().unwrap();
+    let schema = rolled_up();
+    let mut store = Store::open(&tmp.path().join("data")).unwrap();
+    store.register(&schema).unwrap();
+    // 100 ingested rows (chunk 0 sealed on ingest, 36 pending), then a donation of 100
+    // rows by one anonymous donor: chunks 1 (mixed) and 2 sealed on donation, 3 by the
+    // seal.
+    let (ingested, columns) = generated(tmp.path(), "a.csv", 100, 5);
+    store.ingest("consumption", &[ingested], false).unwrap();
+    let (donated, _) = generated(tmp.path(), "b.csv", 100, 6);
+    let text = fs::read_to_string(&donated).unwrap();
+    let unit = text
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|h| h == "household")
+        .unwrap();
+    let without: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut fields: Vec<&str> = l.split(',').collect();
+            fields.remove(unit);
+            fields.join(",")
+        })
+        .collect();
+    let mine = tmp.path().join("donation.csv");
+    fs::write(&mine, without.join("\n") + "\n").unwrap();
+    let anonymous = Admission {
+        eligible: None,
+        organisation: None,
+    };
+    let secret = "00".repeat(32);
+    let (donation, _) = store
+        .donate(
+            "consumption",
+            &mine,
+            &["public-health".into()],
+            &secret,
+            &anonymous,
+        )
+        .unwrap();
+    store.seal("consumption").unwrap();
+    let before = store.manifest("consumption", None).unwrap().manifest;
+    let retired: Vec<u64> = before.rollups[0].sealings[1..]
+        .iter()
+        .flat_map(|s| &s.cells)
+        .map(|c| c.index)
+        .collect();
+    let sealings: Vec<&Vec<u64>> = before.rollups[0]
+        .sealings
+        .iter()
+        .map(|s| &s.chunks)
+        .collect();
+    assert_eq!(sealings, [&vec![0], &vec![1, 2], &vec![3]]);
+
+    store
+        .withdraw(
+            &donation.id,
+            &zkfabric::node::store::Withdrawal::Secret(secret.clone()),
+        )
+        .unwrap();
+    let after = store.manifest("consumption", None).unwrap().manifest;
+    // Chunk 1 was sealed again without the donation's rows as chunk 4; 2 and 3 held only
+    // them. The sealings of 1 and 2 and of 3 are retired; a new one rolls 4 up.
+    let sealings: Vec<&Vec<u64>> = after.rollups[0]
+        .sealings
+        .iter()
+        .map(|s| &s.chunks)
+        .collect();
+    assert_eq!(sealings, [&vec![0], &vec![4]]);
+    let mut expected = expected_cells(&schema, &columns);
+    expected.retain(|_, values| values.iter().any(|&v| v > 0));
+    assert_eq!(stored_cells(&store, &schema), expected);
+    // The retired cells are erased, and refused by name.
+    for index in retired {
+        assert!(!tmp
+            .path()
+            .join(format!("data/consumption/rollups/daily/{index}.parquet"))
+            .exists());
+        let err = store.cell_chunk("consumption", "daily", index).unwrap_err();
+        assert!(err.to_string().contains("was erased"), "{err}");
+    }
+}

@@ -81,8 +81,8 @@ pub struct RollupShapes {
     pub purposes: usize,
 }
 
-// A cell table's columns: the key's parts, then `present`, then per purpose the count
-// and each measure's sum.
+// A cell table's columns: the key's parts, then per purpose the count and each measure's
+// sum, then `present` (last, as in a dataset's chunks).
 impl RollupShapes {
     /// The cells' layout.
     pub fn cell_layout(&self) -> &ChunkLayout {
@@ -91,7 +91,7 @@ impl RollupShapes {
 
     /// The cell column holding purpose `purpose`'s count.
     pub fn count_column(&self, purpose: usize) -> usize {
-        self.key_parts() + 1 + purpose * (self.measures() + 1)
+        self.key_parts() + purpose * (self.measures() + 1)
     }
 
     /// The cell column holding purpose `purpose`'s sum of the `measure`-th measure.
@@ -101,7 +101,7 @@ impl RollupShapes {
 
     /// The cells' `present` column.
     pub fn present_column(&self) -> usize {
-        self.key_parts()
+        self.cells.layout.present()
     }
 
     fn key_parts(&self) -> usize {
@@ -246,8 +246,6 @@ impl Rollup {
                 }
             }
         }
-        let present = cell_columns.len();
-        cell_columns.push(ColumnSpec::narrow(1));
         for _ in 0..purposes {
             cell_columns.push(ColumnSpec::wide(CELL_COUNT_WIDTH));
             for &measure in &self.measures {
@@ -259,6 +257,8 @@ impl Rollup {
                 cell_columns.push(ColumnSpec::wide(width));
             }
         }
+        let present = cell_columns.len();
+        cell_columns.push(ColumnSpec::narrow(1));
         let cell_layout = ChunkLayout::new(cell_columns, present, cell_rows)?;
         let aggregand = match (self.measures.is_empty(), self.clipped) {
             (true, _) => Aggregand::CountOnly,

@@ -170,7 +170,7 @@ fn cells_hold_each_keys_rows_by_purpose_and_both_sides_evaluate_alike() {
     assert!(s
         .cells
         .description()
-        .ends_with("aggregand=sum:5+6+7+8+9 weight=4"));
+        .ends_with("aggregand=sum:4+5+6+7+8 weight=3"));
     let rows = sealed();
     let columns = s
         .cells_of(&tallies_of(&s.rows, &s.rows_query(Vec::new()), &rows))

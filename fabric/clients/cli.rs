@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
     node::config::Config,
-    node::store::{DatasetSummary, IngestedBatch, Store},
+    node::store::{DatasetSummary, IngestedBatch, RolledUp, Store},
     shared::records,
     shared::synth,
     verifier::command::{error_message, TableArgs, VerifyArgs},
@@ -837,8 +837,19 @@ fn ingest(
             "sealed {} full chunk(s), {} rows: epoch {} published",
             s.chunks, s.rows, s.epoch
         );
+        print_rolled_up(&s.rollups);
     }
     Ok(())
+}
+
+/// One line per roll-up a seal brought up to date.
+fn print_rolled_up(rolled: &[RolledUp]) {
+    for r in rolled {
+        println!(
+            "rolled {} chunk(s) up into {} cell(s) in {} cell chunk(s) (roll-up {})",
+            r.chunks, r.cells, r.cell_chunks, r.rollup
+        );
+    }
 }
 
 fn seal(data_dir: &Path, dataset: &str) -> Result<()> {
@@ -859,6 +870,7 @@ fn seal(data_dir: &Path, dataset: &str) -> Result<()> {
                 s.rows as f64 / secs.max(1e-9),
                 s.epoch
             );
+            print_rolled_up(&s.rollups);
         }
     }
     Ok(())

@@ -10,13 +10,16 @@
 //! DATA_DIR/node.key                the node's Ed25519 secret key (owner-only)
 //! DATA_DIR/DATASET/pending/B.parquet   ingested rows waiting to be sealed
 //! DATA_DIR/DATASET/chunks/I.parquet    sealed chunk I, with `_chunk` and `_row` columns
+//! DATA_DIR/DATASET/rollups/NAME/I.parquet   cell chunk I of roll-up NAME, likewise
 //! ```
 //!
 //! Durability: every file is written to a temporary name, synced and renamed, and only
 //! then referenced by a catalog transaction; the commit is the acknowledgement. Opening a
 //! store removes files no transaction references (left by a crash before its commit).
 //! Sealing writes the chunk files, then in one transaction records the chunks, drops the
-//! pending batches and publishes the epoch, and only then deletes the pending files. A
+//! pending batches, rolls the new chunks up (writing each roll-up's cell files, then
+//! recording them: `store/rollups.rs`) and publishes the epoch, and only then deletes the
+//! pending files. A
 //! crash at any point leaves either the old state or the new one.
 //!
 //! Withdrawing a sealed donation writes the chunks that held its rows again without
@@ -25,7 +28,7 @@
 //!
 //! Each step boundary is a named failpoint (the `fail` crate: `ingest-files-written`,
 //! `ingest-before-commit`, `ingest-committed`, `seal-chunk-written`,
-//! `seal-chunks-written`, `seal-before-commit`, `seal-committed`,
+//! `seal-chunks-written`, `seal-cells-written`, `seal-before-commit`, `seal-committed`,
 //! `withdraw-files-written`, `withdraw-before-commit`); setting for example
 //! `FAILPOINTS=seal-before-commit=panic` for the `zkfabric` binary crashes it there, which
 //! is how the crash tests reach every step. Failpoints are compiled only into test builds
@@ -46,11 +49,13 @@ use zkfabric_circuits::{commitment::Chunk, CircuitError, Fr};
 mod donations;
 mod ingest;
 mod ledger;
+mod rollups;
 mod seal;
 mod units;
 pub use donations::{sha256_hex, Admission, Donation, DonationStatus, Eligible, Withdrawal};
 pub use ingest::{IngestReport, IngestedBatch};
 pub use ledger::{Charge, ChargeRequest, LedgerSummary};
+pub use rollups::RolledUp;
 pub use seal::SealReport;
 
 use crate::verifier::files;
@@ -237,6 +242,15 @@ CREATE INDEX IF NOT EXISTS ingested_by_hash ON ingested (dataset, sha256);
 CREATE TABLE IF NOT EXISTS units (
     dataset TEXT NOT NULL REFERENCES datasets(name), unit INTEGER NOT NULL,
     rows INTEGER NOT NULL, attributes TEXT NOT NULL, PRIMARY KEY (dataset, unit));
+CREATE TABLE IF NOT EXISTS sealings (
+    dataset TEXT NOT NULL REFERENCES datasets(name), rollup TEXT NOT NULL,
+    sealing INTEGER NOT NULL, chunks TEXT NOT NULL, retired_in INTEGER,
+    PRIMARY KEY (dataset, rollup, sealing));
+CREATE TABLE IF NOT EXISTS cells (
+    dataset TEXT NOT NULL REFERENCES datasets(name), rollup TEXT NOT NULL,
+    idx INTEGER NOT NULL, sealing INTEGER NOT NULL, file TEXT NOT NULL,
+    rows INTEGER NOT NULL, commitment TEXT NOT NULL, salts BLOB NOT NULL,
+    PRIMARY KEY (dataset, rollup, idx));
 ";
 
 /// How long opening waits for the data directory's lock before answering `Busy`. A
@@ -457,48 +471,56 @@ impl Store {
 
     /// A sealed chunk with its rows and salts, padded to capacity: the prover's witness.
     pub fn chunk(&self, dataset: &str, index: u64) -> Result<Chunk, StoreError> {
-        let schema = self.schema(dataset)?;
-        let path = self.chunk_file(dataset, index)?;
-        let salts: Vec<u8> = self.db.query_row(
-            "SELECT salts FROM chunks WHERE dataset = ?1 AND idx = ?2",
-            params![dataset, index as i64],
-            |r| r.get(0),
-        )?;
-        let mut columns = records::read_stored_file(&schema, &path)?;
-        let rows = columns.first().map_or(0, Vec::len);
-        columns.push(vec![1; rows]);
-        for c in &mut columns {
-            c.resize(schema.chunk_rows, 0);
-        }
-        let salts = Vec::<Fr>::deserialize_compressed(&salts[..])
-            .map_err(|e| StoreError::Corrupt(format!("salts of chunk {index}: {e}")))?;
-        Ok(Chunk {
-            dataset_id: schema.id,
-            index,
-            columns,
-            salts,
-        })
+        load_chunk(&self.db, &self.dir, &self.schema(dataset)?, index)
     }
 
     /// Path of sealed chunk `index`'s Parquet file; a chunk retired by a withdrawal has
     /// none (it is erased).
     pub fn chunk_file(&self, dataset: &str, index: u64) -> Result<PathBuf, StoreError> {
-        let (file, retired_in): (String, Option<i64>) = self
+        chunk_file(&self.db, &self.dir, dataset, index)
+    }
+
+    /// Cell chunk `index` of `rollup` with its cells and salts, padded to capacity: the
+    /// witness of the roll-up's proofs and of queries answered from it.
+    pub fn cell_chunk(&self, dataset: &str, rollup: &str, index: u64) -> Result<Chunk, StoreError> {
+        let schema = self.schema(dataset)?;
+        let declared = schema
+            .rollups
+            .iter()
+            .find(|r| r.name == rollup)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("{dataset} declares no roll-up {rollup}"))
+            })?;
+        let (file, salts, retired_in): (String, Vec<u8>, Option<i64>) = self
             .db
             .query_row(
-                "SELECT file, retired_in FROM chunks WHERE dataset = ?1 AND idx = ?2",
-                params![dataset, index as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                "SELECT c.file, c.salts, s.retired_in FROM cells c JOIN sealings s
+                 ON s.dataset = c.dataset AND s.rollup = c.rollup AND s.sealing = c.sealing
+                 WHERE c.dataset = ?1 AND c.rollup = ?2 AND c.idx = ?3",
+                params![dataset, rollup, index as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?
-            .ok_or_else(|| StoreError::Corrupt(format!("{dataset} has no chunk {index}")))?;
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "roll-up {rollup} of {dataset} has no cell chunk {index}"
+                ))
+            })?;
         if let Some(withdrawn_in) = retired_in {
             return Err(StoreError::Corrupt(format!(
-                "chunk {index} of {dataset} was erased: a donor withdrew rows of it, \
-                 retired in epoch {withdrawn_in}"
+                "cell chunk {index} of roll-up {rollup} was erased: a donor withdrew rows it \
+                 aggregated, retired in epoch {withdrawn_in}"
             )));
         }
-        Ok(self.dir.join(dataset).join("chunks").join(file))
+        let path = rollups::cells_dir(&self.dir, dataset, rollup).join(file);
+        let columns = records::read_columns(&schema.cell_columns(declared), &path)?;
+        padded_chunk(
+            schema.cells_table_id(declared),
+            index,
+            columns,
+            schema.chunk_rows,
+            &salts,
+        )
     }
 
     /// Refuses a query over `epoch` when it lists a chunk a withdrawal erased, naming
@@ -537,13 +559,17 @@ impl Store {
         }
     }
 
-    /// Deletes pending and chunk files that no committed transaction references, and
-    /// the files of chunks a withdrawal retired (erasure: their rows were withdrawn).
+    /// Deletes pending, chunk and cell files that no committed transaction references,
+    /// and the files of chunks a withdrawal retired and of the cells that aggregated
+    /// them (erasure: their rows were withdrawn).
     fn remove_unreferenced_files(&self) -> Result<(), StoreError> {
         let referenced: HashSet<(String, String)> = {
             let mut stmt = self.db.prepare(
                 "SELECT dataset, 'pending/' || file FROM pending UNION ALL SELECT dataset, \
-                 'chunks/' || file FROM chunks WHERE retired_in IS NULL",
+                 'chunks/' || file FROM chunks WHERE retired_in IS NULL UNION ALL \
+                 SELECT c.dataset, 'rollups/' || c.rollup || '/' || c.file FROM cells c \
+                 JOIN sealings s ON s.dataset = c.dataset AND s.rollup = c.rollup \
+                 AND s.sealing = c.sealing WHERE s.retired_in IS NULL",
             )?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
@@ -553,8 +579,18 @@ impl Store {
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         for dataset in datasets {
-            for sub in ["pending", "chunks"] {
-                let dir = self.dir.join(&dataset).join(sub);
+            // Every roll-up folder, declared or not (a crash may leave one of a sealing
+            // that was never recorded).
+            let rollups = fs::read_dir(self.dir.join(&dataset).join("rollups"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| format!("rollups/{}", e.file_name().to_string_lossy()));
+            for sub in ["pending".to_string(), "chunks".to_string()]
+                .into_iter()
+                .chain(rollups)
+            {
+                let dir = self.dir.join(&dataset).join(&sub);
                 let Ok(entries) = fs::read_dir(&dir) else {
                     continue;
                 };
@@ -569,6 +605,72 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Sealed chunk `index` of `schema`'s dataset, read through `db` (the store's connection,
+/// or a transaction on it that has just recorded the chunk).
+fn load_chunk(
+    db: &Connection,
+    dir: &Path,
+    schema: &Schema,
+    index: u64,
+) -> Result<Chunk, StoreError> {
+    let path = chunk_file(db, dir, &schema.name, index)?;
+    let salts: Vec<u8> = db.query_row(
+        "SELECT salts FROM chunks WHERE dataset = ?1 AND idx = ?2",
+        params![schema.name, index as i64],
+        |r| r.get(0),
+    )?;
+    let columns = records::read_stored_file(schema, &path)?;
+    padded_chunk(schema.id, index, columns, schema.chunk_rows, &salts)
+}
+
+/// A chunk of stored `columns` (without `present`), the `present` column appended and
+/// every column padded to `capacity`, with its serialized salts.
+fn padded_chunk(
+    table: u64,
+    index: u64,
+    mut columns: Vec<Vec<u64>>,
+    capacity: usize,
+    salts: &[u8],
+) -> Result<Chunk, StoreError> {
+    let rows = columns.first().map_or(0, Vec::len);
+    columns.push(vec![1; rows]);
+    for c in &mut columns {
+        c.resize(capacity, 0);
+    }
+    let salts = Vec::<Fr>::deserialize_compressed(salts)
+        .map_err(|e| StoreError::Corrupt(format!("salts of chunk {index}: {e}")))?;
+    Ok(Chunk {
+        dataset_id: table,
+        index,
+        columns,
+        salts,
+    })
+}
+
+/// Path of sealed chunk `index`'s file; refused for a chunk a withdrawal retired.
+fn chunk_file(
+    db: &Connection,
+    dir: &Path,
+    dataset: &str,
+    index: u64,
+) -> Result<PathBuf, StoreError> {
+    let (file, retired_in): (String, Option<i64>) = db
+        .query_row(
+            "SELECT file, retired_in FROM chunks WHERE dataset = ?1 AND idx = ?2",
+            params![dataset, index as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt(format!("{dataset} has no chunk {index}")))?;
+    if let Some(withdrawn_in) = retired_in {
+        return Err(StoreError::Corrupt(format!(
+            "chunk {index} of {dataset} was erased: a donor withdrew rows of it, \
+             retired in epoch {withdrawn_in}"
+        )));
+    }
+    Ok(dir.join(dataset).join("chunks").join(file))
 }
 
 /// Loads the node key, or creates one readable by the owner only.

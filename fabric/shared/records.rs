@@ -184,22 +184,40 @@ pub const ROW_COLUMN: &str = "_row";
 /// The Arrow schema of the store's files: every declared column as `UInt64` codes,
 /// headed by `_chunk` and `_row` for sealed chunk files.
 pub fn stored_schema(schema: &Schema, sealed: bool) -> SchemaRef {
+    columns_schema(&declared_names(schema), sealed)
+}
+
+/// The names of `schema`'s declared columns.
+fn declared_names(schema: &Schema) -> Vec<&str> {
+    schema.declared().iter().map(|c| c.name.as_str()).collect()
+}
+
+/// The Arrow schema of stored `UInt64` columns named `names`, headed by `_chunk` and
+/// `_row` when `sealed` (a dataset's chunk files, and a roll-up's cell files).
+pub fn columns_schema<S: AsRef<str>>(names: &[S], sealed: bool) -> SchemaRef {
     let position = [CHUNK_COLUMN, ROW_COLUMN]
         .into_iter()
         .filter(|_| sealed)
         .map(|name| Field::new(name, DataType::UInt64, false));
-    let declared = schema
-        .declared()
+    let named = names
         .iter()
-        .map(|c| Field::new(&c.name, DataType::UInt64, false));
-    Arc::new(ArrowSchema::new(
-        position.chain(declared).collect::<Vec<_>>(),
-    ))
+        .map(|name| Field::new(name.as_ref(), DataType::UInt64, false));
+    Arc::new(ArrowSchema::new(position.chain(named).collect::<Vec<_>>()))
 }
 
 /// Stored values as the store keeps them (see [`stored_schema`]); `chunk` is the index of
 /// a sealed chunk, `None` for pending rows.
 pub fn to_stored_batch(schema: &Schema, columns: &[Vec<u64>], chunk: Option<u64>) -> RecordBatch {
+    columns_batch(&declared_names(schema), columns, chunk)
+}
+
+/// Columns named `names` as a batch of [`columns_schema`]; `chunk` is the index of a
+/// sealed chunk (or cell chunk), `None` for pending rows.
+pub fn columns_batch<S: AsRef<str>>(
+    names: &[S],
+    columns: &[Vec<u64>],
+    chunk: Option<u64>,
+) -> RecordBatch {
     let rows = columns.first().map_or(0, Vec::len);
     let mut arrays: Vec<ArrayRef> = Vec::new();
     if let Some(index) = chunk {
@@ -209,12 +227,21 @@ pub fn to_stored_batch(schema: &Schema, columns: &[Vec<u64>], chunk: Option<u64>
     for values in columns {
         arrays.push(Arc::new(UInt64Array::from(values.clone())));
     }
-    RecordBatch::try_new(stored_schema(schema, chunk.is_some()), arrays)
+    RecordBatch::try_new(columns_schema(names, chunk.is_some()), arrays)
         .expect("arrays match the fields")
 }
 
 /// Reads a Parquet file the store wrote with [`to_stored_batch`].
 pub fn read_stored_file(schema: &Schema, path: &Path) -> Result<Vec<Vec<u64>>, RecordsError> {
+    read_columns(&declared_names(schema), path)
+}
+
+/// Reads the `UInt64` columns `names` of a Parquet file the store wrote (with
+/// [`columns_batch`]).
+pub fn read_columns<S: AsRef<str>>(
+    names: &[S],
+    path: &Path,
+) -> Result<Vec<Vec<u64>>, RecordsError> {
     let malformed = |message: String| RecordsError::Malformed {
         file: path.to_path_buf(),
         message,
@@ -223,14 +250,15 @@ pub fn read_stored_file(schema: &Schema, path: &Path) -> Result<Vec<Vec<u64>>, R
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
         .map_err(|e| malformed(e.to_string()))?;
-    let mut out: Vec<Vec<u64>> = vec![Vec::new(); schema.declared().len()];
+    let mut out: Vec<Vec<u64>> = vec![Vec::new(); names.len()];
     for batch in reader {
         let batch = batch.map_err(|e| malformed(e.to_string()))?;
-        for (c, column) in schema.declared().iter().enumerate() {
+        for (c, name) in names.iter().enumerate() {
+            let name = name.as_ref();
             let array = batch
-                .column_by_name(&column.name)
+                .column_by_name(name)
                 .and_then(|a| a.as_primitive_opt::<UInt64Type>())
-                .ok_or_else(|| malformed(format!("stored column `{}` is missing", column.name)))?;
+                .ok_or_else(|| malformed(format!("stored column `{name}` is missing")))?;
             out[c].extend(array.values().iter());
         }
     }

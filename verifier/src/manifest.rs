@@ -1,7 +1,8 @@
 //! Epoch manifests: what a node publishes about a dataset's sealed chunks, signed with the
 //! node's Ed25519 key. A manifest lists every chunk of the epoch (index, commitment, row
 //! count), the schema hash and the hash of the previous epoch's manifest, so epochs form a
-//! chain. Keys are not listed: they are made or imported after an epoch is sealed, and a
+//! chain. For each roll-up the schema declares, it lists the sealings: which chunks each
+//! rolled up and the commitments of the cell chunks it made of them. Keys are not listed: they are made or imported after an epoch is sealed, and a
 //! verifier pins them itself (see [`crate::verify::KeyPins`]). A verifier that learned the
 //! latest manifest's hash (its head) checks that a bundle's epoch lies on that chain.
 
@@ -34,6 +35,30 @@ pub struct ChunkEntry {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// A roll-up's cells in an epoch: one entry per sealing that rolled up some of the
+/// epoch's chunks. Together the sealings cover every chunk of the epoch exactly once
+/// ([`Manifest::check_rollups`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollupEntry {
+    /// The roll-up's name in the schema.
+    pub name: String,
+    /// Its sealings, oldest first.
+    pub sealings: Vec<SealingEntry>,
+}
+
+/// One sealing of a roll-up: the chunks it rolled up and the cell chunks it made of them,
+/// which its proofs show to be their aggregation (at a challenge hashing both lists).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealingEntry {
+    /// The indices of the rolled-up chunks, ascending.
+    pub chunks: Vec<u64>,
+    /// The cell chunks (index within the roll-up's cell table, commitment, cells), in
+    /// index order.
+    pub cells: Vec<ChunkEntry>,
 }
 
 /// Who vouches for an epoch's rows, as its signed manifest states it.
@@ -78,6 +103,10 @@ pub struct Manifest {
     /// published before any query, so that the noise of every answer is fixed before
     /// the researcher's nonce is seen.
     pub noise_commitment: Option<String>,
+    /// The schema's roll-ups, in its order (absent without any, so that manifests of
+    /// earlier versions keep their bytes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollups: Vec<RollupEntry>,
 }
 
 /// A manifest with the node's signature over its canonical bytes.
@@ -114,6 +143,39 @@ impl Manifest {
             credential: b.credential + c.credential_rows,
             organisation: b.organisation + c.organisation_rows,
         })
+    }
+
+    /// Checks how the roll-ups' sealings fit the epoch: each roll-up's sealings cover
+    /// every chunk of the epoch exactly once, list their chunks ascending, and their
+    /// cell chunks in ascending index order without repeats. The message names the
+    /// roll-up and what is wrong.
+    pub fn check_rollups(&self) -> Result<(), String> {
+        let epoch: Vec<u64> = self.chunks.iter().map(|c| c.index).collect();
+        for rollup in &self.rollups {
+            let fail = |message: String| Err(format!("roll-up `{}`: {message}", rollup.name));
+            let mut covered: Vec<u64> = Vec::with_capacity(epoch.len());
+            let mut cells: Vec<u64> = Vec::new();
+            for sealing in &rollup.sealings {
+                if sealing.chunks.is_empty() || !sealing.chunks.is_sorted_by(|a, b| a < b) {
+                    return fail(format!(
+                        "a sealing lists chunks {:?}, not ascending",
+                        sealing.chunks
+                    ));
+                }
+                covered.extend(&sealing.chunks);
+                cells.extend(sealing.cells.iter().map(|c| c.index));
+            }
+            covered.sort_unstable();
+            if covered != epoch {
+                return fail(format!(
+                    "its sealings roll up chunks {covered:?}, not each of the epoch's {epoch:?} once"
+                ));
+            }
+            if !cells.is_sorted_by(|a, b| a < b) {
+                return fail(format!("cell chunks {cells:?} are not in ascending order"));
+            }
+        }
+        Ok(())
     }
 
     /// The bytes that are hashed and signed: the manifest as compact JSON, fields in
@@ -216,6 +278,76 @@ mod tests {
             previous: Some("sha256:11".into()),
             privacy: "dp".into(),
             noise_commitment: Some(fr_to_hex(&Fr::from(6u8))),
+            rollups: Vec::new(),
+        }
+    }
+
+    fn entry(index: u64) -> ChunkEntry {
+        ChunkEntry {
+            index,
+            commitment: fr_to_hex(&Fr::from(index)),
+            rows: 8,
+            credential_rows: 0,
+            organisation_rows: 0,
+        }
+    }
+
+    #[test]
+    fn rollups_cover_every_chunk_once_and_are_signed() {
+        let mut m = manifest();
+        m.chunks = (0..4).map(entry).collect();
+        let sealing = |chunks: Vec<u64>, cells: Vec<u64>| SealingEntry {
+            chunks,
+            cells: cells.into_iter().map(entry).collect(),
+        };
+        let rollup = |sealings| RollupEntry {
+            name: "daily".into(),
+            sealings,
+        };
+        m.rollups = vec![rollup(vec![
+            sealing(vec![0, 1], vec![0]),
+            sealing(vec![2, 3], vec![1, 2]),
+        ])];
+        assert_eq!(m.check_rollups(), Ok(()));
+        let text = String::from_utf8(m.canonical_bytes()).unwrap();
+        assert!(text.contains("\"rollups\":[{\"name\":\"daily\",\"sealings\":[{\"chunks\":[0,1]"));
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let signed = m.clone().sign(&key);
+        let mut tampered = signed.clone();
+        tampered.manifest.rollups[0].sealings[1].cells[0].commitment = fr_to_hex(&Fr::from(9u8));
+        assert!(tampered.verify(None).is_err());
+        for (sealings, message) in [
+            (
+                vec![sealing(vec![0, 1], vec![0])],
+                "not each of the epoch's",
+            ),
+            (
+                vec![
+                    sealing(vec![0, 1, 2], vec![0]),
+                    sealing(vec![2, 3], vec![1]),
+                ],
+                "not each of the epoch's",
+            ),
+            (vec![sealing(vec![1, 0, 2, 3], vec![0])], "not ascending"),
+            (
+                vec![sealing(vec![0, 1], vec![1]), sealing(vec![2, 3], vec![0])],
+                "not in ascending order",
+            ),
+            (
+                vec![sealing(vec![0, 1], vec![0]), sealing(vec![2, 3], vec![0])],
+                "not in ascending order",
+            ),
+            (
+                vec![sealing(vec![], vec![]), sealing(vec![0, 1, 2, 3], vec![0])],
+                "not ascending",
+            ),
+        ] {
+            m.rollups = vec![rollup(sealings)];
+            let e = m.check_rollups().unwrap_err();
+            assert!(
+                e.starts_with("roll-up `daily`: ") && e.contains(message),
+                "{e}"
+            );
         }
     }
 

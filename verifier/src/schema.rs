@@ -49,6 +49,10 @@ use zkfabric_circuits::{
     eligibility::{Bound, BoundRow, AGE_BITS, DISTRICT_BITS, TIME_BITS},
 };
 
+/// Dataset ids lie below `2^48`: the bits above number a roll-up's cell table
+/// ([`Schema::cells_table_id`]).
+pub const CELLS_TABLE_SHIFT: u32 = 48;
+
 /// Name of the implied column that marks real rows.
 pub const PRESENT: &str = "present";
 
@@ -518,6 +522,15 @@ impl Schema {
                 format!("dataset name {name:?} is not an identifier"),
             ));
         }
+        if *raw.id.get_ref() >> CELLS_TABLE_SHIFT != 0 {
+            return Err(invalid(
+                raw.id.span(),
+                format!(
+                    "id = {} is not below 2^{CELLS_TABLE_SHIFT}",
+                    raw.id.get_ref()
+                ),
+            ));
+        }
         let chunk_rows = *raw.chunk_rows.get_ref();
         if !chunk_rows.is_power_of_two() || !(2..=1 << 20).contains(&chunk_rows) {
             return Err(invalid(
@@ -855,6 +868,34 @@ impl Schema {
         }
     }
 
+    /// The stored columns of a roll-up's cells (the cells' layout but `present`): each
+    /// key part under its column's name (a bucket holds its first instant), then per
+    /// purpose `count:PURPOSE` and `MEASURE:PURPOSE` for each measure.
+    pub fn cell_columns(&self, rollup: &Rollup) -> Vec<String> {
+        let mut names: Vec<String> = rollup
+            .dimensions
+            .iter()
+            .map(|d| d.column().to_string())
+            .collect();
+        for purpose in &self.columns[self.consent()].purposes {
+            names.push(format!("count:{purpose}"));
+            names.extend(rollup.measures.iter().map(|m| format!("{m}:{purpose}")));
+        }
+        names
+    }
+
+    /// The id a roll-up's cell chunks are committed under (in place of the dataset's):
+    /// the dataset id with the roll-up's position, from 1, above bit 48, so that no cell
+    /// chunk is another table's chunk.
+    pub fn cells_table_id(&self, rollup: &Rollup) -> u64 {
+        let position = self
+            .rollups
+            .iter()
+            .position(|r| r.name == rollup.name)
+            .expect("one of the schema's roll-ups");
+        self.id | ((position as u64 + 1) << CELLS_TABLE_SHIFT)
+    }
+
     /// A roll-up's chunk shapes and cell layout, with cell chunks of `cell_rows` rows.
     pub fn rollup_shapes(
         &self,
@@ -1086,8 +1127,13 @@ mod tests {
         );
         assert_eq!(schema.rollups[0].dimensions[1].to_string(), "day(time)");
         let shapes = schema.rollup_shapes(&schema.rollups[0], 8).unwrap();
-        // One purpose: the cells hold the key, present, a count and a sum.
+        // One purpose: the cells hold the key, a count, a sum and present.
         assert_eq!(shapes.cell_layout().columns().len(), 5);
+        assert_eq!(
+            schema.cell_columns(&schema.rollups[0]),
+            ["d", "time", "count:a", "kwh:a"]
+        );
+        assert_eq!(schema.cells_table_id(&schema.rollups[0]), 9 | 1 << 48);
         assert!(schema.rollup_clips(&schema.rollups[0]).is_empty());
 
         for (rollup, message) in [

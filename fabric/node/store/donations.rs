@@ -378,7 +378,7 @@ impl Store {
                 }
                 move_rows(&tx, id, *chunk, cut, replacement.as_ref().map(|c| c.index))?;
             }
-            let published = super::seal::publish_epoch(&tx, &schema, &self.key)?;
+            let (published, _) = super::seal::publish_epoch(&tx, &self.dir, &schema, &self.key)?;
             debug_assert_eq!(published, epoch);
             Some(epoch)
         };

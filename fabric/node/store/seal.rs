@@ -32,6 +32,8 @@ pub struct SealReport {
     pub chunks: u64,
     /// Rows sealed.
     pub rows: u64,
+    /// What each roll-up's new sealing made of them.
+    pub rollups: Vec<super::RolledUp>,
 }
 
 impl Store {
@@ -130,7 +132,7 @@ impl Store {
             epoch,
             (first_index as u64, capacity as u64),
         )?;
-        let published = publish_epoch(&tx, schema, &self.key)?;
+        let (published, rollups) = publish_epoch(&tx, &self.dir, schema, &self.key)?;
         debug_assert_eq!(published, epoch);
         fail_point!("seal-before-commit");
         tx.commit()?;
@@ -151,6 +153,7 @@ impl Store {
             epoch,
             chunks: new_chunks.len() as u64,
             rows: sealed_rows as u64,
+            rollups,
         }))
     }
 }
@@ -216,12 +219,14 @@ pub(super) fn insert_chunk(
 }
 
 /// Signs and records the next epoch of `schema`'s dataset over its live chunks (those
-/// no later epoch retired), chained to the previous manifest; returns the epoch.
+/// no later epoch retired), each rolled up by every roll-up, chained to the previous
+/// manifest; returns the epoch and what its new sealings made.
 pub(super) fn publish_epoch(
     tx: &rusqlite::Transaction,
+    dir: &Path,
     schema: &Schema,
     key: &SigningKey,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, Vec<super::RolledUp>), StoreError> {
     let dataset = &schema.name;
     let previous: Option<(i64, String)> = tx
         .query_row(
@@ -258,6 +263,7 @@ pub(super) fn publish_epoch(
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
+    let rolled_up = super::rollups::roll_up(tx, dir, schema, epoch)?;
     // A dp epoch commits to a fresh noise secret before anyone can ask about it.
     let secret = match schema.privacy {
         Privacy::Dp(_) => Some(Fr::rand(&mut OsRng)),
@@ -273,6 +279,7 @@ pub(super) fn publish_epoch(
         previous: previous_hash,
         privacy: schema.privacy.mode().to_string(),
         noise_commitment: secret.map(|s| fr_to_hex(&secret_commitment(s))),
+        rollups: super::rollups::entries(tx, schema)?,
     }
     .sign(key);
     let secret = secret.map(|s| {
@@ -290,5 +297,5 @@ pub(super) fn publish_epoch(
             secret
         ],
     )?;
-    Ok(epoch)
+    Ok((epoch, rolled_up))
 }
