@@ -3,9 +3,16 @@
 //! with DataFusion, the chunk proofs run in parallel, and a tree of combine proofs closes
 //! the answer into a [`Bundle`].
 
+mod sealing;
+
+pub use sealing::{Sealing, SealingProven};
+
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
 };
 
 use ark_ff::PrimeField;
@@ -24,8 +31,8 @@ use rayon::prelude::*;
 use zkfabric_circuits::{
     aggregate::{self, AggregateCircuit, AggregateInstance, Grouping, Partial},
     combine::{
-        challenge, Closing, CombineCircuit, CombineResult, CombineShape, GroupAnswer, GroupNoisy,
-        GroupRelease, NoiseParams, Opening,
+        challenge, Closing, CombineCircuit, CombineParams, CombineResult, CombineShape,
+        GroupAnswer, GroupNoisy, GroupRelease, NoiseParams, Opening,
     },
     commitment::Chunk,
     evaluation::{add_tallies, Tallies, Tally},
@@ -525,43 +532,15 @@ pub async fn prove(
     progress(Progress::Combining);
     let fan_in = request.limits.combine_inputs;
     let subtotal_shape = CombineShape::subtotal(fan_in);
-    let mut combine_proofs = Vec::new();
-    let mut level: Vec<Opening> = proven.iter().map(|(_, o, _, _)| *o).collect();
-    let mut subtotal_key = None;
-    while level.len() > fan_in {
-        if subtotal_key.is_none() {
-            let d = subtotal_shape.description();
-            subtotal_key =
-                Some(keys.get::<CombineCircuit>(&subtotal_shape, &d, request.setup, on_setup)?);
-        }
-        let pk = subtotal_key.as_ref().expect("just made");
-        let groups: Vec<&[Opening]> = level.chunks(fan_in).collect();
-        let next: Vec<(Opening, pb::CombineProof)> = in_waves(groups, |openings| {
-            check_cancel()?;
-            let blind = Fr::from(OsRng.gen::<u128>());
-            let circuit = CombineCircuit::new(
-                subtotal_shape.clone(),
-                circuits.combine_params.clone(),
-                openings.to_vec(),
-                Closing::Subtotal { blind },
-            )?;
-            let CombineResult::Subtotal { commitment } = circuit.instance.result else {
-                unreachable!("a subtotal shape outputs a subtotal")
-            };
-            let evaluation = circuit.sum;
-            let proof = snark::prove(pk, circuit, &mut OsRng)?;
-            Ok::<_, ProveError>((
-                Opening { evaluation, blind },
-                pb::CombineProof {
-                    subtotal: fr_to_bytes(&commitment),
-                    proof: snark::proof_to_bytes(&proof),
-                },
-            ))
-        })?;
-        let (openings, proofs): (Vec<_>, Vec<_>) = next.into_iter().unzip();
-        combine_proofs.extend(proofs);
-        level = openings;
-    }
+    let level: Vec<Opening> = proven.iter().map(|(_, o, _, _)| *o).collect();
+    let subtotals = Subtotals {
+        keys,
+        setup: request.setup,
+        fan_in,
+        cancel,
+        progress: &progress,
+    };
+    let (level, mut combine_proofs, subtotal_key) = subtotals.prove(level, fan_in, None)?;
     check_cancel()?;
     let root_description = circuits.root_shape.description();
     let root_pk = keys.get::<CombineCircuit>(
@@ -648,6 +627,84 @@ fn privacy_terms(
         terms.charge = Some(n.charge);
     }
     terms
+}
+
+/// Subtotal combines of `fan_in` inputs: how a tree of them is proven over committed
+/// evaluations, for a query's answer and a roll-up's sealing alike.
+struct Subtotals<'a> {
+    keys: &'a KeyCache,
+    /// Whether a missing key may be made by a single-party setup.
+    setup: bool,
+    fan_in: usize,
+    cancel: &'a AtomicBool,
+    progress: &'a (dyn Fn(Progress) + Sync),
+}
+
+impl Subtotals<'_> {
+    /// Proves subtotal levels over `level` while more than `until` openings remain, each
+    /// combine opening the next `fan_in` of them; a level of one combine outputs its
+    /// commitment under `last_blind` when given (else a fresh blind). The last level, the
+    /// proofs (leaves first), and the key when any subtotal was needed.
+    #[allow(clippy::type_complexity)]
+    fn prove(
+        &self,
+        mut level: Vec<Opening>,
+        until: usize,
+        last_blind: Option<Fr>,
+    ) -> Result<(Vec<Opening>, Vec<pb::CombineProof>, Option<Arc<ProvingKey>>), ProveError> {
+        let shape = CombineShape::subtotal(self.fan_in);
+        let params = CombineParams {
+            min_group_size: 1,
+            threshold: 0,
+            noise: None,
+        };
+        let mut proofs = Vec::new();
+        let mut key = None;
+        while level.len() > until {
+            if key.is_none() {
+                let d = shape.description();
+                let on_setup = |_: &str| (self.progress)(Progress::Setup);
+                key = Some(
+                    self.keys
+                        .get::<CombineCircuit>(&shape, &d, self.setup, on_setup)?,
+                );
+            }
+            let pk = key.as_ref().expect("just made");
+            let groups: Vec<&[Opening]> = level.chunks(self.fan_in).collect();
+            let last = groups.len() == 1;
+            let next: Vec<(Opening, pb::CombineProof)> = in_waves(groups, |openings| {
+                if self.cancel.load(Ordering::Relaxed) {
+                    return Err(ProveError::Cancelled);
+                }
+                let blind = match last_blind.filter(|_| last) {
+                    Some(blind) => blind,
+                    None => Fr::from(OsRng.gen::<u128>()),
+                };
+                let circuit = CombineCircuit::new(
+                    shape.clone(),
+                    params.clone(),
+                    openings.to_vec(),
+                    Closing::Subtotal { blind },
+                )?;
+                let CombineResult::Subtotal { commitment } = circuit.instance.result else {
+                    unreachable!("a subtotal shape outputs a subtotal")
+                };
+                let evaluation = circuit.sum;
+                let proof = snark::prove(pk, circuit, &mut OsRng)?;
+                Ok((
+                    Opening { evaluation, blind },
+                    pb::CombineProof {
+                        subtotal: fr_to_bytes(&commitment),
+                        proof: snark::proof_to_bytes(&proof),
+                    },
+                ))
+            })?;
+            let (openings, made): (Vec<_>, Vec<_>) = next.into_iter().unzip();
+            proofs.extend(made);
+            level = openings;
+        }
+        Ok((level, proofs, key))
+    }
 }
 
 /// Runs `prove` over `items` in parallel, one wave of as many items as rayon has threads

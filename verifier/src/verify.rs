@@ -27,6 +27,10 @@ use zkfabric_circuits::{
 };
 use zkfabric_proto::v1 as pb;
 
+mod sealing;
+
+pub use sealing::{sealing_statements, verify_sealing, SealingStatement};
+
 use crate::{
     bundle::{self, fr_from_bytes, Bundle, BundleError, FORMAT},
     ledger,
@@ -424,36 +428,12 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
 
     // The combine tree: subtotal levels while more than K commitments remain, then the root.
     let fan_in = limits.combine_inputs;
-    let empty = empty_slot_commitment();
-    let pad = |mut slots: Vec<Fr>| {
-        slots.resize(fan_in, empty);
-        slots
-    };
     let mut combines = bundle.combine_proofs.iter().enumerate();
-    let mut subtotal_statements = Vec::new();
     let subtotal_shape = CombineShape::subtotal(fan_in);
-    while level.len() > fan_in {
-        let mut next = Vec::new();
-        for slots in level.chunks(fan_in) {
-            let (i, c) = combines.next().ok_or_else(|| {
-                VerifyError::Failed("combine tree: a subtotal proof is missing".into())
-            })?;
-            let commitment = fr_from_bytes(&c.subtotal, &format!("combine_proofs[{i}].subtotal"))?;
-            let inputs = CombineInstance {
-                input_commitments: pad(slots.to_vec()),
-                totals: None,
-                result: CombineResult::Subtotal { commitment },
-            }
-            .public_inputs(&subtotal_shape)
-            .map_err(|e| VerifyError::Failed(format!("combine tree: {e}")))?;
-            subtotal_statements.push((
-                inputs,
-                proof(&c.proof, &format!("combine_proofs[{i}].proof"))?,
-            ));
-            next.push(commitment);
-        }
-        level = next;
-    }
+    let (subtotal_statements, level) =
+        subtotal_tree(level, fan_in, fan_in, &mut combines, "combine_proofs")?;
+    let mut level = level;
+    level.resize(fan_in, empty_slot_commitment());
     let (i, root) = combines
         .next()
         .ok_or_else(|| VerifyError::Failed("combine tree: the root proof is missing".into()))?;
@@ -471,7 +451,7 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         noise.map(|(plan, commitment, (q, n))| (plan.clone(), commitment, q, n)),
     )?;
     let root_inputs = CombineInstance {
-        input_commitments: pad(level),
+        input_commitments: level,
         totals: Some(TotalsClaim {
             challenge,
             commitment: totals_commitment,
@@ -794,6 +774,47 @@ fn manifest_chunks(
             Ok((id, commitment))
         })
         .collect()
+}
+
+/// The subtotal levels of a combine tree over `level` (evaluation commitments): while
+/// more than `until` remain, each `fan_in` of them (the last group padded with empty
+/// slots) are opened by the next proof of `combines` (`field` names them in errors),
+/// whose output is a commitment of the next level. The subtotals' statements, and the
+/// last level.
+#[allow(clippy::type_complexity)]
+fn subtotal_tree<'a>(
+    mut level: Vec<Fr>,
+    fan_in: usize,
+    until: usize,
+    combines: &mut impl Iterator<Item = (usize, &'a pb::CombineProof)>,
+    field: &str,
+) -> Result<(Vec<(Vec<Fr>, Proof)>, Vec<Fr>), VerifyError> {
+    let shape = CombineShape::subtotal(fan_in);
+    let mut statements = Vec::new();
+    while level.len() > until {
+        let mut next = Vec::new();
+        for slots in level.chunks(fan_in) {
+            let (i, c) = combines.next().ok_or_else(|| {
+                VerifyError::Failed(format!(
+                    "combine tree: a subtotal proof of {field} is missing"
+                ))
+            })?;
+            let commitment = fr_from_bytes(&c.subtotal, &format!("{field}[{i}].subtotal"))?;
+            let mut inputs = slots.to_vec();
+            inputs.resize(fan_in, empty_slot_commitment());
+            let inputs = CombineInstance {
+                input_commitments: inputs,
+                totals: None,
+                result: CombineResult::Subtotal { commitment },
+            }
+            .public_inputs(&shape)
+            .map_err(|e| VerifyError::Failed(format!("combine tree: {e}")))?;
+            statements.push((inputs, proof(&c.proof, &format!("{field}[{i}].proof"))?));
+            next.push(commitment);
+        }
+        level = next;
+    }
+    Ok((statements, level))
 }
 
 fn proof(bytes: &[u8], field: &str) -> Result<Proof, VerifyError> {

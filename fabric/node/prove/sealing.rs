@@ -1,0 +1,312 @@
+//! Proving a roll-up's sealing ([`pb::SealingProof`]): at the sealing's challenge, every
+//! rolled-up chunk's share (its present rows split by purpose) and every cell chunk's
+//! share (its cells weighted by their counts), each side's shares added by subtotal
+//! combines down to one commitment, both sides' last commitment under one blind, so that
+//! they are the same field element exactly when the cells are the rows' aggregation.
+//!
+//! Chunk proofs are kept in the proof cache like a query's, so proving a sealing again
+//! (for a later epoch that lists it, or after an interruption) reuses them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ark_ff::PrimeField;
+use rand::{rngs::OsRng, Rng};
+use zkfabric_circuits::{
+    aggregate::{self, AggregateCircuit, AggregateInstance, AggregateQuery, AggregateShape},
+    combine::Opening,
+    commitment::Chunk,
+    evaluation, rollup,
+    snark::{self, ProvingKey},
+    Fr,
+};
+use zkfabric_proto::v1 as pb;
+
+use super::{in_waves, verifying_key, Progress, ProveError, Subtotals};
+use crate::{
+    node::keys::KeyCache,
+    node::proofs::{ProofCache, ProofKey},
+    node::store::{Store, StoreError},
+    verifier::bundle::fr_to_bytes,
+    verifier::manifest::{fr_from_hex, fr_to_hex, SignedManifest},
+};
+
+/// Where a sealing proof is made: the store, keys and proof cache, whether missing keys
+/// may be made by a single-party setup, the subtotal fan-in, and what stops it.
+pub struct Sealing<'a> {
+    /// The store holding the chunks and cells.
+    pub store: &'a Store,
+    /// Proving keys.
+    pub keys: &'a KeyCache,
+    /// Chunk proofs kept for reuse.
+    pub proofs: &'a ProofCache,
+    /// Whether missing keys may be made by a single-party setup (development keys).
+    pub setup: bool,
+    /// Inputs of each subtotal combine.
+    pub fan_in: usize,
+    /// Set when the node is shutting down.
+    pub cancel: &'a AtomicBool,
+}
+
+/// A sealing's proof and the verifying keys its statements need.
+pub struct SealingProven {
+    /// The proof.
+    pub proof: pb::SealingProof,
+    /// The keys of the rows', the cells' and (when any was needed) the subtotals' shapes.
+    pub verifying_keys: Vec<pb::VerifyingKey>,
+}
+
+/// One side's chunks, each with its published commitment (the store is read before
+/// proving: its connection is not shared between threads).
+struct Side<'s> {
+    shape: &'s AggregateShape,
+    query: &'s AggregateQuery,
+    chunks: Vec<(Fr, Chunk)>,
+}
+
+impl Sealing<'_> {
+    /// Proves sealing `position` of roll-up `rollup` as `manifest` lists it.
+    pub fn prove(
+        &self,
+        manifest: &SignedManifest,
+        rollup_name: &str,
+        position: usize,
+        progress: impl Fn(Progress) + Sync,
+    ) -> Result<SealingProven, ProveError> {
+        let dataset = &manifest.manifest.dataset;
+        let schema = self.store.schema(dataset)?;
+        let corrupt = |m: String| ProveError::Store(StoreError::Corrupt(m));
+        let declared = schema
+            .rollups
+            .iter()
+            .find(|r| r.name == rollup_name)
+            .ok_or_else(|| corrupt(format!("{dataset} declares no roll-up {rollup_name}")))?;
+        let sealing = manifest
+            .manifest
+            .rollups
+            .iter()
+            .find(|r| r.name == rollup_name)
+            .and_then(|r| r.sealings.get(position))
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "epoch {} of {dataset} lists no sealing {position} of roll-up {rollup_name}",
+                    manifest.manifest.epoch
+                ))
+            })?;
+        let shapes = schema.rollup_shapes(declared, manifest.manifest.chunk_rows)?;
+        let rows_query = shapes.rows_query(schema.rollup_clips(declared));
+        let cells_query = shapes.cells_query();
+        let hex = |text: &str, what: String| {
+            fr_from_hex(text)
+                .ok_or_else(|| corrupt(format!("{what}'s published commitment is unreadable")))
+        };
+        let rows = sealing
+            .chunks
+            .iter()
+            .map(|&index| {
+                let entry = manifest
+                    .manifest
+                    .chunks
+                    .iter()
+                    .find(|c| c.index == index)
+                    .ok_or_else(|| corrupt(format!("sealing chunk {index} is not the epoch's")))?;
+                Ok((index, hex(&entry.commitment, format!("chunk {index}"))?))
+            })
+            .collect::<Result<Vec<_>, ProveError>>()?;
+        let cells = sealing
+            .cells
+            .iter()
+            .map(|c| {
+                Ok((
+                    c.index,
+                    hex(&c.commitment, format!("cell chunk {}", c.index))?,
+                ))
+            })
+            .collect::<Result<Vec<_>, ProveError>>()?;
+        let challenge = rollup::challenge(
+            &shapes,
+            &rows_query,
+            &rows.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
+            &cells.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
+        );
+        let blind = self.top_blind(dataset, rollup_name, challenge);
+        progress(Progress::Proving {
+            total: rows.len() + cells.len(),
+        });
+        let rows = rows
+            .into_iter()
+            .map(|(index, c)| Ok((c, self.store.chunk(dataset, index)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let cells = cells
+            .into_iter()
+            .map(|(index, c)| Ok((c, self.store.cell_chunk(dataset, rollup_name, index)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let subtotals = Subtotals {
+            keys: self.keys,
+            setup: self.setup,
+            fan_in: self.fan_in,
+            cancel: self.cancel,
+            progress: &progress,
+        };
+        let mut verifying_keys = Vec::new();
+        let mut sides = Vec::new();
+        let mut subtotal_key = None;
+        for side in [
+            Side {
+                shape: &shapes.rows,
+                query: &rows_query,
+                chunks: rows,
+            },
+            Side {
+                shape: &shapes.cells,
+                query: &cells_query,
+                chunks: cells,
+            },
+        ] {
+            let (pk, proven) = self.prove_side(&side, challenge, blind, &progress)?;
+            verifying_keys.push(verifying_key(&pk, side.shape.description()));
+            let level = proven.iter().map(|(opening, _)| *opening).collect();
+            let (top, combines, key) = subtotals.prove(level, 1, Some(blind))?;
+            subtotal_key = subtotal_key.or(key);
+            sides.push((
+                proven.into_iter().map(|(_, p)| p).collect::<Vec<_>>(),
+                combines,
+                top,
+            ));
+        }
+        let (cells_proofs, cell_subtotals, cells_top) = sides.pop().expect("two sides");
+        let (rows_proofs, row_subtotals, rows_top) = sides.pop().expect("two sides");
+        if rows_top != cells_top {
+            return Err(corrupt(format!(
+                "the cells of sealing {position} of roll-up {rollup_name} are not the \
+                 aggregation of its chunks' rows"
+            )));
+        }
+        if let Some(pk) = &subtotal_key {
+            let shape = zkfabric_circuits::combine::CombineShape::subtotal(self.fan_in);
+            verifying_keys.push(verifying_key(pk, shape.description()));
+        }
+        Ok(SealingProven {
+            proof: pb::SealingProof {
+                rollup: rollup_name.to_string(),
+                sealing: position as u32,
+                fan_in: self.fan_in as u32,
+                rows: rows_proofs,
+                cells: cells_proofs,
+                row_subtotals,
+                cell_subtotals,
+            },
+            verifying_keys,
+        })
+    }
+
+    /// The blind both sides' last commitment is made under: a hash of the node's
+    /// signature on the sealing (deterministic, so a proof made again reuses cached chunk
+    /// proofs; unknown without the node's key, so the commitment hides the evaluation).
+    fn top_blind(&self, dataset: &str, rollup: &str, challenge: Fr) -> Fr {
+        let statement = format!(
+            "zkfabric sealing blind v1\n{dataset}\n{rollup}\n{}\n",
+            fr_to_hex(&challenge)
+        );
+        Fr::from_le_bytes_mod_order(&self.store.sign(statement.as_bytes()).to_bytes())
+    }
+
+    /// Proves (or takes from the cache) each chunk of `side` at `challenge`; a side of one
+    /// chunk commits its share under `blind`, the side's last commitment.
+    #[allow(clippy::type_complexity)]
+    fn prove_side(
+        &self,
+        side: &Side,
+        challenge: Fr,
+        blind: Fr,
+        progress: &(impl Fn(Progress) + Sync),
+    ) -> Result<(std::sync::Arc<ProvingKey>, Vec<(Opening, pb::ChunkProof)>), ProveError> {
+        let description = side.shape.description();
+        let on_setup = |_: &str| progress(Progress::Setup);
+        let pk =
+            self.keys
+                .get::<AggregateCircuit>(side.shape, &description, self.setup, on_setup)?;
+        let fingerprint = snark::fingerprint(pk.verifying_key());
+        let vk = snark::prepare(pk.verifying_key());
+        let parameters = format!(
+            "{:?} sealing challenge {}",
+            side.query,
+            fr_to_hex(&challenge)
+        );
+        let single = side.chunks.len() == 1;
+        let proven = in_waves(side.chunks.iter().collect(), |(commitment, chunk)| {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(ProveError::Cancelled);
+            }
+            let (commitment, index) = (*commitment, chunk.index);
+            let cache_key = ProofKey::new(&fingerprint, &description, &parameters, &commitment);
+            if let Some(cached) = self.proofs.get(&cache_key) {
+                let tallies = aggregate::evaluate(side.shape, side.query, chunk)?;
+                let share = aggregate::share(side.shape, &tallies, challenge);
+                let evaluation_commitment = evaluation::commit(share, cached.blind);
+                let inputs = AggregateInstance {
+                    chunk_commitment: commitment,
+                    chunk: chunk.id(&side.shape.layout),
+                    query: side.query.clone(),
+                    challenge,
+                    evaluation_commitment,
+                }
+                .public_inputs(side.shape)?;
+                if (!single || cached.blind == blind)
+                    && snark::verify_prepared(&vk, &inputs, &cached.proof)?
+                {
+                    progress(Progress::ChunkProven { reused: true });
+                    return Ok(chunk_proven(
+                        index,
+                        share,
+                        cached.blind,
+                        evaluation_commitment,
+                        &cached.proof,
+                    ));
+                }
+            }
+            let chunk_blind = if single {
+                blind
+            } else {
+                Fr::from(OsRng.gen::<u128>())
+            };
+            let circuit = AggregateCircuit::new(
+                side.shape.clone(),
+                side.query.clone(),
+                chunk.clone(),
+                challenge,
+                chunk_blind,
+            )?;
+            let (share, evaluation_commitment) =
+                (circuit.share, circuit.instance.evaluation_commitment);
+            let proof = snark::prove(&pk, circuit, &mut OsRng)?;
+            self.proofs.put(&cache_key, chunk_blind, &proof);
+            progress(Progress::ChunkProven { reused: false });
+            Ok(chunk_proven(
+                index,
+                share,
+                chunk_blind,
+                evaluation_commitment,
+                &proof,
+            ))
+        })?;
+        Ok((pk, proven))
+    }
+}
+
+/// A proven chunk: its opening for the subtotals, and its proof for the bundle.
+fn chunk_proven(
+    index: u64,
+    evaluation: Fr,
+    blind: Fr,
+    commitment: Fr,
+    proof: &snark::Proof,
+) -> (Opening, pb::ChunkProof) {
+    (
+        Opening { evaluation, blind },
+        pb::ChunkProof {
+            chunk: index,
+            evaluation_commitment: fr_to_bytes(&commitment),
+            proof: snark::proof_to_bytes(proof),
+        },
+    )
+}

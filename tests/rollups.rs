@@ -1,0 +1,245 @@
+//! Roll-ups' sealing proofs end to end: the node proves that a sealing's cells are its
+//! chunks' rows aggregated, a verifier checks it from the signed manifest alone, and every
+//! way a dishonest node could present other cells (changed ones, proofs of another
+//! sealing or epoch, a cell chunk left out, two sides that do not close) is refused.
+
+use std::{collections::HashMap, path::Path, sync::atomic::AtomicBool};
+
+use tempfile::TempDir;
+use zkfabric::{
+    node::{
+        keys::KeyCache,
+        proofs::ProofCache,
+        prove::{Sealing, SealingProven},
+        store::Store,
+    },
+    shared::{records, synth},
+    verifier::{
+        manifest::{fr_to_hex, Manifest},
+        schema::Schema,
+        verify::{verify_sealing, VerifyError},
+    },
+};
+use zkfabric_circuits::{aggregate::AggregateCircuit, commitment::Chunk, rollup, snark, Fr};
+use zkfabric_proto::v1 as pb;
+
+/// Consumption in chunks of 8 rows, rolled up by district and hour per day.
+fn schema() -> Schema {
+    let base = Schema::builtin("consumption")
+        .unwrap()
+        .with_chunk_rows(8)
+        .unwrap();
+    let text = format!(
+        "{}\n[[rollups]]\nname = \"daily\"\n\
+         dimensions = [\"district\", \"hour\", \"day(time)\"]\nmeasures = [\"kwh\"]\n",
+        base.source
+    );
+    Schema::parse("rolled.toml", &text).unwrap()
+}
+
+/// A store holding `rows` generated readings (full chunks sealed on ingest).
+fn store_with(dir: &Path, rows: usize, seed: u64) -> Store {
+    let schema = schema();
+    let mut store = Store::open(&dir.join("data")).unwrap();
+    store.register(&schema).unwrap();
+    ingest(&mut store, dir, rows, seed);
+    store
+}
+
+fn ingest(store: &mut Store, dir: &Path, rows: usize, seed: u64) {
+    let schema = schema();
+    let columns = synth::generate(&schema, rows, seed, |_| {}).unwrap();
+    let path = dir.join(format!("rows-{seed}.parquet"));
+    records::write_file(
+        &path,
+        records::arrow_schema(&schema),
+        [records::to_batch(&schema, &columns, 0..rows)],
+    )
+    .unwrap();
+    store.ingest("consumption", &[path], false).unwrap();
+}
+
+fn prove(store: &Store, dir: &Path, position: usize) -> (Manifest, SealingProven) {
+    let signed = store.manifest("consumption", None).unwrap();
+    let keys = KeyCache::new(&dir.join("data"));
+    let proofs = ProofCache::open(&dir.join("data"), 1000).unwrap();
+    let proven = Sealing {
+        store,
+        keys: &keys,
+        proofs: &proofs,
+        setup: true,
+        fan_in: 3,
+        cancel: &AtomicBool::new(false),
+    }
+    .prove(&signed, "daily", position, |_| {})
+    .unwrap();
+    (signed.manifest, proven)
+}
+
+/// Verifies with the keys the proof came with, pinned by shape.
+fn check(
+    manifest: &Manifest,
+    proven: &SealingProven,
+    proof: &pb::SealingProof,
+) -> Result<usize, VerifyError> {
+    let keys: HashMap<String, snark::VerifyingKey> = proven
+        .verifying_keys
+        .iter()
+        .map(|k| {
+            (
+                k.shape.clone(),
+                snark::verifying_key_from_bytes(&k.key).unwrap(),
+            )
+        })
+        .collect();
+    verify_sealing(&schema(), manifest, proof, |shape| {
+        keys.get(shape)
+            .cloned()
+            .ok_or_else(|| VerifyError::Failed(format!("no key for {shape}")))
+    })
+}
+
+#[test]
+fn a_sealing_is_proven_and_verified_from_the_manifest_and_tampering_is_refused() {
+    let tmp = TempDir::new().unwrap();
+    // 40 rows: five chunks, one sealing; their cells fill several cell chunks.
+    let store = store_with(tmp.path(), 40, 3);
+    let (manifest, proven) = prove(&store, tmp.path(), 0);
+    let proof = &proven.proof;
+    assert_eq!(proof.rows.len(), 5);
+    assert!(proof.cells.len() >= 2, "{} cell chunks", proof.cells.len());
+    assert!(!proof.row_subtotals.is_empty() && !proof.cell_subtotals.is_empty());
+    let checked = check(&manifest, &proven, proof).unwrap();
+    assert_eq!(
+        checked,
+        proof.rows.len()
+            + proof.cells.len()
+            + proof.row_subtotals.len()
+            + proof.cell_subtotals.len()
+    );
+
+    // Proving again takes every chunk proof from the cache and verifies alike.
+    let (_, again) = prove(&store, tmp.path(), 0);
+    assert_eq!(again.proof.rows, proof.rows);
+    check(&manifest, &proven, &again.proof).unwrap();
+
+    let refused = |what: &str, edit: &dyn Fn(&mut pb::SealingProof, &mut Manifest)| {
+        let (mut p, mut m) = (proof.clone(), manifest.clone());
+        edit(&mut p, &mut m);
+        assert!(check(&m, &proven, &p).is_err(), "{what} was accepted");
+    };
+    refused("two chunk proofs swapped", &|p, _| p.rows.swap(0, 1));
+    refused("a chunk proof's share commitment changed", &|p, _| {
+        p.rows[1].evaluation_commitment = p.rows[2].evaluation_commitment.clone()
+    });
+    refused("a cell chunk left out of the manifest", &|_, m| {
+        m.rollups[0].sealings[0].cells.pop();
+    });
+    refused("a cell chunk and its proof left out", &|p, m| {
+        m.rollups[0].sealings[0].cells.pop();
+        p.cells.pop();
+    });
+    refused("a cell chunk's published row count changed", &|_, m| {
+        m.rollups[0].sealings[0].cells[0].rows -= 1;
+    });
+    refused("the rows' last subtotal replaced by the cells'", &|p, _| {
+        let last = p.cell_subtotals.last().unwrap().clone();
+        *p.row_subtotals.last_mut().unwrap() = last;
+    });
+    refused("a subtotal left out", &|p, _| {
+        p.cell_subtotals.remove(0);
+    });
+    refused("another fan-in", &|p, _| p.fan_in = 2);
+    refused("a sealing the manifest does not list", &|p, _| {
+        p.sealing = 1
+    });
+    refused(
+        "a rolled-up chunk's published commitment changed",
+        &|_, m| m.chunks[0].commitment = m.chunks[1].commitment.clone(),
+    );
+}
+
+#[test]
+fn a_sealing_proof_holds_for_its_own_sealing_and_epoch_only() {
+    let tmp = TempDir::new().unwrap();
+    let mut store = store_with(tmp.path(), 16, 4);
+    let (first_manifest, first) = prove(&store, tmp.path(), 0);
+    // A second ingest publishes epoch 2 with a second sealing of other chunks.
+    ingest(&mut store, tmp.path(), 16, 5);
+    let (second_manifest, second) = prove(&store, tmp.path(), 1);
+    check(&second_manifest, &second, &second.proof).unwrap();
+    // The first sealing is listed in epoch 2 too, and its proof still holds there.
+    check(&second_manifest, &first, &first.proof).unwrap();
+    // Sealing 0's proof presented as sealing 1 (the challenge of another sealing).
+    let mut reused = first.proof.clone();
+    reused.sealing = 1;
+    assert!(check(&second_manifest, &first, &reused).is_err());
+    // Sealing 1's proof against epoch 1, which has no sealing 1.
+    assert!(check(&first_manifest, &second, &second.proof).is_err());
+}
+
+#[test]
+fn cells_other_than_the_rows_aggregation_cannot_close_the_sealing() {
+    // A dishonest node commits cells with one count raised, lists them in its manifest
+    // and proves both sides honestly at the challenge those commitments give: every
+    // chunk proof verifies, and the two sides' last commitments differ, so the sealing
+    // is refused.
+    let tmp = TempDir::new().unwrap();
+    let store = store_with(tmp.path(), 8, 6);
+    let (manifest, honest) = prove(&store, tmp.path(), 0);
+    let schema = schema();
+    let declared = &schema.rollups[0];
+    let shapes = schema.rollup_shapes(declared, 8).unwrap();
+    let rows_query = shapes.rows_query(schema.rollup_clips(declared));
+    let chunk = store.chunk("consumption", 0).unwrap();
+    let mut cells = store.cell_chunk("consumption", "daily", 0).unwrap();
+    cells.columns[shapes.count_column(0)][0] += 1;
+    let lying = Chunk::seal(
+        shapes.cell_layout(),
+        cells.dataset_id,
+        0,
+        cells.columns.clone(),
+        &mut rand::rngs::OsRng,
+    )
+    .unwrap();
+    let mut m = manifest.clone();
+    let sealing = &mut m.rollups[0].sealings[0];
+    assert_eq!(sealing.cells.len(), 1);
+    sealing.cells[0].commitment = fr_to_hex(&lying.commitment(shapes.cell_layout()));
+    let row_commitment = chunk.commitment(&shapes.rows.layout);
+    let challenge = rollup::challenge(
+        &shapes,
+        &rows_query,
+        &[row_commitment],
+        &[lying.commitment(shapes.cell_layout())],
+    );
+    let keys = KeyCache::new(&tmp.path().join("data"));
+    let prove_chunk = |shape, query, chunk: Chunk| {
+        let pk = keys
+            .get::<AggregateCircuit>(shape, &shape.description(), true, |_| {})
+            .unwrap();
+        let blind = Fr::from(77u8);
+        let circuit = AggregateCircuit::new(shape.clone(), query, chunk, challenge, blind).unwrap();
+        let commitment = circuit.instance.evaluation_commitment;
+        let proof = snark::prove(&pk, circuit, &mut rand::rngs::OsRng).unwrap();
+        pb::ChunkProof {
+            chunk: 0,
+            evaluation_commitment: zkfabric::verifier::bundle::fr_to_bytes(&commitment),
+            proof: snark::proof_to_bytes(&proof),
+        }
+    };
+    let proof = pb::SealingProof {
+        rollup: "daily".into(),
+        sealing: 0,
+        fan_in: 3,
+        rows: vec![prove_chunk(&shapes.rows, rows_query.clone(), chunk)],
+        cells: vec![prove_chunk(&shapes.cells, shapes.cells_query(), lying)],
+        row_subtotals: Vec::new(),
+        cell_subtotals: Vec::new(),
+    };
+    let err = check(&m, &honest, &proof).unwrap_err().to_string();
+    assert!(
+        err.contains("the cells are not the aggregation of the rows"),
+        "{err}"
+    );
+}
