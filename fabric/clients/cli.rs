@@ -3,6 +3,7 @@
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::atomic::AtomicBool,
     time::Instant,
 };
 
@@ -13,6 +14,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
     node::config::Config,
+    node::keys::{KeyCache, KeyMode},
+    node::proofs::ProofCache,
+    node::prove::{Progress, ProveError, Sealing},
     node::store::{DatasetSummary, IngestedBatch, RolledUp, Store},
     shared::records,
     shared::synth,
@@ -592,7 +596,7 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Demo { rows, keep } => demo(rows, keep),
         Command::Seal { dataset } => match remote {
             Some(remote) => node::seal(&remote, &dataset),
-            None => seal(data_dir, &dataset),
+            None => seal(data_dir, &config, &dataset),
         },
         Command::Serve { listen, insecure } => node::serve(config, data_dir, listen, insecure),
         Command::Token { name, role } => node::token(&name, &role),
@@ -837,22 +841,99 @@ fn ingest(
             "sealed {} full chunk(s), {} rows: epoch {} published",
             s.chunks, s.rows, s.epoch
         );
-        print_rolled_up(&s.rollups);
+        prove_rolled_up(data_dir, config, &store, dataset, &s.rollups)?;
     }
     Ok(())
 }
 
-/// One line per roll-up a seal brought up to date.
-fn print_rolled_up(rolled: &[RolledUp]) {
+/// For each roll-up a seal brought up to date: what its new sealing made, then its
+/// proofs (made now, so that queries answered from it pay only for its cells). Without
+/// keys for its shapes in ceremony mode, the proofs wait, and the line says so.
+fn prove_rolled_up(
+    data_dir: &Path,
+    config: &Config,
+    store: &Store,
+    dataset: &str,
+    rolled: &[RolledUp],
+) -> Result<()> {
+    if rolled.is_empty() {
+        return Ok(());
+    }
+    let keys = KeyCache::new(data_dir).with_mode(config.keys.mode);
+    let proofs = ProofCache::open(data_dir, config.query.proof_cache_entries)?;
+    let manifest = store.manifest(dataset, None)?;
+    let cancel = AtomicBool::new(false);
+    let sealing = Sealing {
+        store,
+        keys: &keys,
+        proofs: &proofs,
+        setup: config.keys.mode == KeyMode::Development,
+        fan_in: config.query.combine_inputs,
+        cancel: &cancel,
+    };
     for r in rolled {
         println!(
             "rolled {} chunk(s) up into {} cell(s) in {} cell chunk(s) (roll-up {})",
             r.chunks, r.cells, r.cell_chunks, r.rollup
         );
+        // The new sealing is the roll-up's last.
+        let sealings = manifest
+            .manifest
+            .rollups
+            .iter()
+            .find(|e| e.name == r.rollup)
+            .map(|e| e.sealings.as_slice())
+            .unwrap_or_default();
+        let position = sealings.len().saturating_sub(1);
+        let rolled_up = sealings
+            .last()
+            .map(|s| s.chunks.as_slice())
+            .unwrap_or_default();
+        let rows: u64 = manifest
+            .manifest
+            .chunks
+            .iter()
+            .filter(|c| rolled_up.contains(&c.index))
+            .map(|c| c.rows)
+            .sum();
+        let started = Instant::now();
+        let bar = ProgressBar::new(0).with_message(format!("proving roll-up {}", r.rollup));
+        let progress = |p: Progress| match p {
+            Progress::Setup => bar.suspend(|| {
+                eprintln!(
+                    "warning: no key for this circuit shape; making one by single-party setup \
+                     (development only: whoever ran it could forge proofs)"
+                )
+            }),
+            Progress::Proving { total } => bar.set_length(total as u64),
+            Progress::ChunkProven { .. } => bar.inc(1),
+            Progress::Combining => {}
+        };
+        let proven = sealing.prove(&manifest, &r.rollup, position, progress);
+        bar.finish_and_clear();
+        match proven {
+            Ok(p) => {
+                let secs = started.elapsed().as_secs_f64();
+                println!(
+                    "proved roll-up {}: {} chunk, {} cell chunk and {} subtotal proof(s) in \
+                     {secs:.1} s ({:.0} rows/s)",
+                    r.rollup,
+                    p.proof.rows.len(),
+                    p.proof.cells.len(),
+                    p.proof.row_subtotals.len() + p.proof.cell_subtotals.len(),
+                    rows as f64 / secs.max(1e-9)
+                );
+            }
+            Err(ProveError::Keys(e)) => {
+                println!("roll-up {}'s proofs wait for keys: {e}", r.rollup)
+            }
+            Err(e) => return Err(e).context(format!("proving roll-up {}", r.rollup)),
+        }
     }
+    Ok(())
 }
 
-fn seal(data_dir: &Path, dataset: &str) -> Result<()> {
+fn seal(data_dir: &Path, config: &Config, dataset: &str) -> Result<()> {
     let mut store = open(data_dir)?;
     let started = Instant::now();
     let spinner = ProgressBar::new_spinner().with_message(format!("sealing {dataset}"));
@@ -870,7 +951,7 @@ fn seal(data_dir: &Path, dataset: &str) -> Result<()> {
                 s.rows as f64 / secs.max(1e-9),
                 s.epoch
             );
-            print_rolled_up(&s.rollups);
+            prove_rolled_up(data_dir, config, &store, dataset, &s.rollups)?;
         }
     }
     Ok(())
@@ -997,6 +1078,22 @@ fn print_manifest(
         "backing      {}",
         crate::verifier::command::backing_in_words(&m.backing(), schema)
     );
+    for (rollup, entry) in schema.rollups.iter().zip(&m.rollups) {
+        let dimensions: Vec<String> = rollup.dimensions.iter().map(|d| d.to_string()).collect();
+        let cells: u64 = entry.sealings.iter().flat_map(|s| &s.cells).map(|c| c.rows).sum();
+        println!(
+            "roll-up      {} by {} (sums of {}): {cells} cells in {} sealing(s) of {} cell \
+             chunk(s)",
+            rollup.name,
+            dimensions.join(", "),
+            match rollup.measures.is_empty() {
+                true => "no measure".to_string(),
+                false => rollup.measures.join(", "),
+            },
+            entry.sealings.len(),
+            entry.sealings.iter().map(|s| s.cells.len()).sum::<usize>(),
+        );
+    }
     match signed.verify(Some(node_key)) {
         Ok(()) => {
             println!("signature    valid, node key {}", signed.node_key);

@@ -378,6 +378,10 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
     // Coverage: every chunk of the epoch, each proven once, in order, under the dataset
     // id, index and row count the manifest lists (the commitment binds them).
     let touched = manifest_chunks(manifest)?;
+    // The roll-ups the manifest states must fit its chunks, whichever path answered.
+    manifest
+        .check_rollups()
+        .map_err(|e| VerifyError::Failed(format!("manifest: {e}")))?;
     let proven: Vec<u64> = bundle.chunk_proofs.iter().map(|p| p.chunk).collect();
     let wanted: Vec<u64> = touched.iter().map(|(id, _)| id.index).collect();
     if proven != wanted {
