@@ -98,6 +98,7 @@ fn request(sql: &str, nonce: Vec<u8>, budget_epsilon: f64) -> Request {
             budget_epsilon,
             ..PrivacyConfig::default()
         },
+        path: Default::default(),
     }
 }
 

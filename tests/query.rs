@@ -123,6 +123,7 @@ fn request(sql: &str, purpose: &str) -> Request {
         cost: None,
         nonce: None,
         privacy: Default::default(),
+        path: Default::default(),
     }
 }
 

@@ -10,14 +10,15 @@ use zkfabric::{
     node::{
         keys::KeyCache,
         proofs::ProofCache,
-        prove::{Sealing, SealingProven},
+        prove::{self, LoadedSealing, ProveError, QueryPath, Request, Sealing, SealingProven},
         store::Store,
     },
     shared::{records, synth},
     verifier::{
         manifest::{fr_to_hex, Manifest},
+        query::Limits,
         schema::Schema,
-        verify::{verify_sealing, VerifyError},
+        verify::{self, verify_sealing, KeyPins, Report, Trust, VerifyError},
     },
 };
 use zkfabric_circuits::{aggregate::AggregateCircuit, commitment::Chunk, rollup, snark, Fr};
@@ -63,15 +64,15 @@ fn prove(store: &Store, dir: &Path, position: usize) -> (Manifest, SealingProven
     let signed = store.manifest("consumption", None).unwrap();
     let keys = KeyCache::new(&dir.join("data"));
     let proofs = ProofCache::open(&dir.join("data"), 1000).unwrap();
+    let loaded = LoadedSealing::load(store, &signed, "daily", position).unwrap();
     let proven = Sealing {
-        store,
         keys: &keys,
         proofs: &proofs,
         setup: true,
         fan_in: 3,
         cancel: &AtomicBool::new(false),
     }
-    .prove(&signed, "daily", position, |_| {})
+    .prove(&loaded, |_| {})
     .unwrap();
     (signed.manifest, proven)
 }
@@ -241,5 +242,230 @@ fn cells_other_than_the_rows_aggregation_cannot_close_the_sealing() {
     assert!(
         err.contains("the cells are not the aggregation of the rows"),
         "{err}"
+    );
+}
+
+/// Consumption answered exactly, in chunks of 8 rows, rolled up daily by district and
+/// hour with kWh and water: what the query path is compared on.
+fn exact() -> Schema {
+    let base = Schema::builtin("consumption")
+        .unwrap()
+        .with_chunk_rows(8)
+        .unwrap()
+        .threshold_only()
+        .unwrap();
+    let text = format!(
+        "{}\n[[rollups]]\nname = \"daily\"\n\
+         dimensions = [\"district\", \"hour\", \"day(time)\"]\nmeasures = [\"kwh\", \"water\"]\n",
+        base.source
+    );
+    Schema::parse("exact.toml", &text).unwrap()
+}
+
+/// `rows` rows with every column drawn independently, an hour apart from 2026-01-01.
+fn random_rows(schema: &Schema, rows: usize, seed: u64) -> Vec<Vec<u64>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let mut columns = vec![Vec::new(); schema.declared().len()];
+    for row in 0..rows {
+        for (c, column) in schema.declared().iter().enumerate() {
+            columns[c].push(match column.name.as_str() {
+                "time" => 1_767_225_600 + 3600 * row as u64,
+                "age" => rng.gen_range(10..90),
+                _ => rng.gen_range(0..=column.max_code().min(4_999)),
+            });
+        }
+    }
+    columns
+}
+
+/// A store of `exact()` holding `columns`, with its keys and proof cache.
+struct Node {
+    _dir: TempDir,
+    store: Store,
+    keys: KeyCache,
+    proofs: ProofCache,
+}
+
+fn exact_node(rows: usize) -> Node {
+    let dir = TempDir::new().unwrap();
+    let schema = exact();
+    let mut store = Store::open(&dir.path().join("data")).unwrap();
+    store.register(&schema).unwrap();
+    let columns = random_rows(&schema, rows, 7);
+    let path = dir.path().join("rows.parquet");
+    records::write_file(
+        &path,
+        records::arrow_schema(&schema),
+        [records::to_batch(&schema, &columns, 0..rows)],
+    )
+    .unwrap();
+    store.ingest("consumption", &[path], false).unwrap();
+    Node {
+        keys: KeyCache::new(&dir.path().join("data")),
+        proofs: ProofCache::open(&dir.path().join("data"), 1000).unwrap(),
+        store,
+        _dir: dir,
+    }
+}
+
+fn ask(node: &Node, sql: &str, path: QueryPath) -> Result<pb::Bundle, ProveError> {
+    let request = Request {
+        sql: sql.into(),
+        purpose: "energy-research".into(),
+        epoch: None,
+        limits: Limits {
+            in_list: 4,
+            max_groups: 64,
+            combine_inputs: 3,
+            min_group_size: 2,
+        },
+        setup: true,
+        cost: None,
+        nonce: None,
+        privacy: Default::default(),
+        path,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(prove::answer(
+            &node.store,
+            &node.keys,
+            &node.proofs,
+            &request,
+            |_| (),
+        ))
+}
+
+fn verified(bundle: &pb::Bundle) -> Result<Report, VerifyError> {
+    verify::verify(bundle, &Trust::keys(KeyPins::Unpinned))
+}
+
+#[test]
+fn answers_from_a_rollup_equal_answers_from_the_rows_and_verify() {
+    // 64 rows over three days: eight chunks in one sealing.
+    let node = exact_node(64);
+    for sql in [
+        "SELECT district, COUNT(*), SUM(kwh) FROM consumption WHERE hour BETWEEN 17 AND 21 \
+         GROUP BY district",
+        "SELECT COUNT(*), SUM(water), AVG(kwh) FROM consumption",
+        "SELECT date_trunc('day', to_timestamp(time)) AS day, COUNT(*), SUM(kwh) \
+         FROM consumption WHERE to_timestamp(time) >= '2026-01-01T00:00:00' AND \
+         to_timestamp(time) < '2026-01-03T00:00:00' GROUP BY 1",
+        "SELECT hour, COUNT(*) FROM consumption WHERE district IN ('Daan', 'Xinyi') \
+         AND hour < 12 GROUP BY hour",
+    ] {
+        let raw = ask(&node, sql, QueryPath::Raw).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let rolled = ask(&node, sql, QueryPath::Rollup).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(raw.rollup, "");
+        assert_eq!(rolled.rollup, "daily", "{sql}");
+        assert_eq!(rolled.result, raw.result, "{sql}");
+        assert_eq!(rolled.sealing_proofs.len(), 1);
+        verified(&raw).unwrap();
+        let report = verified(&rolled).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(report.rollup, Some(("daily".to_string(), 1)));
+        // Auto takes the roll-up.
+        let auto = ask(&node, sql, QueryPath::Auto).unwrap();
+        assert_eq!((auto.rollup.as_str(), &auto.result), ("daily", &raw.result));
+    }
+}
+
+#[test]
+fn a_query_the_rollup_does_not_cover_is_answered_from_the_rows_or_refused_by_name() {
+    let node = exact_node(16);
+    for (sql, why) in [
+        (
+            "SELECT household_size, COUNT(*) FROM consumption GROUP BY household_size",
+            "`household_size` is not in its key",
+        ),
+        (
+            "SELECT COUNT(*), SUM(spend) FROM consumption",
+            "`spend` is not among its measures",
+        ),
+        (
+            "SELECT COUNT(*) FROM consumption WHERE to_timestamp(time) >= '2026-01-01T06:00:00'",
+            "does not take whole buckets",
+        ),
+        (
+            "SELECT bool_and(age >= 18) FROM consumption",
+            "a counted condition (bool_and, bool_or) reads rows",
+        ),
+    ] {
+        let auto = ask(&node, sql, QueryPath::Auto).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(auto.rollup, "", "{sql}");
+        verified(&auto).unwrap();
+        let err = ask(&node, sql, QueryPath::Rollup).unwrap_err().to_string();
+        assert!(
+            err.contains("no roll-up answers this query") && err.contains(why),
+            "{sql}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_tampered_answer_from_a_rollup_is_refused() {
+    let mut node = exact_node(24);
+    let sql = "SELECT district, COUNT(*), SUM(kwh) FROM consumption GROUP BY district";
+    let bundle = ask(&node, sql, QueryPath::Rollup).unwrap();
+    verified(&bundle).unwrap();
+    let refused = |what: &str, edit: &dyn Fn(&mut pb::Bundle)| {
+        let mut b = bundle.clone();
+        edit(&mut b);
+        assert!(verified(&b).is_err(), "{what} was accepted");
+    };
+    refused("the sealing proof left out", &|b| {
+        b.sealing_proofs.clear();
+    });
+    refused("the answer claimed from the rows", &|b| b.rollup.clear());
+    refused(
+        "the answer claimed from the rows, without sealing proofs",
+        &|b| {
+            b.rollup.clear();
+            b.sealing_proofs.clear();
+        },
+    );
+    refused("another roll-up named", &|b| b.rollup = "hourly".into());
+    refused("a cell chunk's proof left out", &|b| {
+        b.chunk_proofs.pop();
+    });
+    refused("a cell chunk's share swapped with another's", &|b| {
+        let first = b.chunk_proofs[0].evaluation_commitment.clone();
+        b.chunk_proofs[0].evaluation_commitment = b.chunk_proofs[1].evaluation_commitment.clone();
+        b.chunk_proofs[1].evaluation_commitment = first;
+    });
+    refused("a rolled-up chunk's proof in the sealing changed", &|b| {
+        let other = b.sealing_proofs[0].rows[1].proof.clone();
+        b.sealing_proofs[0].rows[0].proof = other;
+    });
+    // The sealing proof of another epoch: a second ingest adds a sealing, and the new
+    // epoch's answer needs both.
+    let more = random_rows(&exact(), 32, 8);
+    let path = node._dir.path().join("more.parquet");
+    records::write_file(
+        &path,
+        records::arrow_schema(&exact()),
+        [records::to_batch(
+            &exact(),
+            &more.iter().map(|c| c[24..].to_vec()).collect::<Vec<_>>(),
+            0..8,
+        )],
+    )
+    .unwrap();
+    node.store.ingest("consumption", &[path], false).unwrap();
+    let later = ask(&node, sql, QueryPath::Rollup).unwrap();
+    assert_eq!(later.sealing_proofs.len(), 2);
+    verified(&later).unwrap();
+    let mut stale = later.clone();
+    stale.sealing_proofs.truncate(1);
+    assert!(
+        verified(&stale).is_err(),
+        "an answer leaving the new sealing out"
+    );
+    let mut mixed = bundle.clone();
+    mixed.sealing_proofs = later.sealing_proofs.clone();
+    assert!(
+        verified(&mixed).is_err(),
+        "epoch 2's sealing proofs in epoch 1's answer"
     );
 }

@@ -55,6 +55,15 @@ pub enum KeyPart {
     },
 }
 
+impl KeyPart {
+    /// The column the part reads.
+    pub fn column(&self) -> usize {
+        match *self {
+            Self::Column(column) | Self::Bucket { column, .. } => column,
+        }
+    }
+}
+
 /// A roll-up as the circuits see it: the key, and what each cell sums.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rollup {

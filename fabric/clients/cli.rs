@@ -16,7 +16,7 @@ use crate::{
     node::config::Config,
     node::keys::{KeyCache, KeyMode},
     node::proofs::ProofCache,
-    node::prove::{Progress, ProveError, Sealing},
+    node::prove::{LoadedSealing, Progress, ProveError, Sealing},
     node::store::{DatasetSummary, IngestedBatch, RolledUp, Store},
     shared::records,
     shared::synth,
@@ -864,7 +864,6 @@ fn prove_rolled_up(
     let manifest = store.manifest(dataset, None)?;
     let cancel = AtomicBool::new(false);
     let sealing = Sealing {
-        store,
         keys: &keys,
         proofs: &proofs,
         setup: config.keys.mode == KeyMode::Development,
@@ -885,17 +884,7 @@ fn prove_rolled_up(
             .map(|e| e.sealings.as_slice())
             .unwrap_or_default();
         let position = sealings.len().saturating_sub(1);
-        let rolled_up = sealings
-            .last()
-            .map(|s| s.chunks.as_slice())
-            .unwrap_or_default();
-        let rows: u64 = manifest
-            .manifest
-            .chunks
-            .iter()
-            .filter(|c| rolled_up.contains(&c.index))
-            .map(|c| c.rows)
-            .sum();
+        let loaded = LoadedSealing::load(store, &manifest, &r.rollup, position)?;
         let started = Instant::now();
         let bar = ProgressBar::new(0).with_message(format!("proving roll-up {}", r.rollup));
         let progress = |p: Progress| match p {
@@ -909,7 +898,7 @@ fn prove_rolled_up(
             Progress::ChunkProven { .. } => bar.inc(1),
             Progress::Combining => {}
         };
-        let proven = sealing.prove(&manifest, &r.rollup, position, progress);
+        let proven = sealing.prove(&loaded, progress);
         bar.finish_and_clear();
         match proven {
             Ok(p) => {
@@ -921,7 +910,7 @@ fn prove_rolled_up(
                     p.proof.rows.len(),
                     p.proof.cells.len(),
                     p.proof.row_subtotals.len() + p.proof.cell_subtotals.len(),
-                    rows as f64 / secs.max(1e-9)
+                    loaded.rows() as f64 / secs.max(1e-9)
                 );
             }
             Err(ProveError::Keys(e)) => {
@@ -1080,7 +1069,12 @@ fn print_manifest(
     );
     for (rollup, entry) in schema.rollups.iter().zip(&m.rollups) {
         let dimensions: Vec<String> = rollup.dimensions.iter().map(|d| d.to_string()).collect();
-        let cells: u64 = entry.sealings.iter().flat_map(|s| &s.cells).map(|c| c.rows).sum();
+        let cells: u64 = entry
+            .sealings
+            .iter()
+            .flat_map(|s| &s.cells)
+            .map(|c| c.rows)
+            .sum();
         println!(
             "roll-up      {} by {} (sums of {}): {cells} cells in {} sealing(s) of {} cell \
              chunk(s)",

@@ -5,7 +5,7 @@
 
 mod sealing;
 
-pub use sealing::{Sealing, SealingProven};
+pub use sealing::{LoadedSealing, Sealing, SealingProven};
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -51,7 +51,7 @@ use crate::{
     node::tables::{self, TablesError},
     shared::records::CHUNK_COLUMN,
     verifier::bundle::{self, fr_to_bytes, Bundle, BundleError, FORMAT},
-    verifier::manifest::{fr_from_hex, fr_to_hex, SignedManifest},
+    verifier::manifest::{fr_to_hex, ChunkEntry, SignedManifest},
     verifier::privacy::{nonce_element, query_hash, Cost},
     verifier::query::{Aggregand, CircuitQuery, Limits, ProvableQuery, ShapeError, Test},
     verifier::schema::{Privacy, Schema},
@@ -120,6 +120,21 @@ pub struct Request {
     pub nonce: Option<Vec<u8>>,
     /// The node's default cost and each dataset's budget.
     pub privacy: PrivacyConfig,
+    /// Whether to answer from a roll-up's cells or from the rows.
+    pub path: QueryPath,
+}
+
+/// Where an answer is computed from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QueryPath {
+    /// From the roll-up with the fewest cells whose key and measures cover the query,
+    /// else from the rows.
+    #[default]
+    Auto,
+    /// From a covering roll-up; refused, saying why, when none covers the query.
+    Rollup,
+    /// From the rows.
+    Raw,
 }
 
 impl Request {
@@ -143,6 +158,7 @@ impl Request {
             cost: None,
             nonce: None,
             privacy: config.privacy.clone(),
+            path: QueryPath::Auto,
         }
     }
 
@@ -205,6 +221,10 @@ pub struct Plan {
     pub query: ProvableQuery,
     /// Its circuits.
     pub circuits: CircuitQuery,
+    /// The roll-up it is answered from (`None`: from the rows), and why.
+    pub rollup: Option<String>,
+    /// Why that path: the roll-up chosen, or why none covers the query.
+    pub path_reason: String,
 }
 
 /// Plans `sql` against the epoch of the dataset it names: registers the epoch's table,
@@ -219,6 +239,7 @@ pub async fn plan(
     let manifest = tables::register_epoch(ctx, store, &dataset, request.epoch)?;
     let query = sql::lower(ctx, &schema, &request.sql, &request.purpose).await?;
     let circuits = query.circuit(&schema, &request.limits, request.cost_for(&schema)?)?;
+    let (circuits, rollup, path_reason) = choose_path(&schema, &manifest, circuits, request.path)?;
     if let Some(noise) = circuits
         .noise
         .as_ref()
@@ -241,9 +262,69 @@ pub async fn plan(
             schema,
             query,
             circuits,
+            rollup,
+            path_reason,
         },
         manifest,
     ))
+}
+
+/// Where to answer from, as `path` asks: the covering roll-up with the fewest cells in
+/// the epoch (its circuits over the cells), or the rows; with the reason in words.
+fn choose_path(
+    schema: &Schema,
+    manifest: &SignedManifest,
+    rows: CircuitQuery,
+    path: QueryPath,
+) -> Result<(CircuitQuery, Option<String>, String), ProveError> {
+    if path == QueryPath::Raw || schema.rollups.is_empty() {
+        let why = match path {
+            QueryPath::Raw => "from the rows, as asked",
+            _ => "from the rows: the dataset declares no roll-up",
+        };
+        return match path {
+            QueryPath::Rollup => Err(ProveError::Shape(ShapeError(format!(
+                "no roll-up answers this query: dataset {} declares none",
+                schema.name
+            )))),
+            _ => Ok((rows, None, why.to_string())),
+        };
+    }
+    let mut covering = Vec::new();
+    let mut refusals = Vec::new();
+    for rollup in &schema.rollups {
+        let cells: u64 = manifest
+            .manifest
+            .rollups
+            .iter()
+            .filter(|e| e.name == rollup.name)
+            .flat_map(|e| e.sealings.iter().flat_map(|s| &s.cells))
+            .map(|c| c.rows)
+            .sum();
+        match rows.over_rollup(schema, rollup) {
+            Ok(circuits) => covering.push((cells, rollup.name.clone(), circuits)),
+            Err(e) => refusals.push(e.0),
+        }
+    }
+    let rows_count: u64 = manifest.manifest.chunks.iter().map(|c| c.rows).sum();
+    match covering.into_iter().min_by_key(|(cells, ..)| *cells) {
+        Some((cells, name, circuits)) => {
+            let why = format!(
+                "from roll-up `{name}`: {cells} cells in place of {rows_count} rows (its key \
+                 and measures cover the query)"
+            );
+            Ok((circuits, Some(name), why))
+        }
+        None if path == QueryPath::Rollup => Err(ProveError::Shape(ShapeError(format!(
+            "no roll-up answers this query: {}",
+            refusals.join("; ")
+        )))),
+        None => Ok((
+            rows,
+            None,
+            format!("from the rows: {}", refusals.join("; ")),
+        )),
+    }
 }
 
 /// A query planned and its witnesses loaded: everything proving needs from the store,
@@ -253,6 +334,10 @@ pub struct Prepared {
     plan: Plan,
     manifest: SignedManifest,
     chunks: Vec<Chunk>,
+    /// Each chunk's published commitment, in the order the answer covers them.
+    commitments: Vec<Fr>,
+    /// From a roll-up: its sealings, whose proofs the bundle carries.
+    sealings: Vec<LoadedSealing>,
     totals_blind: Fr,
     noise: Option<PreparedNoise>,
 }
@@ -282,21 +367,45 @@ pub async fn prepare(store: &Store, request: &Request) -> Result<Prepared, Prove
     let ctx = SessionContext::new();
     let (plan, manifest) = plan(&ctx, store, request).await?;
     let layout = &plan.circuits.chunk_shape.layout;
-    let chunks = manifest
-        .manifest
-        .chunks
+    let dataset = &plan.schema.name;
+    // The chunks the answer covers: the epoch's, or every cell chunk of the roll-up.
+    let (published, sealings): (Vec<&ChunkEntry>, Vec<LoadedSealing>) = match &plan.rollup {
+        None => (manifest.manifest.chunks.iter().collect(), Vec::new()),
+        Some(rollup) => {
+            let entry = manifest
+                .manifest
+                .rollups
+                .iter()
+                .find(|e| e.name == *rollup)
+                .expect("chosen from the manifest's roll-ups");
+            let sealings = (0..entry.sealings.len())
+                .map(|position| LoadedSealing::load(store, &manifest, rollup, position))
+                .collect::<Result<_, _>>()?;
+            (
+                entry.sealings.iter().flat_map(|s| &s.cells).collect(),
+                sealings,
+            )
+        }
+    };
+    let (chunks, commitments): (Vec<Chunk>, Vec<Fr>) = published
         .iter()
         .map(|published| {
-            let chunk = store.chunk(&plan.schema.name, published.index)?;
-            if published.commitment != fr_to_hex(&chunk.commitment(layout)) {
+            let chunk = match &plan.rollup {
+                None => store.chunk(dataset, published.index)?,
+                Some(rollup) => store.cell_chunk(dataset, rollup, published.index)?,
+            };
+            let commitment = chunk.commitment(layout);
+            if published.commitment != fr_to_hex(&commitment) {
                 return Err(ProveError::Store(StoreError::Corrupt(format!(
                     "chunk {} no longer opens its published commitment",
                     published.index
                 ))));
             }
-            Ok(chunk)
+            Ok((chunk, commitment))
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
     let noise = match &plan.circuits.noise {
         None => None,
         Some(noise_plan) => {
@@ -345,6 +454,8 @@ pub async fn prepare(store: &Store, request: &Request) -> Result<Prepared, Prove
         plan,
         manifest,
         chunks,
+        commitments,
+        sealings,
         totals_blind,
         noise,
     })
@@ -411,6 +522,8 @@ pub async fn prove(
         plan,
         manifest,
         chunks,
+        commitments: published,
+        sealings,
         totals_blind,
         noise,
     } = prepared;
@@ -418,6 +531,8 @@ pub async fn prove(
         schema,
         query,
         circuits,
+        rollup,
+        ..
     } = &plan;
     let check_cancel = || {
         if cancel.load(Ordering::Relaxed) {
@@ -426,7 +541,21 @@ pub async fn prove(
             Ok(())
         }
     };
-    let expected = tallies(&ctx, schema, query, circuits).await?;
+    // Each chunk's tallies: DataFusion's over the rows (checked against each chunk's
+    // native twin below); over cells, which their sealing's proof ties to the rows, the
+    // native twin's.
+    let expected = match rollup {
+        None => tallies(&ctx, schema, query, circuits).await?,
+        Some(_) => chunks
+            .iter()
+            .map(|c| {
+                Ok((
+                    c.index,
+                    aggregate::evaluate(&circuits.chunk_shape, &circuits.chunk_query, c)?,
+                ))
+            })
+            .collect::<Result<_, ProveError>>()?,
+    };
 
     // The totals, committed before anything else: the challenge is drawn after them.
     let shape = &circuits.chunk_shape;
@@ -437,27 +566,17 @@ pub async fn prove(
     let totals = Partial::from_tallies(&circuits.root_shape.domain, shape.aggregand.sums(), &all)
         .map_err(|key| ProveError::OutsideDomain { key })?;
     let totals_commitment = totals.commit(totals_blind);
-    let published: Vec<(u64, Fr)> = manifest
-        .manifest
-        .chunks
+    let commitments: HashMap<u64, Fr> = chunks
         .iter()
-        .map(|c| {
-            let commitment = fr_from_hex(&c.commitment).ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "chunk {}'s published commitment is unreadable",
-                    c.index
-                ))
-            })?;
-            Ok((c.index, commitment))
-        })
-        .collect::<Result<_, ProveError>>()?;
-    let commitments: HashMap<u64, Fr> = published.iter().copied().collect();
+        .map(|c| c.index)
+        .zip(published.iter().copied())
+        .collect();
     let challenge = challenge(
         shape,
         &circuits.chunk_query,
         &circuits.root_shape,
         totals_commitment,
-        &published.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
+        &published,
     );
 
     let on_setup = |_: &str| progress(Progress::Setup);
@@ -580,6 +699,29 @@ pub async fn prove(
         verifying_keys.push(verifying_key(pk, subtotal_shape.description()));
     }
     verifying_keys.push(verifying_key(&root_pk, root_description));
+    // From a roll-up, the proofs that its cells are the rows' aggregation (their chunk
+    // proofs come from the cache once the seal made them).
+    let sealing = Sealing {
+        keys,
+        proofs,
+        setup: request.setup,
+        fan_in,
+        cancel,
+    };
+    let mut sealing_proofs = Vec::with_capacity(sealings.len());
+    for loaded in &sealings {
+        let proven = sealing.prove(loaded, |p| {
+            if let Progress::Setup = p {
+                progress(Progress::Setup)
+            }
+        })?;
+        for key in proven.verifying_keys {
+            if !verifying_keys.iter().any(|k| k.shape == key.shape) {
+                verifying_keys.push(key);
+            }
+        }
+        sealing_proofs.push(proven.proof);
+    }
     Ok(Bundle {
         format: FORMAT,
         dataset: schema.name.clone(),
@@ -601,6 +743,8 @@ pub async fn prove(
         verifying_keys,
         privacy: Some(privacy_terms(schema, circuits, noise)),
         totals_commitment: fr_to_bytes(&totals_commitment),
+        rollup: rollup.clone().unwrap_or_default(),
+        sealing_proofs,
     })
 }
 

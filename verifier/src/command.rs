@@ -257,11 +257,19 @@ pub fn print_report(
         "node key     {} (manifest signature valid)",
         report.node_key
     );
-    say!(
-        "coverage     all {} chunks of the epoch proven, each under the index and row \
-         count the manifest lists",
-        report.chunks
-    );
+    match &report.rollup {
+        None => say!(
+            "coverage     all {} chunks of the epoch proven, each under the index and row \
+             count the manifest lists",
+            report.chunks
+        ),
+        Some((name, sealings)) => say!(
+            "coverage     from roll-up {name}: all {} cell chunks of its {sealings} sealing(s) \
+             proven, and each sealing proven to hold exactly its chunks' rows (every chunk \
+             of the epoch, as the manifest lists them)",
+            report.chunks
+        ),
+    }
     say!(
         "backing      {}",
         backing_in_words(&report.backing, &report.schema)

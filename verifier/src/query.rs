@@ -15,12 +15,13 @@ use zkfabric_circuits::{
     },
     combine::{CombineOutput, CombineParams, CombineShape},
     evaluation::{GroupColumn, GroupDomain, MAX_SLOTS},
+    rollup::KeyPart as RollupKeyPart,
 };
 
 pub use crate::schema::TimeBucket;
 use crate::{
     privacy::{Cost, NoisePlan},
-    schema::{ColumnKind, Privacy, Schema},
+    schema::{ColumnKind, Privacy, Rollup, Schema},
 };
 
 /// One filter on one column, ANDed with the others.
@@ -362,6 +363,158 @@ pub struct CircuitQuery {
     pub combine_params: CombineParams,
     /// How a `dp` dataset's answer is noised; `None` for a threshold-only one.
     pub noise: Option<NoisePlan>,
+}
+
+impl CircuitQuery {
+    /// The same query answered from `rollup`'s cells: each cell chunk's proof adds the
+    /// cells that pass the filters, weighted by the purpose's count column, summing the
+    /// purpose's sum columns (clipped at sealing on a `dp` dataset, as the rows' proofs
+    /// clip), grouped by the same key; the root, its domain and the noise are the rows'.
+    /// Refused, naming what the roll-up lacks, unless its key holds every filtered and
+    /// grouped column (a filter on a bucketed time column on bucket boundaries, a time
+    /// bucket a whole number of the roll-up's, aligned with them) and its measures every
+    /// summed one. A counted condition reads rows: never from cells.
+    pub fn over_rollup(
+        &self,
+        schema: &Schema,
+        rollup: &Rollup,
+    ) -> Result<CircuitQuery, ShapeError> {
+        let name = &rollup.name;
+        let bad = |m: String| Err(ShapeError(format!("roll-up `{name}`: {m}")));
+        let shapes = schema
+            .rollup_shapes(rollup, schema.chunk_rows)
+            .map_err(|e| ShapeError(e.to_string()))?;
+        let key = schema.rollup_circuit(rollup).key;
+        let raw = &self.chunk_shape;
+        let column_name = |c: usize| schema.columns[c].name.clone();
+        let Selection::Purpose { .. } = raw.selection else {
+            return bad("the query selects rows by no purpose".into());
+        };
+        let purpose = self.chunk_query.purpose as usize;
+        let position = |column: usize, what: &str| {
+            key.iter()
+                .position(|k| k.column() == column)
+                .ok_or_else(|| {
+                    ShapeError(format!(
+                        "roll-up `{name}`: {what} `{}` is not in its key",
+                        column_name(column)
+                    ))
+                })
+        };
+        let mut filters = Vec::with_capacity(raw.filters.len());
+        for (f, p) in raw.filters.iter().zip(&self.chunk_query.filters) {
+            let at = position(f.column(), "the filtered column")?;
+            if let RollupKeyPart::Bucket {
+                seconds, offset, ..
+            } = key[at]
+            {
+                // Cells keep a bucket's first instant: a range must take whole buckets.
+                let max = schema.columns[f.column()].max_code();
+                let starts = |t: u64| {
+                    (i128::from(t) - i128::from(offset)).rem_euclid(i128::from(seconds)) == 0
+                };
+                let aligned = |lo: u64, hi: u64| starts(lo) && (hi == max || starts(hi + 1));
+                let ok = match p {
+                    FilterParams::Range { lo, hi } => aligned(*lo, *hi),
+                    FilterParams::Ranges(ranges) => ranges.iter().all(|&(lo, hi)| aligned(lo, hi)),
+                    FilterParams::In(_) => false,
+                };
+                if !ok {
+                    return bad(format!(
+                        "the filter on `{}` does not take whole buckets of {seconds} s",
+                        column_name(f.column())
+                    ));
+                }
+            }
+            filters.push(match *f {
+                FilterShape::Range { .. } => FilterShape::Range { column: at },
+                FilterShape::In { len, .. } => FilterShape::In { column: at, len },
+                FilterShape::Ranges { count, .. } => FilterShape::Ranges { column: at, count },
+            });
+        }
+        let mut group_by = Vec::with_capacity(raw.group_by.len());
+        let mut origins = self.chunk_query.origins.iter();
+        for g in &raw.group_by {
+            let at = position(g.column(), "the grouped column")?;
+            group_by.push(match (*g, key[at]) {
+                (KeyPart::Column(_), RollupKeyPart::Column(_)) => KeyPart::Column(at),
+                (
+                    KeyPart::Bucket(b),
+                    RollupKeyPart::Bucket {
+                        seconds, offset, ..
+                    },
+                ) => {
+                    let origin = *origins.next().expect("one origin a bucket");
+                    let aligned = (i128::from(origin) - i128::from(offset))
+                        .rem_euclid(i128::from(seconds))
+                        == 0;
+                    if b.seconds % seconds != 0 || !aligned {
+                        return bad(format!(
+                            "buckets of {} s are not whole buckets of its {seconds} s",
+                            b.seconds
+                        ));
+                    }
+                    KeyPart::Bucket(CircuitBucket { column: at, ..b })
+                }
+                _ => {
+                    return bad(format!(
+                        "`{}` is grouped otherwise in its key",
+                        column_name(g.column())
+                    ))
+                }
+            });
+        }
+        let measure = |column: usize| {
+            rollup
+                .measures
+                .iter()
+                .position(|m| *m == schema.columns[column].name)
+                .map(|m| shapes.sum_column(purpose, m))
+                .ok_or_else(|| {
+                    ShapeError(format!(
+                        "roll-up `{name}`: `{}` is not among its measures",
+                        column_name(column)
+                    ))
+                })
+        };
+        let aggregand = match &raw.aggregand {
+            CircuitAggregand::CountOnly => CircuitAggregand::CountOnly,
+            CircuitAggregand::Sum { columns } | CircuitAggregand::ClippedSum { columns } => {
+                CircuitAggregand::Sum {
+                    columns: columns
+                        .iter()
+                        .map(|&c| measure(c))
+                        .collect::<Result<_, _>>()?,
+                }
+            }
+            CircuitAggregand::CountWhere { .. } => {
+                return bad("a counted condition (bool_and, bool_or) reads rows, not cells".into())
+            }
+        };
+        let chunk_shape = AggregateShape {
+            layout: shapes.cell_layout().clone(),
+            selection: Selection::Present,
+            filters,
+            group_by,
+            aggregand,
+            weight: Some(shapes.count_column(purpose)),
+        };
+        let chunk_query = AggregateQuery {
+            purpose: 0,
+            filters: self.chunk_query.filters.clone(),
+            condition: None,
+            clips: Vec::new(),
+            origins: self.chunk_query.origins.clone(),
+        };
+        chunk_query
+            .validate(&chunk_shape)
+            .map_err(|e| ShapeError(e.to_string()))?;
+        Ok(CircuitQuery {
+            chunk_shape,
+            chunk_query,
+            ..self.clone()
+        })
+    }
 }
 
 impl ProvableQuery {

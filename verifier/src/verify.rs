@@ -183,8 +183,10 @@ pub struct Report {
     pub epoch: u64,
     /// The node key that signed the manifest (hex).
     pub node_key: String,
-    /// Chunks in the epoch, every one proven.
+    /// Chunks in the epoch, every one proven (cell chunks, for an answer from a roll-up).
     pub chunks: usize,
+    /// The roll-up the answer came from, with its number of sealings (each proven).
+    pub rollup: Option<(String, usize)>,
     /// Who vouches for the epoch's rows, as its signed manifest states.
     pub backing: Backing,
     /// Proofs checked.
@@ -307,6 +309,20 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
     let circuits = query
         .circuit(&schema, &limits, cost)
         .map_err(|e| VerifyError::Failed(format!("query: {e}")))?;
+    // An answer from a roll-up: the same query over its cells.
+    let rollup = match bundle.rollup.as_str() {
+        "" if bundle.sealing_proofs.is_empty() => None,
+        "" => return failed("an answer from the rows carries sealing proofs"),
+        name => Some(schema.rollups.iter().find(|r| r.name == name).ok_or_else(|| {
+            VerifyError::Failed(format!("the bundle is answered from roll-up `{name}`, which the schema does not declare"))
+        })?),
+    };
+    let circuits = match rollup {
+        None => circuits,
+        Some(r) => circuits
+            .over_rollup(&schema, r)
+            .map_err(|e| VerifyError::Failed(format!("query: {e}")))?,
+    };
     check_outputs(&query)?;
     let noise = match (&circuits.noise, &manifest.noise_commitment) {
         (Some(plan), Some(commitment)) => {
@@ -376,12 +392,59 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
     };
 
     // Coverage: every chunk of the epoch, each proven once, in order, under the dataset
-    // id, index and row count the manifest lists (the commitment binds them).
-    let touched = manifest_chunks(manifest)?;
-    // The roll-ups the manifest states must fit its chunks, whichever path answered.
+    // id, index and row count the manifest lists (the commitment binds them); from a
+    // roll-up, every cell chunk of every sealing the manifest lists for it, in order,
+    // under the roll-up's table id, each sealing proven to hold its chunks' rows.
+    let rows_touched = manifest_chunks(manifest)?;
     manifest
         .check_rollups()
         .map_err(|e| VerifyError::Failed(format!("manifest: {e}")))?;
+    let mut sealing_statements = Vec::new();
+    let touched = match rollup {
+        None => rows_touched,
+        Some(r) => {
+            let entry = manifest
+                .rollups
+                .iter()
+                .find(|e| e.name == r.name)
+                .ok_or_else(|| {
+                    VerifyError::Failed(format!("the manifest lists no roll-up `{}`", r.name))
+                })?;
+            let positions: Vec<u32> = bundle.sealing_proofs.iter().map(|p| p.sealing).collect();
+            let wanted: Vec<u32> = (0..entry.sealings.len() as u32).collect();
+            if positions != wanted || bundle.sealing_proofs.iter().any(|p| p.rollup != r.name) {
+                return failed(format!(
+                    "coverage: roll-up `{}` has {} sealings in this epoch; the bundle proves \
+                     sealings {positions:?}",
+                    r.name,
+                    entry.sealings.len()
+                ));
+            }
+            for sealed in &bundle.sealing_proofs {
+                sealing_statements.extend(sealing::sealing_statements(&schema, manifest, sealed)?);
+            }
+            let table = schema.cells_table_id(r);
+            entry
+                .sealings
+                .iter()
+                .flat_map(|s| &s.cells)
+                .map(|c| {
+                    let commitment = fr_from_hex(&c.commitment).ok_or_else(|| {
+                        VerifyError::Failed(format!(
+                            "manifest: cell chunk {} commitment malformed",
+                            c.index
+                        ))
+                    })?;
+                    let id = ChunkId {
+                        dataset_id: table,
+                        index: c.index,
+                        rows: c.rows,
+                    };
+                    Ok((id, commitment))
+                })
+                .collect::<Result<Vec<_>, VerifyError>>()?
+        }
+    };
     let proven: Vec<u64> = bundle.chunk_proofs.iter().map(|p| p.chunk).collect();
     let wanted: Vec<u64> = touched.iter().map(|(id, _)| id.index).collect();
     if proven != wanted {
@@ -486,6 +549,23 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         // Listed in bundle order: chunks, subtotals, root.
         batches.insert(1, ("subtotal combine", shape, vk, subtotal_statements));
     }
+    // Then the sealings' proofs, a batch per shape.
+    let mut sealing_shapes: Vec<String> = Vec::new();
+    for (_, shape, ..) in &sealing_statements {
+        if !sealing_shapes.contains(shape) {
+            sealing_shapes.push(shape.clone());
+        }
+    }
+    for shape in sealing_shapes {
+        let vk = key_for(shape.clone())?;
+        let (named, statements): (Vec<String>, Vec<(Vec<Fr>, Proof)>) = sealing_statements
+            .iter()
+            .filter(|(_, s, ..)| *s == shape)
+            .map(|(name, _, inputs, p)| (name.clone(), (inputs.clone(), p.clone())))
+            .unzip();
+        names.extend(named);
+        batches.push(("sealing", shape, vk, statements));
+    }
     // The bundle carries the keys its proofs need, each once, and nothing else.
     let needed: HashSet<&str> = batches
         .iter()
@@ -542,6 +622,7 @@ pub fn verify(bundle: &Bundle, trust: &Trust) -> Result<Report, VerifyError> {
         epoch: bundle.epoch,
         node_key: signed.node_key.clone(),
         chunks: touched.len(),
+        rollup: rollup.map(|r| (r.name.clone(), bundle.sealing_proofs.len())),
         backing: manifest.backing(),
         proofs,
         keys_pinned: matches!(trust.keys, KeyPins::Pinned(_)),

@@ -30,11 +30,9 @@ use crate::{
     verifier::manifest::{fr_from_hex, fr_to_hex, SignedManifest},
 };
 
-/// Where a sealing proof is made: the store, keys and proof cache, whether missing keys
-/// may be made by a single-party setup, the subtotal fan-in, and what stops it.
+/// Where a sealing proof is made: keys and proof cache, whether missing keys may be
+/// made by a single-party setup, the subtotal fan-in, and what stops it.
 pub struct Sealing<'a> {
-    /// The store holding the chunks and cells.
-    pub store: &'a Store,
     /// Proving keys.
     pub keys: &'a KeyCache,
     /// Chunk proofs kept for reuse.
@@ -55,25 +53,38 @@ pub struct SealingProven {
     pub verifying_keys: Vec<pb::VerifyingKey>,
 }
 
-/// One side's chunks, each with its published commitment (the store is read before
-/// proving: its connection is not shared between threads).
+/// One side's chunks, each with its published commitment.
 struct Side<'s> {
     shape: &'s AggregateShape,
     query: &'s AggregateQuery,
-    chunks: Vec<(Fr, Chunk)>,
+    chunks: &'s [(Fr, Chunk)],
 }
 
-impl Sealing<'_> {
-    /// Proves sealing `position` of roll-up `rollup` as `manifest` lists it.
-    pub fn prove(
-        &self,
+/// A sealing read from the store, ready to prove without it: its shapes and public
+/// parameters, its challenge and last blind, and both sides' chunks with their published
+/// commitments (checked to open them).
+pub struct LoadedSealing {
+    rollup: String,
+    position: usize,
+    shapes: rollup::RollupShapes,
+    rows_query: AggregateQuery,
+    cells_query: AggregateQuery,
+    challenge: Fr,
+    blind: Fr,
+    rows: Vec<(Fr, Chunk)>,
+    cells: Vec<(Fr, Chunk)>,
+}
+
+impl LoadedSealing {
+    /// Reads sealing `position` of roll-up `rollup_name` as `manifest` lists it.
+    pub fn load(
+        store: &Store,
         manifest: &SignedManifest,
         rollup_name: &str,
         position: usize,
-        progress: impl Fn(Progress) + Sync,
-    ) -> Result<SealingProven, ProveError> {
+    ) -> Result<Self, ProveError> {
         let dataset = &manifest.manifest.dataset;
-        let schema = self.store.schema(dataset)?;
+        let schema = store.schema(dataset)?;
         let corrupt = |m: String| ProveError::Store(StoreError::Corrupt(m));
         let declared = schema
             .rollups
@@ -128,18 +139,74 @@ impl Sealing<'_> {
             &rows.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
             &cells.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
         );
-        let blind = self.top_blind(dataset, rollup_name, challenge);
+        let blind = top_blind(store, dataset, rollup_name, challenge);
+        let opens = |(commitment, chunk): (Fr, Chunk), layout| {
+            if chunk.commitment(layout) == commitment {
+                Ok((commitment, chunk))
+            } else {
+                Err(corrupt(format!(
+                    "chunk {} of sealing {position} no longer opens its published commitment",
+                    chunk.index
+                )))
+            }
+        };
+        let rows = rows
+            .into_iter()
+            .map(|(index, c)| opens((c, store.chunk(dataset, index)?), &shapes.rows.layout))
+            .collect::<Result<Vec<_>, ProveError>>()?;
+        let cells = cells
+            .into_iter()
+            .map(|(index, c)| {
+                opens(
+                    (c, store.cell_chunk(dataset, rollup_name, index)?),
+                    shapes.cell_layout(),
+                )
+            })
+            .collect::<Result<Vec<_>, ProveError>>()?;
+        Ok(Self {
+            rollup: rollup_name.to_string(),
+            position,
+            shapes,
+            rows_query,
+            cells_query,
+            challenge,
+            blind,
+            rows,
+            cells,
+        })
+    }
+
+    /// Present rows the sealing rolled up.
+    pub fn rows(&self) -> u64 {
+        self.rows
+            .iter()
+            .map(|(_, c)| c.row_count(&self.shapes.rows.layout))
+            .sum()
+    }
+}
+
+impl Sealing<'_> {
+    /// Proves `sealing`.
+    pub fn prove(
+        &self,
+        sealing: &LoadedSealing,
+        progress: impl Fn(Progress) + Sync,
+    ) -> Result<SealingProven, ProveError> {
+        let LoadedSealing {
+            rollup: rollup_name,
+            position,
+            shapes,
+            rows_query,
+            cells_query,
+            challenge,
+            blind,
+            rows,
+            cells,
+        } = sealing;
+        let (challenge, blind, position) = (*challenge, *blind, *position);
         progress(Progress::Proving {
             total: rows.len() + cells.len(),
         });
-        let rows = rows
-            .into_iter()
-            .map(|(index, c)| Ok((c, self.store.chunk(dataset, index)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let cells = cells
-            .into_iter()
-            .map(|(index, c)| Ok((c, self.store.cell_chunk(dataset, rollup_name, index)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
         let subtotals = Subtotals {
             keys: self.keys,
             setup: self.setup,
@@ -153,12 +220,12 @@ impl Sealing<'_> {
         for side in [
             Side {
                 shape: &shapes.rows,
-                query: &rows_query,
+                query: rows_query,
                 chunks: rows,
             },
             Side {
                 shape: &shapes.cells,
-                query: &cells_query,
+                query: cells_query,
                 chunks: cells,
             },
         ] {
@@ -176,10 +243,10 @@ impl Sealing<'_> {
         let (cells_proofs, cell_subtotals, cells_top) = sides.pop().expect("two sides");
         let (rows_proofs, row_subtotals, rows_top) = sides.pop().expect("two sides");
         if rows_top != cells_top {
-            return Err(corrupt(format!(
+            return Err(ProveError::Store(StoreError::Corrupt(format!(
                 "the cells of sealing {position} of roll-up {rollup_name} are not the \
                  aggregation of its chunks' rows"
-            )));
+            ))));
         }
         if let Some(pk) = &subtotal_key {
             let shape = zkfabric_circuits::combine::CombineShape::subtotal(self.fan_in);
@@ -187,7 +254,7 @@ impl Sealing<'_> {
         }
         Ok(SealingProven {
             proof: pb::SealingProof {
-                rollup: rollup_name.to_string(),
+                rollup: rollup_name.clone(),
                 sealing: position as u32,
                 fan_in: self.fan_in as u32,
                 rows: rows_proofs,
@@ -197,17 +264,6 @@ impl Sealing<'_> {
             },
             verifying_keys,
         })
-    }
-
-    /// The blind both sides' last commitment is made under: a hash of the node's
-    /// signature on the sealing (deterministic, so a proof made again reuses cached chunk
-    /// proofs; unknown without the node's key, so the commitment hides the evaluation).
-    fn top_blind(&self, dataset: &str, rollup: &str, challenge: Fr) -> Fr {
-        let statement = format!(
-            "zkfabric sealing blind v1\n{dataset}\n{rollup}\n{}\n",
-            fr_to_hex(&challenge)
-        );
-        Fr::from_le_bytes_mod_order(&self.store.sign(statement.as_bytes()).to_bytes())
     }
 
     /// Proves (or takes from the cache) each chunk of `side` at `challenge`; a side of one
@@ -291,6 +347,17 @@ impl Sealing<'_> {
         })?;
         Ok((pk, proven))
     }
+}
+
+/// The blind both sides' last commitment is made under: a hash of the node's signature on
+/// the sealing (deterministic, so a proof made again reuses cached chunk proofs; unknown
+/// without the node's key, so the commitment hides the evaluation).
+fn top_blind(store: &Store, dataset: &str, rollup: &str, challenge: Fr) -> Fr {
+    let statement = format!(
+        "zkfabric sealing blind v1\n{dataset}\n{rollup}\n{}\n",
+        fr_to_hex(&challenge)
+    );
+    Fr::from_le_bytes_mod_order(&store.sign(statement.as_bytes()).to_bytes())
 }
 
 /// A proven chunk: its opening for the subtotals, and its proof for the bundle.
