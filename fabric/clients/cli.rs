@@ -128,6 +128,11 @@ enum Command {
         /// Also write the bundle as JSON (OUT.json).
         #[arg(long)]
         json: bool,
+        /// Where to answer from: `auto` (a roll-up whose key and measures cover the
+        /// query, the one with the fewest cells, else the rows), `rollup` (refused, naming
+        /// what is missing, when none covers it) or `raw` (the rows).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "rollup", "raw"])]
+        path: String,
         /// Only show the provable plan and the circuits it needs; prove nothing.
         #[arg(long)]
         explain: bool,
@@ -497,6 +502,7 @@ fn execute(cli: Cli) -> Result<()> {
             nonce,
             table,
             chart,
+            path,
         } => match remote {
             Some(remote) => {
                 let nonce = research_nonce(nonce.as_deref())?;
@@ -522,6 +528,7 @@ fn execute(cli: Cli) -> Result<()> {
                     epsilon,
                     delta,
                     nonce,
+                    path,
                 };
                 if !explain && epoch.is_none() {
                     let current = node::current_epoch(&remote, &request)?;
@@ -554,8 +561,10 @@ fn execute(cli: Cli) -> Result<()> {
                          [query] min_group_size), and `zkfabric verify` checks the bundle"
                     );
                 }
-                let request = crate::node::prove::Request::new(&config, sql, purpose, epoch, true)
-                    .with_privacy(epsilon, delta, Some(research_nonce(nonce.as_deref())?))?;
+                let mut request =
+                    crate::node::prove::Request::new(&config, sql, purpose, epoch, true)
+                        .with_privacy(epsilon, delta, Some(research_nonce(nonce.as_deref())?))?;
+                request.path = crate::node::prove::QueryPath::parse(&path)?;
                 if explain {
                     explain_query(data_dir, &request)
                 } else {

@@ -413,6 +413,17 @@ impl KeyCache {
         Ok(out)
     }
 
+    /// Whether a key for the shape `description` is at hand: loaded, on disk, or (in
+    /// development mode, when `setup` allows it) to be made by a single-party setup.
+    pub fn can_provide(&self, description: &str, setup: bool) -> bool {
+        self.loaded
+            .lock()
+            .expect("not poisoned")
+            .contains_key(description)
+            || self.path(description, "pk").exists()
+            || (setup && self.mode == KeyMode::Development)
+    }
+
     /// The key for `shape`: from memory, else from disk; with `setup`, one is made (and
     /// cached) when missing, after calling `on_setup` so the caller can warn that it is a
     /// development key. In [`KeyMode::Ceremony`], only an imported ceremony key is

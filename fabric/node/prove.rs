@@ -29,7 +29,7 @@ use datafusion::{
 use rand::{rngs::OsRng, Rng};
 use rayon::prelude::*;
 use zkfabric_circuits::{
-    aggregate::{self, AggregateCircuit, AggregateInstance, Grouping, Partial},
+    aggregate::{self, AggregateCircuit, AggregateInstance, AggregateShape, Grouping, Partial},
     combine::{
         challenge, Closing, CombineCircuit, CombineParams, CombineResult, CombineShape,
         GroupAnswer, GroupNoisy, GroupRelease, NoiseParams, Opening,
@@ -51,7 +51,7 @@ use crate::{
     node::tables::{self, TablesError},
     shared::records::CHUNK_COLUMN,
     verifier::bundle::{self, fr_to_bytes, Bundle, BundleError, FORMAT},
-    verifier::manifest::{fr_to_hex, ChunkEntry, SignedManifest},
+    verifier::manifest::{fr_to_hex, ChunkEntry, SealingEntry, SignedManifest},
     verifier::privacy::{nonce_element, query_hash, Cost},
     verifier::query::{Aggregand, CircuitQuery, Limits, ProvableQuery, ShapeError, Test},
     verifier::schema::{Privacy, Schema},
@@ -135,6 +135,20 @@ pub enum QueryPath {
     Rollup,
     /// From the rows.
     Raw,
+}
+
+impl QueryPath {
+    /// Reads `auto` (or nothing), `rollup` or `raw`.
+    pub fn parse(text: &str) -> Result<Self, ProveError> {
+        match text {
+            "" | "auto" => Ok(Self::Auto),
+            "rollup" => Ok(Self::Rollup),
+            "raw" => Ok(Self::Raw),
+            other => Err(ProveError::Shape(ShapeError(format!(
+                "path {other:?}: answer from `auto`, `rollup` or `raw`"
+            )))),
+        }
+    }
 }
 
 impl Request {
@@ -232,6 +246,7 @@ pub struct Plan {
 pub async fn plan(
     ctx: &SessionContext,
     store: &Store,
+    keys: &KeyCache,
     request: &Request,
 ) -> Result<(Plan, SignedManifest), ProveError> {
     let dataset = sql::table_of(ctx, &request.sql)?;
@@ -239,7 +254,9 @@ pub async fn plan(
     let manifest = tables::register_epoch(ctx, store, &dataset, request.epoch)?;
     let query = sql::lower(ctx, &schema, &request.sql, &request.purpose).await?;
     let circuits = query.circuit(&schema, &request.limits, request.cost_for(&schema)?)?;
-    let (circuits, rollup, path_reason) = choose_path(&schema, &manifest, circuits, request.path)?;
+    let has_key = |shape: &str| keys.can_provide(shape, request.setup);
+    let (circuits, rollup, path_reason) =
+        choose_path(&schema, &manifest, circuits, request.path, &has_key)?;
     if let Some(noise) = circuits
         .noise
         .as_ref()
@@ -270,12 +287,14 @@ pub async fn plan(
 }
 
 /// Where to answer from, as `path` asks: the covering roll-up with the fewest cells in
-/// the epoch (its circuits over the cells), or the rows; with the reason in words.
+/// the epoch (its circuits over the cells) whose keys `has_key` finds, or the rows; with
+/// the reason in words.
 fn choose_path(
     schema: &Schema,
     manifest: &SignedManifest,
     rows: CircuitQuery,
     path: QueryPath,
+    has_key: &dyn Fn(&str) -> bool,
 ) -> Result<(CircuitQuery, Option<String>, String), ProveError> {
     if path == QueryPath::Raw || schema.rollups.is_empty() {
         let why = match path {
@@ -302,7 +321,14 @@ fn choose_path(
             .map(|c| c.rows)
             .sum();
         match rows.over_rollup(schema, rollup) {
-            Ok(circuits) => covering.push((cells, rollup.name.clone(), circuits)),
+            Ok(circuits) => match rollup_key_missing(schema, rollup, &circuits, has_key) {
+                None => covering.push((cells, rollup.name.clone(), circuits)),
+                Some(shape) => refusals.push(format!(
+                    "roll-up `{}`: no key for {shape} (import the ceremony's, or run `zkfabric \
+                     setup` in development)",
+                    rollup.name
+                )),
+            },
             Err(e) => refusals.push(e.0),
         }
     }
@@ -325,6 +351,21 @@ fn choose_path(
             format!("from the rows: {}", refusals.join("; ")),
         )),
     }
+}
+
+/// The first chunk shape an answer from `rollup` needs a key for that `has_key` lacks:
+/// the chunk proof's over the cells, or a sealing's two.
+fn rollup_key_missing(
+    schema: &Schema,
+    rollup: &crate::verifier::schema::Rollup,
+    circuits: &CircuitQuery,
+    has_key: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    let sealing = schema.rollup_shapes(rollup, schema.chunk_rows).ok()?;
+    [&circuits.chunk_shape, &sealing.rows, &sealing.cells]
+        .map(AggregateShape::description)
+        .into_iter()
+        .find(|shape| !has_key(shape))
 }
 
 /// A query planned and its witnesses loaded: everything proving needs from the store,
@@ -363,9 +404,13 @@ impl Prepared {
 
 /// Plans `request` and loads the committed rows and salts of every chunk it touches,
 /// which must still open the commitments the manifest published.
-pub async fn prepare(store: &Store, request: &Request) -> Result<Prepared, ProveError> {
+pub async fn prepare(
+    store: &Store,
+    keys: &KeyCache,
+    request: &Request,
+) -> Result<Prepared, ProveError> {
     let ctx = SessionContext::new();
-    let (plan, manifest) = plan(&ctx, store, request).await?;
+    let (plan, manifest) = plan(&ctx, store, keys, request).await?;
     let layout = &plan.circuits.chunk_shape.layout;
     let dataset = &plan.schema.name;
     // The chunks the answer covers: the epoch's, or every cell chunk of the roll-up.
@@ -492,7 +537,7 @@ pub async fn answer(
     request: &Request,
     progress: impl Fn(Progress) + Sync,
 ) -> Result<Bundle, ProveError> {
-    let prepared = prepare(store, request).await?;
+    let prepared = prepare(store, keys, request).await?;
     prove(
         prepared,
         keys,
@@ -941,6 +986,7 @@ impl Explanation {
             privacy: Some(privacy_terms(&self.plan.schema, &self.plan.circuits, None)),
             remaining_epsilon: self.remaining.map(|c| c.epsilon),
             remaining_delta: self.remaining.map(|c| c.delta),
+            path: self.plan.path_reason.clone(),
         }
     }
 
@@ -960,10 +1006,20 @@ pub async fn explain(
     request: &Request,
 ) -> Result<Explanation, ProveError> {
     let ctx = SessionContext::new();
-    let (plan, manifest) = plan(&ctx, store, request).await?;
+    let (plan, manifest) = plan(&ctx, store, keys, request).await?;
     let all = &manifest.manifest.chunks;
-    // Every chunk is proven: no unproven metadata (a time window) may excuse one.
-    let touched = all.len() as u64;
+    // Every chunk is proven: no unproven metadata (a time window) may excuse one. From a
+    // roll-up, every cell chunk, and its sealings' proofs ride along.
+    let sealings: Vec<&SealingEntry> = plan
+        .rollup
+        .as_ref()
+        .and_then(|name| manifest.manifest.rollups.iter().find(|e| e.name == *name))
+        .map(|e| e.sealings.iter().collect())
+        .unwrap_or_default();
+    let touched = match &plan.rollup {
+        None => all.len() as u64,
+        Some(_) => sealings.iter().map(|s| s.cells.len() as u64).sum(),
+    };
     let fan_in = request.limits.combine_inputs.max(2) as u64;
     let (mut level, mut subtotals) = (touched, 0);
     while level > fan_in {
@@ -986,6 +1042,17 @@ pub async fn explain(
         circuits.push(circuit("subtotal", shape.description(), subtotals));
     }
     circuits.push(circuit("root", plan.circuits.root_shape.description(), 1));
+    let chunk_shapes = plan.chunk_key_shapes();
+    for (role, shape) in chunk_shapes.iter().skip(1) {
+        let proofs = sealings
+            .iter()
+            .map(|s| match *role {
+                "sealed rows" => s.chunks.len() as u64,
+                _ => s.cells.len() as u64,
+            })
+            .sum();
+        circuits.push(circuit(role, shape.description(), proofs));
+    }
     let remaining = match &plan.circuits.noise {
         Some(_) => {
             let spent = store.ledger(&plan.schema.name)?.spent;
@@ -1007,29 +1074,58 @@ pub async fn explain(
     })
 }
 
-/// The shapes of every key `circuits` can need, by role: `chunk`, `root` and `subtotal`
-/// (the subtotal combine only proves answers over more chunks than one combine opens).
-pub fn key_shapes(circuits: &CircuitQuery) -> [(&'static str, String); 3] {
-    let subtotal = CombineShape::subtotal(circuits.root_shape.inputs);
-    [
-        ("chunk", circuits.chunk_shape.description()),
-        ("root", circuits.root_shape.description()),
-        ("subtotal", subtotal.description()),
-    ]
+impl Plan {
+    /// The chunk shapes of every key the answer can need, by role: `chunk` (over rows,
+    /// or over a roll-up's cells), and from a roll-up its sealings' `sealed rows` and
+    /// `sealed cells`.
+    pub fn chunk_key_shapes(&self) -> Vec<(&'static str, AggregateShape)> {
+        let mut shapes = vec![("chunk", self.circuits.chunk_shape.clone())];
+        let declared = self
+            .rollup
+            .as_ref()
+            .and_then(|name| self.schema.rollups.iter().find(|r| r.name == *name));
+        if let Some(Ok(s)) = declared.map(|r| self.schema.rollup_shapes(r, self.schema.chunk_rows))
+        {
+            shapes.push(("sealed rows", s.rows));
+            shapes.push(("sealed cells", s.cells));
+        }
+        shapes
+    }
+
+    /// The combine shapes of every key the answer can need: `root`, and `subtotal` (over
+    /// more chunks than one combine opens, and in a roll-up's sealings).
+    pub fn combine_key_shapes(&self) -> [(&'static str, CombineShape); 2] {
+        let root = &self.circuits.root_shape;
+        [
+            ("root", root.clone()),
+            ("subtotal", CombineShape::subtotal(root.inputs)),
+        ]
+    }
+
+    /// Every key shape's role and description.
+    pub fn key_shapes(&self) -> Vec<(&'static str, String)> {
+        let chunks = self
+            .chunk_key_shapes()
+            .into_iter()
+            .map(|(r, s)| (r, s.description()));
+        let combines = self
+            .combine_key_shapes()
+            .into_iter()
+            .map(|(r, s)| (r, s.description()));
+        chunks.chain(combines).collect()
+    }
 }
 
-/// Makes (or loads) every key `circuits` can need: the chunk circuit's, the root
-/// combine's and the subtotal combine's. Returns `fingerprint shape` lines, the format
-/// of a trusted-keys file.
-pub fn setup_keys(keys: &KeyCache, circuits: &CircuitQuery) -> Result<Vec<String>, ProveError> {
-    let chunk = circuits.chunk_shape.description();
-    let chunk_pk = keys.get::<AggregateCircuit>(&circuits.chunk_shape, &chunk, true, |_| ())?;
-    let mut lines = vec![format!(
-        "{} {chunk}",
-        snark::fingerprint(chunk_pk.verifying_key())
-    )];
-    let subtotal = CombineShape::subtotal(circuits.root_shape.inputs);
-    for shape in [circuits.root_shape.clone(), subtotal] {
+/// Makes (or loads) every key `plan` can need ([`Plan::key_shapes`]). Returns
+/// `fingerprint shape` lines, the format of a trusted-keys file.
+pub fn setup_keys(keys: &KeyCache, plan: &Plan) -> Result<Vec<String>, ProveError> {
+    let mut lines = Vec::new();
+    for (_, shape) in plan.chunk_key_shapes() {
+        let d = shape.description();
+        let pk = keys.get::<AggregateCircuit>(&shape, &d, true, |_| ())?;
+        lines.push(format!("{} {d}", snark::fingerprint(pk.verifying_key())));
+    }
+    for (_, shape) in plan.combine_key_shapes() {
         let d = shape.description();
         let pk = keys.get::<CombineCircuit>(&shape, &d, true, |_| ())?;
         lines.push(format!("{} {d}", snark::fingerprint(pk.verifying_key())));

@@ -21,7 +21,7 @@ use crate::{
     verifier::command::{print_report, SqlCheck, TableArgs, VerifyArgs},
     verifier::files,
     verifier::privacy::fresh_nonce,
-    verifier::query::{CircuitQuery, ProvableQuery},
+    verifier::query::ProvableQuery,
     verifier::schema::Schema,
     verifier::table::Answer,
     verifier::verify::{self, Report},
@@ -68,6 +68,9 @@ pub fn print_explanation(e: &pb::ExplainResponse) -> Result<()> {
     let (query, _) = bundle::query_from_proto(e.query.as_ref())?;
     println!("dataset      {} epoch {}", e.dataset, e.epoch);
     print_query(&query);
+    if !e.path.is_empty() {
+        println!("path         {}", e.path);
+    }
     println!(
         "chunks       {} of {} touched: one proof each",
         e.chunks_touched, e.chunks_total
@@ -164,8 +167,15 @@ pub fn query(
         0 => String::new(),
         n => format!(" ({n} reused from the proof cache)"),
     };
+    let source = match bundle.rollup.as_str() {
+        "" => "chunk(s)".to_string(),
+        rollup => format!(
+            "cell chunk(s) of roll-up {rollup} (with its {} sealing proof(s))",
+            bundle.sealing_proofs.len()
+        ),
+    };
     table.say(&format!(
-        "\nproved {} chunk(s){reused} and {} combine(s) in {proving:.1} s ({:.0} rows/s; \
+        "\nproved {} {source}{reused} and {} combine(s) in {proving:.1} s ({:.0} rows/s; \
          {total:.1} s with planning and keys)",
         bundle.chunk_proofs.len(),
         bundle.combine_proofs.len(),
@@ -324,23 +334,25 @@ pub fn verified(bundle: &Bundle, args: &VerifyArgs, remote: Option<&Remote>) -> 
     Ok(report)
 }
 
-/// The circuits each query of `sql` is proven with, planned over the local store.
-pub fn planned_circuits(
+/// The plan each query of `sql` is proven with (its path and circuits), over the local
+/// store.
+pub fn planned(
     data_dir: &Path,
     config: &Config,
     sql: &[String],
     purpose: Option<String>,
     cost: &CostArgs,
-) -> Result<Vec<CircuitQuery>> {
+) -> Result<Vec<prove::Plan>> {
     let store = open(data_dir)?;
+    let keys = KeyCache::new(data_dir);
     sql.iter()
         .map(|text| {
             let request = Request::new(config, text.clone(), purpose.clone(), None, true)
                 .with_privacy(cost.epsilon, cost.delta, None)?;
             check_purpose(&request)?;
             let ctx = datafusion::prelude::SessionContext::new();
-            let (plan, _) = block_on(prove::plan(&ctx, &store, &request))??;
-            Ok(plan.circuits)
+            let (plan, _) = block_on(prove::plan(&ctx, &store, &keys, &request))??;
+            Ok(plan)
         })
         .collect()
 }
@@ -359,8 +371,8 @@ pub fn setup(
         KeyMode::Ceremony => "ceremony keys",
     };
     println!("# {origin}: {}", data_dir.display());
-    for circuits in planned_circuits(data_dir, config, sql, purpose, cost)? {
-        for fingerprint in prove::setup_keys(&keys, &circuits)? {
+    for plan in planned(data_dir, config, sql, purpose, cost)? {
+        for fingerprint in prove::setup_keys(&keys, &plan)? {
             println!("{fingerprint}");
         }
     }

@@ -6,11 +6,10 @@ use std::path::Path;
 use crate::{
     node::config::Config,
     node::keys::{self, KeyCache, KeyOrigin},
-    node::prove,
 };
 use anyhow::{Context, Result};
 
-use super::{answer::planned_circuits, CostArgs};
+use super::{answer::planned, CostArgs};
 
 fn origin(origin: KeyOrigin) -> &'static str {
     match origin {
@@ -43,8 +42,8 @@ pub fn shapes(
     cost: &CostArgs,
 ) -> Result<()> {
     let keys = KeyCache::new(data_dir);
-    for circuits in planned_circuits(data_dir, config, sql, purpose, cost)? {
-        for (role, description) in prove::key_shapes(&circuits) {
+    for plan in planned(data_dir, config, sql, purpose, cost)? {
+        for (role, description) in plan.key_shapes() {
             let held = keys
                 .info(&description)
                 .map_or("none", |info| origin(info.origin));

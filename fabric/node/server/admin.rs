@@ -55,19 +55,20 @@ impl Admin for AdminService {
         };
         let request = self.0.prove_request(query, true)?;
         // Plan with the store, make the keys without it.
-        let circuits = self
+        let node = self.0.clone();
+        let plan = self
             .0
             .with_store_waiting(move |store| {
                 let ctx = datafusion::prelude::SessionContext::new();
                 tokio::runtime::Handle::current()
-                    .block_on(prove::plan(&ctx, store, &request))
-                    .map(|(plan, _)| plan.circuits)
+                    .block_on(prove::plan(&ctx, store, &node.keys, &request))
+                    .map(|(plan, _)| plan)
                     .map_err(prove_status)
             })
             .await?;
         let node = self.0.clone();
         let keys = tokio::task::spawn_blocking(move || {
-            prove::setup_keys(&node.keys, &circuits).map_err(prove_status)
+            prove::setup_keys(&node.keys, &plan).map_err(prove_status)
         })
         .await
         .map_err(|e| Status::internal(format!("setup task failed: {e}")))??;

@@ -139,9 +139,10 @@ impl Node {
         setup: bool,
     ) -> Result<prove::Request, Status> {
         let purpose = (!q.purpose.is_empty()).then_some(q.purpose);
-        let request = prove::Request::new(&self.config, q.sql, purpose, q.epoch, setup)
+        let mut request = prove::Request::new(&self.config, q.sql, purpose, q.epoch, setup)
             .with_privacy(q.epsilon, q.delta, (!q.nonce.is_empty()).then_some(q.nonce))
             .map_err(prove_status)?;
+        request.path = prove::QueryPath::parse(&q.path).map_err(prove_status)?;
         if request.purpose.is_empty() {
             return Err(Status::invalid_argument(
                 "name the query's consent purpose (the node has no default purpose)",
@@ -206,7 +207,7 @@ impl Node {
             let prepared = {
                 let store = node.store.blocking_lock();
                 handle
-                    .block_on(prove::prepare(&store, &request))
+                    .block_on(prove::prepare(&store, &node.keys, &request))
                     .map_err(prove_status)?
             };
             let total = prepared.chunk_count() as u64;

@@ -173,6 +173,8 @@ fn asked(sql: String, headers: &MetadataMap) -> Result<pb::QueryRequest, Status>
     };
     let [purpose, epoch, epsilon, delta, nonce] = STATEMENT_HEADERS;
     Ok(pb::QueryRequest {
+        // Statements take the node's choice of path (a roll-up when one covers them).
+        path: String::new(),
         sql,
         purpose: header(purpose)?.unwrap_or_default().to_string(),
         epoch: header(epoch)?
