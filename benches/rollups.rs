@@ -69,7 +69,9 @@ fn rollups(c: &mut Criterion) {
     let mut store = Store::open(&data).expect("store");
     store.register(&schema).expect("registered");
     let started = Instant::now();
-    store.ingest("consumption", &[file], false).expect("ingested");
+    store
+        .ingest("consumption", &[file], false)
+        .expect("ingested");
     store.seal("consumption").expect("sealed");
     let sealing_time = started.elapsed();
     let manifest = store.manifest("consumption", None).expect("manifest");
@@ -86,9 +88,15 @@ fn rollups(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let config = Config::default();
     let request = |path| {
-        let mut r = Request::new(&config, SQL.into(), Some("energy-research".into()), None, true)
-            .with_privacy(None, None, Some(vec![7; 32]))
-            .expect("default privacy terms");
+        let mut r = Request::new(
+            &config,
+            SQL.into(),
+            Some("energy-research".into()),
+            None,
+            true,
+        )
+        .with_privacy(None, None, Some(vec![7; 32]))
+        .expect("default privacy terms");
         r.path = path;
         r
     };
@@ -145,7 +153,9 @@ fn rollups(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("rollups");
-    group.sample_size(10).measurement_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(1));
     group.bench_function("answer from the roll-up", |b| {
         b.iter(|| answer(QueryPath::Rollup, &cache))
     });

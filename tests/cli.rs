@@ -680,13 +680,12 @@ fn a_crash_while_rolling_up_leaves_the_store_as_before_the_seal() {
     // the rows pending, no sealing and no cell file; after the commit, all of it.
     let tmp = TempDir::new().unwrap();
     let schema = tmp.path().join("rolled.toml");
-    let source = Schema::builtin("consumption")
+    let base = Schema::builtin("consumption")
         .unwrap()
-        .source
-        .replace("chunk_rows = 1024", "chunk_rows = 64")
-        + "\n[[rollups]]\nname = \"daily\"\ndimensions = [\"district\", \"day(time)\"]\n\
-           measures = [\"kwh\"]\n";
-    std::fs::write(&schema, source).unwrap();
+        .with_chunk_rows(64)
+        .unwrap();
+    let rolled = common::with_rollup(&base, "daily", &["district", "day(time)"], &["kwh"]);
+    std::fs::write(&schema, rolled.source).unwrap();
     let csv = generated_csv(tmp.path(), 300);
     for (point, committed) in [
         ("seal-cells-written", false),

@@ -10,7 +10,7 @@ use prost::Message;
 use tempfile::TempDir;
 use zkfabric::{
     node::config::PrivacyConfig,
-    node::prove::{self, ProveError, Request},
+    node::prove::{ProveError, Request},
     node::store::StoreError,
     verifier::bundle::Bundle,
     verifier::ledger::check_chain,
@@ -103,16 +103,7 @@ fn request(sql: &str, nonce: Vec<u8>, budget_epsilon: f64) -> Request {
 }
 
 fn answer(node: &Node, request: &Request) -> Result<Bundle, ProveError> {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(prove::answer(
-            &node.store,
-            &node.keys,
-            &node.proofs,
-            request,
-            |_| {},
-        ))
+    node.answer(request)
 }
 
 /// The COUNT and SUM estimates of a one-group answer, after verifying it.

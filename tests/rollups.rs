@@ -3,14 +3,18 @@
 //! way a dishonest node could present other cells (changed ones, proofs of another
 //! sealing or epoch, a cell chunk left out, two sides that do not close) is refused.
 
+mod common;
+
+use common::ProvingNode as Node;
 use std::{collections::HashMap, path::Path, sync::atomic::AtomicBool};
 
 use tempfile::TempDir;
 use zkfabric::{
     node::{
+        config::Config,
         keys::KeyCache,
         proofs::ProofCache,
-        prove::{self, LoadedSealing, ProveError, QueryPath, Request, Sealing, SealingProven},
+        prove::{LoadedSealing, ProveError, QueryPath, Request, Sealing, SealingProven},
         store::Store,
     },
     shared::{records, synth},
@@ -30,12 +34,7 @@ fn schema() -> Schema {
         .unwrap()
         .with_chunk_rows(8)
         .unwrap();
-    let text = format!(
-        "{}\n[[rollups]]\nname = \"daily\"\n\
-         dimensions = [\"district\", \"hour\", \"day(time)\"]\nmeasures = [\"kwh\"]\n",
-        base.source
-    );
-    Schema::parse("rolled.toml", &text).unwrap()
+    common::with_rollup(&base, "daily", &["district", "hour", "day(time)"], &["kwh"])
 }
 
 /// A store holding `rows` generated readings (full chunks sealed on ingest).
@@ -254,12 +253,12 @@ fn exact() -> Schema {
         .unwrap()
         .threshold_only()
         .unwrap();
-    let text = format!(
-        "{}\n[[rollups]]\nname = \"daily\"\n\
-         dimensions = [\"district\", \"hour\", \"day(time)\"]\nmeasures = [\"kwh\", \"water\"]\n",
-        base.source
-    );
-    Schema::parse("exact.toml", &text).unwrap()
+    common::with_rollup(
+        &base,
+        "daily",
+        &["district", "hour", "day(time)"],
+        &["kwh", "water"],
+    )
 }
 
 /// `rows` rows with every column drawn independently, an hour apart from 2026-01-01.
@@ -279,63 +278,28 @@ fn random_rows(schema: &Schema, rows: usize, seed: u64) -> Vec<Vec<u64>> {
     columns
 }
 
-/// A store of `exact()` holding `columns`, with its keys and proof cache.
-struct Node {
-    _dir: TempDir,
-    store: Store,
-    keys: KeyCache,
-    proofs: ProofCache,
-}
-
+/// A node of `exact()` holding `rows` random rows, sealed in one epoch.
 fn exact_node(rows: usize) -> Node {
-    let dir = TempDir::new().unwrap();
-    let schema = exact();
-    let mut store = Store::open(&dir.path().join("data")).unwrap();
-    store.register(&schema).unwrap();
-    let columns = random_rows(&schema, rows, 7);
-    let path = dir.path().join("rows.parquet");
-    records::write_file(
-        &path,
-        records::arrow_schema(&schema),
-        [records::to_batch(&schema, &columns, 0..rows)],
-    )
-    .unwrap();
-    store.ingest("consumption", &[path], false).unwrap();
-    Node {
-        keys: KeyCache::new(&dir.path().join("data")),
-        proofs: ProofCache::open(&dir.path().join("data"), 1000).unwrap(),
-        store,
-        _dir: dir,
-    }
+    Node::new(&exact(), &random_rows(&exact(), rows, 7))
 }
 
 fn ask(node: &Node, sql: &str, path: QueryPath) -> Result<pb::Bundle, ProveError> {
-    let request = Request {
-        sql: sql.into(),
-        purpose: "energy-research".into(),
-        epoch: None,
+    node.answer(&Request {
         limits: Limits {
             in_list: 4,
             max_groups: 64,
             combine_inputs: 3,
             min_group_size: 2,
         },
-        setup: true,
-        cost: None,
-        nonce: None,
-        privacy: Default::default(),
         path,
-    };
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(prove::answer(
-            &node.store,
-            &node.keys,
-            &node.proofs,
-            &request,
-            |_| (),
-        ))
+        ..Request::new(
+            &Config::default(),
+            sql.into(),
+            Some("energy-research".into()),
+            None,
+            true,
+        )
+    })
 }
 
 fn verified(bundle: &pb::Bundle) -> Result<Report, VerifyError> {
@@ -441,7 +405,7 @@ fn a_tampered_answer_from_a_rollup_is_refused() {
     // The sealing proof of another epoch: a second ingest adds a sealing, and the new
     // epoch's answer needs both.
     let more = random_rows(&exact(), 32, 8);
-    let path = node._dir.path().join("more.parquet");
+    let path = node.dir.path().join("more.parquet");
     records::write_file(
         &path,
         records::arrow_schema(&exact()),

@@ -2,6 +2,8 @@
 
 use std::{fs, path::Path, path::PathBuf};
 
+mod common;
+
 use tempfile::TempDir;
 use zkfabric::{
     node::store::{Admission, Eligible, Store, StoreError},
@@ -27,6 +29,24 @@ fn generated(dir: &Path, name: &str, rows: usize, seed: u64) -> (PathBuf, Vec<Ve
     )
     .unwrap();
     (path, columns)
+}
+
+/// `file` (CSV) without its `household` column, as a donor's file is (the node sets the
+/// unit), written to `out`.
+fn without_unit(file: &Path, out: &Path) -> PathBuf {
+    let text = fs::read_to_string(file).unwrap();
+    let header = text.lines().next().unwrap();
+    let unit = header.split(',').position(|h| h == "household").unwrap();
+    let rows: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut fields: Vec<&str> = l.split(',').collect();
+            fields.remove(unit);
+            fields.join(",")
+        })
+        .collect();
+    fs::write(out, rows.join("\n") + "\n").unwrap();
+    out.to_path_buf()
 }
 
 fn open(dir: &Path) -> Store {
@@ -357,23 +377,7 @@ fn a_donor_is_one_unit_however_many_donations_it_makes() {
     // One household's readings without the unit column (the node sets it from the
     // credential's nullifier), 100 rows a donation.
     let (file, _) = generated(tmp.path(), "mine.csv", 100, 9);
-    let text = fs::read_to_string(&file).unwrap();
-    let unit = text
-        .lines()
-        .next()
-        .unwrap()
-        .split(',')
-        .position(|h| h == "household");
-    let without: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let mut fields: Vec<&str> = l.split(',').collect();
-            fields.remove(unit.unwrap());
-            fields.join(",")
-        })
-        .collect();
-    let mine = tmp.path().join("donation.csv");
-    fs::write(&mine, without.join("\n") + "\n").unwrap();
+    let mine = without_unit(&file, &tmp.path().join("donation.csv"));
     let donor = Admission {
         eligible: Some(Eligible {
             nullifier: "ab".repeat(32),
@@ -426,15 +430,19 @@ fn a_donor_is_one_unit_however_many_donations_it_makes() {
     assert_eq!(store.pending_rows("consumption").unwrap(), 100);
 }
 
-/// Consumption in chunks of 64 rows, rolled up daily by district and household size.
-fn rolled_up() -> Schema {
+/// A store of consumption in chunks of 64 rows, rolled up daily by district and
+/// household size, and its schema.
+fn rolled_up(dir: &Path) -> (Store, Schema) {
     let base = consumption().with_chunk_rows(64).unwrap();
-    let text = format!(
-        "{}\n[[rollups]]\nname = \"daily\"\n\
-         dimensions = [\"district\", \"household_size\", \"day(time)\"]\nmeasures = [\"kwh\"]\n",
-        base.source
+    let schema = common::with_rollup(
+        &base,
+        "daily",
+        &["district", "household_size", "day(time)"],
+        &["kwh"],
     );
-    Schema::parse("rolled.toml", &text).unwrap()
+    let mut store = Store::open(&dir.join("data")).unwrap();
+    store.register(&schema).unwrap();
+    (store, schema)
 }
 
 /// Per (district, household size, day's first second), per purpose, the rows consented to
@@ -495,9 +503,7 @@ fn stored_cells(store: &Store, schema: &Schema) -> Cells {
 #[test]
 fn a_seal_rolls_its_new_chunks_up_into_committed_cells_of_each_purpose() {
     let tmp = TempDir::new().unwrap();
-    let schema = rolled_up();
-    let mut store = Store::open(&tmp.path().join("data")).unwrap();
-    store.register(&schema).unwrap();
+    let (mut store, schema) = rolled_up(tmp.path());
     let (file, columns) = generated(tmp.path(), "a.csv", 300, 4);
     // 256 rows are sealed on ingest (epoch 1, one sealing), 44 by the seal (epoch 2).
     let (_, sealed) = store.ingest("consumption", &[file], false).unwrap();
@@ -552,33 +558,14 @@ fn a_seal_rolls_its_new_chunks_up_into_committed_cells_of_each_purpose() {
 #[test]
 fn a_withdrawal_rolls_up_again_without_the_withdrawn_rows_and_erases_their_cells() {
     let tmp = TempDir::new().unwrap();
-    let schema = rolled_up();
-    let mut store = Store::open(&tmp.path().join("data")).unwrap();
-    store.register(&schema).unwrap();
+    let (mut store, schema) = rolled_up(tmp.path());
     // 100 ingested rows (chunk 0 sealed on ingest, 36 pending), then a donation of 100
     // rows by one anonymous donor: chunks 1 (mixed) and 2 sealed on donation, 3 by the
     // seal.
     let (ingested, columns) = generated(tmp.path(), "a.csv", 100, 5);
     store.ingest("consumption", &[ingested], false).unwrap();
     let (donated, _) = generated(tmp.path(), "b.csv", 100, 6);
-    let text = fs::read_to_string(&donated).unwrap();
-    let unit = text
-        .lines()
-        .next()
-        .unwrap()
-        .split(',')
-        .position(|h| h == "household")
-        .unwrap();
-    let without: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let mut fields: Vec<&str> = l.split(',').collect();
-            fields.remove(unit);
-            fields.join(",")
-        })
-        .collect();
-    let mine = tmp.path().join("donation.csv");
-    fs::write(&mine, without.join("\n") + "\n").unwrap();
+    let mine = without_unit(&donated, &tmp.path().join("donation.csv"));
     let anonymous = Admission {
         eligible: None,
         organisation: None,

@@ -11,9 +11,14 @@ use std::{
 
 use zkfabric::{
     clients::remote::Remote,
-    node::{keys::KeyCache, proofs::ProofCache, store::Store},
+    node::{
+        keys::KeyCache,
+        proofs::ProofCache,
+        prove::{self, ProveError, Request},
+        store::Store,
+    },
     shared::records,
-    verifier::schema::Schema,
+    verifier::{bundle::Bundle, schema::Schema},
 };
 
 /// Runs `zkfabric` with a global `option` naming `path`, then `args`.
@@ -134,6 +139,20 @@ impl ProvingNode {
             store,
         }
     }
+
+    /// Answers `request` with proofs (keys made as needed), as a node would.
+    pub fn answer(&self, request: &Request) -> Result<Bundle, ProveError> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(prove::answer(
+                &self.store,
+                &self.keys,
+                &self.proofs,
+                request,
+                |_| {},
+            ))
+    }
 }
 
 /// A store under `dir/data` holding `columns` of `schema`'s dataset: written to a
@@ -152,4 +171,23 @@ fn sealed_store(dir: &Path, schema: &Schema, columns: &[Vec<u64>]) -> Store {
     store.ingest(&schema.name, &[file], false).unwrap();
     store.seal(&schema.name).unwrap();
     store
+}
+
+/// `base` with one roll-up declared: `name`, keyed by `dimensions` (`"day(time)"` for
+/// buckets), summing `measures`.
+pub fn with_rollup(base: &Schema, name: &str, dimensions: &[&str], measures: &[&str]) -> Schema {
+    let list = |items: &[&str]| {
+        items
+            .iter()
+            .map(|i| format!("{i:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = format!(
+        "{}\n[[rollups]]\nname = {name:?}\ndimensions = [{}]\nmeasures = [{}]\n",
+        base.source,
+        list(dimensions),
+        list(measures)
+    );
+    Schema::parse(&format!("{name}.toml"), &text).unwrap()
 }

@@ -192,20 +192,9 @@ impl Sealing<'_> {
         sealing: &LoadedSealing,
         progress: impl Fn(Progress) + Sync,
     ) -> Result<SealingProven, ProveError> {
-        let LoadedSealing {
-            rollup: rollup_name,
-            position,
-            shapes,
-            rows_query,
-            cells_query,
-            challenge,
-            blind,
-            rows,
-            cells,
-        } = sealing;
-        let (challenge, blind, position) = (*challenge, *blind, *position);
+        let (shapes, challenge, blind) = (&sealing.shapes, sealing.challenge, sealing.blind);
         progress(Progress::Proving {
-            total: rows.len() + cells.len(),
+            total: sealing.rows.len() + sealing.cells.len(),
         });
         let subtotals = Subtotals {
             keys: self.keys,
@@ -220,13 +209,13 @@ impl Sealing<'_> {
         for side in [
             Side {
                 shape: &shapes.rows,
-                query: rows_query,
-                chunks: rows,
+                query: &sealing.rows_query,
+                chunks: &sealing.rows,
             },
             Side {
                 shape: &shapes.cells,
-                query: cells_query,
-                chunks: cells,
+                query: &sealing.cells_query,
+                chunks: &sealing.cells,
             },
         ] {
             let (pk, proven) = self.prove_side(&side, challenge, blind, &progress)?;
@@ -244,8 +233,9 @@ impl Sealing<'_> {
         let (rows_proofs, row_subtotals, rows_top) = sides.pop().expect("two sides");
         if rows_top != cells_top {
             return Err(ProveError::Store(StoreError::Corrupt(format!(
-                "the cells of sealing {position} of roll-up {rollup_name} are not the \
-                 aggregation of its chunks' rows"
+                "the cells of sealing {} of roll-up {} are not the aggregation of its \
+                 chunks' rows",
+                sealing.position, sealing.rollup
             ))));
         }
         if let Some(pk) = &subtotal_key {
@@ -254,8 +244,8 @@ impl Sealing<'_> {
         }
         Ok(SealingProven {
             proof: pb::SealingProof {
-                rollup: rollup_name.clone(),
-                sealing: position as u32,
+                rollup: sealing.rollup.clone(),
+                sealing: sealing.position as u32,
                 fan_in: self.fan_in as u32,
                 rows: rows_proofs,
                 cells: cells_proofs,
