@@ -232,7 +232,7 @@ impl Rollup {
                     let spec = layout.columns().get(column).ok_or_else(|| {
                         CircuitError::InvalidShape(format!("no time column {column}"))
                     })?;
-                    if seconds == 0 || offset >= seconds {
+                    if seconds == 0 || offset >= seconds || i64::try_from(seconds).is_err() {
                         return bad(format!(
                             "a bucket of {seconds} seconds with boundaries at {offset} past \
                              a multiple"
@@ -240,8 +240,8 @@ impl Rollup {
                     }
                     // Bucket 0 holds the least time the column stores, 0, so that every
                     // row has a bucket, and the codes reach its greatest.
-                    let origin = i64::try_from(offset).expect("below a u64 bucket's seconds")
-                        - if offset == 0 { 0 } else { seconds as i64 };
+                    let (offset, length) = (offset as i64, seconds as i64);
+                    let origin = offset - if offset == 0 { 0 } else { length };
                     let greatest = (u128::from(u64::MAX) >> (64 - spec.width)) as i128;
                     let last = (greatest - i128::from(origin)) / i128::from(seconds);
                     let width = (u128::BITS - (last as u128).leading_zeros()).max(1);

@@ -312,12 +312,22 @@ fn choose_path(
     let mut covering = Vec::new();
     let mut refusals = Vec::new();
     for rollup in &schema.rollups {
-        let cells: u64 = manifest
+        let Some(entry) = manifest
             .manifest
             .rollups
             .iter()
-            .filter(|e| e.name == rollup.name)
-            .flat_map(|e| e.sealings.iter().flat_map(|s| &s.cells))
+            .find(|e| e.name == rollup.name)
+        else {
+            refusals.push(format!(
+                "roll-up `{}`: epoch {} lists no sealing of it",
+                rollup.name, manifest.manifest.epoch
+            ));
+            continue;
+        };
+        let cells: u64 = entry
+            .sealings
+            .iter()
+            .flat_map(|s| &s.cells)
             .map(|c| c.rows)
             .sum();
         match rows.over_rollup(schema, rollup) {
