@@ -63,12 +63,13 @@ pub const GET_BUNDLE: &str = "GetBundle";
 /// consent purpose (else the node's default), the epoch (else the latest), the privacy
 /// cost on a dp dataset (else the node's defaults), and the researcher's 32-byte nonce in
 /// hex (a dp dataset needs one).
-pub const STATEMENT_HEADERS: [&str; 5] = [
+pub const STATEMENT_HEADERS: [&str; 6] = [
     "x-zkfabric-purpose",
     "x-zkfabric-epoch",
     "x-zkfabric-epsilon",
     "x-zkfabric-delta",
     "x-zkfabric-nonce",
+    "x-zkfabric-path",
 ];
 
 /// The check every call passes before the service sees it: a researcher's token.
@@ -171,10 +172,9 @@ fn asked(sql: String, headers: &MetadataMap) -> Result<pb::QueryRequest, Status>
             })
             .transpose()
     };
-    let [purpose, epoch, epsilon, delta, nonce] = STATEMENT_HEADERS;
+    let [purpose, epoch, epsilon, delta, nonce, path] = STATEMENT_HEADERS;
     Ok(pb::QueryRequest {
-        // Statements take the node's choice of path (a roll-up when one covers them).
-        path: String::new(),
+        path: header(path)?.unwrap_or_default().to_string(),
         sql,
         purpose: header(purpose)?.unwrap_or_default().to_string(),
         epoch: header(epoch)?
