@@ -75,12 +75,7 @@ fn rollups(c: &mut Criterion) {
     store.seal("consumption").expect("sealed");
     let sealing_time = started.elapsed();
     let manifest = store.manifest("consumption", None).expect("manifest");
-    let cells: u64 = manifest.manifest.rollups[0]
-        .sealings
-        .iter()
-        .flat_map(|s| &s.cells)
-        .map(|c| c.rows)
-        .sum();
+    let cells = manifest.manifest.rollups[0].cells();
 
     let keys = KeyCache::new(&data);
     let cache = ProofCache::open(&data, 1 << 20).expect("cache");

@@ -534,12 +534,7 @@ fn a_seal_rolls_its_new_chunks_up_into_committed_cells_of_each_purpose() {
     // be in both, added up above.
     assert_eq!(
         first.rollups[0].cells + second.rollups[0].cells,
-        manifest.rollups[0]
-            .sealings
-            .iter()
-            .flat_map(|s| &s.cells)
-            .map(|c| c.rows)
-            .sum::<u64>()
+        manifest.rollups[0].cells()
     );
     // Cell files live beside the chunks, and nothing else is there.
     let files = fs::read_dir(tmp.path().join("data/consumption/rollups/daily"))

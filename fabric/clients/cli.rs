@@ -1078,12 +1078,7 @@ fn print_manifest(
     );
     for (rollup, entry) in schema.rollups.iter().zip(&m.rollups) {
         let dimensions: Vec<String> = rollup.dimensions.iter().map(|d| d.to_string()).collect();
-        let cells: u64 = entry
-            .sealings
-            .iter()
-            .flat_map(|s| &s.cells)
-            .map(|c| c.rows)
-            .sum();
+        let cells = entry.cells();
         println!(
             "roll-up      {} by {} (sums of {}): {cells} cells in {} sealing(s) of {} cell \
              chunk(s)",

@@ -324,12 +324,7 @@ fn choose_path(
             ));
             continue;
         };
-        let cells: u64 = entry
-            .sealings
-            .iter()
-            .flat_map(|s| &s.cells)
-            .map(|c| c.rows)
-            .sum();
+        let cells = entry.cells();
         match rows.over_rollup(schema, rollup) {
             Ok(circuits) => match rollup_key_missing(schema, rollup, &circuits, has_key) {
                 None => covering.push((cells, rollup.name.clone(), circuits)),

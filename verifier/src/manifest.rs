@@ -49,6 +49,17 @@ pub struct RollupEntry {
     pub sealings: Vec<SealingEntry>,
 }
 
+impl RollupEntry {
+    /// The cells of every sealing: what an answer from the roll-up reads.
+    pub fn cells(&self) -> u64 {
+        self.sealings
+            .iter()
+            .flat_map(|s| &s.cells)
+            .map(|c| c.rows)
+            .sum()
+    }
+}
+
 /// One sealing of a roll-up: the chunks it rolled up and the cell chunks it made of them,
 /// which its proofs show to be their aggregation (at a challenge hashing both lists).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
