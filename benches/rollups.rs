@@ -4,8 +4,8 @@
 //!
 //! Prints one table row: rows, cells, seconds to ingest and seal (cells included), to
 //! prove the sealing, to answer from the rows and from the cells (proof cache off for the
-//! rows; on for the cells, as a node has it after the seal, so the sealing's chunk proofs
-//! are reused), and to verify the roll-up answer (sealing proofs included).
+//! rows; on for the cells, as a node has it after `seal --prove-rollups`, which keeps the
+//! sealing's proof), and to verify the roll-up answer (sealing proofs included).
 //!
 //! `ZKFABRIC_BENCH_ROWS=16384 cargo bench --profile dev --workspace --bench rollups`
 //! (default 16,384 rows; the table in benches/README.md lists the sizes measured).
@@ -42,22 +42,14 @@ fn rows() -> usize {
         .unwrap_or(16_384)
 }
 
-fn schema() -> Schema {
-    let base = Schema::builtin("consumption").expect("built in");
-    let text = format!(
-        "{}\n[[rollups]]\nname = \"load\"\n\
-         dimensions = [\"district\", \"hour\", \"household_size\", \"day(time)\"]\n\
-         measures = [\"kwh\", \"water\", \"spend\"]\n",
-        base.source
-    );
-    Schema::parse("bench.toml", &text).expect("a valid roll-up")
-}
-
 fn rollups(c: &mut Criterion) {
     let n = rows();
     let tmp = tempfile::TempDir::new().expect("temporary directory");
     let data = tmp.path().join("data");
-    let schema = schema();
+    // The built-in roll-up: district x hour x household size x day, summing kWh, water
+    // and spend.
+    let schema = Schema::builtin("consumption").expect("built in");
+    let rollup = schema.rollups[0].name.clone();
     let columns = synth::generate(&schema, n, 2026, |_| {}).expect("generated");
     let file = tmp.path().join("readings.parquet");
     records::write_file(
@@ -99,7 +91,7 @@ fn rollups(c: &mut Criterion) {
     for path in [QueryPath::Raw, QueryPath::Rollup] {
         let ctx = datafusion::prelude::SessionContext::new();
         let (plan, _) = runtime
-            .block_on(prove::plan(&ctx, &store, &keys, &request(path)))
+            .block_on(prove::plan(&ctx, &store, &keys, &cache, &request(path)))
             .expect("planned");
         prove::setup_keys(&keys, &plan).expect("keys");
     }
@@ -108,7 +100,7 @@ fn rollups(c: &mut Criterion) {
     let started = Instant::now();
     let cancel = AtomicBool::new(false);
     for position in 0..manifest.manifest.rollups[0].sealings.len() {
-        let loaded = LoadedSealing::load(&store, &manifest, "load", position).expect("loaded");
+        let loaded = LoadedSealing::load(&store, &manifest, &rollup, position).expect("loaded");
         Sealing {
             keys: &keys,
             proofs: &cache,

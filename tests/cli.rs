@@ -749,3 +749,77 @@ fn a_crash_while_rolling_up_leaves_the_store_as_before_the_seal() {
         assert_eq!(manifest.chunks.iter().map(|c| c.rows).sum::<u64>(), 300);
     }
 }
+
+#[test]
+fn seal_proves_rollups_when_asked_and_auto_then_answers_from_the_cells() {
+    // A daily roll-up by district in 64-row chunks over 300 generated readings: fewer
+    // cells than rows. Ingest seals four chunks and leaves their sealing unproven, so
+    // auto reads the rows and says why.
+    let tmp = TempDir::new().unwrap();
+    let data = tmp.path().join("data");
+    let schema = tmp.path().join("rolled.toml");
+    let base = Schema::builtin("consumption")
+        .unwrap()
+        .with_chunk_rows(64)
+        .unwrap();
+    let rolled = common::with_rollup(&base, "daily", &["district", "day(time)"], &["kwh"]);
+    std::fs::write(&schema, rolled.source).unwrap();
+    let csv = generated_csv(tmp.path(), 300);
+    let s = schema.to_str().unwrap();
+    let out = ok(zkfabric(
+        &data,
+        &["ingest", "consumption", &csv, "--schema", s],
+    ));
+    assert!(
+        out.contains("(roll-up daily)")
+            && out.contains("1 sealing(s) not proven yet")
+            && out.contains("--prove-rollups"),
+        "{out}"
+    );
+    let sql = "SELECT district, COUNT(*) FROM consumption GROUP BY district";
+    let explain = |data: &Path| {
+        ok(zkfabric(
+            data,
+            &["query", sql, "--purpose", "energy-research", "--explain"],
+        ))
+    };
+    let said = explain(&data);
+    assert!(
+        said.contains("from the rows: roll-up `daily` covers the query but its sealings are not all proven yet"),
+        "{said}"
+    );
+    // Sealing the last 44 rows with --prove-rollups proves both sealings; then auto
+    // answers from the cells, and the answer verifies.
+    let out = ok(zkfabric(&data, &["seal", "consumption", "--prove-rollups"]));
+    assert!(
+        out.contains("proved roll-up daily sealing 0")
+            && out.contains("proved roll-up daily sealing 1"),
+        "{out}"
+    );
+    let said = explain(&data);
+    assert!(said.contains("from roll-up `daily`"), "{said}");
+    let bundle = tmp.path().join("daily.zkf");
+    let answer = ok(zkfabric(
+        &data,
+        &[
+            "query",
+            sql,
+            "--purpose",
+            "energy-research",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        answer.contains("of roll-up daily (with its 2 sealing proof(s))"),
+        "{answer}"
+    );
+    let verified = ok(zkfabric(
+        &tmp.path().join("nowhere"),
+        &["verify", bundle.to_str().unwrap(), "--allow-unpinned-keys"],
+    ));
+    assert!(verified.contains("daily"), "{verified}");
+    // Nothing is left to prove.
+    let out = ok(zkfabric(&data, &["seal", "consumption", "--prove-rollups"]));
+    assert!(!out.contains("proved roll-up"), "{out}");
+}

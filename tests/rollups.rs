@@ -310,6 +310,8 @@ fn verified(bundle: &pb::Bundle) -> Result<Report, VerifyError> {
 fn answers_from_a_rollup_equal_answers_from_the_rows_and_verify() {
     // 64 rows over three days: eight chunks in one sealing.
     let node = exact_node(64);
+    let manifest = node.store.manifest("consumption", None).unwrap().manifest;
+    assert!(manifest.rollups[0].cells() < 64);
     for sql in [
         "SELECT district, COUNT(*), SUM(kwh) FROM consumption WHERE hour BETWEEN 17 AND 21 \
          GROUP BY district",
@@ -329,10 +331,65 @@ fn answers_from_a_rollup_equal_answers_from_the_rows_and_verify() {
         verified(&raw).unwrap();
         let report = verified(&rolled).unwrap_or_else(|e| panic!("{sql}: {e}"));
         assert_eq!(report.rollup, Some(("daily".to_string(), 1)));
-        // Auto takes the roll-up.
+        // Proven now, and a few rows share a key (fewer cells than rows): auto takes it.
         let auto = ask(&node, sql, QueryPath::Auto).unwrap();
         assert_eq!((auto.rollup.as_str(), &auto.result), ("daily", &raw.result));
     }
+}
+
+#[test]
+fn auto_reads_a_rollup_once_its_sealings_are_proven_and_kept() {
+    // 64 rows of one day in two keys (district, hour): eight chunks, one sealing of two
+    // cells.
+    let schema = exact();
+    let mut rows = random_rows(&schema, 64, 9);
+    let column = |name: &str| {
+        schema
+            .declared()
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap()
+    };
+    let (district, hour, time) = (column("district"), column("hour"), column("time"));
+    for row in 0..64u64 {
+        let at = row as usize;
+        rows[district][at] = row % 2;
+        rows[hour][at] = 17 + row % 2;
+        rows[time][at] = 1_767_225_600 + 60 * row;
+    }
+    let node = Node::new(&schema, &rows);
+    let sql = "SELECT district, COUNT(*), SUM(kwh) FROM consumption GROUP BY district";
+    // Not proven yet: proving the sealing costs more than reading the rows.
+    let before = ask(&node, sql, QueryPath::Auto).unwrap();
+    assert_eq!(before.rollup, "");
+    assert!(before.sealing_proofs.is_empty());
+    // An answer asked from the roll-up proves the sealing and keeps its proof ...
+    let rolled = ask(&node, sql, QueryPath::Rollup).unwrap();
+    assert_eq!(rolled.rollup, "daily");
+    // ... which every later answer from it carries as it is, auto's included.
+    let auto = ask(&node, sql, QueryPath::Auto).unwrap();
+    assert_eq!(auto.rollup, "daily");
+    assert_eq!(auto.sealing_proofs, rolled.sealing_proofs);
+    assert_eq!(auto.result, before.result);
+    verified(&auto).unwrap();
+    // A kept proof that no longer verifies is set aside and proven again: here one
+    // whose subtotals are dropped.
+    let db = rusqlite::Connection::open(node.dir.path().join("data/proofs.sqlite")).unwrap();
+    let (key, bytes): (Vec<u8>, Vec<u8>) = db
+        .query_row("SELECT key, proof FROM sealing_proofs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let mut damaged = <pb::SealingProof as prost::Message>::decode(&bytes[..]).unwrap();
+    damaged.row_subtotals.clear();
+    db.execute(
+        "UPDATE sealing_proofs SET proof = ?1 WHERE key = ?2",
+        rusqlite::params![prost::Message::encode_to_vec(&damaged), key],
+    )
+    .unwrap();
+    let again = ask(&node, sql, QueryPath::Auto).unwrap();
+    assert_eq!(again.rollup, "daily");
+    verified(&again).unwrap();
 }
 
 #[test]

@@ -16,7 +16,7 @@ use crate::{
     node::config::Config,
     node::keys::{KeyCache, KeyMode},
     node::proofs::ProofCache,
-    node::prove::{LoadedSealing, Progress, ProveError, Sealing},
+    node::prove::{kept_sealing, LoadedSealing, Progress, ProveError, Sealing},
     node::store::{DatasetSummary, IngestedBatch, RolledUp, Store},
     shared::records,
     shared::synth,
@@ -111,6 +111,11 @@ enum Command {
     Seal {
         /// The dataset.
         dataset: String,
+        /// Then prove every roll-up sealing of the latest epoch not proven yet (as
+        /// `[rollups] prove_at_seal` does at every seal), so that answers from roll-ups
+        /// cost their cells; with nothing pending, it proves only.
+        #[arg(long)]
+        prove_rollups: bool,
     },
     /// Answer a SQL aggregate query with proofs, print the answer and write the bundle.
     Query {
@@ -566,7 +571,7 @@ fn execute(cli: Cli) -> Result<()> {
                         .with_privacy(epsilon, delta, Some(research_nonce(nonce.as_deref())?))?;
                 request.path = crate::node::prove::QueryPath::parse(&path)?;
                 if explain {
-                    explain_query(data_dir, &request)
+                    explain_query(data_dir, &config, &request)
                 } else {
                     query(
                         data_dir,
@@ -603,9 +608,17 @@ fn execute(cli: Cli) -> Result<()> {
             format: ExportFormat::Snarkjs { bundle, out, args },
         } => export_snarkjs(&bundle, &out, &args),
         Command::Demo { rows, keep } => demo(rows, keep),
-        Command::Seal { dataset } => match remote {
+        Command::Seal {
+            dataset,
+            prove_rollups,
+        } => match remote {
+            Some(_) if prove_rollups => bail!(
+                "--prove-rollups proves on this machine: run `zkfabric seal {dataset} \
+                 --prove-rollups` on the node (a remote node's sealings are proven by the \
+                 first answer asked with path rollup)"
+            ),
             Some(remote) => node::seal(&remote, &dataset),
-            None => seal(data_dir, &config, &dataset),
+            None => seal(data_dir, &config, &dataset, prove_rollups),
         },
         Command::Serve { listen, insecure } => node::serve(config, data_dir, listen, insecure),
         Command::Token { name, role } => node::token(&name, &role),
@@ -850,52 +863,86 @@ fn ingest(
             "sealed {} full chunk(s), {} rows: epoch {} published",
             s.chunks, s.rows, s.epoch
         );
-        prove_rolled_up(data_dir, config, &store, dataset, &s.rollups)?;
+        prove_rolled_up(
+            data_dir,
+            config,
+            &store,
+            dataset,
+            &s.rollups,
+            config.rollups.prove_at_seal,
+        )?;
     }
     Ok(())
 }
 
-/// For each roll-up a seal brought up to date: what its new sealing made, then its
-/// proofs (made now, so that queries answered from it pay only for its cells). Without
-/// keys for its shapes in ceremony mode, the proofs wait, and the line says so.
+/// What a seal did to the dataset's roll-ups: each new sealing's cells, then (when
+/// `prove` is set) the proofs of every sealing the latest epoch lists that is not proven
+/// yet, so that queries answered from a roll-up pay only for its cells; else a line
+/// saying how to prove them. Without keys for its shapes in ceremony mode, the proofs
+/// wait, and the line says so.
 fn prove_rolled_up(
     data_dir: &Path,
     config: &Config,
     store: &Store,
     dataset: &str,
     rolled: &[RolledUp],
+    prove: bool,
 ) -> Result<()> {
-    if rolled.is_empty() {
-        return Ok(());
-    }
-    let keys = KeyCache::new(data_dir).with_mode(config.keys.mode);
-    let proofs = ProofCache::open(data_dir, config.query.proof_cache_entries)?;
-    let manifest = store.manifest(dataset, None)?;
-    let cancel = AtomicBool::new(false);
-    let sealing = Sealing {
-        keys: &keys,
-        proofs: &proofs,
-        setup: config.keys.mode == KeyMode::Development,
-        fan_in: config.query.combine_inputs,
-        cancel: &cancel,
-    };
     for r in rolled {
         println!(
             "rolled {} chunk(s) up into {} cell(s) in {} cell chunk(s) (roll-up {})",
             r.chunks, r.cells, r.cell_chunks, r.rollup
         );
-        // The new sealing is the roll-up's last.
-        let sealings = manifest
-            .manifest
-            .rollups
-            .iter()
-            .find(|e| e.name == r.rollup)
-            .map(|e| e.sealings.as_slice())
-            .unwrap_or_default();
-        let position = sealings.len().saturating_sub(1);
-        let loaded = LoadedSealing::load(store, &manifest, &r.rollup, position)?;
+    }
+    let schema = store.schema(dataset)?;
+    if schema.rollups.is_empty() || store.epochs(dataset)?.is_empty() {
+        return Ok(());
+    }
+    let keys = KeyCache::new(data_dir).with_mode(config.keys.mode);
+    let proofs = ProofCache::open(data_dir, config.query.proof_cache_entries)?;
+    let manifest = store.manifest(dataset, None)?;
+    let fan_in = config.query.combine_inputs;
+    let unproven: Vec<(String, usize)> = manifest
+        .manifest
+        .rollups
+        .iter()
+        .flat_map(|entry| (0..entry.sealings.len()).map(|p| (entry.name.clone(), p)))
+        .filter(|(name, p)| {
+            kept_sealing(
+                &keys,
+                &proofs,
+                fan_in,
+                &schema,
+                &manifest.manifest,
+                name,
+                *p,
+            )
+            .is_none()
+        })
+        .collect();
+    if unproven.is_empty() {
+        return Ok(());
+    }
+    if !prove {
+        println!(
+            "{} sealing(s) not proven yet: answers read the rows until `zkfabric seal {dataset} \
+             --prove-rollups` proves them (or [rollups] prove_at_seal = true, at every seal)",
+            unproven.len()
+        );
+        return Ok(());
+    }
+    let cancel = AtomicBool::new(false);
+    let sealing = Sealing {
+        keys: &keys,
+        proofs: &proofs,
+        setup: config.keys.mode == KeyMode::Development,
+        fan_in,
+        cancel: &cancel,
+    };
+    for (rollup, position) in unproven {
+        let loaded = LoadedSealing::load(store, &manifest, &rollup, position)?;
         let started = Instant::now();
-        let bar = ProgressBar::new(0).with_message(format!("proving roll-up {}", r.rollup));
+        let bar = ProgressBar::new(0).with_message(format!("proving roll-up {rollup}"));
         let progress = |p: Progress| match p {
             Progress::Setup => bar.suspend(|| {
                 eprintln!(
@@ -913,9 +960,8 @@ fn prove_rolled_up(
             Ok(p) => {
                 let secs = started.elapsed().as_secs_f64();
                 println!(
-                    "proved roll-up {}: {} chunk, {} cell chunk and {} subtotal proof(s) in \
-                     {secs:.1} s ({:.0} rows/s)",
-                    r.rollup,
+                    "proved roll-up {rollup} sealing {position}: {} chunk, {} cell chunk and {} \
+                     subtotal proof(s) in {secs:.1} s ({:.0} rows/s)",
                     p.proof.rows.len(),
                     p.proof.cells.len(),
                     p.proof.row_subtotals.len() + p.proof.cell_subtotals.len(),
@@ -923,23 +969,26 @@ fn prove_rolled_up(
                 );
             }
             Err(ProveError::Keys(e)) => {
-                println!("roll-up {}'s proofs wait for keys: {e}", r.rollup)
+                println!("roll-up {rollup}'s proofs wait for keys: {e}")
             }
-            Err(e) => return Err(e).context(format!("proving roll-up {}", r.rollup)),
+            Err(e) => return Err(e).context(format!("proving roll-up {rollup}")),
         }
     }
     Ok(())
 }
 
-fn seal(data_dir: &Path, config: &Config, dataset: &str) -> Result<()> {
+fn seal(data_dir: &Path, config: &Config, dataset: &str, prove_rollups: bool) -> Result<()> {
     let mut store = open(data_dir)?;
     let started = Instant::now();
     let spinner = ProgressBar::new_spinner().with_message(format!("sealing {dataset}"));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let result = store.seal(dataset);
     spinner.finish_and_clear();
-    match result? {
-        None => println!("nothing to seal: {dataset} has no pending rows"),
+    let rolled = match result? {
+        None => {
+            println!("nothing to seal: {dataset} has no pending rows");
+            Vec::new()
+        }
         Some(s) => {
             let secs = started.elapsed().as_secs_f64();
             println!(
@@ -949,10 +998,11 @@ fn seal(data_dir: &Path, config: &Config, dataset: &str) -> Result<()> {
                 s.rows as f64 / secs.max(1e-9),
                 s.epoch
             );
-            prove_rolled_up(data_dir, config, &store, dataset, &s.rollups)?;
+            s.rollups
         }
-    }
-    Ok(())
+    };
+    let prove = prove_rollups || config.rollups.prove_at_seal;
+    prove_rolled_up(data_dir, config, &store, dataset, &rolled, prove)
 }
 
 /// Prints the node key and every dataset's line.

@@ -13,6 +13,11 @@
 //! combine_inputs = 8                   # K: partials one combine proof opens
 //! proof_cache_entries = 4096           # chunk proofs kept for reuse (0: none)
 //!
+//! [rollups]
+//! prove_at_seal = false                # prove new sealings when `zkfabric seal`/`ingest`
+//!                                      # seal (else `seal --prove-rollups` or a first
+//!                                      # answer asked with `--path rollup` proves them)
+//!
 //! [privacy]                           # differential privacy of dp datasets' answers
 //! epsilon = 1.0                        # what a query spends unless it says (--epsilon)
 //! delta = 1e-7                         # likewise (--delta)
@@ -95,6 +100,21 @@ pub struct Config {
     /// Differential privacy: default costs and budgets.
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    /// When roll-ups' sealings are proven.
+    #[serde(default)]
+    pub rollups: RollupsConfig,
+}
+
+/// The `[rollups]` table.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RollupsConfig {
+    /// Whether the command line's seals (`zkfabric seal`, and `ingest` when it seals)
+    /// prove the sealings they make. Off by default: proving a sealing costs several times
+    /// an answer from its rows (benches/README.md), which a node pays once so that answers cost cells, but
+    /// which a node that never asks roll-up-shaped questions need not pay. Until its
+    /// sealings are proven, `--path auto` answers from the rows.
+    pub prove_at_seal: bool,
 }
 
 /// The `[privacy]` table.

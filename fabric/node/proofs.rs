@@ -7,6 +7,11 @@
 //! again. The cache holds at most a configured number of proofs and forgets the least
 //! recently used; it survives restarts.
 //!
+//! Beside them it keeps every roll-up sealing's whole proof (`sealing_proofs`, outside
+//! the capacity): a sealing is proven once, when it is sealed or first read, and every
+//! answer from the roll-up carries that proof; the planner reads a roll-up only once its
+//! sealings are kept here, since proving a sealing costs more than reading the rows.
+//!
 //! The cache is an optimisation, never an authority: the prover checks that a cached
 //! proof verifies against the public inputs it recomputes before reusing it, so a damaged
 //! cache costs a proof, not a wrong answer. A cache that cannot be read or written is
@@ -53,6 +58,18 @@ impl ProofKey {
             .serialize_compressed(&mut HashWriter(&mut hash))
             .expect("hashing cannot fail");
         Self(hash.finalize().into())
+    }
+
+    /// The key of a sealing's whole proof at `challenge` (which binds the sealing's
+    /// chunks, cells and shapes), its chunk proofs made with the keys `fingerprints`
+    /// (the rows' and the cells'), added up by subtotal combines of `fan_in` inputs.
+    pub fn sealing(fingerprints: [&str; 2], fan_in: usize, challenge: &Fr) -> Self {
+        Self::new(
+            fingerprints[0],
+            "sealing-proof/v1",
+            &format!("{} fan-in {fan_in}", fingerprints[1]),
+            challenge,
+        )
     }
 }
 
@@ -105,7 +122,9 @@ impl ProofCache {
                     "CREATE TABLE IF NOT EXISTS proofs (
                         key BLOB PRIMARY KEY, blind BLOB NOT NULL, proof BLOB NOT NULL,
                         used INTEGER NOT NULL);
-                     CREATE INDEX IF NOT EXISTS proofs_used ON proofs(used);",
+                     CREATE INDEX IF NOT EXISTS proofs_used ON proofs(used);
+                     CREATE TABLE IF NOT EXISTS sealing_proofs (
+                        key BLOB PRIMARY KEY, proof BLOB NOT NULL);",
                 )
             })
             .map_err(failed)?;
@@ -165,6 +184,47 @@ impl ProofCache {
             )
             .and_then(|_| trim(&db, self.capacity));
         if let Err(e) = stored {
+            tracing::warn!("proof cache not written: {e}");
+        }
+    }
+
+    /// The encoded sealing proof kept under `key` ([`ProofKey::sealing`]).
+    pub fn sealing(&self, key: &ProofKey) -> Option<Vec<u8>> {
+        let db = self.db.as_ref()?;
+        let db = db.lock().unwrap_or_else(|e| e.into_inner());
+        db.query_row(
+            "SELECT proof FROM sealing_proofs WHERE key = ?1",
+            params![&key.0[..]],
+            |row| row.get(0),
+        )
+        .optional()
+        .unwrap_or_else(|e| {
+            tracing::warn!("proof cache not read: {e}");
+            None
+        })
+    }
+
+    /// Whether a sealing proof is kept under `key`.
+    pub fn has_sealing(&self, key: &ProofKey) -> bool {
+        let Some(db) = &self.db else { return false };
+        let db = db.lock().unwrap_or_else(|e| e.into_inner());
+        db.query_row(
+            "SELECT 1 FROM sealing_proofs WHERE key = ?1",
+            params![&key.0[..]],
+            |_| Ok(()),
+        )
+        .optional()
+        .is_ok_and(|found| found.is_some())
+    }
+
+    /// Keeps the encoded sealing proof `proof` under `key`, whatever the capacity.
+    pub fn keep_sealing(&self, key: &ProofKey, proof: &[u8]) {
+        let Some(db) = &self.db else { return };
+        let db = db.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = db.execute(
+            "INSERT OR REPLACE INTO sealing_proofs (key, proof) VALUES (?1, ?2)",
+            params![&key.0[..], proof],
+        ) {
             tracing::warn!("proof cache not written: {e}");
         }
     }

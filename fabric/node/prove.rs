@@ -5,7 +5,7 @@
 
 mod sealing;
 
-pub use sealing::{LoadedSealing, Sealing, SealingProven};
+pub use sealing::{kept_sealing, LoadedSealing, Sealing, SealingProven};
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -247,6 +247,7 @@ pub async fn plan(
     ctx: &SessionContext,
     store: &Store,
     keys: &KeyCache,
+    proofs: &ProofCache,
     request: &Request,
 ) -> Result<(Plan, SignedManifest), ProveError> {
     let dataset = sql::table_of(ctx, &request.sql)?;
@@ -255,8 +256,20 @@ pub async fn plan(
     let query = sql::lower(ctx, &schema, &request.sql, &request.purpose).await?;
     let circuits = query.circuit(&schema, &request.limits, request.cost_for(&schema)?)?;
     let has_key = |shape: &str| keys.can_provide(shape, request.setup);
-    let (circuits, rollup, path_reason) =
-        choose_path(&schema, &manifest, circuits, request.path, &has_key)?;
+    let fan_in = request.limits.combine_inputs;
+    let proven = |rollup: &str| {
+        sealing::rollup_proven(keys, proofs, fan_in, &schema, &manifest.manifest, rollup)
+    };
+    let (circuits, rollup, path_reason) = choose_path(
+        &schema,
+        &manifest,
+        circuits,
+        request.path,
+        &Availability {
+            has_key: &has_key,
+            proven: &proven,
+        },
+    )?;
     if let Some(noise) = circuits
         .noise
         .as_ref()
@@ -286,15 +299,24 @@ pub async fn plan(
     ))
 }
 
+/// What the planner may rely on for a roll-up: whether a key for a shape is at hand, and
+/// whether a roll-up's sealings are all proven and kept.
+struct Availability<'a> {
+    has_key: &'a dyn Fn(&str) -> bool,
+    proven: &'a dyn Fn(&str) -> bool,
+}
+
 /// Where to answer from, as `path` asks: the covering roll-up with the fewest cells in
-/// the epoch (its circuits over the cells) whose keys `has_key` finds, or the rows; with
-/// the reason in words.
+/// the epoch (its circuits over the cells) whose keys are at hand, or the rows; with the
+/// reason in words. `auto` takes a roll-up only once its sealings are proven (proving
+/// one costs more than reading its rows) and only when it has fewer cells than the epoch
+/// has rows; `rollup` proves what is missing.
 fn choose_path(
     schema: &Schema,
     manifest: &SignedManifest,
     rows: CircuitQuery,
     path: QueryPath,
-    has_key: &dyn Fn(&str) -> bool,
+    available: &Availability,
 ) -> Result<(CircuitQuery, Option<String>, String), ProveError> {
     if path == QueryPath::Raw || schema.rollups.is_empty() {
         let why = match path {
@@ -309,35 +331,46 @@ fn choose_path(
             _ => Ok((rows, None, why.to_string())),
         };
     }
+    let rows_count: u64 = manifest.manifest.chunks.iter().map(|c| c.rows).sum();
     let mut covering = Vec::new();
     let mut refusals = Vec::new();
     for rollup in &schema.rollups {
-        let Some(entry) = manifest
-            .manifest
-            .rollups
-            .iter()
-            .find(|e| e.name == rollup.name)
-        else {
+        let name = &rollup.name;
+        let Some(entry) = manifest.manifest.rollups.iter().find(|e| e.name == *name) else {
             refusals.push(format!(
-                "roll-up `{}`: epoch {} lists no sealing of it",
-                rollup.name, manifest.manifest.epoch
+                "roll-up `{name}`: epoch {} lists no sealing of it",
+                manifest.manifest.epoch
             ));
             continue;
         };
         let cells = entry.cells();
-        match rows.over_rollup(schema, rollup) {
-            Ok(circuits) => match rollup_key_missing(schema, rollup, &circuits, has_key) {
-                None => covering.push((cells, rollup.name.clone(), circuits)),
-                Some(shape) => refusals.push(format!(
-                    "roll-up `{}`: no key for {shape} (import the ceremony's, or run `zkfabric \
-                     setup` in development)",
-                    rollup.name
-                )),
-            },
-            Err(e) => refusals.push(e.0),
+        let circuits = match rows.over_rollup(schema, rollup) {
+            Ok(circuits) => circuits,
+            Err(e) => {
+                refusals.push(e.0);
+                continue;
+            }
+        };
+        if let Some(shape) = rollup_key_missing(schema, rollup, &circuits, available.has_key) {
+            refusals.push(format!(
+                "roll-up `{name}`: no key for {shape} (import the ceremony's, or run `zkfabric \
+                 setup` in development)"
+            ));
+        } else if path == QueryPath::Auto && !(available.proven)(name) {
+            refusals.push(format!(
+                "roll-up `{name}` covers the query but its sealings are not all proven yet \
+                 (`zkfabric seal {} --prove-rollups` proves them, as does the first answer \
+                 asked with path `rollup`)",
+                schema.name
+            ));
+        } else if path == QueryPath::Auto && cells >= rows_count {
+            refusals.push(format!(
+                "roll-up `{name}` covers the query but has {cells} cells for {rows_count} rows"
+            ));
+        } else {
+            covering.push((cells, name.clone(), circuits));
         }
     }
-    let rows_count: u64 = manifest.manifest.chunks.iter().map(|c| c.rows).sum();
     match covering.into_iter().min_by_key(|(cells, ..)| *cells) {
         Some((cells, name, circuits)) => {
             let why = format!(
@@ -383,9 +416,15 @@ pub struct Prepared {
     /// Each chunk's published commitment, in the order the answer covers them.
     commitments: Vec<Fr>,
     /// From a roll-up: its sealings, whose proofs the bundle carries.
-    sealings: Vec<LoadedSealing>,
+    sealings: Vec<SealingWork>,
     totals_blind: Fr,
     noise: Option<PreparedNoise>,
+}
+
+/// A sealing an answer from a roll-up carries: its kept proof, or what proving it needs.
+enum SealingWork {
+    Kept(SealingProven),
+    Load(Box<LoadedSealing>),
 }
 
 /// A dp answer's noise seed and its charge, fixed before proving.
@@ -412,14 +451,15 @@ impl Prepared {
 pub async fn prepare(
     store: &Store,
     keys: &KeyCache,
+    proofs: &ProofCache,
     request: &Request,
 ) -> Result<Prepared, ProveError> {
     let ctx = SessionContext::new();
-    let (plan, manifest) = plan(&ctx, store, keys, request).await?;
+    let (plan, manifest) = plan(&ctx, store, keys, proofs, request).await?;
     let layout = &plan.circuits.chunk_shape.layout;
     let dataset = &plan.schema.name;
     // The chunks the answer covers: the epoch's, or every cell chunk of the roll-up.
-    let (published, sealings): (Vec<&ChunkEntry>, Vec<LoadedSealing>) = match &plan.rollup {
+    let (published, sealings): (Vec<&ChunkEntry>, Vec<SealingWork>) = match &plan.rollup {
         None => (manifest.manifest.chunks.iter().collect(), Vec::new()),
         Some(rollup) => {
             let entry = manifest
@@ -428,8 +468,24 @@ pub async fn prepare(
                 .iter()
                 .find(|e| e.name == *rollup)
                 .expect("chosen from the manifest's roll-ups");
+            let fan_in = request.limits.combine_inputs;
             let sealings = (0..entry.sealings.len())
-                .map(|position| LoadedSealing::load(store, &manifest, rollup, position))
+                .map(|position| {
+                    let kept = sealing::kept_sealing(
+                        keys,
+                        proofs,
+                        fan_in,
+                        &plan.schema,
+                        &manifest.manifest,
+                        rollup,
+                        position,
+                    );
+                    match kept {
+                        Some(proven) => Ok(SealingWork::Kept(proven)),
+                        None => LoadedSealing::load(store, &manifest, rollup, position)
+                            .map(|l| SealingWork::Load(Box::new(l))),
+                    }
+                })
                 .collect::<Result<_, _>>()?;
             (
                 entry.sealings.iter().flat_map(|s| &s.cells).collect(),
@@ -542,7 +598,7 @@ pub async fn answer(
     request: &Request,
     progress: impl Fn(Progress) + Sync,
 ) -> Result<Bundle, ProveError> {
-    let prepared = prepare(store, keys, request).await?;
+    let prepared = prepare(store, keys, proofs, request).await?;
     prove(
         prepared,
         keys,
@@ -759,12 +815,15 @@ pub async fn prove(
         cancel,
     };
     let mut sealing_proofs = Vec::with_capacity(sealings.len());
-    for loaded in &sealings {
-        let proven = sealing.prove(loaded, |p| {
-            if let Progress::Setup = p {
-                progress(Progress::Setup)
-            }
-        })?;
+    for work in sealings {
+        let proven = match work {
+            SealingWork::Kept(proven) => proven,
+            SealingWork::Load(loaded) => sealing.prove(&loaded, |p| {
+                if let Progress::Setup = p {
+                    progress(Progress::Setup)
+                }
+            })?,
+        };
         for key in proven.verifying_keys {
             if !verifying_keys.iter().any(|k| k.shape == key.shape) {
                 verifying_keys.push(key);
@@ -1008,10 +1067,11 @@ impl Explanation {
 pub async fn explain(
     store: &Store,
     keys: &KeyCache,
+    proofs: &ProofCache,
     request: &Request,
 ) -> Result<Explanation, ProveError> {
     let ctx = SessionContext::new();
-    let (plan, manifest) = plan(&ctx, store, keys, request).await?;
+    let (plan, manifest) = plan(&ctx, store, keys, proofs, request).await?;
     let all = &manifest.manifest.chunks;
     // Every chunk is proven: no unproven metadata (a time window) may excuse one. From a
     // roll-up, every cell chunk, and its sealings' proofs ride along.

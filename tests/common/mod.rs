@@ -173,7 +173,7 @@ fn sealed_store(dir: &Path, schema: &Schema, columns: &[Vec<u64>]) -> Store {
     store
 }
 
-/// `base` with one roll-up declared: `name`, keyed by `dimensions` (`"day(time)"` for
+/// `base` with its roll-ups replaced by one: `name`, keyed by `dimensions` (`"day(time)"` for
 /// buckets), summing `measures`.
 pub fn with_rollup(base: &Schema, name: &str, dimensions: &[&str], measures: &[&str]) -> Schema {
     let list = |items: &[&str]| {
@@ -183,9 +183,20 @@ pub fn with_rollup(base: &Schema, name: &str, dimensions: &[&str], measures: &[&
             .collect::<Vec<_>>()
             .join(", ")
     };
+    // In place of the schema's own roll-ups: every `[[rollups]]` table left out.
+    let mut own = String::new();
+    let mut in_rollup = false;
+    for line in base.source.lines() {
+        if line.trim_start().starts_with('[') {
+            in_rollup = line.trim() == "[[rollups]]";
+        }
+        if !in_rollup {
+            own.push_str(line);
+            own.push('\n');
+        }
+    }
     let text = format!(
-        "{}\n[[rollups]]\nname = {name:?}\ndimensions = [{}]\nmeasures = [{}]\n",
-        base.source,
+        "{own}\n[[rollups]]\nname = {name:?}\ndimensions = [{}]\nmeasures = [{}]\n",
         list(dimensions),
         list(measures)
     );

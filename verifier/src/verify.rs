@@ -29,7 +29,7 @@ use zkfabric_proto::v1 as pb;
 
 mod sealing;
 
-pub use sealing::{sealing_statements, verify_sealing, SealingStatement};
+pub use sealing::{sealing_statements, verify_sealing, SealingPublic, SealingStatement};
 
 use crate::{
     bundle::{self, fr_from_bytes, Bundle, BundleError, FORMAT},

@@ -55,11 +55,12 @@ fn check_purpose(request: &Request) -> Result<()> {
 }
 
 /// `zkfabric query --explain`: the provable plan and its circuits, nothing proven.
-pub fn explain_query(data_dir: &Path, request: &Request) -> Result<()> {
+pub fn explain_query(data_dir: &Path, config: &Config, request: &Request) -> Result<()> {
     check_purpose(request)?;
     let store = open(data_dir)?;
     let keys = KeyCache::new(data_dir);
-    let explanation = block_on(prove::explain(&store, &keys, request))??;
+    let proofs = ProofCache::open(data_dir, config.query.proof_cache_entries)?;
+    let explanation = block_on(prove::explain(&store, &keys, &proofs, request))??;
     print_explanation(&explanation.to_proto(prove::assumed_seconds_per_constraint()))
 }
 
@@ -345,13 +346,14 @@ pub fn planned(
 ) -> Result<Vec<prove::Plan>> {
     let store = open(data_dir)?;
     let keys = KeyCache::new(data_dir);
+    let proofs = ProofCache::open(data_dir, config.query.proof_cache_entries)?;
     sql.iter()
         .map(|text| {
             let request = Request::new(config, text.clone(), purpose.clone(), None, true)
                 .with_privacy(cost.epsilon, cost.delta, None)?;
             check_purpose(&request)?;
             let ctx = datafusion::prelude::SessionContext::new();
-            let (plan, _) = block_on(prove::plan(&ctx, &store, &keys, &request))??;
+            let (plan, _) = block_on(prove::plan(&ctx, &store, &keys, &proofs, &request))??;
             Ok(plan)
         })
         .collect()

@@ -5,15 +5,18 @@
 //! they are the same field element exactly when the cells are the rows' aggregation.
 //!
 //! Chunk proofs are kept in the proof cache like a query's, so proving a sealing again
-//! (for a later epoch that lists it, or after an interruption) reuses them.
+//! (after an interruption, or with another fan-in) reuses them; the whole proof is kept
+//! there too ([`ProofCache::keep_sealing`]), so every later answer (from any epoch that
+//! lists the sealing) carries it without proving anything.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ark_ff::PrimeField;
+use prost::Message;
 use rand::{rngs::OsRng, Rng};
 use zkfabric_circuits::{
     aggregate::{self, AggregateCircuit, AggregateInstance, AggregateQuery, AggregateShape},
-    combine::Opening,
+    combine::{CombineShape, Opening},
     commitment::Chunk,
     evaluation, rollup,
     snark::{self, ProvingKey},
@@ -27,7 +30,9 @@ use crate::{
     node::proofs::{ProofCache, ProofKey},
     node::store::{Store, StoreError},
     verifier::bundle::fr_to_bytes,
-    verifier::manifest::{fr_from_hex, fr_to_hex, SignedManifest},
+    verifier::manifest::{fr_to_hex, Manifest, SignedManifest},
+    verifier::schema::Schema,
+    verifier::verify::{verify_sealing, SealingPublic, VerifyError},
 };
 
 /// Where a sealing proof is made: keys and proof cache, whether missing keys may be
@@ -51,6 +56,96 @@ pub struct SealingProven {
     pub proof: pb::SealingProof,
     /// The keys of the rows', the cells' and (when any was needed) the subtotals' shapes.
     pub verifying_keys: Vec<pb::VerifyingKey>,
+}
+
+/// The key a sealing's whole proof is kept under, for the node's keys of its two chunk
+/// shapes; `None` while the node lacks either (so nothing it kept can be current).
+fn kept_key(keys: &KeyCache, public: &SealingPublic, fan_in: usize) -> Option<ProofKey> {
+    let fingerprint =
+        |shape: &AggregateShape| keys.info(&shape.description()).map(|i| i.fingerprint);
+    Some(ProofKey::sealing(
+        [
+            &fingerprint(&public.shapes.rows)?,
+            &fingerprint(&public.shapes.cells)?,
+        ],
+        fan_in,
+        &public.challenge,
+    ))
+}
+
+/// Whether every sealing `manifest` lists for roll-up `rollup` has its proof kept in
+/// `proofs` (made with the node's keys and subtotals of `fan_in` inputs): only then does
+/// an answer from the roll-up cost its cells alone.
+pub fn rollup_proven(
+    keys: &KeyCache,
+    proofs: &ProofCache,
+    fan_in: usize,
+    schema: &Schema,
+    manifest: &Manifest,
+    rollup: &str,
+) -> bool {
+    let Some(entry) = manifest.rollups.iter().find(|e| e.name == rollup) else {
+        return false;
+    };
+    (0..entry.sealings.len()).all(|position| {
+        SealingPublic::of(schema, manifest, rollup, position)
+            .ok()
+            .and_then(|public| kept_key(keys, &public, fan_in))
+            .is_some_and(|key| proofs.has_sealing(&key))
+    })
+}
+
+/// The kept proof of sealing `position` of `rollup` in `manifest`, numbered for it, with
+/// its verifying keys, when it verifies under the node's keys (a damaged or stale one is
+/// proven again).
+pub fn kept_sealing(
+    keys: &KeyCache,
+    proofs: &ProofCache,
+    fan_in: usize,
+    schema: &Schema,
+    manifest: &Manifest,
+    rollup: &str,
+    position: usize,
+) -> Option<SealingProven> {
+    let public = SealingPublic::of(schema, manifest, rollup, position).ok()?;
+    let bytes = proofs.sealing(&kept_key(keys, &public, fan_in)?)?;
+    let mut proof = pb::SealingProof::decode(&bytes[..]).ok()?;
+    proof.sealing = position as u32;
+    let mut shapes = vec![
+        public.shapes.rows.description(),
+        public.shapes.cells.description(),
+    ];
+    if !proof.row_subtotals.is_empty() || !proof.cell_subtotals.is_empty() {
+        shapes.push(CombineShape::subtotal(proof.fan_in as usize).description());
+    }
+    let verifying_keys = shapes
+        .into_iter()
+        .map(|shape| {
+            let info = keys.info(&shape)?;
+            Some(pb::VerifyingKey {
+                fingerprint: info.fingerprint,
+                key: hex::decode(info.verifying_key).ok()?,
+                shape,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let key_for = |shape: &str| {
+        verifying_keys
+            .iter()
+            .find(|k| k.shape == shape)
+            .and_then(|k| snark::verifying_key_from_bytes(&k.key).ok())
+            .ok_or_else(|| VerifyError::Failed(format!("no verifying key for {shape}")))
+    };
+    match verify_sealing(schema, manifest, &proof, key_for) {
+        Ok(_) => Some(SealingProven {
+            proof,
+            verifying_keys,
+        }),
+        Err(e) => {
+            tracing::warn!("a kept sealing proof of roll-up {rollup} was set aside: {e}");
+            None
+        }
+    }
 }
 
 /// One side's chunks, each with its published commitment.
@@ -86,59 +181,20 @@ impl LoadedSealing {
         let dataset = &manifest.manifest.dataset;
         let schema = store.schema(dataset)?;
         let corrupt = |m: String| ProveError::Store(StoreError::Corrupt(m));
-        let declared = schema
-            .rollups
-            .iter()
-            .find(|r| r.name == rollup_name)
-            .ok_or_else(|| corrupt(format!("{dataset} declares no roll-up {rollup_name}")))?;
-        let sealing = manifest
-            .manifest
-            .rollups
-            .iter()
-            .find(|r| r.name == rollup_name)
-            .and_then(|r| r.sealings.get(position))
-            .ok_or_else(|| {
-                corrupt(format!(
-                    "epoch {} of {dataset} lists no sealing {position} of roll-up {rollup_name}",
-                    manifest.manifest.epoch
-                ))
-            })?;
-        let shapes = schema.rollup_shapes(declared, manifest.manifest.chunk_rows)?;
-        let rows_query = shapes.rows_query(schema.rollup_clips(declared));
-        let cells_query = shapes.cells_query();
-        let hex = |text: &str, what: String| {
-            fr_from_hex(text)
-                .ok_or_else(|| corrupt(format!("{what}'s published commitment is unreadable")))
-        };
-        let rows = sealing
-            .chunks
-            .iter()
-            .map(|&index| {
-                let entry = manifest
-                    .manifest
-                    .chunks
-                    .iter()
-                    .find(|c| c.index == index)
-                    .ok_or_else(|| corrupt(format!("sealing chunk {index} is not the epoch's")))?;
-                Ok((index, hex(&entry.commitment, format!("chunk {index}"))?))
-            })
-            .collect::<Result<Vec<_>, ProveError>>()?;
-        let cells = sealing
-            .cells
-            .iter()
-            .map(|c| {
-                Ok((
-                    c.index,
-                    hex(&c.commitment, format!("cell chunk {}", c.index))?,
-                ))
-            })
-            .collect::<Result<Vec<_>, ProveError>>()?;
-        let challenge = rollup::challenge(
-            &shapes,
-            &rows_query,
-            &rows.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
-            &cells.iter().map(|(_, c)| *c).collect::<Vec<_>>(),
-        );
+        let SealingPublic {
+            shapes,
+            rows_query,
+            cells_query,
+            rows,
+            cells,
+            challenge,
+            ..
+        } = SealingPublic::of(&schema, &manifest.manifest, rollup_name, position).map_err(|e| {
+            corrupt(format!(
+                "epoch {} of {dataset}: {e}",
+                manifest.manifest.epoch
+            ))
+        })?;
         let blind = top_blind(store, dataset, rollup_name, challenge);
         let opens = |(commitment, chunk): (Fr, Chunk), layout| {
             if chunk.commitment(layout) == commitment {
@@ -152,13 +208,13 @@ impl LoadedSealing {
         };
         let rows = rows
             .into_iter()
-            .map(|(index, c)| opens((c, store.chunk(dataset, index)?), &shapes.rows.layout))
+            .map(|(e, c)| opens((c, store.chunk(dataset, e.index)?), &shapes.rows.layout))
             .collect::<Result<Vec<_>, ProveError>>()?;
         let cells = cells
             .into_iter()
-            .map(|(index, c)| {
+            .map(|(e, c)| {
                 opens(
-                    (c, store.cell_chunk(dataset, rollup_name, index)?),
+                    (c, store.cell_chunk(dataset, rollup_name, e.index)?),
                     shapes.cell_layout(),
                 )
             })
@@ -239,19 +295,29 @@ impl Sealing<'_> {
             ))));
         }
         if let Some(pk) = &subtotal_key {
-            let shape = zkfabric_circuits::combine::CombineShape::subtotal(self.fan_in);
+            let shape = CombineShape::subtotal(self.fan_in);
             verifying_keys.push(verifying_key(pk, shape.description()));
         }
+        let proof = pb::SealingProof {
+            rollup: sealing.rollup.clone(),
+            sealing: sealing.position as u32,
+            fan_in: self.fan_in as u32,
+            rows: rows_proofs,
+            cells: cells_proofs,
+            row_subtotals,
+            cell_subtotals,
+        };
+        let key = ProofKey::sealing(
+            [
+                &verifying_keys[0].fingerprint,
+                &verifying_keys[1].fingerprint,
+            ],
+            self.fan_in,
+            &challenge,
+        );
+        self.proofs.keep_sealing(&key, &proof.encode_to_vec());
         Ok(SealingProven {
-            proof: pb::SealingProof {
-                rollup: sealing.rollup.clone(),
-                sealing: sealing.position as u32,
-                fan_in: self.fan_in as u32,
-                rows: rows_proofs,
-                cells: cells_proofs,
-                row_subtotals,
-                cell_subtotals,
-            },
+            proof,
             verifying_keys,
         })
     }

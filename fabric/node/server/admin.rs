@@ -61,7 +61,7 @@ impl Admin for AdminService {
             .with_store_waiting(move |store| {
                 let ctx = datafusion::prelude::SessionContext::new();
                 tokio::runtime::Handle::current()
-                    .block_on(prove::plan(&ctx, store, &node.keys, &request))
+                    .block_on(prove::plan(&ctx, store, &node.keys, &node.proofs, &request))
                     .map(|(plan, _)| plan)
                     .map_err(prove_status)
             })

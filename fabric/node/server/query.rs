@@ -155,7 +155,7 @@ impl Node {
         let node = self.clone();
         self.with_store(move |store| {
             tokio::runtime::Handle::current()
-                .block_on(prove::explain(store, &node.keys, &request))
+                .block_on(prove::explain(store, &node.keys, &node.proofs, &request))
                 .map_err(prove_status)
         })
         .await
@@ -207,7 +207,7 @@ impl Node {
             let prepared = {
                 let store = node.store.blocking_lock();
                 handle
-                    .block_on(prove::prepare(&store, &node.keys, &request))
+                    .block_on(prove::prepare(&store, &node.keys, &node.proofs, &request))
                     .map_err(prove_status)?
             };
             let total = prepared.chunk_count() as u64;

@@ -8,7 +8,7 @@
 //! trees. The two sides must close on the same commitment.
 
 use zkfabric_circuits::{
-    aggregate::{AggregateInstance, ChunkId},
+    aggregate::{AggregateInstance, AggregateQuery, ChunkId},
     combine::CombineShape,
     rollup,
     snark::{self, Proof, VerifyingKey},
@@ -27,6 +27,101 @@ use crate::{
 /// inputs recomputed from the manifest, and the proof.
 pub type SealingStatement = (String, String, Vec<Fr>, Proof);
 
+/// What a sealing states, all recomputed from the signed manifest and the schema: the
+/// roll-up's two chunk shapes and their public parameters, the cells' table id, both
+/// sides' chunks with their published commitments, and the sealing's challenge. The
+/// verifier checks proofs against it; the node proves it and finds its cached proofs by it.
+pub struct SealingPublic {
+    /// The rows' and the cells' chunk shapes.
+    pub shapes: rollup::RollupShapes,
+    /// The rows' chunk statement parameters (the clip bounds).
+    pub rows_query: AggregateQuery,
+    /// The cells' chunk statement parameters.
+    pub cells_query: AggregateQuery,
+    /// The table id the cell chunks are committed under.
+    pub cells_table: u64,
+    /// The rolled-up chunks, in the sealing's order, with their commitments.
+    pub rows: Vec<(ChunkEntry, Fr)>,
+    /// The cell chunks, in order, with their commitments.
+    pub cells: Vec<(ChunkEntry, Fr)>,
+    /// The sealing's challenge.
+    pub challenge: Fr,
+}
+
+impl SealingPublic {
+    /// Sealing `position` of roll-up `name` as `manifest` (whose roll-ups cover its chunks,
+    /// as [`Manifest::check_rollups`] checks) lists it; the error says what is missing.
+    pub fn of(
+        schema: &Schema,
+        manifest: &Manifest,
+        name: &str,
+        position: usize,
+    ) -> Result<Self, String> {
+        let declared = schema
+            .rollups
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| format!("the schema declares no roll-up `{name}`"))?;
+        manifest
+            .check_rollups()
+            .map_err(|e| format!("manifest: {e}"))?;
+        let listed = manifest
+            .rollups
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| format!("the manifest lists no roll-up `{name}`"))?;
+        let sealing = listed.sealings.get(position).ok_or_else(|| {
+            format!(
+                "roll-up `{name}`: the manifest lists {} sealings, not a sealing {position}",
+                listed.sealings.len()
+            )
+        })?;
+        let shapes = schema
+            .rollup_shapes(declared, manifest.chunk_rows)
+            .map_err(|e| format!("roll-up `{name}`: {e}"))?;
+        let with_commitment = |entry: &ChunkEntry, what: &str| {
+            fr_from_hex(&entry.commitment)
+                .map(|c| (entry.clone(), c))
+                .ok_or_else(|| format!("manifest: {what} {} commitment malformed", entry.index))
+        };
+        let rows = sealing
+            .chunks
+            .iter()
+            .map(|index| {
+                let entry = manifest
+                    .chunks
+                    .iter()
+                    .find(|c| c.index == *index)
+                    .expect("check_rollups: every sealed chunk is the epoch's");
+                with_commitment(entry, "chunk")
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cells = sealing
+            .cells
+            .iter()
+            .map(|entry| with_commitment(entry, "cell chunk"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows_query = shapes.rows_query(schema.rollup_clips(declared));
+        let commitments =
+            |side: &[(ChunkEntry, Fr)]| side.iter().map(|(_, c)| *c).collect::<Vec<_>>();
+        let challenge = rollup::challenge(
+            &shapes,
+            &rows_query,
+            &commitments(&rows),
+            &commitments(&cells),
+        );
+        Ok(Self {
+            cells_query: shapes.cells_query(),
+            cells_table: schema.cells_table_id(declared),
+            shapes,
+            rows_query,
+            rows,
+            cells,
+            challenge,
+        })
+    }
+}
+
 /// The statements of `sealed` about a sealing in `manifest` (signed, and checked by the
 /// caller), after checking that its two sides close on one commitment.
 pub fn sealing_statements(
@@ -36,93 +131,39 @@ pub fn sealing_statements(
 ) -> Result<Vec<SealingStatement>, VerifyError> {
     let name = &sealed.rollup;
     let fail = |message: String| failed(format!("roll-up `{name}`: {message}"));
-    let declared = schema
-        .rollups
-        .iter()
-        .find(|r| r.name == *name)
-        .ok_or_else(|| VerifyError::Failed(format!("the schema declares no roll-up `{name}`")))?;
-    manifest
-        .check_rollups()
-        .map_err(|e| VerifyError::Failed(format!("manifest: {e}")))?;
-    let listed = manifest
-        .rollups
-        .iter()
-        .find(|r| r.name == *name)
-        .ok_or_else(|| VerifyError::Failed(format!("the manifest lists no roll-up `{name}`")))?;
-    let Some(sealing) = listed.sealings.get(sealed.sealing as usize) else {
-        return fail(format!(
-            "the manifest lists {} sealings, not a sealing {}",
-            listed.sealings.len(),
-            sealed.sealing
-        ));
-    };
     let fan_in = sealed.fan_in as usize;
     if fan_in < 2 {
         return fail(format!("subtotal combines of {fan_in} inputs (at least 2)"));
     }
-    let shapes = schema
-        .rollup_shapes(declared, manifest.chunk_rows)
-        .map_err(|e| VerifyError::Failed(format!("roll-up `{name}`: {e}")))?;
-    let rows_query = shapes.rows_query(schema.rollup_clips(declared));
-    let cells_query = shapes.cells_query();
-
-    let commitment = |entry: &ChunkEntry, what: &str| {
-        fr_from_hex(&entry.commitment).ok_or_else(|| {
-            VerifyError::Failed(format!(
-                "manifest: {what} {} commitment malformed",
-                entry.index
-            ))
-        })
-    };
-    let rolled: Vec<&ChunkEntry> = sealing
-        .chunks
-        .iter()
-        .map(|index| {
-            manifest
-                .chunks
-                .iter()
-                .find(|c| c.index == *index)
-                .expect("check_rollups: every sealed chunk is the epoch's")
-        })
-        .collect();
-    let row_commitments = rolled
-        .iter()
-        .map(|c| commitment(c, "chunk"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let cell_commitments = sealing
-        .cells
-        .iter()
-        .map(|c| commitment(c, "cell chunk"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let challenge = rollup::challenge(&shapes, &rows_query, &row_commitments, &cell_commitments);
+    let public = SealingPublic::of(schema, manifest, name, sealed.sealing as usize)
+        .map_err(VerifyError::Failed)?;
+    let challenge = public.challenge;
 
     let mut statements = Vec::new();
     let mut tops = Vec::new();
     let sides = [
         (
             "rows",
-            &shapes.rows,
-            &rows_query,
+            &public.shapes.rows,
+            &public.rows_query,
             manifest.dataset_id,
-            &rolled,
-            &row_commitments,
+            &public.rows,
             &sealed.rows,
             &sealed.row_subtotals,
         ),
         (
             "cells",
-            &shapes.cells,
-            &cells_query,
-            schema.cells_table_id(declared),
-            &sealing.cells.iter().collect(),
-            &cell_commitments,
+            &public.shapes.cells,
+            &public.cells_query,
+            public.cells_table,
+            &public.cells,
             &sealed.cells,
             &sealed.cell_subtotals,
         ),
     ];
-    for (side, shape, query, table, entries, commitments, chunk_proofs, subtotals) in sides {
+    for (side, shape, query, table, entries, chunk_proofs, subtotals) in sides {
         let proven: Vec<u64> = chunk_proofs.iter().map(|p| p.chunk).collect();
-        let listed: Vec<u64> = entries.iter().map(|c| c.index).collect();
+        let listed: Vec<u64> = entries.iter().map(|(c, _)| c.index).collect();
         if proven != listed {
             return fail(format!(
                 "sealing {} has {side} chunks {listed:?}, the proof covers {proven:?}",
@@ -131,12 +172,7 @@ pub fn sealing_statements(
         }
         let description = shape.description();
         let mut level = Vec::with_capacity(entries.len());
-        for (i, ((p, entry), chunk_commitment)) in chunk_proofs
-            .iter()
-            .zip(entries.iter())
-            .zip(commitments)
-            .enumerate()
-        {
+        for (i, (p, (entry, chunk_commitment))) in chunk_proofs.iter().zip(entries).enumerate() {
             let field = format!("{side}[{i}]");
             let evaluation_commitment = fr_from_bytes(
                 &p.evaluation_commitment,
