@@ -112,6 +112,18 @@ fn rollups(c: &mut Criterion) {
         .expect("sealing proven");
     }
     let sealing_proofs = started.elapsed();
+    // Once proven, auto takes the roll-up.
+    let ctx = datafusion::prelude::SessionContext::new();
+    let (auto, _) = runtime
+        .block_on(prove::plan(
+            &ctx,
+            &store,
+            &keys,
+            &cache,
+            &request(QueryPath::Auto),
+        ))
+        .expect("planned");
+    assert_eq!(auto.rollup.as_ref(), Some(&rollup), "{}", auto.path_reason);
 
     let answer = |path, proofs: &ProofCache| {
         let started = Instant::now();

@@ -2,7 +2,7 @@
 //! file; and a process killed while it ingests and seals.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     thread,
     time::Duration,
@@ -673,20 +673,26 @@ fn query_verify_and_tampering_from_the_command_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--purpose"));
 }
 
-#[test]
-fn a_crash_while_rolling_up_leaves_the_store_as_before_the_seal() {
-    // A daily roll-up in 64-row chunks: ingesting 300 rows seals four chunks and rolls
-    // them up. A crash after the cell files are written, or before the commit, leaves
-    // the rows pending, no sealing and no cell file; after the commit, all of it.
-    let tmp = TempDir::new().unwrap();
-    let schema = tmp.path().join("rolled.toml");
+/// Under `tmp`: consumption in 64-row chunks rolled up daily by district summing kWh
+/// (the schema file), and 300 generated readings (the CSV file).
+fn daily_rollup(tmp: &Path) -> (PathBuf, String) {
+    let schema = tmp.join("rolled.toml");
     let base = Schema::builtin("consumption")
         .unwrap()
         .with_chunk_rows(64)
         .unwrap();
     let rolled = common::with_rollup(&base, "daily", &["district", "day(time)"], &["kwh"]);
     std::fs::write(&schema, rolled.source).unwrap();
-    let csv = generated_csv(tmp.path(), 300);
+    (schema, generated_csv(tmp, 300))
+}
+
+#[test]
+fn a_crash_while_rolling_up_leaves_the_store_as_before_the_seal() {
+    // A daily roll-up in 64-row chunks: ingesting 300 rows seals four chunks and rolls
+    // them up. A crash after the cell files are written, or before the commit, leaves
+    // the rows pending, no sealing and no cell file; after the commit, all of it.
+    let tmp = TempDir::new().unwrap();
+    let (schema, csv) = daily_rollup(tmp.path());
     for (point, committed) in [
         ("seal-cells-written", false),
         ("seal-before-commit", false),
@@ -757,14 +763,7 @@ fn seal_proves_rollups_when_asked_and_auto_then_answers_from_the_cells() {
     // auto reads the rows and says why.
     let tmp = TempDir::new().unwrap();
     let data = tmp.path().join("data");
-    let schema = tmp.path().join("rolled.toml");
-    let base = Schema::builtin("consumption")
-        .unwrap()
-        .with_chunk_rows(64)
-        .unwrap();
-    let rolled = common::with_rollup(&base, "daily", &["district", "day(time)"], &["kwh"]);
-    std::fs::write(&schema, rolled.source).unwrap();
-    let csv = generated_csv(tmp.path(), 300);
+    let (schema, csv) = daily_rollup(tmp.path());
     let s = schema.to_str().unwrap();
     let out = ok(zkfabric(
         &data,

@@ -434,7 +434,24 @@ fn a_verified_query_over_grpc_with_tokens_roles_and_clear_errors() {
     assert!(String::from_utf8_lossy(&other_k.stderr).contains("min_group_size:"));
     assert!(!elsewhere.exists());
     let text = ok(node.cli(&[&remote[..], &["--token", ADMIN, "seal", "consumption"]].concat()));
-    assert!(text.contains("nothing to seal"), "{text}");
+    assert!(
+        text.contains("nothing to seal") && text.contains("1 roll-up sealing(s) not proven yet"),
+        "{text}"
+    );
+    // An administrator has the node prove the built-in roll-up's sealing (in a proving
+    // worker's turn); then nothing is left to prove.
+    let prove = [
+        &remote[..],
+        &["--token", ADMIN, "seal", "consumption", "--prove-rollups"],
+    ]
+    .concat();
+    let text = ok(node.cli(&prove));
+    assert!(text.contains("proved 1 roll-up sealing(s)"), "{text}");
+    let text = ok(node.cli(&prove));
+    assert!(
+        !text.contains("proved") && !text.contains("not proven yet"),
+        "{text}"
+    );
     let text = ok(node.cli(
         &[
             &remote[..],
@@ -554,6 +571,7 @@ fn sixteen_concurrent_clients_query_and_donate_and_nothing_is_lost() {
             .admin()
             .seal(admin.request(pb::SealRequest {
                 dataset: "consumption".into(),
+                prove_rollups: false,
             }))
             .await
             .unwrap()

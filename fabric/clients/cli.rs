@@ -16,7 +16,7 @@ use crate::{
     node::config::Config,
     node::keys::{KeyCache, KeyMode},
     node::proofs::ProofCache,
-    node::prove::{kept_sealing, LoadedSealing, Progress, ProveError, Sealing},
+    node::prove::{KeptSealings, LoadedSealing, Progress, ProveError, Sealing},
     node::store::{DatasetSummary, IngestedBatch, RolledUp, Store},
     shared::records,
     shared::synth,
@@ -612,12 +612,7 @@ fn execute(cli: Cli) -> Result<()> {
             dataset,
             prove_rollups,
         } => match remote {
-            Some(_) if prove_rollups => bail!(
-                "--prove-rollups proves on this machine: run `zkfabric seal {dataset} \
-                 --prove-rollups` on the node (a remote node's sealings are proven by the \
-                 first answer asked with path rollup)"
-            ),
-            Some(remote) => node::seal(&remote, &dataset),
+            Some(remote) => node::seal(&remote, &dataset, prove_rollups),
             None => seal(data_dir, &config, &dataset, prove_rollups),
         },
         Command::Serve { listen, insecure } => node::serve(config, data_dir, listen, insecure),
@@ -902,24 +897,12 @@ fn prove_rolled_up(
     let proofs = ProofCache::open(data_dir, config.query.proof_cache_entries)?;
     let manifest = store.manifest(dataset, None)?;
     let fan_in = config.query.combine_inputs;
-    let unproven: Vec<(String, usize)> = manifest
-        .manifest
-        .rollups
-        .iter()
-        .flat_map(|entry| (0..entry.sealings.len()).map(|p| (entry.name.clone(), p)))
-        .filter(|(name, p)| {
-            kept_sealing(
-                &keys,
-                &proofs,
-                fan_in,
-                &schema,
-                &manifest.manifest,
-                name,
-                *p,
-            )
-            .is_none()
-        })
-        .collect();
+    let unproven = KeptSealings {
+        keys: &keys,
+        proofs: &proofs,
+        fan_in,
+    }
+    .unproven(&schema, &manifest.manifest);
     if unproven.is_empty() {
         return Ok(());
     }

@@ -5,7 +5,7 @@
 
 mod sealing;
 
-pub use sealing::{kept_sealing, LoadedSealing, Sealing, SealingProven};
+pub use sealing::{KeptSealings, LoadedSealing, Sealing, SealingProven};
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -256,9 +256,14 @@ pub async fn plan(
     let query = sql::lower(ctx, &schema, &request.sql, &request.purpose).await?;
     let circuits = query.circuit(&schema, &request.limits, request.cost_for(&schema)?)?;
     let has_key = |shape: &str| keys.can_provide(shape, request.setup);
-    let fan_in = request.limits.combine_inputs;
+    let kept = KeptSealings {
+        keys,
+        proofs,
+        fan_in: request.limits.combine_inputs,
+    };
     let proven = |rollup: &str| {
-        sealing::rollup_proven(keys, proofs, fan_in, &schema, &manifest.manifest, rollup)
+        let kept = kept.kept(&schema, &manifest.manifest, rollup);
+        !kept.is_empty() && kept.iter().all(|&k| k)
     };
     let (circuits, rollup, path_reason) = choose_path(
         &schema,
@@ -471,15 +476,12 @@ pub async fn prepare(
             let fan_in = request.limits.combine_inputs;
             let sealings = (0..entry.sealings.len())
                 .map(|position| {
-                    let kept = sealing::kept_sealing(
+                    let kept = KeptSealings {
                         keys,
                         proofs,
                         fan_in,
-                        &plan.schema,
-                        &manifest.manifest,
-                        rollup,
-                        position,
-                    );
+                    }
+                    .proof(&plan.schema, &manifest.manifest, rollup, position);
                     match kept {
                         Some(proven) => Ok(SealingWork::Kept(proven)),
                         None => LoadedSealing::load(store, &manifest, rollup, position)
@@ -1013,7 +1015,8 @@ pub struct Explanation {
     pub plan: Plan,
     /// The epoch planned over.
     pub epoch: u64,
-    /// Chunks the query can touch (one proof each), and all chunks of the epoch.
+    /// Chunks the answer proves (one proof each), and the chunks it covers: every chunk
+    /// of the epoch, or every cell chunk of the roll-up (so far always the same).
     pub chunks: (u64, u64),
     /// The circuits, chunk first, root last.
     pub circuits: Vec<PlannedCircuit>,
@@ -1072,17 +1075,26 @@ pub async fn explain(
 ) -> Result<Explanation, ProveError> {
     let ctx = SessionContext::new();
     let (plan, manifest) = plan(&ctx, store, keys, proofs, request).await?;
-    let all = &manifest.manifest.chunks;
     // Every chunk is proven: no unproven metadata (a time window) may excuse one. From a
-    // roll-up, every cell chunk, and its sealings' proofs ride along.
+    // roll-up, every cell chunk, and its sealings' proofs ride along (made now unless
+    // kept).
     let sealings: Vec<&SealingEntry> = plan
         .rollup
         .as_ref()
         .and_then(|name| manifest.manifest.rollups.iter().find(|e| e.name == *name))
         .map(|e| e.sealings.iter().collect())
         .unwrap_or_default();
+    let kept = plan.rollup.as_ref().map_or_else(Vec::new, |name| {
+        let fan_in = request.limits.combine_inputs;
+        KeptSealings {
+            keys,
+            proofs,
+            fan_in,
+        }
+        .kept(&plan.schema, &manifest.manifest, name)
+    });
     let touched = match &plan.rollup {
-        None => all.len() as u64,
+        None => manifest.manifest.chunks.len() as u64,
         Some(_) => sealings.iter().map(|s| s.cells.len() as u64).sum(),
     };
     let fan_in = request.limits.combine_inputs.max(2) as u64;
@@ -1111,7 +1123,9 @@ pub async fn explain(
     for (role, shape) in chunk_shapes.iter().skip(1) {
         let proofs = sealings
             .iter()
-            .map(|s| match *role {
+            .zip(&kept)
+            .filter(|(_, &kept)| !kept)
+            .map(|(s, _)| match *role {
                 "sealed rows" => s.chunks.len() as u64,
                 _ => s.cells.len() as u64,
             })
@@ -1132,7 +1146,7 @@ pub async fn explain(
     Ok(Explanation {
         remaining,
         epoch: manifest.manifest.epoch,
-        chunks: (touched, all.len() as u64),
+        chunks: (touched, touched),
         circuits,
         plan,
         limits: request.limits,

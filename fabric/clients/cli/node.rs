@@ -223,9 +223,10 @@ pub fn ledgers(
 }
 
 /// `zkfabric seal --remote`: an administrator seals on the node.
-pub fn seal(remote: &Remote, dataset: &str) -> Result<()> {
+pub fn seal(remote: &Remote, dataset: &str, prove_rollups: bool) -> Result<()> {
     let sealed = block_on(remote.admin().seal(remote.request(pb::SealRequest {
         dataset: dataset.to_string(),
+        prove_rollups,
     })))?
     .map_err(RemoteError::from)?
     .into_inner();
@@ -236,6 +237,16 @@ pub fn seal(remote: &Remote, dataset: &str) -> Result<()> {
         );
     } else {
         println!("nothing to seal: {dataset} has no pending rows");
+    }
+    if sealed.sealings_proven > 0 {
+        println!("proved {} roll-up sealing(s)", sealed.sealings_proven);
+    }
+    if sealed.sealings_unproven > 0 {
+        println!(
+            "{} roll-up sealing(s) not proven yet: answers read the rows until `seal {dataset} \
+             --prove-rollups` proves them",
+            sealed.sealings_unproven
+        );
     }
     Ok(())
 }

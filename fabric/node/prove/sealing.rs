@@ -73,77 +73,98 @@ fn kept_key(keys: &KeyCache, public: &SealingPublic, fan_in: usize) -> Option<Pr
     ))
 }
 
-/// Whether every sealing `manifest` lists for roll-up `rollup` has its proof kept in
-/// `proofs` (made with the node's keys and subtotals of `fan_in` inputs): only then does
-/// an answer from the roll-up cost its cells alone.
-pub fn rollup_proven(
-    keys: &KeyCache,
-    proofs: &ProofCache,
-    fan_in: usize,
-    schema: &Schema,
-    manifest: &Manifest,
-    rollup: &str,
-) -> bool {
-    let Some(entry) = manifest.rollups.iter().find(|e| e.name == rollup) else {
-        return false;
-    };
-    (0..entry.sealings.len()).all(|position| {
-        SealingPublic::of(schema, manifest, rollup, position)
-            .ok()
-            .and_then(|public| kept_key(keys, &public, fan_in))
-            .is_some_and(|key| proofs.has_sealing(&key))
-    })
+/// Where a node keeps its sealings' proofs: the keys they were made with, the proof
+/// cache holding them, and the subtotal fan-in they use.
+#[derive(Clone, Copy)]
+pub struct KeptSealings<'a> {
+    /// The node's keys.
+    pub keys: &'a KeyCache,
+    /// The cache keeping the proofs.
+    pub proofs: &'a ProofCache,
+    /// Inputs of each subtotal combine.
+    pub fan_in: usize,
 }
 
-/// The kept proof of sealing `position` of `rollup` in `manifest`, numbered for it, with
-/// its verifying keys, when it verifies under the node's keys (a damaged or stale one is
-/// proven again).
-pub fn kept_sealing(
-    keys: &KeyCache,
-    proofs: &ProofCache,
-    fan_in: usize,
-    schema: &Schema,
-    manifest: &Manifest,
-    rollup: &str,
-    position: usize,
-) -> Option<SealingProven> {
-    let public = SealingPublic::of(schema, manifest, rollup, position).ok()?;
-    let bytes = proofs.sealing(&kept_key(keys, &public, fan_in)?)?;
-    let mut proof = pb::SealingProof::decode(&bytes[..]).ok()?;
-    proof.sealing = position as u32;
-    let mut shapes = vec![
-        public.shapes.rows.description(),
-        public.shapes.cells.description(),
-    ];
-    if !proof.row_subtotals.is_empty() || !proof.cell_subtotals.is_empty() {
-        shapes.push(CombineShape::subtotal(proof.fan_in as usize).description());
-    }
-    let verifying_keys = shapes
-        .into_iter()
-        .map(|shape| {
-            let info = keys.info(&shape)?;
-            Some(pb::VerifyingKey {
-                fingerprint: info.fingerprint,
-                key: hex::decode(info.verifying_key).ok()?,
-                shape,
+impl KeptSealings<'_> {
+    /// For each sealing `manifest` lists for roll-up `rollup` (none when it lists no such
+    /// roll-up), whether its proof is kept: an answer from the roll-up then proves only
+    /// its cells.
+    pub fn kept(&self, schema: &Schema, manifest: &Manifest, rollup: &str) -> Vec<bool> {
+        let Some(entry) = manifest.rollups.iter().find(|e| e.name == rollup) else {
+            return Vec::new();
+        };
+        (0..entry.sealings.len())
+            .map(|position| {
+                SealingPublic::of(schema, manifest, rollup, position)
+                    .ok()
+                    .and_then(|public| kept_key(self.keys, &public, self.fan_in))
+                    .is_some_and(|key| self.proofs.has_sealing(&key))
             })
-        })
-        .collect::<Option<Vec<_>>>()?;
-    let key_for = |shape: &str| {
-        verifying_keys
+            .collect()
+    }
+
+    /// The sealings `manifest` lists (roll-up name and position) whose proof is not
+    /// kept, or no longer verifies: what `zkfabric seal --prove-rollups` and
+    /// `Admin.Seal` prove.
+    pub fn unproven(&self, schema: &Schema, manifest: &Manifest) -> Vec<(String, usize)> {
+        manifest
+            .rollups
             .iter()
-            .find(|k| k.shape == shape)
-            .and_then(|k| snark::verifying_key_from_bytes(&k.key).ok())
-            .ok_or_else(|| VerifyError::Failed(format!("no verifying key for {shape}")))
-    };
-    match verify_sealing(schema, manifest, &proof, key_for) {
-        Ok(_) => Some(SealingProven {
-            proof,
-            verifying_keys,
-        }),
-        Err(e) => {
-            tracing::warn!("a kept sealing proof of roll-up {rollup} was set aside: {e}");
-            None
+            .flat_map(|entry| (0..entry.sealings.len()).map(|position| (&entry.name, position)))
+            .filter(|(name, position)| self.proof(schema, manifest, name, *position).is_none())
+            .map(|(name, position)| (name.clone(), position))
+            .collect()
+    }
+
+    /// The kept proof of sealing `position` of `rollup` in `manifest`, numbered for it,
+    /// with its verifying keys, when it verifies under the node's keys (a damaged or
+    /// stale one is proven again).
+    pub fn proof(
+        &self,
+        schema: &Schema,
+        manifest: &Manifest,
+        rollup: &str,
+        position: usize,
+    ) -> Option<SealingProven> {
+        let (keys, proofs, fan_in) = (self.keys, self.proofs, self.fan_in);
+        let public = SealingPublic::of(schema, manifest, rollup, position).ok()?;
+        let bytes = proofs.sealing(&kept_key(keys, &public, fan_in)?)?;
+        let mut proof = pb::SealingProof::decode(&bytes[..]).ok()?;
+        proof.sealing = position as u32;
+        let mut shapes = vec![
+            public.shapes.rows.description(),
+            public.shapes.cells.description(),
+        ];
+        if !proof.row_subtotals.is_empty() || !proof.cell_subtotals.is_empty() {
+            shapes.push(CombineShape::subtotal(proof.fan_in as usize).description());
+        }
+        let verifying_keys = shapes
+            .into_iter()
+            .map(|shape| {
+                let info = keys.info(&shape)?;
+                Some(pb::VerifyingKey {
+                    fingerprint: info.fingerprint,
+                    key: hex::decode(info.verifying_key).ok()?,
+                    shape,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let key_for = |shape: &str| {
+            verifying_keys
+                .iter()
+                .find(|k| k.shape == shape)
+                .and_then(|k| snark::verifying_key_from_bytes(&k.key).ok())
+                .ok_or_else(|| VerifyError::Failed(format!("no verifying key for {shape}")))
+        };
+        match verify_sealing(schema, manifest, &proof, key_for) {
+            Ok(_) => Some(SealingProven {
+                proof,
+                verifying_keys,
+            }),
+            Err(e) => {
+                tracing::warn!("a kept sealing proof of roll-up {rollup} was set aside: {e}");
+                None
+            }
         }
     }
 }

@@ -18,20 +18,61 @@ impl Admin for AdminService {
         request: Request<pb::SealRequest>,
     ) -> Result<Response<pb::SealResponse>, Status> {
         let caller = self.0.tokens.require(&request, Role::Admin)?;
-        let dataset = request.into_inner().dataset;
-        let sealed = self
+        let pb::SealRequest {
+            dataset,
+            prove_rollups,
+        } = request.into_inner();
+        let prove_rollups = prove_rollups || self.0.config.rollups.prove_at_seal;
+        let fan_in = self.0.config.query.combine_inputs;
+        // Seal, list the sealings left unproven and (when asked) load them, all with the
+        // store; then prove them without it, in a proving worker's turn.
+        let node = self.0.clone();
+        let (sealed, unproven, loaded) = self
             .0
-            .with_store_waiting(move |store| store.seal(&dataset).map_err(store_status))
+            .with_store_waiting(move |store| {
+                let sealed = store.seal(&dataset).map_err(store_status)?;
+                let schema = store.schema(&dataset).map_err(store_status)?;
+                if schema.rollups.is_empty()
+                    || store.epochs(&dataset).map_err(store_status)?.is_empty()
+                {
+                    return Ok((sealed, 0, Vec::new()));
+                }
+                let manifest = store.manifest(&dataset, None).map_err(store_status)?;
+                let unproven = prove::KeptSealings {
+                    keys: &node.keys,
+                    proofs: &node.proofs,
+                    fan_in,
+                }
+                .unproven(&schema, &manifest.manifest);
+                let loaded = match prove_rollups {
+                    false => Vec::new(),
+                    true => unproven
+                        .iter()
+                        .map(|(rollup, position)| {
+                            prove::LoadedSealing::load(store, &manifest, rollup, *position)
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(prove_status)?,
+                };
+                Ok((sealed, unproven.len(), loaded))
+            })
             .await?;
-        tracing::info!(caller, ?sealed, "sealed on request");
-        Ok(Response::new(match sealed {
-            Some(s) => pb::SealResponse {
-                sealed: true,
-                epoch: s.epoch,
-                chunks: s.chunks,
-                rows: s.rows,
-            },
-            None => pb::SealResponse::default(),
+        tracing::info!(caller, ?sealed, unproven, "sealed on request");
+        let proven = match loaded.is_empty() {
+            true => 0,
+            false => self.0.prove_sealings(loaded).await?,
+        };
+        let (sealed, epoch, chunks, rows) = match sealed {
+            Some(s) => (true, s.epoch, s.chunks, s.rows),
+            None => (false, 0, 0, 0),
+        };
+        Ok(Response::new(pb::SealResponse {
+            sealed,
+            epoch,
+            chunks,
+            rows,
+            sealings_proven: proven as u32,
+            sealings_unproven: (unproven - proven) as u32,
         }))
     }
 

@@ -20,6 +20,7 @@ use zkfabric_proto::v1::{self as pb, query_server, run_event::Event};
 use super::{internal, prove_status, Node};
 use crate::{
     node::config::Role,
+    node::keys::KeyMode,
     node::prove::{self, Explanation, Progress, ProveError},
     node::store::sha256_hex,
     verifier::bundle,
@@ -27,6 +28,19 @@ use crate::{
 
 /// Serves [`query_server::Query`].
 pub(crate) struct QueryService(pub Arc<Node>);
+
+/// A proving worker held: proving may start; `cancel` is set when the node shuts down.
+struct ProvingTurn {
+    _worker: OwnedSemaphorePermit,
+    cancel: Arc<AtomicBool>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ProvingTurn {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
 
 /// Proving slots: `workers` queries proven at once, `capacity` more waiting, at most
 /// `per_token` of them one token's.
@@ -178,28 +192,16 @@ impl Node {
         send(Event::Queued(pb::Queued {
             position: position as u32,
         }));
-        let mut shutdown = self.shutdown.clone();
-        let worker = tokio::select! {
-            permit = self.queue.workers.clone().acquire_owned() => permit.ok(),
-            _ = shutdown.wait_for(|stop| *stop) => None,
-        };
+        let turn = self.proving_turn().await;
         self.queue.waiting.fetch_sub(1, Ordering::SeqCst);
-        let Some(worker) = worker else {
+        let Some(turn) = turn else {
             let _ = events.send(Err(prove_status(ProveError::Cancelled)));
             return;
-        };
-        let cancel = Arc::new(AtomicBool::new(false));
-        let watcher = {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-                cancel.store(true, Ordering::Relaxed);
-            })
         };
         let started = Instant::now();
         let node = self.clone();
         let progress_events = events.clone();
-        let job_cancel = cancel.clone();
+        let job_cancel = turn.cancel.clone();
         let result = tokio::task::spawn_blocking(move || {
             let events = progress_events;
             let send = |event| events.send(Ok(pb::RunEvent { event: Some(event) })).is_ok();
@@ -254,8 +256,7 @@ impl Node {
                 .map_err(prove_status)
         })
         .await;
-        watcher.abort();
-        drop(worker);
+        drop(turn);
         let outcome = match result {
             Ok(Ok(bundle)) => {
                 let seconds = started.elapsed().as_secs_f64();
@@ -282,6 +283,67 @@ impl Node {
             }
         }
         drop(ticket);
+    }
+
+    /// Waits for a proving worker (`None` when the node shuts down first); the turn's
+    /// `cancel` is set if the node shuts down while it proves.
+    async fn proving_turn(self: &Arc<Self>) -> Option<ProvingTurn> {
+        let mut shutdown = self.shutdown.clone();
+        let worker = tokio::select! {
+            permit = self.queue.workers.clone().acquire_owned() => permit.ok(),
+            _ = shutdown.wait_for(|stop| *stop) => None,
+        }?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+                cancel.store(true, Ordering::Relaxed);
+            })
+        };
+        Some(ProvingTurn {
+            _worker: worker,
+            cancel,
+            watcher,
+        })
+    }
+
+    /// Proves roll-up sealings in a proving worker's turn (so they never compete with
+    /// queries for the cores), stopping if the node shuts down; how many were proven (a
+    /// sealing whose keys a ceremony node lacks waits, and is not counted).
+    pub(super) async fn prove_sealings(
+        self: &Arc<Self>,
+        sealings: Vec<prove::LoadedSealing>,
+    ) -> Result<usize, Status> {
+        let turn = self
+            .proving_turn()
+            .await
+            .ok_or_else(|| prove_status(ProveError::Cancelled))?;
+        let node = self.clone();
+        let cancel = turn.cancel.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let sealing = prove::Sealing {
+                keys: &node.keys,
+                proofs: &node.proofs,
+                setup: node.keys.mode() == KeyMode::Development,
+                fan_in: node.config.query.combine_inputs,
+                cancel: &cancel,
+            };
+            let mut proven = 0;
+            for loaded in &sealings {
+                match sealing.prove(loaded, |_| ()) {
+                    Ok(_) => proven += 1,
+                    Err(ProveError::Keys(e)) => {
+                        tracing::warn!("a roll-up sealing waits for keys: {e}")
+                    }
+                    Err(e) => return Err(prove_status(e)),
+                }
+            }
+            Ok(proven)
+        })
+        .await;
+        drop(turn);
+        result.map_err(|e| internal(format!("proving task failed: {e}")))?
     }
 
     /// Admits `request` to the proving queue for `caller` and starts proving it; returns
