@@ -110,10 +110,11 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct RollupsConfig {
     /// Whether the command line's seals (`zkfabric seal`, and `ingest` when it seals)
-    /// prove the sealings they make. Off by default: proving a sealing costs several times
-    /// an answer from its rows (benches/README.md), which a node pays once so that answers cost cells, but
-    /// which a node that never asks roll-up-shaped questions need not pay. Until its
-    /// sealings are proven, `--path auto` answers from the rows.
+    /// prove the sealings they make. Off by default: proving a sealing costs several
+    /// times an answer from its rows (benches/README.md), which a node pays once so
+    /// that answers cost cells, but which a node that never asks roll-up-shaped
+    /// questions need not pay. Until its sealings are proven, `--path auto` answers from
+    /// the rows.
     pub prove_at_seal: bool,
 }
 
@@ -286,7 +287,9 @@ pub struct QueryConfig {
     pub max_groups: usize,
     /// Combine fan-in K.
     pub combine_inputs: usize,
-    /// Chunk proofs kept for reuse (`DATA_DIR/proofs.sqlite`); 0 turns the cache off.
+    /// Chunk proofs kept for reuse (`DATA_DIR/proofs.sqlite`); 0 turns the cache off,
+    /// and the keeping of roll-up sealings' proofs with it (so auto never reads a
+    /// roll-up).
     pub proof_cache_entries: usize,
 }
 
