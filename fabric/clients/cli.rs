@@ -889,20 +889,17 @@ fn prove_rolled_up(
             r.chunks, r.cells, r.cell_chunks, r.rollup
         );
     }
-    let schema = store.schema(dataset)?;
-    if schema.rollups.is_empty() || store.epochs(dataset)?.is_empty() {
-        return Ok(());
-    }
     let keys = KeyCache::new(data_dir).with_mode(config.keys.mode);
     let proofs = ProofCache::open(data_dir, config.query.proof_cache_entries)?;
-    let manifest = store.manifest(dataset, None)?;
     let fan_in = config.query.combine_inputs;
-    let unproven = KeptSealings {
+    let kept = KeptSealings {
         keys: &keys,
         proofs: &proofs,
         fan_in,
-    }
-    .unproven(&schema, &manifest.manifest);
+    };
+    let Some((manifest, unproven)) = kept.unproven_latest(store, dataset)? else {
+        return Ok(());
+    };
     if unproven.is_empty() {
         return Ok(());
     }

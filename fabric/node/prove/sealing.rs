@@ -73,6 +73,9 @@ fn kept_key(keys: &KeyCache, public: &SealingPublic, fan_in: usize) -> Option<Pr
     ))
 }
 
+/// A sealing named by its roll-up and its position in a manifest's list.
+pub type SealingAt = (String, usize);
+
 /// Where a node keeps its sealings' proofs: the keys they were made with, the proof
 /// cache holding them, and the subtotal fan-in they use.
 #[derive(Clone, Copy)]
@@ -103,10 +106,25 @@ impl KeptSealings<'_> {
             .collect()
     }
 
-    /// The sealings `manifest` lists (roll-up name and position) whose proof is not
-    /// kept, or no longer verifies: what `zkfabric seal --prove-rollups` and
-    /// `Admin.Seal` prove.
-    pub fn unproven(&self, schema: &Schema, manifest: &Manifest) -> Vec<(String, usize)> {
+    /// The latest epoch of `dataset` with the sealings it lists (roll-up name and
+    /// position) whose proof is not kept, or no longer verifies: what `zkfabric seal
+    /// --prove-rollups` and `Admin.Seal` prove. `None` when the dataset declares no
+    /// roll-up or has no epoch.
+    pub fn unproven_latest(
+        &self,
+        store: &Store,
+        dataset: &str,
+    ) -> Result<Option<(SignedManifest, Vec<SealingAt>)>, ProveError> {
+        let schema = store.schema(dataset)?;
+        if schema.rollups.is_empty() || store.epochs(dataset)?.is_empty() {
+            return Ok(None);
+        }
+        let manifest = store.manifest(dataset, None)?;
+        let unproven = self.unproven(&schema, &manifest.manifest);
+        Ok(Some((manifest, unproven)))
+    }
+
+    fn unproven(&self, schema: &Schema, manifest: &Manifest) -> Vec<SealingAt> {
         manifest
             .rollups
             .iter()

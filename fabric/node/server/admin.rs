@@ -31,19 +31,17 @@ impl Admin for AdminService {
             .0
             .with_store_waiting(move |store| {
                 let sealed = store.seal(&dataset).map_err(store_status)?;
-                let schema = store.schema(&dataset).map_err(store_status)?;
-                if schema.rollups.is_empty()
-                    || store.epochs(&dataset).map_err(store_status)?.is_empty()
-                {
-                    return Ok((sealed, 0, Vec::new()));
-                }
-                let manifest = store.manifest(&dataset, None).map_err(store_status)?;
-                let unproven = prove::KeptSealings {
+                let kept = prove::KeptSealings {
                     keys: &node.keys,
                     proofs: &node.proofs,
                     fan_in,
-                }
-                .unproven(&schema, &manifest.manifest);
+                };
+                let Some((manifest, unproven)) = kept
+                    .unproven_latest(store, &dataset)
+                    .map_err(prove_status)?
+                else {
+                    return Ok((sealed, 0, Vec::new()));
+                };
                 let loaded = match prove_rollups {
                     false => Vec::new(),
                     true => unproven

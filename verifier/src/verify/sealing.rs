@@ -92,7 +92,9 @@ impl SealingPublic {
                     .chunks
                     .iter()
                     .find(|c| c.index == *index)
-                    .expect("check_rollups: every sealed chunk is the epoch's");
+                    .ok_or_else(|| {
+                        format!("roll-up `{name}`: sealed chunk {index} is not the epoch's")
+                    })?;
                 with_commitment(entry, "chunk")
             })
             .collect::<Result<Vec<_>, _>>()?;
