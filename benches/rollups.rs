@@ -1,14 +1,17 @@
-//! Roll-ups against rows: the issue's query over generated consumption readings, answered
-//! from the raw chunks and from a roll-up's cells (district x hour x household size x
-//! day, three measures), with what sealing the roll-up costs.
+//! Roll-ups against rows: a query over a generated built-in dataset, answered from the raw
+//! chunks and from the dataset's built-in roll-up, with what sealing the roll-up costs.
+//! Two workloads: consumption (the default: evening load of larger households by
+//! district, from district x hour x household size x day) and movement (the
+//! origin-destination matrix, from origin x destination x mode x hour).
 //!
 //! Prints one table row: rows, cells, seconds to ingest and seal (cells included), to
 //! prove the sealing, to answer from the rows and from the cells (proof cache off for the
 //! rows; on for the cells, as a node has it after `seal --prove-rollups`, which keeps the
 //! sealing's proof), and to verify the roll-up answer (sealing proofs included).
 //!
-//! `ZKFABRIC_BENCH_ROWS=16384 cargo bench --profile dev --workspace --bench rollups`
-//! (default 16,384 rows; the table in benches/README.md lists the sizes measured).
+//! `ZKFABRIC_BENCH_ROWS=16384 ZKFABRIC_BENCH_DATASET=consumption cargo bench --profile dev
+//! --workspace --bench rollups` (default 16,384 consumption rows; the tables in
+//! benches/README.md list the sizes measured).
 
 use std::{
     sync::atomic::AtomicBool,
@@ -25,15 +28,49 @@ use zkfabric::{
         store::Store,
     },
     shared::{records, synth},
-    verifier::{
-        schema::Schema,
-        verify::{self, KeyPins, Trust},
-    },
+    verifier::verify::{self, KeyPins, Trust},
 };
 
-/// The issue's query: evening load of larger households, by district.
-const SQL: &str = "SELECT district, COUNT(*), SUM(kwh) FROM consumption WHERE hour BETWEEN 17 \
-                   AND 21 AND household_size IN ('3','4','5+') GROUP BY district";
+/// One measured query: the built-in dataset it reads, its SQL, the purpose it is asked
+/// under, and whether the dataset is registered threshold-only (exact answers with k, as
+/// `[privacy] threshold_only` registers it) rather than answered with differential
+/// privacy.
+struct Workload {
+    dataset: &'static str,
+    sql: &'static str,
+    purpose: &'static str,
+    threshold_only: bool,
+}
+
+/// The workloads `ZKFABRIC_BENCH_DATASET` picks from, by dataset name.
+const WORKLOADS: [Workload; 2] = [
+    // Evening load of larger households, by district.
+    Workload {
+        dataset: "consumption",
+        sql: "SELECT district, COUNT(*), SUM(kwh) FROM consumption WHERE hour BETWEEN 17 AND \
+              21 AND household_size IN ('3','4','5+') GROUP BY district",
+        purpose: "energy-research",
+        threshold_only: false,
+    },
+    // The origin-destination matrix: trips and their total minutes between every pair of
+    // zones. Exact: at the default epsilon a noisy 144-group matrix draws more noise coins
+    // than a node proves (`[privacy] max_root_coins`), on either path alike.
+    Workload {
+        dataset: "movement",
+        sql: "SELECT origin, destination, COUNT(*), SUM(duration) FROM movement GROUP BY \
+              origin, destination",
+        purpose: "transport-research",
+        threshold_only: true,
+    },
+];
+
+fn workload() -> &'static Workload {
+    let name = std::env::var("ZKFABRIC_BENCH_DATASET").unwrap_or_else(|_| "consumption".into());
+    WORKLOADS
+        .iter()
+        .find(|w| w.dataset == name)
+        .unwrap_or_else(|| panic!("ZKFABRIC_BENCH_DATASET: no workload for `{name}`"))
+}
 
 fn rows() -> usize {
     std::env::var("ZKFABRIC_BENCH_ROWS")
@@ -44,14 +81,17 @@ fn rows() -> usize {
 
 fn rollups(c: &mut Criterion) {
     let n = rows();
+    let workload = workload();
     let tmp = tempfile::TempDir::new().expect("temporary directory");
     let data = tmp.path().join("data");
-    // The built-in roll-up: district x hour x household size x day, summing kWh, water
-    // and spend.
-    let schema = Schema::builtin("consumption").expect("built in");
+    let mut config = Config::default();
+    if workload.threshold_only {
+        config.privacy.threshold_only = vec![workload.dataset.into()];
+    }
+    let schema = config.builtin_schema(workload.dataset).expect("built in");
     let rollup = schema.rollups[0].name.clone();
     let columns = synth::generate(&schema, n, 2026, |_| {}).expect("generated");
-    let file = tmp.path().join("readings.parquet");
+    let file = tmp.path().join("records.parquet");
     records::write_file(
         &file,
         records::arrow_schema(&schema),
@@ -62,23 +102,22 @@ fn rollups(c: &mut Criterion) {
     store.register(&schema).expect("registered");
     let started = Instant::now();
     store
-        .ingest("consumption", &[file], false)
+        .ingest(workload.dataset, &[file], false)
         .expect("ingested");
-    store.seal("consumption").expect("sealed");
+    store.seal(workload.dataset).expect("sealed");
     let sealing_time = started.elapsed();
-    let manifest = store.manifest("consumption", None).expect("manifest");
+    let manifest = store.manifest(workload.dataset, None).expect("manifest");
     let cells = manifest.manifest.rollups[0].cells();
 
     let keys = KeyCache::new(&data);
     let cache = ProofCache::open(&data, 1 << 20).expect("cache");
     let uncached = ProofCache::open(&data, 0).expect("no cache");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let config = Config::default();
     let request = |path| {
         let mut r = Request::new(
             &config,
-            SQL.into(),
-            Some("energy-research".into()),
+            workload.sql.into(),
+            Some(workload.purpose.into()),
             None,
             true,
         )
