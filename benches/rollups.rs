@@ -64,6 +64,7 @@ const WORKLOADS: [Workload; 2] = [
     },
 ];
 
+/// The workload `ZKFABRIC_BENCH_DATASET` names (default consumption).
 fn workload() -> &'static Workload {
     let name = std::env::var("ZKFABRIC_BENCH_DATASET").unwrap_or_else(|_| "consumption".into());
     WORKLOADS
